@@ -1,0 +1,272 @@
+// pydsconv._core: the only file that includes pybind11.  It only wires:
+// dtype dispatch, array checks, out= handling, releasing the GIL around the
+// C++ work.  Argument rules live in validate(); friendly argument parsing
+// (padding forms, 1-D names, defaults) lives in pydsconv/_ops.py.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <string>
+#include <vector>
+
+#include "dispatch.h"
+#include "ops.h"
+#include "threads.h"
+
+namespace py = pybind11;
+using namespace pydsconv;
+
+namespace {
+
+enum class DType { F32, F64 };
+
+// One array argument of a call; `obj` may be None for optional ones.
+struct Arg {
+  py::handle obj;
+  const char* name;
+  bool given() const { return !obj.is_none(); }
+  py::array arr() const { return py::reinterpret_borrow<py::array>(obj); }
+};
+
+// All given arrays must be float32 or float64 and agree (rule 0, TypeError).
+DType common_dtype(std::initializer_list<Arg> args) {
+  const Arg* first = nullptr;
+  DType dt = DType::F32;
+  for (const Arg& a : args) {
+    if (!a.given()) continue;
+    if (!py::isinstance<py::array>(a.obj))
+      throw py::type_error(std::string(a.name) + " must be a NumPy array of float32 or float64");
+    const py::dtype d = a.arr().dtype();
+    DType here;
+    if (d.is(py::dtype::of<float>())) here = DType::F32;
+    else if (d.is(py::dtype::of<double>())) here = DType::F64;
+    else
+      throw py::type_error(std::string(a.name) + " must have dtype float32 or float64, got " +
+                           std::string(py::str(d)) + " (pydsconv never casts silently)");
+    if (!first) {
+      first = &a;
+      dt = here;
+    } else if (here != dt) {
+      throw py::type_error(std::string(a.name) + " has dtype " + std::string(py::str(d)) +
+                           " but " + first->name + " has dtype " +
+                           std::string(py::str(first->arr().dtype())) +
+                           "; all arrays of one call must share one dtype");
+    }
+  }
+  return dt;
+}
+
+TensorArg describe(const Arg& a) {
+  TensorArg t;
+  t.name = a.name;
+  if (!a.given()) return t;
+  const py::array arr = a.arr();
+  if (arr.ndim() > 8) throw py::value_error(std::string(a.name) + " has too many dimensions");
+  if (!(arr.flags() & py::array::c_style))  // pydsconv/_ops.py copies strided inputs first
+    throw py::value_error(std::string(a.name) + " must be C-contiguous");
+  t.ndim = static_cast<int>(arr.ndim());
+  for (int i = 0; i < t.ndim; ++i) t.shape[i] = arr.shape(i);
+  t.data = arr.data();
+  t.nbytes = arr.nbytes();
+  return t;
+}
+
+template <class T>
+const T* ptr(const Arg& a) {
+  return a.given() ? static_cast<const T*>(a.arr().data()) : nullptr;
+}
+
+// The result array: `out` after its checks, or a new one.
+template <class T>
+py::array result(const Arg& out, const std::vector<int64_t>& shape) {
+  if (!out.given()) return py::array_t<T>(std::vector<py::ssize_t>(shape.begin(), shape.end()));
+  const py::array a = out.arr();
+  if (!a.dtype().is(py::dtype::of<T>()))
+    throw py::value_error("out must have dtype " + std::string(py::str(py::dtype::of<T>())) +
+                          ", got " + std::string(py::str(a.dtype())));
+  if (!a.writeable()) throw py::value_error("out must be writable");
+  return a;
+}
+
+Act parse_act(const py::object& s, const char* name) {
+  if (s.is_none()) return Act::None;
+  const std::string v = py::str(s);
+  if (v == "relu") return Act::Relu;
+  if (v == "relu6") return Act::Relu6;
+  throw py::value_error(std::string(name) + " must be None, 'relu' or 'relu6', got '" + v + "'");
+}
+
+// Parameters as normalised by pydsconv/_ops.py.
+ConvParams params(int spatial, const std::string& layout, std::array<int64_t, 2> stride,
+                  std::array<int64_t, 2> dilation, const std::string& pad_mode,
+                  std::array<int64_t, 4> pad) {
+  ConvParams p;
+  p.spatial = spatial;
+  p.layout = layout == "NHWC" ? Layout::NHWC : Layout::NCHW;
+  for (int i = 0; i < 2; ++i) {
+    p.stride[i] = stride[i];
+    p.dilation[i] = dilation[i];
+  }
+  for (int i = 0; i < 4; ++i) p.pad[i] = pad[i];
+  p.pad_mode = pad_mode == "same"     ? PadMode::Same
+               : pad_mode == "valid"  ? PadMode::Valid
+               : pad_mode == "causal" ? PadMode::Causal
+                                      : PadMode::Explicit;
+  return p;
+}
+
+using Stride = std::array<int64_t, 2>;
+using Pad = std::array<int64_t, 4>;
+
+py::array depthwise_fwd(py::object x, py::object w, py::object b, int spatial, std::string layout,
+                        Stride stride, Stride dilation, std::string pad_mode, Pad pad,
+                        py::object act, py::object out, int threads) {
+  Arg ax{x, "x"}, aw{w, "weight"}, ab{b, "bias"}, ao{out, "out"};
+  const DType dt = common_dtype({ax, aw, ab});
+  Request r;
+  r.op = OpKind::Depthwise;
+  r.p = params(spatial, layout, stride, dilation, pad_mode, pad);
+  r.x = describe(ax); r.dw_weight = describe(aw); r.dw_bias = describe(ab); r.out = describe(ao);
+  const Act a = parse_act(act, "activation");
+  const Problem pb = validate(r);
+  auto run = [&](auto tag) {
+    using T = decltype(tag);
+    py::array y = result<T>(ao, pb.out_shape);
+    T* yp = static_cast<T*>(y.mutable_data());
+    py::gil_scoped_release nogil;
+    depthwise_forward<T>(pb, ptr<T>(ax), ptr<T>(aw), ptr<T>(ab), a, yp, threads);
+    return y;
+  };
+  return dt == DType::F32 ? run(float{}) : run(double{});
+}
+
+py::array pointwise_fwd(py::object x, py::object w, py::object b, int spatial, std::string layout,
+                        py::object act, py::object out, int threads) {
+  Arg ax{x, "x"}, aw{w, "weight"}, ab{b, "bias"}, ao{out, "out"};
+  const DType dt = common_dtype({ax, aw, ab});
+  Request r;
+  r.op = OpKind::Pointwise;
+  r.p = params(spatial, layout, {1, 1}, {1, 1}, "valid", {0, 0, 0, 0});
+  r.x = describe(ax); r.pw_weight = describe(aw); r.pw_bias = describe(ab); r.out = describe(ao);
+  const Act a = parse_act(act, "activation");
+  const Problem pb = validate(r);
+  auto run = [&](auto tag) {
+    using T = decltype(tag);
+    py::array y = result<T>(ao, pb.out_shape);
+    T* yp = static_cast<T*>(y.mutable_data());
+    py::gil_scoped_release nogil;
+    pointwise_forward<T>(pb, ptr<T>(ax), ptr<T>(aw), ptr<T>(ab), a, yp, threads);
+    return y;
+  };
+  return dt == DType::F32 ? run(float{}) : run(double{});
+}
+
+py::array separable_fwd(py::object x, py::object dw, py::object pw, py::object db, py::object pb_,
+                        int spatial, std::string layout, Stride stride, Stride dilation,
+                        std::string pad_mode, Pad pad, py::object mid_act, py::object act,
+                        py::object out, int threads) {
+  Arg ax{x, "x"}, adw{dw, "depthwise_weight"}, apw{pw, "pointwise_weight"},
+      adb{db, "depthwise_bias"}, apb{pb_, "pointwise_bias"}, ao{out, "out"};
+  const DType dt = common_dtype({ax, adw, apw, adb, apb});
+  Request r;
+  r.op = OpKind::Separable;
+  r.p = params(spatial, layout, stride, dilation, pad_mode, pad);
+  r.x = describe(ax); r.dw_weight = describe(adw); r.pw_weight = describe(apw);
+  r.dw_bias = describe(adb); r.pw_bias = describe(apb); r.out = describe(ao);
+  const Act ma = parse_act(mid_act, "mid_activation"), a = parse_act(act, "activation");
+  const Problem pb = validate(r);
+  auto run = [&](auto tag) {
+    using T = decltype(tag);
+    py::array y = result<T>(ao, pb.out_shape);
+    T* yp = static_cast<T*>(y.mutable_data());
+    py::gil_scoped_release nogil;
+    separable_forward<T>(pb, ptr<T>(ax), ptr<T>(adw), ptr<T>(adb), ptr<T>(apw), ptr<T>(apb), ma,
+                         a, yp, threads);
+    return y;
+  };
+  return dt == DType::F32 ? run(float{}) : run(double{});
+}
+
+py::array like(const py::array& a, bool want) {  // an uninitialised array of a's shape
+  if (!want) return py::array();
+  return py::array(a.dtype(), std::vector<py::ssize_t>(a.shape(), a.shape() + a.ndim()));
+}
+
+// Backward: (grad_x | None, grad_weight | None, grad_bias | None).
+py::tuple backward(OpKind op, py::object gy, py::object x, py::object w, int spatial,
+                   std::string layout, Stride stride, Stride dilation, std::string pad_mode,
+                   Pad pad, bool want_x, bool want_w, bool want_b, int threads) {
+  Arg ag{gy, "grad_out"}, ax{x, "x"}, aw{w, "weight"};
+  const DType dt = common_dtype({ag, ax, aw});
+  Request r;
+  r.op = op;
+  r.p = params(spatial, layout, stride, dilation, pad_mode, pad);
+  r.x = describe(ax); r.grad_out = describe(ag);
+  (op == OpKind::DepthwiseBackward ? r.dw_weight : r.pw_weight) = describe(aw);
+  const Problem pb = validate(r);
+  const int64_t nbias = op == OpKind::DepthwiseBackward ? pb.Cmid : pb.Cout;
+  auto run = [&](auto tag) {
+    using T = decltype(tag);
+    py::array gx = like(ax.arr(), want_x), gw = like(aw.arr(), want_w);
+    py::array gb = want_b ? py::array_t<T>(std::vector<py::ssize_t>{nbias}) : py::array();
+    T* gxp = want_x ? static_cast<T*>(gx.mutable_data()) : nullptr;
+    T* gwp = want_w ? static_cast<T*>(gw.mutable_data()) : nullptr;
+    T* gbp = want_b ? static_cast<T*>(gb.mutable_data()) : nullptr;
+    {
+      py::gil_scoped_release nogil;
+      if (op == OpKind::DepthwiseBackward)
+        depthwise_backward<T>(pb, ptr<T>(ag), ptr<T>(ax), ptr<T>(aw), gxp, gwp, gbp, threads);
+      else
+        pointwise_backward<T>(pb, ptr<T>(ag), ptr<T>(ax), ptr<T>(aw), gxp, gwp, gbp, threads);
+    }
+    auto opt = [](bool want, py::array& a) -> py::object { return want ? py::object(a) : py::none(); };
+    return py::make_tuple(opt(want_x, gx), opt(want_w, gw), opt(want_b, gb));
+  };
+  return dt == DType::F32 ? run(float{}) : run(double{});
+}
+
+py::dict features() {
+  const CpuInfo& c = cpu_info();
+  py::dict d;
+  d["isa"] = isa_name(current_isa());
+  d["best_isa"] = isa_name(c.best);
+  d["avx2"] = c.avx2;
+  d["fma"] = c.fma;
+  d["avx512f"] = c.avx512f;
+  py::list compiled;
+  for (Isa i : {Isa::Scalar, Isa::Avx2, Isa::Avx512})
+    if (isa_compiled(i)) compiled.append(isa_name(i));
+  d["compiled"] = compiled;
+#ifdef _OPENMP
+  d["openmp"] = true;
+#else
+  d["openmp"] = false;
+#endif
+  d["env_isa"] = c.env_request.empty() ? py::object(py::none()) : py::object(py::str(c.env_request));
+  d["env_warning"] = c.env_warning;
+  return d;
+}
+
+}  // namespace
+
+PYBIND11_MODULE(_core, m) {
+  m.doc() = "pydsconv's C++ core; use the functions of the pydsconv package instead.";
+  m.def("depthwise_forward", &depthwise_fwd);
+  m.def("pointwise_forward", &pointwise_fwd);
+  m.def("separable_forward", &separable_fwd);
+  m.def("depthwise_backward",
+        [](py::object gy, py::object x, py::object w, int spatial, std::string layout, Stride s,
+           Stride d, std::string pm, Pad pad, bool gxw, bool gww, bool gbw, int threads) {
+          return backward(OpKind::DepthwiseBackward, gy, x, w, spatial, layout, s, d, pm, pad, gxw,
+                          gww, gbw, threads);
+        });
+  m.def("pointwise_backward", [](py::object gy, py::object x, py::object w, int spatial,
+                                 std::string layout, bool gxw, bool gww, bool gbw, int threads) {
+    return backward(OpKind::PointwiseBackward, gy, x, w, spatial, layout, {1, 1}, {1, 1}, "valid",
+                    {0, 0, 0, 0}, gxw, gww, gbw, threads);
+  });
+  m.def("cpu_features", &features);
+  m.def("set_isa", &set_isa);
+  m.def("set_num_threads", &set_num_threads);
+  m.def("get_num_threads", &get_num_threads);
+}

@@ -1,0 +1,130 @@
+#include "dispatch.h"
+
+#include <atomic>
+#include <cstdlib>
+
+#include "problem.h"
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <cpuid.h>
+#define PYDSCONV_X86 1
+#endif
+
+namespace pydsconv {
+
+namespace {
+
+#ifdef PYDSCONV_X86
+unsigned long long xgetbv0() {
+  unsigned eax, edx;
+  __asm__ volatile("xgetbv" : "=a"(eax), "=d"(edx) : "c"(0));
+  return (static_cast<unsigned long long>(edx) << 32) | eax;
+}
+#endif
+
+void detect(CpuInfo& info) {
+#ifdef PYDSCONV_X86
+  unsigned a, b, c, d;
+  if (!__get_cpuid(1, &a, &b, &c, &d)) return;
+  const bool osxsave = c & (1u << 27), fma = c & (1u << 12), avx = c & (1u << 28);
+  if (!osxsave || !avx) return;
+  const unsigned long long xcr0 = xgetbv0();
+  const bool os_ymm = (xcr0 & 0x6) == 0x6;     // SSE + AVX state
+  const bool os_zmm = (xcr0 & 0xe6) == 0xe6;   // + opmask, ZMM_Hi256, Hi16_ZMM
+  if (!os_ymm || !__get_cpuid_count(7, 0, &a, &b, &c, &d)) return;
+  info.fma = fma;
+  info.avx2 = (b & (1u << 5)) && fma;
+  info.avx512f = (b & (1u << 16)) && os_zmm && info.avx2;
+#else
+  (void)info;
+#endif
+}
+
+bool parse(const std::string& s, Isa* out) {
+  if (s == "scalar") *out = Isa::Scalar;
+  else if (s == "avx2") *out = Isa::Avx2;
+  else if (s == "avx512") *out = Isa::Avx512;
+  else return false;
+  return true;
+}
+
+CpuInfo make_info() {
+  CpuInfo info;
+  detect(info);
+  if (info.avx512f && isa_compiled(Isa::Avx512)) info.best = Isa::Avx512;
+  else if (info.avx2 && isa_compiled(Isa::Avx2)) info.best = Isa::Avx2;
+  info.initial = info.best;
+  if (const char* env = std::getenv("PYDSCONV_ISA")) {
+    info.env_request = env;
+    Isa want;
+    if (!parse(info.env_request, &want))
+      info.env_warning = "PYDSCONV_ISA='" + info.env_request +
+                         "' is not one of 'scalar', 'avx2', 'avx512'; using " + isa_name(info.best);
+    else if (static_cast<int>(want) > static_cast<int>(info.best))
+      info.env_warning = "PYDSCONV_ISA='" + info.env_request + "' is not available on this CPU; using " +
+                         isa_name(info.best);
+    else
+      info.initial = want;
+  }
+  return info;
+}
+
+std::atomic<int>& current() {
+  static std::atomic<int> isa{static_cast<int>(cpu_info().initial)};
+  return isa;
+}
+
+}  // namespace
+
+const CpuInfo& cpu_info() {
+  static const CpuInfo info = make_info();
+  return info;
+}
+
+const char* isa_name(Isa i) {
+  switch (i) {
+    case Isa::Avx512: return "avx512";
+    case Isa::Avx2: return "avx2";
+    default: return "scalar";
+  }
+}
+
+bool isa_compiled(Isa i) {
+  switch (i) {
+    case Isa::Avx512: return avx512::table_f32() != nullptr;
+    case Isa::Avx2: return avx2::table_f32() != nullptr;
+    default: return true;
+  }
+}
+
+Isa current_isa() { return static_cast<Isa>(current().load(std::memory_order_acquire)); }
+
+void set_isa(const std::string& name) {
+  Isa want;
+  if (!parse(name, &want))
+    throw ArgumentError("isa must be one of 'scalar', 'avx2', 'avx512', got '" + name + "'");
+  if (static_cast<int>(want) > static_cast<int>(cpu_info().best))
+    throw ArgumentError("isa '" + name + "' is not available on this CPU (best: " +
+                        isa_name(cpu_info().best) + ")");
+  current().store(static_cast<int>(want), std::memory_order_release);
+}
+
+template <>
+const KernelTable<float>& kernels<float>() {
+  switch (current_isa()) {
+    case Isa::Avx512: return *avx512::table_f32();
+    case Isa::Avx2: return *avx2::table_f32();
+    default: return *scalar::table_f32();
+  }
+}
+
+template <>
+const KernelTable<double>& kernels<double>() {
+  switch (current_isa()) {
+    case Isa::Avx512: return *avx512::table_f64();
+    case Isa::Avx2: return *avx2::table_f64();
+    default: return *scalar::table_f64();
+  }
+}
+
+}  // namespace pydsconv

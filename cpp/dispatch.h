@@ -1,0 +1,29 @@
+// Runtime ISA selection: CPUID + XGETBV once, PYDSCONV_ISA may force lower.
+#pragma once
+#include <string>
+
+#include "kernels/table.h"
+
+namespace pydsconv {
+
+enum class Isa { Scalar = 0, Avx2 = 1, Avx512 = 2 };
+
+struct CpuInfo {
+  bool avx2 = false, fma = false, avx512f = false;  // CPU and OS both support
+  Isa best = Isa::Scalar;      // the best ISA this CPU runs and we compiled
+  Isa initial = Isa::Scalar;   // chosen at import (after PYDSCONV_ISA)
+  std::string env_request;     // PYDSCONV_ISA as given ("" if unset)
+  std::string env_warning;     // why PYDSCONV_ISA was not honoured, if so
+};
+
+const CpuInfo& cpu_info();
+const char* isa_name(Isa);
+bool isa_compiled(Isa);
+Isa current_isa();  // what calls use now
+// Switches the kernel set (tests use it to cover every ISA in one process).
+// Throws ArgumentError for an unknown name or one this CPU cannot run.
+void set_isa(const std::string& name);
+
+template <class T> const KernelTable<T>& kernels();
+
+}  // namespace pydsconv

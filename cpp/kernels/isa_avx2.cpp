@@ -1,0 +1,19 @@
+// The avx2 kernel set: kernels-inl.h compiled in namespace pydsconv::avx2
+// with this unit's ISA flags (set in CMakeLists.txt, nowhere else).  Built
+// without them (a non-x86 compiler), the unit exports null tables and the
+// dispatcher never selects it.
+#include "table.h"
+
+namespace pydsconv {
+namespace avx2 {
+#if defined(__AVX2__)
+#include "kernels-inl.h"
+
+const KernelTable<float>* table_f32() { return make_table<float>("avx2"); }
+const KernelTable<double>* table_f64() { return make_table<double>("avx2"); }
+#else
+const KernelTable<float>* table_f32() { return nullptr; }
+const KernelTable<double>* table_f64() { return nullptr; }
+#endif
+}  // namespace avx2
+}  // namespace pydsconv

@@ -1,0 +1,19 @@
+// The avx512 kernel set: kernels-inl.h compiled in namespace pydsconv::avx512
+// with this unit's ISA flags (set in CMakeLists.txt, nowhere else).  Built
+// without them (a non-x86 compiler), the unit exports null tables and the
+// dispatcher never selects it.
+#include "table.h"
+
+namespace pydsconv {
+namespace avx512 {
+#if defined(__AVX512F__)
+#include "kernels-inl.h"
+
+const KernelTable<float>* table_f32() { return make_table<float>("avx512"); }
+const KernelTable<double>* table_f64() { return make_table<double>("avx512"); }
+#else
+const KernelTable<float>* table_f32() { return nullptr; }
+const KernelTable<double>* table_f64() { return nullptr; }
+#endif
+}  // namespace avx512
+}  // namespace pydsconv

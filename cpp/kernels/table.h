@@ -1,0 +1,83 @@
+// The kernel table: the interface between operators and kernels.
+//
+// A kernel computes one tile (an output row, a GEMM block) and knows nothing
+// of how it was chosen, of threads or of argument checking (its preconditions
+// are established by validate() and the operator that calls it).  Each ISA
+// translation unit (isa_scalar.cpp, isa_avx2.cpp, isa_avx512.cpp) compiles
+// the kernel sources in its own namespace and exports one table per dtype.
+//
+// This header is included by ISA units, so it must stay free of templates
+// with external linkage that an ISA unit could instantiate (no <vector>,
+// <algorithm>, ...): a function compiled with AVX-512 flags that the linker
+// picks for everyone would crash older CPUs.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+
+namespace pydsconv {
+
+enum class Act : int { None = 0, Relu = 1, Relu6 = 2 };
+
+// Depthwise geometry in elements.  Input (C, H, W) per image, kernel
+// (kh, kw), output (C*M, OH, OW).  Input pixel of output (oh, ow) and tap
+// (i, j): ih = oh*sh - pt + i*dh, iw = ow*sw - pl + j*dw; outside [0,H)x[0,W)
+// reads zero (padding is never materialised).
+struct DwGeom {
+  int64_t C, M, H, W, kh, kw, sh, sw, dh, dw, pt, pl, OH, OW;
+};
+
+// C[m, n] = act(bias + sum_k A[m, k] * B[k, n])  (or C += A*B if accumulate)
+// with element (r, c) of A at A[r*a_rs + c*a_cs] (same for B); C rows are
+// c_rs apart, columns contiguous.  bias_axis: 0 = one bias per row m,
+// 1 = one per column n, -1 = none.  act is applied only when !accumulate.
+template <class T>
+struct GemmArgs {
+  int64_t M, N, K;
+  const T* A; int64_t a_rs, a_cs;
+  const T* B; int64_t b_rs, b_cs;
+  T* C; int64_t c_rs;
+  bool accumulate;
+  const T* bias; int bias_axis;
+  Act act;
+};
+
+template <class T>
+struct KernelTable {
+  const char* isa;
+  // NCHW forward: outputs [ow0, ow1) of row `oh` of one output channel.
+  // x_plane is the input channel's (H, W) plane, w its (kh*kw) taps, y
+  // receives ow1 - ow0 elements.
+  void (*dw_fwd_nchw_row)(const DwGeom&, const T* x_plane, const T* w, T bias,
+                          Act act, int64_t oh, int64_t ow0, int64_t ow1, T* y);
+  // NHWC forward: outputs [ow0, ow1) of row `oh` of one image, all C*M
+  // channels.  x_img is (H, W, C), w_packed (kh, kw, C*M), bias (C*M) or
+  // null; y receives (ow1 - ow0, C*M).
+  void (*dw_fwd_nhwc_row)(const DwGeom&, const T* x_img, const T* w_packed,
+                          const T* bias, Act act, int64_t oh, int64_t ow0,
+                          int64_t ow1, T* y);
+  // NCHW grad-input: one input row `ih` of input channel c.  gy_planes are
+  // the M output planes (OH, OW) of channels c*M..c*M+M-1, w their M*kh*kw
+  // taps; gx_row (W) is overwritten.
+  void (*dw_bwd_data_nchw_row)(const DwGeom&, const T* gy_planes, const T* w,
+                               int64_t ih, T* gx_row);
+  // NHWC grad-input: one input row of one image; gy_img (OH, OW, C*M),
+  // w_packed (kh, kw, C*M); gx_row (W, C) is overwritten.
+  void (*dw_bwd_data_nhwc_row)(const DwGeom&, const T* gy_img,
+                               const T* w_packed, int64_t ih, T* gx_row);
+  // NCHW grad-weight of one output channel over one image: gw (kh*kw) and
+  // *gb (if non-null) are accumulated into.
+  void (*dw_bwd_weight_nchw)(const DwGeom&, const T* gy_plane,
+                             const T* x_plane, T* gw, T* gb);
+  // NHWC grad-weight over one image for mid channels [c0, c1): gw_packed
+  // (kh, kw, C*M) and gb (C*M, or null) are accumulated into.
+  void (*dw_bwd_weight_nhwc)(const DwGeom&, const T* gy_img, const T* x_img,
+                             int64_t c0, int64_t c1, T* gw_packed, T* gb);
+  void (*gemm)(const GemmArgs<T>&);
+};
+
+// One table per (ISA, dtype); null where the ISA was not compiled in.
+namespace scalar { const KernelTable<float>* table_f32(); const KernelTable<double>* table_f64(); }
+namespace avx2 { const KernelTable<float>* table_f32(); const KernelTable<double>* table_f64(); }
+namespace avx512 { const KernelTable<float>* table_f32(); const KernelTable<double>* table_f64(); }
+
+}  // namespace pydsconv

@@ -1,0 +1,66 @@
+"""pydsconv: fast depthwise separable convolution for Python on the CPU.
+
+Ops (NumPy in, NumPy out, zero-copy for C-contiguous inputs):
+``depthwise_conv2d``, ``pointwise_conv2d``, ``separable_conv2d`` (fused),
+their ``*_backward``, and the 1-D twins ``*_conv1d``.  Submodules:
+``reference`` (the NumPy oracle), ``weights`` (Keras <-> PyTorch layouts),
+``cost`` (MACs and parameters, MobileNet figures).
+"""
+from __future__ import annotations
+
+import warnings as _warnings
+
+from . import _core
+from .conv import (
+    depthwise_conv1d,
+    depthwise_conv1d_backward,
+    depthwise_conv2d,
+    depthwise_conv2d_backward,
+    pointwise_conv1d,
+    pointwise_conv1d_backward,
+    pointwise_conv2d,
+    pointwise_conv2d_backward,
+    separable_conv1d,
+    separable_conv2d,
+)
+from . import cost, reference, weights  # noqa: E402  (submodules users reach as attributes)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "depthwise_conv2d", "pointwise_conv2d", "separable_conv2d",
+    "depthwise_conv2d_backward", "pointwise_conv2d_backward",
+    "depthwise_conv1d", "pointwise_conv1d", "separable_conv1d",
+    "depthwise_conv1d_backward", "pointwise_conv1d_backward",
+    "set_num_threads", "get_num_threads", "cpu_features",
+    "cost", "reference", "weights",
+]
+
+
+def set_num_threads(n):
+    """Set the default number of threads for every op (an int >= 1)."""
+    from ._ops import _int
+    n = _int("n", n)
+    if n < 1:
+        raise ValueError(f"n must be >= 1, got {n}")
+    _core.set_num_threads(n)
+
+
+def get_num_threads():
+    """The default number of threads: ``OMP_NUM_THREADS`` if set, else the cores."""
+    return _core.get_num_threads()
+
+
+def cpu_features():
+    """The kernel set in use and what the CPU offers.
+
+    Returns a dict: ``isa`` ("avx512", "avx2" or "scalar") chosen at import by
+    CPUID + OS support (``PYDSCONV_ISA`` may force a lower one), ``best_isa``,
+    the flags ``avx2``, ``fma``, ``avx512f``, the ISAs ``compiled`` in, and
+    whether ``openmp`` is available.
+    """
+    return dict(_core.cpu_features())
+
+
+if _core.cpu_features()["env_warning"]:
+    _warnings.warn(_core.cpu_features()["env_warning"], RuntimeWarning, stacklevel=2)

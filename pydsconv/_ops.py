@@ -1,0 +1,195 @@
+"""Friendly argument handling for the public ops; all computing is in ``_core``.
+
+This layer turns Python arguments into the normalised form the C++ core takes
+(arrays, ``(h, w)`` pairs, padding as a mode plus four ints) and copies
+non-C-contiguous inputs once.  Shape rules are checked in C++ (one validator,
+``cpp/validate.cpp``); dtype rules in the binding.
+"""
+from __future__ import annotations
+
+import operator
+
+import numpy as np
+
+from . import _core
+
+_PAD_MODES = ("same", "valid")
+_PAD_MODES_1D = ("same", "valid", "causal")
+_LAYOUTS_2D = {"NCHW": "NCHW", "NHWC": "NHWC"}
+_LAYOUTS_1D = {"NCL": "NCHW", "NLC": "NHWC"}
+
+
+def _array(name, value, keep):
+    """``value`` as an ndarray the core can read in place.
+
+    C-contiguous, aligned arrays are passed through untouched (zero-copy);
+    others are copied once.  ``keep`` collects (name, original) pairs of
+    copied inputs, for the ``out`` overlap check.
+    """
+    if value is None:
+        return None
+    if isinstance(value, np.ndarray):
+        arr = value
+    else:
+        try:
+            arr = np.asarray(value)
+        except (ValueError, TypeError) as exc:
+            raise TypeError(f"{name} must be a float32 or float64 array; "
+                            f"NumPy cannot convert it: {exc}") from None
+    if arr.dtype.kind != "f" or arr.dtype.itemsize not in (4, 8):
+        raise TypeError(f"{name} must have dtype float32 or float64, got {arr.dtype} "
+                        "(pydsconv never casts silently)")
+    if not (arr.flags.c_contiguous and arr.flags.aligned) or not arr.dtype.isnative:
+        if not arr.dtype.isnative:
+            raise TypeError(f"{name} must have native byte order, got {arr.dtype}")
+        keep.append((name, value))
+        arr = np.ascontiguousarray(arr)
+    return arr
+
+
+def _out(out, copied):
+    if out is None:
+        return None
+    if not isinstance(out, np.ndarray):
+        raise TypeError(f"out must be a NumPy array, got {type(out).__name__}")
+    if not out.flags.c_contiguous:
+        raise ValueError("out must be C-contiguous")
+    for name, original in copied:
+        if np.may_share_memory(out, original):
+            raise ValueError(f"out must not overlap the input '{name}'")
+    return out
+
+
+def _int(name, v):
+    if isinstance(v, (bool, np.bool_)):
+        raise TypeError(f"{name} must be an int or a tuple of ints, got {v!r}")
+    try:
+        return operator.index(v)
+    except TypeError:
+        raise TypeError(f"{name} must be an int or a tuple of ints, got {v!r}") from None
+
+
+def _pair(name, v, spatial):
+    """stride / dilation -> (h, w); 1-D ops use (1, v)."""
+    if isinstance(v, (tuple, list)):
+        if len(v) != spatial:
+            raise ValueError(f"{name} must be an int or a tuple of {spatial} ints, got {v!r}")
+        vals = tuple(_int(name, e) for e in v)
+    else:
+        vals = (_int(name, v),) * spatial
+    return vals if spatial == 2 else (1,) + vals
+
+
+def _padding(v, spatial):
+    """padding -> (mode, (top, bottom, left, right))."""
+    if isinstance(v, str):
+        mode = v.lower()
+        modes = _PAD_MODES if spatial == 2 else _PAD_MODES_1D
+        if mode not in modes:
+            raise ValueError(f"padding must be an int, a tuple or one of {modes}, got {v!r}")
+        return mode, (0, 0, 0, 0)
+    if spatial == 1:
+        if isinstance(v, (tuple, list)):
+            if len(v) == 1:
+                v = v[0]
+            elif len(v) == 2:
+                return "explicit", (0, 0, _int("padding", v[0]), _int("padding", v[1]))
+            else:
+                raise ValueError(f"padding must be an int or (left, right) for 1-D ops, got {v!r}")
+        p = _int("padding", v)
+        return "explicit", (0, 0, p, p)
+    if isinstance(v, (tuple, list)):
+        if len(v) != 2:
+            raise ValueError("padding must be an int, (ph, pw), ((top, bottom), (left, right)), "
+                             f"'valid' or 'same', got {v!r}")
+        out = []
+        for e in v:
+            if isinstance(e, (tuple, list)):
+                if len(e) != 2:
+                    raise ValueError("padding must be an int, (ph, pw), ((top, bottom), "
+                                     f"(left, right)), 'valid' or 'same', got {v!r}")
+                out += [_int("padding", e[0]), _int("padding", e[1])]
+            else:
+                out += [_int("padding", e)] * 2
+        return "explicit", tuple(out)
+    p = _int("padding", v)
+    return "explicit", (p, p, p, p)
+
+
+def _layout(layout, spatial):
+    table = _LAYOUTS_2D if spatial == 2 else _LAYOUTS_1D
+    if layout not in table:
+        raise ValueError(f"layout must be one of {tuple(table)}, got {layout!r}")
+    return table[layout]
+
+
+def _threads(n):
+    if n is None:
+        return 0
+    n = _int("num_threads", n)
+    if n < 1:
+        raise ValueError(f"num_threads must be >= 1 or None, got {n}")
+    return n
+
+
+def _conv_args(spatial, stride, padding, dilation, layout):
+    mode, pads = _padding(padding, spatial)
+    return (spatial, _layout(layout, spatial), _pair("stride", stride, spatial),
+            _pair("dilation", dilation, spatial), mode, pads)
+
+
+# -- forward ---------------------------------------------------------------
+
+def _depthwise(spatial, x, weight, bias, stride, padding, dilation, layout, activation, out,
+               num_threads):
+    copied = []
+    x = _array("x", x, copied)
+    weight = _array("weight", weight, copied)
+    bias = _array("bias", bias, copied)
+    args = _conv_args(spatial, stride, padding, dilation, layout)
+    return _core.depthwise_forward(x, weight, bias, *args, activation, _out(out, copied),
+                                   _threads(num_threads))
+
+
+def _pointwise(spatial, x, weight, bias, layout, activation, out, num_threads):
+    copied = []
+    x = _array("x", x, copied)
+    weight = _array("weight", weight, copied)
+    bias = _array("bias", bias, copied)
+    return _core.pointwise_forward(x, weight, bias, spatial, _layout(layout, spatial), activation,
+                                   _out(out, copied), _threads(num_threads))
+
+
+def _separable(spatial, x, dw, pw, db, pb, stride, padding, dilation, layout, mid_activation,
+               activation, out, num_threads):
+    copied = []
+    x = _array("x", x, copied)
+    dw = _array("depthwise_weight", dw, copied)
+    pw = _array("pointwise_weight", pw, copied)
+    db = _array("depthwise_bias", db, copied)
+    pb = _array("pointwise_bias", pb, copied)
+    args = _conv_args(spatial, stride, padding, dilation, layout)
+    return _core.separable_forward(x, dw, pw, db, pb, *args, mid_activation, activation,
+                                   _out(out, copied), _threads(num_threads))
+
+
+def _depthwise_backward(spatial, grad_out, x, weight, stride, padding, dilation, layout,
+                        input_grad, weight_grad, bias_grad, num_threads):
+    copied = []
+    grad_out = _array("grad_out", grad_out, copied)
+    x = _array("x", x, copied)
+    weight = _array("weight", weight, copied)
+    args = _conv_args(spatial, stride, padding, dilation, layout)
+    return _core.depthwise_backward(grad_out, x, weight, *args, bool(input_grad),
+                                    bool(weight_grad), bool(bias_grad), _threads(num_threads))
+
+
+def _pointwise_backward(spatial, grad_out, x, weight, layout, input_grad, weight_grad, bias_grad,
+                        num_threads):
+    copied = []
+    grad_out = _array("grad_out", grad_out, copied)
+    x = _array("x", x, copied)
+    weight = _array("weight", weight, copied)
+    return _core.pointwise_backward(grad_out, x, weight, spatial, _layout(layout, spatial),
+                                    bool(input_grad), bool(weight_grad), bool(bias_grad),
+                                    _threads(num_threads))

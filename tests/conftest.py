@@ -1,0 +1,72 @@
+"""Shared fixtures: every ISA the host runs, random data, tolerances."""
+import numpy as np
+import pytest
+
+import pydsconv
+from pydsconv import _core
+
+_ORDER = ["scalar", "avx2", "avx512"]
+
+
+def host_isas():
+    """The kernel sets this machine can run (scalar up to the best one)."""
+    best = pydsconv.cpu_features()["best_isa"]
+    return _ORDER[: _ORDER.index(best) + 1]
+
+
+@pytest.fixture(params=host_isas())
+def isa(request):
+    """Runs the test once per ISA the host has, restoring the default after."""
+    before = pydsconv.cpu_features()["isa"]
+    _core.set_isa(request.param)
+    yield request.param
+    _core.set_isa(before)
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(12345)
+
+
+def rand(rng, shape, dtype):
+    return rng.uniform(-1.0, 1.0, size=shape).astype(dtype)
+
+
+def tol(dtype):
+    """(rtol, atol) for comparing against the float64 reference."""
+    return (1e-10, 1e-11) if np.dtype(dtype) == np.float64 else (2e-5, 2e-5)
+
+
+def assert_close(actual, expected, dtype=None):
+    dtype = dtype or expected.dtype
+    assert actual.dtype == np.dtype(dtype), (actual.dtype, dtype)
+    assert actual.shape == expected.shape, (actual.shape, expected.shape)
+    rtol, atol = tol(dtype)
+    scale = max(1.0, float(np.max(np.abs(expected))) if expected.size else 1.0)
+    np.testing.assert_allclose(actual, expected, rtol=rtol, atol=atol * scale)
+
+
+def to_nhwc(a):
+    return np.ascontiguousarray(np.moveaxis(a, 1, -1))
+
+
+def run_python(code, env=None, timeout=300):
+    """Runs ``code`` in a fresh interpreter that imports the same pydsconv as
+    these tests (in-place build or installed), from a neutral directory.
+
+    Use it for every subprocess test: running with cwd at the repo root would
+    import the source tree, which has no compiled extension in a fresh clone.
+    Returns the CompletedProcess (text mode); check returncode yourself.
+    """
+    import os
+    import subprocess
+    import sys
+    import tempfile
+
+    pkg_parent = os.path.dirname(os.path.dirname(os.path.abspath(pydsconv.__file__)))
+    full_env = dict(os.environ)
+    full_env.update(env or {})
+    full_env["PYTHONPATH"] = pkg_parent + os.pathsep + full_env.get("PYTHONPATH", "")
+    with tempfile.TemporaryDirectory() as cwd:
+        return subprocess.run([sys.executable, "-c", code], env=full_env, cwd=cwd,
+                              capture_output=True, text=True, timeout=timeout)

@@ -1,0 +1,334 @@
+"""Tests of the pointwise (1x1) ops; mirrors cpp/pointwise.cpp.
+
+pointwise_conv2d / pointwise_conv2d_backward (and the 1-D twins, which run
+the same C++ with H = 1) against pydsconv.reference on every ISA the host
+has, both layouts and dtypes.  The channel pairs cross the GEMM's 64-row
+block and, with H*W = 300 pixels, its 256-column block (NCHW: columns are
+pixels; NHWC: rows are pixels, columns output channels, so one case has
+C_out > 256).  PyTorch (1x1 F.conv2d and autograd, float64) is a second
+oracle where installed.
+"""
+import itertools
+
+import numpy as np
+import pytest
+
+import pydsconv
+from pydsconv import reference as ref
+
+from conftest import assert_close, rand, to_nhwc
+
+DTYPES = [np.float32, np.float64]
+LAYOUTS = ["NCHW", "NHWC"]
+ACTS = [None, "relu", "relu6"]
+
+# (C_in, C_out): below/at/above the vector width and the 64-row block.
+PAIRS = [
+    (1, 1), (1, 17), (3, 16), (16, 3), (17, 65), (64, 64),
+    (65, 1), (130, 17), (16, 130), (65, 130), (130, 65), (3, 64),
+]
+HW = (15, 20)  # 300 pixels: two 256-wide column blocks in NCHW
+
+
+def _x(rng, n, c, hw, dtype, layout, scale=3.0):
+    x = scale * rand(rng, (n, c) + hw, dtype)
+    return to_nhwc(x) if layout == "NHWC" else x
+
+
+def _case_options(i):
+    """A deterministic spread of (weight 2-D?, bias?, activation) per pair."""
+    return bool(i % 2), bool((i // 2) % 2), ACTS[i % 3]
+
+
+# ---------------------------------------------------------------------------
+# Forward vs the reference
+# ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("idx,pair", list(enumerate(PAIRS)))
+def test_forward_matches_reference(isa, rng, idx, pair, layout, dtype):
+    ci, co = pair
+    w2d, has_bias, act = _case_options(idx)
+    x = _x(rng, 3, ci, HW, dtype, layout)
+    w = 3.0 * rand(rng, (co, ci) if w2d else (co, ci, 1, 1), dtype)
+    b = rand(rng, (co,), dtype) if has_bias else None
+    got = pydsconv.pointwise_conv2d(x, w, b, layout=layout, activation=act)
+    want = ref.pointwise_conv2d(x, w, b, layout=layout, activation=act)
+    assert got.flags.c_contiguous
+    assert_close(got, want, dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("act", ACTS)
+@pytest.mark.parametrize("has_bias", [False, True])
+@pytest.mark.parametrize("w2d", [False, True])
+def test_forward_options(isa, rng, w2d, has_bias, act, layout, dtype):
+    """Every weight-shape x bias x activation combination on one mid-size pair."""
+    ci, co = 17, 65
+    x = _x(rng, 2, ci, (7, 9), dtype, layout)
+    w = 3.0 * rand(rng, (co, ci) if w2d else (co, ci, 1, 1), dtype)
+    b = rand(rng, (co,), dtype) if has_bias else None
+    got = pydsconv.pointwise_conv2d(x, w, b, layout=layout, activation=act)
+    want = ref.pointwise_conv2d(x, w, b, layout=layout, activation=act)
+    assert_close(got, want, dtype)
+    if act == "relu6":  # the clip must actually have been exercised
+        assert (want == 6).any() and (want == 0).any()
+    if act == "relu":
+        assert (want == 0).any() and got.min() >= 0
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_forward_nhwc_wide_output(isa, rng, dtype):
+    """NHWC with C_out > 256: the GEMM's columns span two blocks."""
+    ci, co = 20, 260
+    x = _x(rng, 2, ci, (6, 7), dtype, "NHWC")
+    w = rand(rng, (co, ci, 1, 1), dtype)
+    b = rand(rng, (co,), dtype)
+    got = pydsconv.pointwise_conv2d(x, w, b, layout="NHWC", activation="relu")
+    assert_close(got, ref.pointwise_conv2d(x, w, b, layout="NHWC", activation="relu"), dtype)
+    go = rand(rng, got.shape, dtype)
+    for g, r in zip(pydsconv.pointwise_conv2d_backward(go, x, w, layout="NHWC"),
+                    ref.pointwise_conv2d_backward(go, x, w, layout="NHWC")):
+        assert_close(g, r, dtype)
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("hw", [(1, 1), (1, 7), (16, 16), (17, 17)])
+def test_forward_image_sizes(isa, rng, layout, hw):
+    """Pixel counts below/at/above the vector width and a 256 block edge."""
+    dtype = np.float32
+    x = _x(rng, 2, 5, hw, dtype, layout)
+    w = rand(rng, (9, 5, 1, 1), dtype)
+    b = rand(rng, (9,), dtype)
+    assert_close(pydsconv.pointwise_conv2d(x, w, b, layout=layout),
+                 ref.pointwise_conv2d(x, w, b, layout=layout), dtype)
+
+
+# ---------------------------------------------------------------------------
+# Backward vs the reference
+# ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("idx,pair", list(enumerate(PAIRS)))
+def test_backward_matches_reference(isa, rng, idx, pair, layout, dtype):
+    ci, co = pair
+    w2d = bool(idx % 2)
+    x = _x(rng, 3, ci, HW, dtype, layout, scale=1.0)
+    w = rand(rng, (co, ci) if w2d else (co, ci, 1, 1), dtype)
+    go_shape = (3, co) + HW if layout == "NCHW" else (3,) + HW + (co,)
+    go = rand(rng, go_shape, dtype)
+    gx, gw, gb = pydsconv.pointwise_conv2d_backward(go, x, w, layout=layout)
+    rx, rw, rb = ref.pointwise_conv2d_backward(go, x, w, layout=layout)
+    assert gx.shape == x.shape and gw.shape == w.shape and gb.shape == (co,)
+    assert_close(gx, rx, dtype)
+    assert_close(gw, rw, dtype)
+    assert_close(gb, rb, dtype)
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("flags", list(itertools.product([False, True], repeat=3)))
+def test_backward_flags(isa, rng, flags, layout):
+    dtype = np.float64
+    x = _x(rng, 2, 6, (4, 5), dtype, layout)
+    w = rand(rng, (7, 6), dtype)
+    go = rand(rng, (2, 7, 4, 5) if layout == "NCHW" else (2, 4, 5, 7), dtype)
+    ig, wg, bg = flags
+    got = pydsconv.pointwise_conv2d_backward(go, x, w, layout=layout, input_grad=ig,
+                                             weight_grad=wg, bias_grad=bg)
+    full = ref.pointwise_conv2d_backward(go, x, w, layout=layout)
+    assert isinstance(got, tuple) and len(got) == 3
+    for flag, g, r in zip(flags, got, full):
+        if flag:
+            assert_close(g, r, dtype)
+        else:
+            assert g is None
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_backward_deterministic_across_threads(rng, layout, dtype):
+    """Same bits for any thread count (API.md); large enough to use threads."""
+    ci, co = 70, 130
+    x = _x(rng, 3, ci, (20, 21), dtype, layout)
+    w = rand(rng, (co, ci, 1, 1), dtype)
+    go = rand(rng, (3, co, 20, 21) if layout == "NCHW" else (3, 20, 21, co), dtype)
+    results = [pydsconv.pointwise_conv2d_backward(go, x, w, layout=layout, num_threads=t)
+               for t in (1, 2, 3)]
+    for other in results[1:]:
+        for a, b in zip(results[0], other):
+            np.testing.assert_array_equal(a, b)
+    fwd = [pydsconv.pointwise_conv2d(x, w, layout=layout, num_threads=t) for t in (1, 2, 3)]
+    for other in fwd[1:]:
+        np.testing.assert_array_equal(fwd[0], other)
+
+
+# ---------------------------------------------------------------------------
+# Batch 0, non-contiguous inputs, out=
+# ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_batch_zero(isa, rng, layout, dtype):
+    ci, co = 5, 7
+    x = np.zeros((0, ci, 4, 3) if layout == "NCHW" else (0, 4, 3, ci), dtype)
+    w = rand(rng, (co, ci, 1, 1), dtype)
+    b = rand(rng, (co,), dtype)
+    y = pydsconv.pointwise_conv2d(x, w, b, layout=layout, activation="relu")
+    assert y.shape == ((0, co, 4, 3) if layout == "NCHW" else (0, 4, 3, co))
+    assert y.dtype == dtype
+    out = np.empty(y.shape, dtype)
+    assert pydsconv.pointwise_conv2d(x, w, b, layout=layout, out=out) is out
+
+    go = np.zeros(y.shape, dtype)
+    gx, gw, gb = pydsconv.pointwise_conv2d_backward(go, x, w, layout=layout)
+    assert gx.shape == x.shape and gx.dtype == dtype
+    # Nothing to sum over: the gradients are exactly zero.
+    np.testing.assert_array_equal(gw, np.zeros_like(w))
+    np.testing.assert_array_equal(gb, np.zeros(co, dtype))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_non_contiguous_inputs(isa, rng, layout, dtype):
+    ci, co = 17, 65
+    # x: a strided slice of a bigger array; weight: a transposed view;
+    # bias: every other element.
+    big = _x(rng, 4, ci + 3, (16, 22), dtype, layout)
+    if layout == "NCHW":
+        x = big[::2, 1:ci + 1, ::2, 1::2]
+    else:
+        x = big[::2, ::2, 1::2, 1:ci + 1]
+    assert not x.flags.c_contiguous
+    w = rand(rng, (ci, co), dtype).T
+    assert not w.flags.c_contiguous
+    b = rand(rng, (2 * co,), dtype)[::2]
+    got = pydsconv.pointwise_conv2d(x, w, b, layout=layout, activation="relu6")
+    want = ref.pointwise_conv2d(np.ascontiguousarray(x), np.ascontiguousarray(w),
+                                np.ascontiguousarray(b), layout=layout, activation="relu6")
+    assert_close(got, want, dtype)
+    # Inputs are left untouched.
+    assert not x.flags.c_contiguous
+
+    go_big = rand(rng, (got.shape[0] * 2,) + got.shape[1:], dtype)
+    go = go_big[::2]
+    assert not go.flags.c_contiguous
+    w4 = rand(rng, (co, ci, 1, 2), dtype)[..., 1:]  # (co, ci, 1, 1) strided
+    assert not w4.flags.c_contiguous
+    got_g = pydsconv.pointwise_conv2d_backward(go, x, w4, layout=layout)
+    want_g = ref.pointwise_conv2d_backward(np.ascontiguousarray(go), np.ascontiguousarray(x),
+                                           np.ascontiguousarray(w4), layout=layout)
+    assert got_g[1].shape == (co, ci, 1, 1)
+    for g, r in zip(got_g, want_g):
+        assert_close(g, r, dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_out_filled_and_returned(isa, rng, layout, dtype):
+    ci, co = 16, 130
+    x = _x(rng, 2, ci, HW, dtype, layout)
+    w = rand(rng, (co, ci, 1, 1), dtype)
+    b = rand(rng, (co,), dtype)
+    want = ref.pointwise_conv2d(x, w, b, layout=layout, activation="relu")
+    out = np.full(want.shape, np.nan, dtype)
+    got = pydsconv.pointwise_conv2d(x, w, b, layout=layout, activation="relu", out=out)
+    assert got is out
+    assert_close(out, want, dtype)
+    # A second call overwrites (does not accumulate into) out.
+    got2 = pydsconv.pointwise_conv2d(x, w, b, layout=layout, activation="relu", out=out)
+    assert got2 is out
+    assert_close(out, want, dtype)
+
+
+def test_out_error_leaves_out_untouched(rng):
+    x = rand(rng, (2, 4, 3, 3), np.float32)
+    w = rand(rng, (5, 4), np.float32)
+    out = np.full((2, 5, 3, 4), 7.0, np.float32)  # wrong shape
+    with pytest.raises(ValueError):
+        pydsconv.pointwise_conv2d(x, w, out=out)
+    assert (out == 7.0).all()
+    out = np.full((2, 5, 3, 3), 7.0, np.float64)  # wrong dtype
+    with pytest.raises((ValueError, TypeError)):
+        pydsconv.pointwise_conv2d(x, w, out=out)
+    assert (out == 7.0).all()
+
+
+# ---------------------------------------------------------------------------
+# 1-D twins (same C++ with H = 1)
+# ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("layout", ["NCL", "NLC"])
+def test_conv1d_matches_reference(isa, rng, layout, dtype):
+    ci, co, L = 17, 65, 300
+    x = 3.0 * rand(rng, (2, ci, L), dtype)
+    if layout == "NLC":
+        x = np.ascontiguousarray(x.transpose(0, 2, 1))
+    w = rand(rng, (co, ci, 1), dtype)
+    b = rand(rng, (co,), dtype)
+    got = pydsconv.pointwise_conv1d(x, w, b, layout=layout, activation="relu6")
+    assert_close(got, ref.pointwise_conv1d(x, w, b, layout=layout, activation="relu6"), dtype)
+    go = rand(rng, got.shape, dtype)
+    got_g = pydsconv.pointwise_conv1d_backward(go, x, w, layout=layout)
+    want_g = ref.pointwise_conv1d_backward(go, x, w, layout=layout)
+    assert got_g[1].shape == w.shape
+    for g, r in zip(got_g, want_g):
+        assert_close(g, r, dtype)
+
+
+# ---------------------------------------------------------------------------
+# PyTorch as a second oracle
+# ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("pair", [(3, 16), (65, 130), (130, 17)])
+def test_vs_torch_forward_and_autograd(isa, rng, pair, layout):
+    torch = pytest.importorskip("torch")
+    F = torch.nn.functional
+    ci, co = pair
+    dtype = np.float64
+    x_nchw = rand(rng, (3, ci) + HW, dtype)
+    w = rand(rng, (co, ci, 1, 1), dtype)
+    b = rand(rng, (co,), dtype)
+    go_nchw = rand(rng, (3, co) + HW, dtype)
+
+    tx = torch.from_numpy(x_nchw).requires_grad_(True)
+    tw = torch.from_numpy(w).requires_grad_(True)
+    tb = torch.from_numpy(b).requires_grad_(True)
+    ty = F.conv2d(tx, tw, tb)
+    ty.backward(torch.from_numpy(go_nchw))
+
+    conv = (lambda a: a) if layout == "NCHW" else to_nhwc
+    x, go = conv(x_nchw), conv(go_nchw)
+    y = pydsconv.pointwise_conv2d(x, w, b, layout=layout)
+    assert_close(y, conv(ty.detach().numpy()), dtype)
+
+    gx, gw, gb = pydsconv.pointwise_conv2d_backward(go, x, w, layout=layout)
+    assert_close(gx, conv(tx.grad.numpy()), dtype)
+    assert_close(gw, tw.grad.numpy(), dtype)
+    assert_close(gb, tb.grad.numpy(), dtype)
+
+    # 2-D weight: same values, grad_weight comes back 2-D.
+    gx2, gw2, gb2 = pydsconv.pointwise_conv2d_backward(go, x, w[:, :, 0, 0], layout=layout)
+    assert gw2.shape == (co, ci)
+    assert_close(gw2, tw.grad.numpy()[:, :, 0, 0], dtype)
+
+
+@pytest.mark.parametrize("act", ["relu", "relu6"])
+def test_vs_torch_activation(rng, act):
+    torch = pytest.importorskip("torch")
+    F = torch.nn.functional
+    dtype = np.float64
+    x = 3.0 * rand(rng, (2, 17, 9, 11), dtype)
+    w = 3.0 * rand(rng, (40, 17, 1, 1), dtype)
+    b = rand(rng, (40,), dtype)
+    ty = F.conv2d(torch.from_numpy(x), torch.from_numpy(w), torch.from_numpy(b))
+    ty = F.relu(ty) if act == "relu" else F.relu6(ty)
+    for layout in LAYOUTS:
+        xx = x if layout == "NCHW" else to_nhwc(x)
+        want = ty.numpy() if layout == "NCHW" else to_nhwc(ty.numpy())
+        assert_close(pydsconv.pointwise_conv2d(xx, w, b, layout=layout, activation=act),
+                     want, dtype)

@@ -10,7 +10,15 @@ from __future__ import annotations
 
 import warnings as _warnings
 
-from . import _core
+try:
+    from . import _core
+except ImportError as _exc:  # a source checkout without a build shadows the installed package
+    import os as _os
+    raise ImportError(
+        f"pydsconv's compiled extension _core was not found next to {_os.path.dirname(__file__)}. "
+        "If this is the source tree, you are importing it instead of the installed package: "
+        "run from another directory (or use the `pydsconv` command), or build in place "
+        "(see README, Development).") from _exc
 from .conv import (
     depthwise_conv1d,
     depthwise_conv1d_backward,

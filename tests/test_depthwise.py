@@ -327,10 +327,13 @@ NAN_CONFIGS = [
 ]
 
 
+@pytest.mark.parametrize("act", [None, "relu6"])
 @pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
 @pytest.mark.parametrize("layout", LAYOUTS)
 @pytest.mark.parametrize("cfg", NAN_CONFIGS)
-def test_nan_stays_in_receptive_field(cfg, layout, dtype, isa, rng):
+def test_nan_stays_in_receptive_field(cfg, layout, dtype, act, isa, rng):
+    """NaN propagates (through relu6 too, as torch.clamp does) to exactly the
+    outputs whose window covers the pixel, and nowhere else."""
     pads, s, d, (oh, ow) = geometry(cfg)
     n, c, m, h, w_ = cfg["n"], cfg["c"], cfg["m"], cfg["h"], cfg["w"]
     positions = {(n - 1, c // 2, h // 2, w_ // 2), (0, 0, 0, 0), (0, c - 1, h - 1, w_ - 1),
@@ -341,7 +344,7 @@ def test_nan_stays_in_receptive_field(cfg, layout, dtype, isa, rng):
         x = x_nchw if layout == "NCHW" else to_nhwc(x_nchw)
         wgt = rand(rng, (c * m, 1, cfg["kh"], cfg["kw"]), dtype)
         b = rand(rng, (c * m,), dtype) if cfg["bias"] else None
-        y = pydsconv.depthwise_conv2d(x, wgt, b, layout=layout, **kw_of(cfg))
+        y = pydsconv.depthwise_conv2d(x, wgt, b, layout=layout, activation=act, **kw_of(cfg))
         if layout == "NHWC":
             y = np.moveaxis(y, -1, 1)
         expected = np.zeros((n, c * m, oh, ow), bool)
@@ -351,7 +354,7 @@ def test_nan_stays_in_receptive_field(cfg, layout, dtype, isa, rng):
         np.testing.assert_array_equal(np.isnan(y), expected,
                                       err_msg=f"NaN at {(pn, pc, ph, pw)}")
         # the finite outputs are still right
-        e = ref.depthwise_conv2d(x, wgt, b, layout=layout, **kw_of(cfg))
+        e = ref.depthwise_conv2d(x, wgt, b, layout=layout, activation=act, **kw_of(cfg))
         if layout == "NHWC":
             e = np.moveaxis(e, -1, 1)
         assert_close(np.where(expected, 0, y), np.where(expected, 0, e), dtype)
@@ -411,6 +414,7 @@ TORCH_CONFIGS = [
 ]
 
 
+@pytest.mark.filterwarnings("ignore:Using padding='same'")
 @pytest.mark.parametrize("memory_format", ["contiguous", "channels_last"])
 @pytest.mark.parametrize("cfg", TORCH_CONFIGS)
 def test_matches_torch(cfg, memory_format, isa, rng):

@@ -7,6 +7,7 @@
 namespace pydsconv {
 namespace avx2 {
 #if defined(__AVX2__)
+#define PYDSCONV_VEC_BYTES 32  // AVX2: 256-bit vectors
 #include "kernels-inl.h"
 
 const KernelTable<float>* table_f32() { return make_table<float>("avx2"); }

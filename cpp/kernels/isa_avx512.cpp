@@ -7,6 +7,7 @@
 namespace pydsconv {
 namespace avx512 {
 #if defined(__AVX512F__)
+#define PYDSCONV_VEC_BYTES 64  // AVX-512: 512-bit vectors
 #include "kernels-inl.h"
 
 const KernelTable<float>* table_f32() { return make_table<float>("avx512"); }

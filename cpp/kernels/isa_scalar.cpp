@@ -4,6 +4,7 @@
 
 namespace pydsconv {
 namespace scalar {
+#define PYDSCONV_VEC_BYTES 16  // no SIMD assumed; small blocks
 #include "kernels-inl.h"
 
 const KernelTable<float>* table_f32() { return make_table<float>("scalar"); }

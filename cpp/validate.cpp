@@ -186,13 +186,13 @@ void check_params(const Request& r) {  // rule 5
   }
   const int64_t kMax = int64_t(1) << 40;  // rule 10: keeps index sums far from overflow
   for (int a = first; a < 2; ++a)
-    if (p.stride[a] > kMax || p.dilation[a] > kMax)
+    if (p.stride[a] >= kMax || p.dilation[a] >= kMax)
       fail("stride and dilation must be < 2**40, got stride " + std::to_string(p.stride[a]) +
            ", dilation " + std::to_string(p.dilation[a]));
   if (p.pad_mode == PadMode::Explicit)
     for (int i = first * 2; i < 4; ++i) {
       if (p.pad[i] < 0) fail("padding must be >= 0, got " + std::to_string(p.pad[i]));
-      if (p.pad[i] > kMax) fail("padding must be < 2**40, got " + std::to_string(p.pad[i]));
+      if (p.pad[i] >= kMax) fail("padding must be < 2**40, got " + std::to_string(p.pad[i]));
     }
   if (p.pad_mode == PadMode::Causal && p.spatial != 1)
     fail("padding='causal' is only defined for 1-D ops");
@@ -228,6 +228,9 @@ Problem validate(const Request& r) {
   pb.layout = r.p.layout;
   pb.spatial = r.p.spatial;
   check_params(r);
+  const bool backward = r.op == OpKind::DepthwiseBackward || r.op == OpKind::PointwiseBackward;
+  if (backward && !r.grad_out.present())  // the binding passes None through; never reach a kernel
+    fail(std::string(r.grad_out.name) + " is required");
   const XDims d = check_x(r);
   pb.N = d.N;
   pb.C = d.C;

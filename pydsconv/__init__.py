@@ -47,11 +47,8 @@ __all__ = [
 
 def set_num_threads(n):
     """Set the default number of threads for every op (an int >= 1)."""
-    from ._ops import _int
-    n = _int("n", n)
-    if n < 1:
-        raise ValueError(f"n must be >= 1, got {n}")
-    _core.set_num_threads(n)
+    from ._ops import _thread_count
+    _core.set_num_threads(_thread_count("n", n))
 
 
 def get_num_threads():

@@ -19,15 +19,18 @@ _LAYOUTS_2D = {"NCHW": "NCHW", "NHWC": "NHWC"}
 _LAYOUTS_1D = {"NCL": "NCHW", "NLC": "NHWC"}
 
 
-def _array(name, value, keep):
+def _array(name, value, keep, optional=False):
     """``value`` as an ndarray the core can read in place.
 
     C-contiguous, aligned arrays are passed through untouched (zero-copy);
     others are copied once.  ``keep`` collects (name, original) pairs of
-    copied inputs, for the ``out`` overlap check.
+    copied inputs, for the ``out`` overlap check.  None is allowed only for
+    ``optional`` arguments (biases).
     """
     if value is None:
-        return None
+        if optional:
+            return None
+        raise TypeError(f"{name} must be a float32 or float64 array, got None")
     if isinstance(value, np.ndarray):
         arr = value
     else:
@@ -60,13 +63,21 @@ def _out(out, copied):
     return out
 
 
-def _int(name, v):
+_INT_LIMIT = 2**40  # the core's bound on stride, dilation and padding (cpp/README.md rule 5)
+_MAX_THREADS = 1 << 16
+
+
+def _int(name, v, limit=_INT_LIMIT):
+    """``v`` as a Python int with |v| < limit (TypeError / ValueError naming ``name``)."""
     if isinstance(v, (bool, np.bool_)):
         raise TypeError(f"{name} must be an int or a tuple of ints, got {v!r}")
     try:
-        return operator.index(v)
+        v = operator.index(v)
     except TypeError:
         raise TypeError(f"{name} must be an int or a tuple of ints, got {v!r}") from None
+    if not -limit < v < limit:
+        raise ValueError(f"{name} must be smaller than {limit} in magnitude, got {v}")
+    return v
 
 
 def _pair(name, v, spatial):
@@ -118,7 +129,7 @@ def _padding(v, spatial):
 
 def _layout(layout, spatial):
     table = _LAYOUTS_2D if spatial == 2 else _LAYOUTS_1D
-    if layout not in table:
+    if not isinstance(layout, str) or layout not in table:
         raise ValueError(f"layout must be one of {tuple(table)}, got {layout!r}")
     return table[layout]
 
@@ -126,9 +137,13 @@ def _layout(layout, spatial):
 def _threads(n):
     if n is None:
         return 0
-    n = _int("num_threads", n)
+    return _thread_count("num_threads", n)
+
+
+def _thread_count(name, n):
+    n = _int(name, n, limit=_MAX_THREADS + 1)
     if n < 1:
-        raise ValueError(f"num_threads must be >= 1 or None, got {n}")
+        raise ValueError(f"{name} must be between 1 and {_MAX_THREADS}, got {n}")
     return n
 
 
@@ -145,7 +160,7 @@ def _depthwise(spatial, x, weight, bias, stride, padding, dilation, layout, acti
     copied = []
     x = _array("x", x, copied)
     weight = _array("weight", weight, copied)
-    bias = _array("bias", bias, copied)
+    bias = _array("bias", bias, copied, optional=True)
     args = _conv_args(spatial, stride, padding, dilation, layout)
     return _core.depthwise_forward(x, weight, bias, *args, activation, _out(out, copied),
                                    _threads(num_threads))
@@ -155,7 +170,7 @@ def _pointwise(spatial, x, weight, bias, layout, activation, out, num_threads):
     copied = []
     x = _array("x", x, copied)
     weight = _array("weight", weight, copied)
-    bias = _array("bias", bias, copied)
+    bias = _array("bias", bias, copied, optional=True)
     return _core.pointwise_forward(x, weight, bias, spatial, _layout(layout, spatial), activation,
                                    _out(out, copied), _threads(num_threads))
 
@@ -166,8 +181,8 @@ def _separable(spatial, x, dw, pw, db, pb, stride, padding, dilation, layout, mi
     x = _array("x", x, copied)
     dw = _array("depthwise_weight", dw, copied)
     pw = _array("pointwise_weight", pw, copied)
-    db = _array("depthwise_bias", db, copied)
-    pb = _array("pointwise_bias", pb, copied)
+    db = _array("depthwise_bias", db, copied, optional=True)
+    pb = _array("pointwise_bias", pb, copied, optional=True)
     args = _conv_args(spatial, stride, padding, dilation, layout)
     return _core.separable_forward(x, dw, pw, db, pb, *args, mid_activation, activation,
                                    _out(out, copied), _threads(num_threads))

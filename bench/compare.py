@@ -1,0 +1,875 @@
+#!/usr/bin/env python3
+"""Time pydsconv against PyTorch and ONNX Runtime on MobileNetV1's separable blocks.
+
+Run from the repository root (the package is built in place there)::
+
+    PYTHONPATH=. python3 bench/compare.py                 # full run, ~5 min on 2 cores
+    PYTHONPATH=. python3 bench/compare.py --quick         # smoke run, < 1 min
+    PYTHONPATH=. python3 bench/compare.py --ops sep body --batch 1 --threads 1 \
+        --json bench/out/results.json --plot bench/out/results.png
+
+(``PYTHONPATH=.`` is not needed where pydsconv is pip-installed.)
+
+What is timed
+-------------
+The 13 depthwise separable blocks of MobileNetV1 1.0-224, shapes taken from
+``pydsconv.cost.mobilenet_v1_layers()`` (each "dw" layer pairs with the "pw"
+layer after it): 3x3 depthwise with TensorFlow "same" padding, bias, ReLU6,
+then 1x1 pointwise, bias, ReLU6 (folded batch norm = bias).  Float32.
+
+* ``dw``   the 13 depthwise stages (+bias+ReLU6), each on its own input; the
+           time is the sum of the 13 calls (one timed sample = all 13).
+* ``pw``   the 13 pointwise stages likewise.
+* ``sep``  the 13 fused separable blocks (``pydsconv.separable_conv2d``), each
+           on its own input.
+* ``body`` the 13 blocks chained, 224x224 input -> 7x7x1024.
+
+``--blocks`` restricts dw/pw/sep to chosen blocks (e.g. ``--blocks 7`` for one
+representative 14x14x512 block); ``body`` always chains all 13.
+
+Contestants, all in one process at the same thread count:
+
+* ``pydsconv NCHW`` / ``pydsconv NHWC``: input already in that layout, weights
+  in PyTorch layout (as the API requires), output allocated by the call.
+* ``torch NCHW`` / ``torch CL``: ``F.conv2d`` (groups=C for depthwise) then an
+  in-place ``clamp_(0, 6)``, under ``torch.no_grad()``, on NCHW-contiguous or
+  channels_last tensors (weights in the same memory format).
+* ``ORT``: an ONNX graph (Conv group=C, 1x1 Conv, ReLU6 as Clip(0, 6); one
+  session per block for dw/pw/sep, one session for the chained body) built with
+  the ``onnx`` helper API, weights as initializers, run through IO binding
+  (zero-copy input, ORT-allocated output), CPUExecutionProvider, all graph
+  optimisations, intra_op_num_threads=n, inter_op_num_threads=1.
+
+Padding.  pydsconv and ORT compute TensorFlow "same" exactly (for a stride-2
+layer on an even input that is 0 rows/cols before, 1 after).  PyTorch's conv2d
+has no asymmetric padding; by default (``--torch-pad symmetric``) torch is
+timed with its native symmetric padding 1, as torchvision's MobileNet does:
+the same shapes and MACs with the window shifted by one pixel on the 4
+stride-2 blocks, so torch is not charged for an extra copy.  ``--torch-pad
+exact`` times torch with an explicit ``F.pad`` instead.  Either way the
+correctness check compares every contestant with an exact TF-"same" torch
+computation (and the symmetric torch path with pydsconv run at symmetric
+padding), rtol = atol = 1e-3, once per (batch, threads) before timing, and
+aborts the run if anything disagrees.
+
+Timing.  For each repeat every contestant runs once, the starting contestant
+rotating from repeat to repeat, so slow drift (frequency, other load) hits all
+alike; the first ``--warmup`` rounds are discarded and the median of
+``--repeats`` is reported.  The garbage collector is off while timing, and
+``--gap-ms`` of sleep separates calls so the spinning worker threads of one
+runtime (OpenMP, ORT's pool) have parked before the next one runs (sleep is
+not timed).
+
+Peak.  "% peak" is pydsconv's GFLOP/s (2 flops per MAC, MACs from
+pydsconv.cost, x batch) over the theoretical FP32 FMA peak of the cores used:
+GHz from /proc/cpuinfo "cpu MHz" (may be a nominal value) x flops/cycle/core
+(AVX-512F: 2 FMA pipes x 16 lanes x 2 = 64; AVX2+FMA: 2 x 8 x 2 = 32) x
+threads.  An achievable peak is also measured: a 2048^3 float32 torch matmul
+at 1 thread, median of 5.
+
+Bench-only dependencies: torch, onnxruntime, onnx (``pip install onnx``),
+matplotlib for ``--plot`` (``pip install .[bench]`` covers all but torch).
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import gc
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+
+import numpy as np
+
+import pydsconv
+from pydsconv import cost
+
+
+def _die(msg):
+    sys.stderr.write(f"\nbench/compare.py: error: {msg}\n")
+    sys.exit(2)
+
+
+try:
+    import torch
+    import torch.nn.functional as F
+except ImportError:  # pragma: no cover - environment dependent
+    _die("PyTorch is required (pip install torch)")
+try:
+    import onnxruntime as ort
+except ImportError:  # pragma: no cover
+    _die("onnxruntime is required (pip install onnxruntime)")
+try:
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+except ImportError:  # pragma: no cover
+    _die("the onnx package is required to build the ORT graphs; it is a "
+         "bench-only dependency: pip install onnx")
+
+
+OPS = ("dw", "pw", "sep", "body")
+LAYOUTS = ("NCHW", "NHWC")
+PEERS = ("torch NCHW", "torch CL", "ORT")
+RTOL = ATOL = 1e-3
+ONNX_OPSET = 17
+ONNX_IR_VERSION = 8  # the IR version that goes with opset 17
+
+
+# --------------------------------------------------------------------------
+# workload
+# --------------------------------------------------------------------------
+
+def tf_same_pads(size, k, stride, dilation=1):
+    """TensorFlow "same": out = ceil(in / stride); odd pixel after (bottom/right)."""
+    out = -(-size // stride)
+    total = max((out - 1) * stride + (k - 1) * dilation + 1 - size, 0)
+    return total // 2, total - total // 2
+
+
+class Block:
+    """One depthwise separable block: dw k x k (stride s) C->C, then pw C->Cout."""
+
+    def __init__(self, index, dw, pw):
+        if dw["out_channels"] != dw["in_channels"]:
+            raise RuntimeError(f"block {index}: channel multiplier != 1")
+        if dw["out_channels"] != pw["in_channels"] or dw["output_size"] != pw["input_size"]:
+            raise RuntimeError(f"block {index}: dw and pw layers do not pair up")
+        self.index = index
+        self.C = dw["in_channels"]
+        self.H, self.W = dw["input_size"]
+        self.kh, self.kw = dw["kernel_size"]
+        self.sh, self.sw = dw["stride"]
+        self.Ho, self.Wo = dw["output_size"]
+        self.Cout = pw["out_channels"]
+        self.dw_macs = dw["macs"]
+        self.pw_macs = pw["macs"]
+        self.pad_h = tf_same_pads(self.H, self.kh, self.sh)
+        self.pad_w = tf_same_pads(self.W, self.kw, self.sw)
+        ho = (self.H + sum(self.pad_h) - self.kh) // self.sh + 1
+        wo = (self.W + sum(self.pad_w) - self.kw) // self.sw + 1
+        if (ho, wo) != (self.Ho, self.Wo):
+            raise RuntimeError(f"block {index}: TF same pads give {(ho, wo)}, "
+                               f"cost table says {(self.Ho, self.Wo)}")
+
+    @property
+    def stride(self):
+        return (self.sh, self.sw)
+
+    @property
+    def sym_pad(self):
+        """PyTorch-style symmetric padding of the same output size."""
+        return ((self.kh - 1) // 2, (self.kw - 1) // 2)
+
+    def __repr__(self):
+        return (f"block{self.index}({self.C}x{self.H}x{self.W} k{self.kh} "
+                f"s{self.sh} -> {self.Cout})")
+
+
+def mobilenet_blocks():
+    layers = cost.mobilenet_v1_layers()
+    blocks = []
+    pending = None
+    for layer in layers:
+        if layer["kind"] == "dw":
+            if layer["padding"] != "same":
+                raise RuntimeError(f"{layer['name']}: expected 'same' padding")
+            pending = layer
+        elif layer["kind"] == "pw" and pending is not None:
+            blocks.append(Block(len(blocks) + 1, pending, layer))
+            pending = None
+    if len(blocks) != 13:
+        raise RuntimeError(f"expected 13 separable blocks, found {len(blocks)}")
+    return blocks
+
+
+def make_weights(blocks, rng):
+    """He-scaled weights and small biases (folded batch norm), float32."""
+    w = {}
+    for b in blocks:
+        w[b.index] = dict(
+            dw=(rng.standard_normal((b.C, 1, b.kh, b.kw)) * np.sqrt(2.0 / (b.kh * b.kw))).astype(np.float32),
+            db=(rng.standard_normal(b.C) * 0.1).astype(np.float32),
+            pw=(rng.standard_normal((b.Cout, b.C, 1, 1)) * np.sqrt(2.0 / b.C)).astype(np.float32),
+            pb=(rng.standard_normal(b.Cout) * 0.1).astype(np.float32),
+        )
+    return w
+
+
+def nhwc(x):
+    return np.ascontiguousarray(x.transpose(0, 2, 3, 1))
+
+
+def to_nchw(y, layout):
+    return y if layout == "NCHW" else y.transpose(0, 3, 1, 2)
+
+
+# --------------------------------------------------------------------------
+# pydsconv
+# --------------------------------------------------------------------------
+
+def pyds_dw(b, w, x, layout, padding="same"):
+    return pydsconv.depthwise_conv2d(x, w["dw"], w["db"], stride=b.stride, padding=padding,
+                                     layout=layout, activation="relu6")
+
+
+def pyds_pw(b, w, x, layout):
+    return pydsconv.pointwise_conv2d(x, w["pw"], w["pb"], layout=layout, activation="relu6")
+
+
+def pyds_sep(b, w, x, layout, padding="same"):
+    return pydsconv.separable_conv2d(x, w["dw"], w["pw"], w["db"], w["pb"], stride=b.stride,
+                                     padding=padding, layout=layout,
+                                     mid_activation="relu6", activation="relu6")
+
+
+# --------------------------------------------------------------------------
+# torch
+# --------------------------------------------------------------------------
+
+class TorchBlock:
+    """A block's weights as tensors in one memory format, and its padding rule."""
+
+    def __init__(self, b, w, channels_last, pad_mode):
+        mf = torch.channels_last if channels_last else torch.contiguous_format
+        self.dw = torch.from_numpy(w["dw"]).contiguous(memory_format=mf)
+        self.pw = torch.from_numpy(w["pw"]).contiguous(memory_format=mf)
+        self.db = torch.from_numpy(w["db"])
+        self.pb = torch.from_numpy(w["pb"])
+        self.stride = b.stride
+        self.groups = b.C
+        symmetric_tf = b.pad_h[0] == b.pad_h[1] and b.pad_w[0] == b.pad_w[1]
+        if pad_mode == "symmetric":
+            self.prepad, self.padding = None, b.sym_pad
+        elif symmetric_tf:  # exact and native
+            self.prepad, self.padding = None, (b.pad_h[0], b.pad_w[0])
+        else:  # exact via an explicit pad (F.pad keeps channels_last)
+            self.prepad, self.padding = (b.pad_w[0], b.pad_w[1], b.pad_h[0], b.pad_h[1]), (0, 0)
+
+    def dwf(self, x):
+        if self.prepad is not None:
+            x = F.pad(x, self.prepad)
+        return F.conv2d(x, self.dw, self.db, self.stride, self.padding, 1, self.groups).clamp_(0.0, 6.0)
+
+    def pwf(self, x):
+        return F.conv2d(x, self.pw, self.pb).clamp_(0.0, 6.0)
+
+    def sepf(self, x):
+        return self.pwf(self.dwf(x))
+
+
+def torch_input(x_nchw, channels_last):
+    t = torch.from_numpy(x_nchw)
+    if channels_last:
+        t = torch.from_numpy(nhwc(x_nchw)).permute(0, 3, 1, 2)  # zero-copy CL view
+        assert t.is_contiguous(memory_format=torch.channels_last)
+    return t
+
+
+# --------------------------------------------------------------------------
+# ONNX Runtime
+# --------------------------------------------------------------------------
+
+def _onnx_block_nodes(b, w, x_name, prefix, stages, inits):
+    """Append Conv(+Clip) nodes of one block; returns (nodes, output name)."""
+    nodes = []
+    cur = x_name
+    if "dw" in stages:
+        inits += [numpy_helper.from_array(w["dw"], f"{prefix}_dw_w"),
+                  numpy_helper.from_array(w["db"], f"{prefix}_dw_b")]
+        nodes.append(helper.make_node(
+            "Conv", [cur, f"{prefix}_dw_w", f"{prefix}_dw_b"], [f"{prefix}_dw"],
+            name=f"{prefix}_dw_conv", group=b.C, kernel_shape=[b.kh, b.kw],
+            strides=[b.sh, b.sw], dilations=[1, 1],
+            pads=[b.pad_h[0], b.pad_w[0], b.pad_h[1], b.pad_w[1]]))
+        nodes.append(helper.make_node("Clip", [f"{prefix}_dw", "zero", "six"], [f"{prefix}_dw_r"],
+                                      name=f"{prefix}_dw_relu6"))
+        cur = f"{prefix}_dw_r"
+    if "pw" in stages:
+        inits += [numpy_helper.from_array(w["pw"], f"{prefix}_pw_w"),
+                  numpy_helper.from_array(w["pb"], f"{prefix}_pw_b")]
+        nodes.append(helper.make_node(
+            "Conv", [cur, f"{prefix}_pw_w", f"{prefix}_pw_b"], [f"{prefix}_pw"],
+            name=f"{prefix}_pw_conv", group=1, kernel_shape=[1, 1], strides=[1, 1],
+            pads=[0, 0, 0, 0]))
+        nodes.append(helper.make_node("Clip", [f"{prefix}_pw", "zero", "six"], [f"{prefix}_pw_r"],
+                                      name=f"{prefix}_pw_relu6"))
+        cur = f"{prefix}_pw_r"
+    return nodes, cur
+
+
+def onnx_model(chain, weights, stages):
+    """A graph x -> chain of blocks (each with the given stages) -> y; batch symbolic."""
+    first, last = chain[0], chain[-1]
+    if stages == ("pw",):
+        in_shape = ["N", first.C, first.Ho, first.Wo]
+    else:
+        in_shape = ["N", first.C, first.H, first.W]
+    out_c = last.Cout if "pw" in stages else last.C
+    out_shape = ["N", out_c, last.Ho, last.Wo]
+    inits = [numpy_helper.from_array(np.array(0.0, np.float32), "zero"),
+             numpy_helper.from_array(np.array(6.0, np.float32), "six")]
+    nodes, cur = [], "x"
+    for b in chain:
+        n, cur = _onnx_block_nodes(b, weights[b.index], cur, f"b{b.index}", stages, inits)
+        nodes += n
+    nodes.append(helper.make_node("Identity", [cur], ["y"], name="out"))
+    graph = helper.make_graph(
+        nodes, "mobilenet_v1_" + "_".join(stages),
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, in_shape)],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, out_shape)],
+        initializer=inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", ONNX_OPSET)],
+                              producer_name="pydsconv-bench")
+    model.ir_version = ONNX_IR_VERSION
+    onnx.checker.check_model(model)
+    return model
+
+
+def ort_session(model, threads):
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = threads
+    so.inter_op_num_threads = 1
+    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    so.log_severity_level = 3
+    return ort.InferenceSession(model.SerializeToString(), so,
+                                providers=["CPUExecutionProvider"])
+
+
+class OrtRunner:
+    """Session + IO binding: the input bound zero-copy, the output ORT-allocated."""
+
+    def __init__(self, sess, x):
+        self.sess = sess
+        self.x = x  # keep the bound buffer alive
+        self.binding = sess.io_binding()
+        self.binding.bind_cpu_input("x", x)
+        self.binding.bind_output("y", "cpu")
+
+    def __call__(self):
+        self.sess.run_with_iobinding(self.binding)
+        return self.binding.get_outputs()
+
+    def result(self):
+        self()
+        return self.binding.copy_outputs_to_cpu()[0]
+
+
+# --------------------------------------------------------------------------
+# one (batch, threads) configuration: build, check, time
+# --------------------------------------------------------------------------
+
+STAGES = {"dw": ("dw",), "pw": ("pw",), "sep": ("dw", "pw"), "body": ("dw", "pw")}
+
+
+def op_blocks(op, blocks, chosen):
+    return blocks if op == "body" else [b for b in blocks if b.index in chosen]
+
+
+def op_macs(op, blist, batch):
+    if op == "dw":
+        m = sum(b.dw_macs for b in blist)
+    elif op == "pw":
+        m = sum(b.pw_macs for b in blist)
+    else:
+        m = sum(b.dw_macs + b.pw_macs for b in blist)
+    return m * batch
+
+
+def make_inputs(op, blist, batch, rng):
+    """NCHW float32 inputs: one per block (dw/pw/sep) or one for the body."""
+    def rand(shape):  # post-ReLU6-like values
+        return rng.uniform(0.0, 6.0, size=shape).astype(np.float32)
+    if op == "body":
+        b = blist[0]
+        return [rand((batch, b.C, b.H, b.W))]
+    if op == "pw":
+        return [rand((batch, b.C, b.Ho, b.Wo)) for b in blist]
+    return [rand((batch, b.C, b.H, b.W)) for b in blist]
+
+
+def build_contestants(op, blist, weights, xs, layouts, pad_mode, sessions):
+    """name -> zero-argument callable running the whole op once."""
+    c = {}
+    # pydsconv, one entry per layout
+    for layout in layouts:
+        xl = xs if layout == "NCHW" else [nhwc(x) for x in xs]
+        if op == "dw":
+            calls = [(pyds_dw, b, x) for b, x in zip(blist, xl)]
+        elif op == "pw":
+            calls = [(pyds_pw, b, x) for b, x in zip(blist, xl)]
+        elif op == "sep":
+            calls = [(pyds_sep, b, x) for b, x in zip(blist, xl)]
+        if op == "body":
+            x0 = xl[0]
+
+            def run(x0=x0, layout=layout):
+                y = x0
+                for b in blist:
+                    y = pyds_sep(b, weights[b.index], y, layout)
+                return y
+        else:
+            def run(calls=calls, layout=layout):
+                return [f(b, weights[b.index], x, layout) for f, b, x in calls]
+        c[f"pydsconv {layout}"] = run
+    # torch, both memory formats
+    for name, cl in (("torch NCHW", False), ("torch CL", True)):
+        tbs = [TorchBlock(b, weights[b.index], cl, pad_mode) for b in blist]
+        txs = [torch_input(x, cl) for x in xs]
+        if op == "body":
+            def run(tbs=tbs, x0=txs[0]):
+                y = x0
+                for tb in tbs:
+                    y = tb.sepf(y)
+                return y
+        else:
+            meth = {"dw": "dwf", "pw": "pwf", "sep": "sepf"}[op]
+            pairs = [(getattr(tb, meth), x) for tb, x in zip(tbs, txs)]
+
+            def run(pairs=pairs):
+                return [f(x) for f, x in pairs]
+        c[name] = run
+    # ORT: one session per block, or one for the chained body
+    if op == "body":
+        runners = [OrtRunner(sessions[("body", 0)], xs[0])]
+    else:
+        runners = [OrtRunner(sessions[(op, b.index)], x) for b, x in zip(blist, xs)]
+
+    def run(runners=runners):
+        return [r() for r in runners]
+    c["ORT"] = run
+    c["_ort_runners"] = runners
+    return c
+
+
+def build_sessions(ops, blocks, chosen, weights, threads):
+    sessions = {}
+    for op in ops:
+        if op == "body":
+            sessions[("body", 0)] = ort_session(onnx_model(blocks, weights, STAGES["body"]), threads)
+        else:
+            for b in op_blocks(op, blocks, chosen):
+                sessions[(op, b.index)] = ort_session(onnx_model([b], weights, STAGES[op]), threads)
+    return sessions
+
+
+def _max_err(a, b):
+    a = np.asarray(a, np.float64)
+    b = np.asarray(b, np.float64)
+    ok = a.shape == b.shape and np.allclose(a, b, rtol=RTOL, atol=ATOL)
+    err = float(np.max(np.abs(a - b))) if a.shape == b.shape else float("inf")
+    return ok, err
+
+
+def check_correctness(op, blist, weights, xs, layouts, contestants, pad_mode, batch, threads):
+    """Every contestant vs an exact TF-'same' torch computation; abort on mismatch."""
+    exact = [TorchBlock(b, weights[b.index], False, "exact") for b in blist]
+    meth = {"dw": "dwf", "pw": "pwf", "sep": "sepf", "body": "sepf"}[op]
+    if op == "body":
+        y = torch.from_numpy(xs[0])
+        for tb in exact:
+            y = tb.sepf(y)
+        ref = [y.numpy()]
+    else:
+        ref = [getattr(tb, meth)(torch.from_numpy(x)).numpy() for tb, x in zip(exact, xs)]
+
+    got = {}
+    for layout in layouts:
+        out = contestants[f"pydsconv {layout}"]()
+        out = [out] if op == "body" else out
+        got[f"pydsconv {layout}"] = [to_nchw(o, layout) for o in out]
+    got["ORT"] = [r.result() for r in contestants["_ort_runners"]]
+
+    # torch as timed: exact mode is checked against the reference directly;
+    # symmetric mode against pydsconv run with the same symmetric padding.
+    if pad_mode == "symmetric" and op != "pw":
+        if op == "body":
+            y = xs[0]
+            for b in blist:
+                y = pyds_sep(b, weights[b.index], y, "NCHW", padding=b.sym_pad)
+            sym_ref = [y]
+        else:
+            f = pyds_dw if op == "dw" else pyds_sep
+            sym_ref = [f(b, weights[b.index], x, "NCHW", padding=b.sym_pad) for b, x in zip(blist, xs)]
+    else:
+        sym_ref = ref
+    torch_refs = {}
+    for name in ("torch NCHW", "torch CL"):
+        out = contestants[name]()
+        out = [out] if op == "body" else out
+        got[name] = [o.contiguous().numpy() for o in out]
+        torch_refs[name] = sym_ref
+
+    errors = {}
+    for name, outs in got.items():
+        refs = torch_refs.get(name, ref)
+        worst = 0.0
+        for i, (o, r) in enumerate(zip(outs, refs)):
+            ok, err = _max_err(o, r)
+            worst = max(worst, err)
+            if not ok:
+                where = "body output" if op == "body" else repr(blist[i])
+                sys.stderr.write(
+                    "\n" + "!" * 72 + "\n"
+                    f"CORRECTNESS CHECK FAILED: op={op} contestant={name!r} {where}\n"
+                    f"batch={batch} threads={threads}: max |diff| = {err:.3g} "
+                    f"(shapes {np.shape(o)} vs {np.shape(r)}; rtol={RTOL}, atol={ATOL})\n"
+                    "Refusing to time code that computes the wrong thing.\n"
+                    + "!" * 72 + "\n")
+                sys.exit(1)
+        errors[name] = worst
+    return errors
+
+
+def time_interleaved(contestants, names, repeats, warmup, gap_s, budget_s=None, min_repeats=5):
+    """Each round runs every contestant once, starting one later each round.
+
+    With ``budget_s``, rounds stop early once that many seconds have passed
+    since the first timed round and at least ``min_repeats`` are done (the
+    stop depends on the clock only, never on the samples).
+    """
+    samples = {n: [] for n in names}
+    gc_was_enabled = gc.isenabled()
+    gc.collect()
+    gc.disable()
+    try:
+        t_timed = None
+        for r in range(warmup + repeats):
+            if r == warmup:
+                t_timed = time.perf_counter()
+            elif (budget_s is not None and t_timed is not None and r - warmup >= min_repeats
+                  and time.perf_counter() - t_timed > budget_s):
+                break
+            k = r % len(names)
+            for name in names[k:] + names[:k]:
+                if gap_s:
+                    time.sleep(gap_s)
+                fn = contestants[name]
+                t0 = time.perf_counter()
+                out = fn()
+                t1 = time.perf_counter()
+                del out
+                if r >= warmup:
+                    samples[name].append(t1 - t0)
+    finally:
+        if gc_was_enabled:
+            gc.enable()
+    return samples
+
+
+# --------------------------------------------------------------------------
+# machine and peak
+# --------------------------------------------------------------------------
+
+def cpuinfo():
+    model, mhz, flags = None, [], set()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                key, _, val = line.partition(":")
+                key, val = key.strip(), val.strip()
+                if key == "model name" and model is None:
+                    model = val
+                elif key == "cpu MHz":
+                    mhz.append(float(val))
+                elif key == "flags" and not flags:
+                    flags = set(val.split())
+    except OSError:
+        pass
+    return model or platform.processor() or "unknown", mhz, flags
+
+
+def theoretical_peak(mhz, flags):
+    """FP32 FMA peak per core in GFLOP/s, assuming 2 FMA pipes per core."""
+    if "avx512f" in flags:
+        fpc, how = 64, "AVX-512F: 2 FMA pipes x 16 lanes x 2 flops"
+    elif "avx2" in flags and "fma" in flags:
+        fpc, how = 32, "AVX2+FMA: 2 FMA pipes x 8 lanes x 2 flops"
+    elif "avx" in flags:
+        fpc, how = 16, "AVX: 8 lanes x (1 add + 1 mul)"
+    else:
+        fpc, how = 8, "SSE: 4 lanes x (1 add + 1 mul)"
+    ghz = (max(mhz) / 1000.0) if mhz else None
+    return (ghz * fpc if ghz else None), ghz, fpc, how
+
+
+def measured_gemm_peak(n=2048, reps=5):
+    """Median GFLOP/s of an n^3 float32 torch matmul at 1 thread."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        a = torch.randn(n, n)
+        b = torch.randn(n, n)
+        c = torch.empty(n, n)
+        torch.mm(a, b, out=c)  # warm-up
+        ts = []
+        for _ in range(reps):
+            t0 = time.perf_counter()
+            torch.mm(a, b, out=c)
+            ts.append(time.perf_counter() - t0)
+    finally:
+        torch.set_num_threads(old)
+    return 2.0 * n ** 3 / statistics.median(ts) / 1e9
+
+
+def machine_info():
+    model, mhz, flags = cpuinfo()
+    try:
+        usable = len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover
+        usable = os.cpu_count()
+    return dict(
+        date=datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+        host=platform.node(),
+        cpu_model=model,
+        cpu_mhz=(max(mhz) if mhz else None),
+        cpus=os.cpu_count(),
+        cpus_usable=usable,
+        cpu_flags_simd=sorted(f for f in flags if f in ("avx", "avx2", "fma", "avx512f", "avx512bw", "avx512vl", "avx512_vnni")),
+        python=platform.python_version(),
+        numpy=np.__version__,
+        pydsconv=getattr(pydsconv, "__version__", "?"),
+        pydsconv_path=os.path.dirname(pydsconv.__file__),
+        pydsconv_isa=pydsconv.cpu_features()["isa"],
+        pydsconv_features=pydsconv.cpu_features(),
+        torch=torch.__version__,
+        onnxruntime=ort.__version__,
+        onnx=onnx.__version__,
+        loadavg_start=(os.getloadavg() if hasattr(os, "getloadavg") else None),
+    ), mhz, flags
+
+
+# --------------------------------------------------------------------------
+# output
+# --------------------------------------------------------------------------
+
+def print_table(batch, threads, rows):
+    print(f"\n== batch {batch}, threads {threads} ==  (median over n interleaved repeats, ms)")
+    hdr = (f"{'op':<5} {'layout':<6} {'pydsconv':>9} {'torch NCHW':>11} {'torch CL':>9} "
+           f"{'ORT':>8} {'peer/pyds':>10} {'GFLOP/s':>8} {'%peak':>6} {'n':>3}")
+    print(hdr)
+    print("-" * len(hdr))
+    for r in rows:
+        print(f"{r['op']:<5} {r['layout']:<6} {r['pydsconv_ms']:9.3f} {r['torch_nchw_ms']:11.3f} "
+              f"{r['torch_cl_ms']:9.3f} {r['ort_ms']:8.3f} {r['ratio_best_peer']:10.2f} "
+              f"{r['gflops']:8.1f} {r['pct_peak']:6.1f} {r['repeats']:3d}")
+
+
+def plot(results, path):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    configs = sorted({(r["batch"], r["threads"]) for r in results})
+    fig, axes = plt.subplots(1, len(configs), figsize=(max(6.5, 5.5 * len(configs)), 4.8),
+                             squeeze=False)
+    for ax, (batch, threads) in zip(axes[0], configs):
+        rows = [r for r in results if (r["batch"], r["threads"]) == (batch, threads)]
+        ops = [op for op in OPS if any(r["op"] == op for r in rows)]
+        series = {}
+        for op in ops:
+            orow = [r for r in rows if r["op"] == op]
+            for r in orow:
+                series.setdefault(f"pydsconv {r['layout']}", {})[op] = r["pydsconv_ms"]
+            series.setdefault("torch NCHW", {})[op] = orow[0]["torch_nchw_ms"]
+            series.setdefault("torch CL", {})[op] = orow[0]["torch_cl_ms"]
+            series.setdefault("ORT", {})[op] = orow[0]["ort_ms"]
+        names = list(series)
+        width = 0.8 / len(names)
+        for i, name in enumerate(names):
+            xs = [j + (i - (len(names) - 1) / 2) * width for j in range(len(ops))]
+            ax.bar(xs, [series[name].get(op, 0.0) for op in ops], width, label=name)
+        ax.set_xticks(range(len(ops)))
+        ax.set_xticklabels(ops)
+        ax.set_yscale("log")
+        ax.set_ylabel("median time per op, ms (log scale)")
+        ax.set_title(f"batch {batch}, {threads} thread{'s' if threads > 1 else ''}")
+        ax.grid(axis="y", which="both", alpha=0.3)
+    axes[0][0].legend(fontsize=8)
+    fig.suptitle("MobileNetV1 1.0-224 separable blocks, float32\n"
+                 "pydsconv vs PyTorch vs ONNX Runtime (lower is better)", fontsize=10)
+    fig.tight_layout()
+    d = os.path.dirname(path)
+    if d:
+        os.makedirs(d, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+# --------------------------------------------------------------------------
+# main
+# --------------------------------------------------------------------------
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(
+        description="Time pydsconv vs PyTorch vs ONNX Runtime on MobileNetV1's separable "
+                    "blocks, interleaved in one process (see the module docstring).")
+    p.add_argument("--batch", type=int, nargs="+", help="batch sizes (default: 1 8; --quick: 1)")
+    p.add_argument("--threads", type=int, nargs="+", help="thread counts (default: 1 2; --quick: 1)")
+    p.add_argument("--repeats", type=int, help="timed repeats per contestant (default 15; --quick 5)")
+    p.add_argument("--budget-s", type=float,
+                   help="wall-time budget of the whole run: each (batch, threads, op) cell gets an "
+                        "equal share of what is left and stops after >= 5 repeats once its share "
+                        "is spent (default 240 unless --repeats is given; 0: no budget)")
+    p.add_argument("--warmup", type=int, help="discarded warm-up rounds (default 2; --quick 1)")
+    p.add_argument("--ops", nargs="+", choices=OPS, default=list(OPS))
+    p.add_argument("--layouts", nargs="+", choices=LAYOUTS, default=list(LAYOUTS),
+                   help="pydsconv data layouts to time")
+    p.add_argument("--blocks", type=int, nargs="+", default=list(range(1, 14)), metavar="I",
+                   help="1-based blocks for dw/pw/sep (default: all 13; body always chains all 13)")
+    p.add_argument("--torch-pad", choices=("symmetric", "exact"), default="symmetric",
+                   help="how torch is timed on stride-2 blocks (see docstring; default symmetric)")
+    p.add_argument("--gap-ms", type=float, default=2.0,
+                   help="untimed sleep before each call, lets other runtimes' workers park (default 2)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--quick", action="store_true",
+                   help="smoke run: batch 1, 1 thread, 5 repeats, 1 warm-up (flags given still win)")
+    p.add_argument("--json", metavar="PATH", help="write all results and samples as JSON")
+    p.add_argument("--plot", metavar="PATH.png", help="grouped bar chart (matplotlib, Agg)")
+    a = p.parse_args(argv)
+    a.batch = a.batch or ([1] if a.quick else [1, 8])
+    a.threads = a.threads or ([1] if a.quick else [1, 2])
+    if a.budget_s is None:
+        a.budget_s = 0.0 if a.repeats else 240.0
+    a.repeats = a.repeats or (5 if a.quick else 15)
+    a.warmup = a.warmup if a.warmup is not None else (1 if a.quick else 2)
+    if min(a.batch) < 1 or min(a.threads) < 1 or a.repeats < 1 or a.warmup < 0:
+        p.error("batch, threads and repeats must be >= 1, warmup >= 0")
+    bad = [i for i in a.blocks if not 1 <= i <= 13]
+    if bad:
+        p.error(f"--blocks must be in 1..13, got {bad}")
+    a.ops = [op for op in OPS if op in a.ops]
+    a.layouts = [lay for lay in LAYOUTS if lay in a.layouts]
+    return a
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    t_start = time.perf_counter()
+    torch.set_grad_enabled(False)
+    try:
+        torch.set_num_interop_threads(1)
+    except RuntimeError:
+        pass
+
+    info, mhz, flags = machine_info()
+    peak_core, ghz, fpc, how = theoretical_peak(mhz, flags)
+    gemm_peak = measured_gemm_peak()
+    info.update(theoretical_peak_gflops_per_core=peak_core, ghz=ghz, flops_per_cycle_per_core=fpc,
+                peak_basis=how, measured_gemm_peak_gflops_1thread=gemm_peak)
+
+    print("pydsconv vs PyTorch vs ONNX Runtime: MobileNetV1 1.0-224 separable blocks, float32")
+    print(f"date      {info['date']}   host {info['host']}")
+    print(f"cpu       {info['cpu_model']}, {info['cpus']} cpus ({info['cpus_usable']} usable), "
+          f"simd {' '.join(info['cpu_flags_simd'])}")
+    print(f"versions  pydsconv {info['pydsconv']} (isa {info['pydsconv_isa']}, {info['pydsconv_path']}), "
+          f"torch {info['torch']}, onnxruntime {info['onnxruntime']}, onnx {info['onnx']}, "
+          f"numpy {info['numpy']}, python {info['python']}")
+    if peak_core:
+        print(f"peak      theoretical {peak_core:.1f} GFLOP/s/core = {ghz:.3f} GHz ('cpu MHz', may be "
+              f"nominal) x {fpc} flops/cycle ({how}); used for %peak, x threads")
+    else:
+        print("peak      theoretical: unknown (no 'cpu MHz' in /proc/cpuinfo); %peak not computed")
+    print(f"          measured: 2048^3 float32 torch matmul, 1 thread, median of 5 = {gemm_peak:.1f} GFLOP/s")
+    la = info["loadavg_start"]
+    if la:
+        print(f"load      {la[0]:.2f} {la[1]:.2f} {la[2]:.2f} (1/5/15 min) at start")
+    budget = f"budget {args.budget_s:.0f} s (>= 5 repeats)" if args.budget_s else "no time budget"
+    print(f"settings  repeats {args.repeats} (+{args.warmup} warm-up), {budget}, ops {' '.join(args.ops)}, "
+          f"pydsconv layouts {' '.join(args.layouts)}, torch padding {args.torch_pad}, "
+          f"gap {args.gap_ms} ms, blocks {'all' if len(set(args.blocks)) == 13 else sorted(set(args.blocks))}")
+    over = [t for t in args.threads if t > (info["cpus_usable"] or 1)]
+    if over:
+        print(f"WARNING: threads {over} exceed the {info['cpus_usable']} usable cpus: oversubscribed")
+
+    blocks = mobilenet_blocks()
+    chosen = set(args.blocks)
+    rng = np.random.default_rng(args.seed)
+    weights = make_weights(blocks, rng)
+    results = []
+    tables = {}
+    cells_left = len(args.threads) * len(args.batch) * len(args.ops)
+    for threads in args.threads:
+        pydsconv.set_num_threads(threads)
+        torch.set_num_threads(threads)
+        sessions = build_sessions(args.ops, blocks, chosen, weights, threads)
+        for batch in args.batch:
+            rows = []
+            for op in args.ops:
+                blist = op_blocks(op, blocks, chosen)
+                xs = make_inputs(op, blist, batch, rng)
+                contestants = build_contestants(op, blist, weights, xs, args.layouts,
+                                                args.torch_pad, sessions)
+                errors = check_correctness(op, blist, weights, xs, args.layouts, contestants,
+                                           args.torch_pad, batch, threads)
+                names = [f"pydsconv {lay}" for lay in args.layouts] + list(PEERS)
+                cell_budget = None
+                if args.budget_s:
+                    left = args.budget_s - (time.perf_counter() - t_start)
+                    cell_budget = max(left, 0.0) / cells_left
+                cells_left -= 1
+                samples = time_interleaved(contestants, names, args.repeats, args.warmup,
+                                           args.gap_ms / 1000.0, cell_budget)
+                med = {n: statistics.median(s) * 1e3 for n, s in samples.items()}
+                macs = op_macs(op, blist, batch)
+                best_peer = min(med[n] for n in PEERS)
+                for layout in args.layouts:
+                    ms = med[f"pydsconv {layout}"]
+                    gflops = 2.0 * macs / (ms * 1e-3) / 1e9
+                    row = dict(
+                        batch=batch, threads=threads, op=op, layout=layout,
+                        repeats=len(samples[names[0]]),
+                        blocks=[b.index for b in blist], macs=macs,
+                        pydsconv_ms=ms, torch_nchw_ms=med["torch NCHW"],
+                        torch_cl_ms=med["torch CL"], ort_ms=med["ORT"],
+                        ratio_best_peer=best_peer / ms, gflops=gflops,
+                        pct_peak=(100.0 * gflops / (peak_core * threads) if peak_core else float("nan")),
+                        pct_gemm_peak_1thread_x_threads=100.0 * gflops / (gemm_peak * threads),
+                        max_abs_err=errors,
+                        samples_ms={n: [t * 1e3 for t in s] for n, s in samples.items()
+                                    if not n.startswith("pydsconv") or n == f"pydsconv {layout}"},
+                    )
+                    rows.append(row)
+                del contestants, xs
+            tables[(batch, threads)] = rows
+            results += rows
+        del sessions
+    for batch in args.batch:
+        for threads in args.threads:
+            print_table(batch, threads, tables[(batch, threads)])
+
+    elapsed = time.perf_counter() - t_start
+    la_end = os.getloadavg() if hasattr(os, "getloadavg") else None
+    print(f"\npeer/pyds = fastest of torch NCHW, torch CL, ORT divided by pydsconv (>1: pydsconv faster).")
+    print(f"GFLOP/s = 2 x MACs x batch / pydsconv time; %peak of {threads_note(peak_core)}.")
+    print("All contestants matched an exact TF-'same' PyTorch computation "
+          f"(rtol={RTOL}, atol={ATOL}) before timing.")
+    if la_end:
+        print(f"load {la_end[0]:.2f} {la_end[1]:.2f} {la_end[2]:.2f} at end; total {elapsed:.0f} s")
+
+    if args.json:
+        d = os.path.dirname(args.json)
+        if d:
+            os.makedirs(d, exist_ok=True)
+        info["loadavg_end"] = la_end
+        with open(args.json, "w") as f:
+            json.dump(dict(machine=info, settings=dict(vars(args)), elapsed_s=elapsed,
+                           results=results), f, indent=1, default=str)
+        print(f"wrote {args.json}")
+    if args.plot:
+        plot(results, args.plot)
+        print(f"wrote {args.plot}")
+    return 0
+
+
+def threads_note(peak_core):
+    if not peak_core:
+        return "theoretical peak (unknown here)"
+    return f"{peak_core:.1f} GFLOP/s/core x threads (theoretical FMA peak)"
+
+
+if __name__ == "__main__":
+    sys.exit(main())

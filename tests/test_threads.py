@@ -1,0 +1,466 @@
+"""Threads: determinism, the module setting, Python-level concurrency, ISA choice.
+
+* every op, forward and backward (all three gradients), both layouts, gives
+  the same bits (np.array_equal) for num_threads = 1, 2, 3, on shapes big
+  enough that the core really splits the work;
+* set_num_threads / get_num_threads round-trip; the default follows
+  OMP_NUM_THREADS (checked in a subprocess, the setting is read at import);
+* 8 Python threads calling every op at once get the same bits as
+  sequential calls, also while another thread keeps calling set_num_threads;
+  the GIL is released while the core runs;
+* cpu_features(): "isa" and the PYDSCONV_ISA override (subprocesses).
+"""
+
+import concurrent.futures
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+
+import numpy as np
+import pytest
+
+import pydsconv
+from pydsconv import reference as ref
+
+from conftest import assert_close, rand, to_nhwc
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+# ---------------------------------------------------------------------------
+# Problems: every op, big enough to be split across threads
+# ---------------------------------------------------------------------------
+
+def _problems(layout2d, dtype=np.float32, seed=0, big=True):
+    """[(name, fn_name, arrays dict, kwargs)] for every op, in one 2-D layout
+    ("NCHW" / "NHWC"); the 1-D ops use the matching "NCL" / "NLC"."""
+    rng = np.random.default_rng(seed)
+    cl = layout2d == "NHWC"
+    layout1d = "NLC" if cl else "NCL"
+    if big:
+        N, C, H, W, Cout, M, L = 2, 32, 40, 40, 48, 1, 1600
+    else:
+        N, C, H, W, Cout, M, L = 2, 16, 16, 16, 24, 1, 256
+    x2 = rand(rng, (N, C, H, W), dtype)
+    x1 = rand(rng, (N, C, L), dtype)
+    if cl:
+        x2 = to_nhwc(x2)
+        x1 = np.ascontiguousarray(x1.transpose(0, 2, 1))
+    dw2 = rand(rng, (C * M, 1, 3, 3), dtype)
+    dw1 = rand(rng, (C * M, 1, 5), dtype)
+    pw2 = rand(rng, (Cout, C * M, 1, 1), dtype)
+    pw1 = rand(rng, (Cout, C * M), dtype)
+    db = rand(rng, (C * M,), dtype)
+    pb = rand(rng, (Cout,), dtype)
+    pw_plain = rand(rng, (Cout, C), dtype)
+    conv2 = dict(stride=1, padding="same", layout=layout2d)
+    conv2s = dict(stride=(2, 1), padding=((1, 2), (0, 1)), dilation=(1, 2), layout=layout2d)
+    conv1 = dict(padding="causal", dilation=2, layout=layout1d)
+
+    def fwd_shape(fn, *args, **kw):
+        return getattr(pydsconv, fn)(*args, **kw, num_threads=1).shape
+
+    probs = [
+        ("dw2", "depthwise_conv2d", dict(x=x2, weight=dw2, bias=db),
+         dict(conv2, activation="relu6")),
+        ("dw2s", "depthwise_conv2d", dict(x=x2, weight=dw2), conv2s),
+        ("pw2", "pointwise_conv2d", dict(x=x2, weight=pw_plain.reshape(Cout, C, 1, 1), bias=pb),
+         dict(layout=layout2d, activation="relu")),
+        ("sep2", "separable_conv2d",
+         dict(x=x2, depthwise_weight=dw2, pointwise_weight=pw2, depthwise_bias=db,
+              pointwise_bias=pb),
+         dict(conv2, mid_activation="relu", activation="relu6")),
+        ("sep2s", "separable_conv2d",
+         dict(x=x2, depthwise_weight=dw2, pointwise_weight=pw2), conv2s),
+        ("dw1", "depthwise_conv1d", dict(x=x1, weight=dw1, bias=db), conv1),
+        ("pw1", "pointwise_conv1d", dict(x=x1, weight=pw_plain, bias=pb),
+         dict(layout=layout1d)),
+        ("sep1", "separable_conv1d",
+         dict(x=x1, depthwise_weight=dw1, pointwise_weight=pw1, depthwise_bias=db,
+              pointwise_bias=pb), dict(conv1, mid_activation="relu6")),
+    ]
+    # Backward: grad_out shaped like the forward result.
+    for name, fwd, bwd, x, w, kw in [
+            ("dw2b", "depthwise_conv2d", "depthwise_conv2d_backward", x2, dw2, conv2),
+            ("dw2sb", "depthwise_conv2d", "depthwise_conv2d_backward", x2, dw2, conv2s),
+            ("pw2b", "pointwise_conv2d", "pointwise_conv2d_backward", x2,
+             pw_plain.reshape(Cout, C, 1, 1), dict(layout=layout2d)),
+            ("pw2b2d", "pointwise_conv2d", "pointwise_conv2d_backward", x2, pw_plain,
+             dict(layout=layout2d)),
+            ("dw1b", "depthwise_conv1d", "depthwise_conv1d_backward", x1, dw1, conv1),
+            ("pw1b", "pointwise_conv1d", "pointwise_conv1d_backward", x1, pw_plain,
+             dict(layout=layout1d)),
+            # C_out = 160: the weight gradient is split across several tasks too.
+            ("pw2b_wide", "pointwise_conv2d", "pointwise_conv2d_backward", x2,
+             rand(rng, (160, C), dtype), dict(layout=layout2d))]:
+        gy = rand(rng, fwd_shape(fwd, x, w, **kw), dtype)
+        probs.append((name, bwd, dict(grad_out=gy, x=x, weight=w), kw))
+    return probs
+
+
+def _run(fn_name, arrays, kw, **extra):
+    res = getattr(pydsconv, fn_name)(**arrays, **kw, **extra)
+    return res if isinstance(res, tuple) else (res,)
+
+
+def _same_bits(a, b):
+    assert len(a) == len(b)
+    for u, v in zip(a, b):
+        assert (u is None) == (v is None)
+        if u is not None:
+            assert u.dtype == v.dtype and u.shape == v.shape
+            assert np.array_equal(u, v), f"max |diff| {np.max(np.abs(u - v))}"
+
+
+_PROBLEMS = {layout: _problems(layout) for layout in ("NCHW", "NHWC")}
+_IDS = [p[0] for p in _PROBLEMS["NCHW"]]
+
+
+@pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
+@pytest.mark.parametrize("idx", range(len(_IDS)), ids=_IDS)
+def test_bitwise_identical_across_thread_counts(layout, idx):
+    name, fn, arrays, kw = _PROBLEMS[layout][idx]
+    base = _run(fn, arrays, kw, num_threads=1)
+    for n in (2, 3):
+        _same_bits(_run(fn, arrays, kw, num_threads=n), base)
+    # The module setting gives the same bits too.
+    before = pydsconv.get_num_threads()
+    try:
+        for n in (3, 2):
+            pydsconv.set_num_threads(n)
+            _same_bits(_run(fn, arrays, kw), base)
+    finally:
+        pydsconv.set_num_threads(before)
+    # And the bits are the right ones.
+    want = getattr(ref, fn)(**arrays, **kw)
+    want = want if isinstance(want, tuple) else (want,)
+    for g, w in zip(base, want):
+        assert_close(g, w)
+
+
+@pytest.mark.parametrize("idx", range(len(_IDS)), ids=_IDS)
+def test_bitwise_identical_across_thread_counts_every_isa(isa, idx):
+    # Smaller shapes, every kernel set the host runs.
+    for layout in ("NCHW", "NHWC"):
+        name, fn, arrays, kw = _problems(layout, big=False, seed=3)[idx]
+        base = _run(fn, arrays, kw, num_threads=1)
+        for n in (2, 3):
+            _same_bits(_run(fn, arrays, kw, num_threads=n), base)
+
+
+@pytest.mark.parametrize("which", [(True, False, False), (False, True, False),
+                                   (False, False, True), (False, True, True)])
+def test_backward_partial_gradients_same_bits(which):
+    # Asking for a subset of the gradients gives the same bits as all three.
+    for name, fn, arrays, kw in _PROBLEMS["NHWC"] + _PROBLEMS["NCHW"]:
+        if not fn.endswith("_backward"):
+            continue
+        full = _run(fn, arrays, kw, num_threads=1)
+        flags = dict(zip(("input_grad", "weight_grad", "bias_grad"), which))
+        for n in (1, 3):
+            part = _run(fn, arrays, kw, num_threads=n, **flags)
+            for want, got, flag in zip(full, part, which):
+                if flag:
+                    assert np.array_equal(got, want), name
+                else:
+                    assert got is None, name
+
+
+def test_float64_also_bitwise_identical():
+    for name, fn, arrays, kw in _problems("NHWC", np.float64, seed=5, big=False):
+        base = _run(fn, arrays, kw, num_threads=1)
+        _same_bits(_run(fn, arrays, kw, num_threads=3), base)
+
+
+_COUNT_THREADS = """
+import os, numpy as np, pydsconv
+def os_threads():
+    return len(os.listdir("/proc/self/task"))
+x = np.ones((2, 32, 40, 40), np.float32)
+w = np.ones((32, 1, 3, 3), np.float32)
+before = os_threads()
+pydsconv.depthwise_conv2d(x, w, padding=1, num_threads=1)
+one = os_threads()
+pydsconv.depthwise_conv2d(x, w, padding=1, num_threads=3)
+print(before, one, os_threads())
+"""
+
+
+def test_big_problems_really_use_threads():
+    if not pydsconv.cpu_features().get("openmp", True):
+        pytest.skip("built without OpenMP")
+    if not os.path.isdir("/proc/self/task"):
+        pytest.skip("needs Linux /proc")
+    before, one, three = map(int, _python(_COUNT_THREADS).stdout.split())
+    assert one == before            # num_threads=1 runs on the caller
+    assert three >= before + 2      # num_threads=3 starts (at least) two workers
+
+
+# ---------------------------------------------------------------------------
+# The module setting
+# ---------------------------------------------------------------------------
+
+def test_set_get_num_threads_round_trip():
+    before = pydsconv.get_num_threads()
+    try:
+        for n in (1, 3, 2, 7, 1):
+            pydsconv.set_num_threads(n)
+            assert pydsconv.get_num_threads() == n
+            assert isinstance(pydsconv.get_num_threads(), int)
+        pydsconv.set_num_threads(np.int64(4))
+        assert pydsconv.get_num_threads() == 4
+    finally:
+        pydsconv.set_num_threads(before)
+    assert pydsconv.get_num_threads() == before
+
+
+def test_bad_set_num_threads_keeps_setting():
+    before = pydsconv.get_num_threads()
+    try:
+        pydsconv.set_num_threads(3)
+        for bad in (0, -1):
+            with pytest.raises(ValueError):
+                pydsconv.set_num_threads(bad)
+            assert pydsconv.get_num_threads() == 3
+    finally:
+        pydsconv.set_num_threads(before)
+
+
+def _python(code, **env):
+    full = {k: v for k, v in os.environ.items()
+            if k not in ("OMP_NUM_THREADS", "PYDSCONV_ISA")}
+    full.update(env)
+    r = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=full, capture_output=True,
+                       text=True, timeout=60)
+    assert r.returncode == 0, r.stderr[-2000:]
+    return r
+
+
+_PRINT_THREADS = "import pydsconv; print(pydsconv.get_num_threads())"
+
+
+@pytest.mark.parametrize("value,want", [("3", 3), ("1", 1), ("5", 5), ("4,2", 4)])
+def test_default_follows_omp_num_threads(value, want):
+    r = _python(_PRINT_THREADS, OMP_NUM_THREADS=value)
+    assert r.stdout.strip() == str(want)
+
+
+def test_default_without_omp_num_threads_is_the_cores():
+    r = _python(_PRINT_THREADS)
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    assert int(r.stdout.strip()) in {cores, os.cpu_count()}
+
+
+def test_subprocess_imports_this_checkout():
+    r = _python("import pydsconv, os; print(os.path.dirname(pydsconv.__file__))")
+    assert os.path.samefile(r.stdout.strip(), os.path.join(REPO, "pydsconv"))
+
+
+# ---------------------------------------------------------------------------
+# Python threads
+# ---------------------------------------------------------------------------
+
+def _concurrent_tasks():
+    tasks = []
+    for layout in ("NCHW", "NHWC"):
+        for name, fn, arrays, kw in _problems(layout, big=False, seed=11):
+            tasks.append((f"{layout}-{name}", fn, arrays, kw))
+    return tasks
+
+
+def test_eight_python_threads_same_bits_as_sequential():
+    tasks = _concurrent_tasks()
+    expected = {name: _run(fn, arrays, kw, num_threads=1) for name, fn, arrays, kw in tasks}
+    iters = 20
+    start = threading.Barrier(8)
+
+    def worker(k):
+        start.wait()
+        results = []
+        for it in range(iters):
+            # Different order and thread counts in every worker.
+            for j in range(len(tasks)):
+                name, fn, arrays, kw = tasks[(j + 3 * k + it) % len(tasks)]
+                results.append((name, _run(fn, arrays, kw, num_threads=1 + (k + it + j) % 3)))
+        return results
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool:
+        futures = [pool.submit(worker, k) for k in range(8)]
+        n = 0
+        for f in futures:
+            for name, got in f.result(timeout=120):
+                _same_bits(got, expected[name])
+                n += 1
+    assert n == 8 * iters * len(tasks)
+
+
+def test_out_from_several_threads():
+    # Each thread writes its own out=; no cross-talk.
+    name, fn, arrays, kw = _problems("NHWC", big=False, seed=2)[3]  # separable
+    want = _run(fn, arrays, kw, num_threads=1)[0]
+
+    def worker(k):
+        out = np.full(want.shape, np.nan, want.dtype)
+        for _ in range(20):
+            out[...] = np.nan
+            got = getattr(pydsconv, fn)(**arrays, **kw, out=out, num_threads=1 + k % 3)
+            assert got is out
+            assert np.array_equal(out, want)
+        return True
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool:
+        assert all(pool.map(worker, range(8)))
+
+
+def test_set_num_threads_while_others_compute():
+    tasks = _concurrent_tasks()
+    expected = {name: _run(fn, arrays, kw, num_threads=1) for name, fn, arrays, kw in tasks}
+    before = pydsconv.get_num_threads()
+    stop = threading.Event()
+    changes = [0]
+
+    def changer():
+        i = 0
+        while not stop.is_set():
+            pydsconv.set_num_threads(1 + i % 4)
+            i += 1
+            changes[0] = i
+            time.sleep(0.0005)
+
+    def worker(k):
+        out = []
+        for it in range(10):
+            for j in range(len(tasks)):
+                name, fn, arrays, kw = tasks[(j + k + it) % len(tasks)]
+                out.append((name, _run(fn, arrays, kw)))  # module setting, changing
+        return out
+
+    t = threading.Thread(target=changer)
+    t.start()
+    try:
+        with concurrent.futures.ThreadPoolExecutor(max_workers=4) as pool:
+            results = [f.result(timeout=120) for f in
+                       [pool.submit(worker, k) for k in range(4)]]
+    finally:
+        stop.set()
+        t.join()
+        pydsconv.set_num_threads(before)
+    assert changes[0] > 10
+    for res in results:
+        for name, got in res:
+            _same_bits(got, expected[name])
+    assert pydsconv.get_num_threads() == before
+
+
+def test_gil_is_released_while_core_runs():
+    # A long call in one thread; the main thread must keep running meanwhile.
+    rng = np.random.default_rng(0)
+    x = rand(rng, (4, 64, 128, 128), np.float32)
+    dw = rand(rng, (64, 1, 7, 7), np.float32)
+    pw = rand(rng, (128, 64), np.float32)
+
+    def long_call():
+        return pydsconv.separable_conv2d(x, dw, pw, padding=3, num_threads=1)
+
+    t0 = time.perf_counter()
+    long_call()
+    duration = time.perf_counter() - t0
+    if duration < 0.05:
+        pytest.skip(f"the call is too fast ({duration:.3f} s) to measure")
+    done = threading.Event()
+    th = threading.Thread(target=lambda: (long_call(), done.set()))
+    ticks, gaps, last = 0, [], None
+    th.start()
+    while not done.is_set():
+        now = time.perf_counter()
+        if last is not None:
+            gaps.append(now - last)
+        last = now
+        ticks += 1
+        sum(range(200))
+    th.join()
+    # With the GIL held for the whole call the main loop would stall for
+    # ~duration; released, it only loses switch intervals (5 ms).
+    assert ticks > 10
+    assert max(gaps) < 0.5 * duration, (max(gaps), duration)
+
+
+# ---------------------------------------------------------------------------
+# ISA selection
+# ---------------------------------------------------------------------------
+
+def test_cpu_features_isa():
+    f = pydsconv.cpu_features()
+    assert isinstance(f, dict)
+    assert f["isa"] in ("avx512", "avx2", "scalar")
+    order = ["scalar", "avx2", "avx512"]
+    if "best_isa" in f:
+        assert order.index(f["isa"]) <= order.index(f["best_isa"])
+    # A copy: mutating it changes nothing.
+    f["isa"] = "bogus"
+    assert pydsconv.cpu_features()["isa"] in ("avx512", "avx2", "scalar")
+
+
+_ISA_SCRIPT = """
+import json, warnings
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    import pydsconv
+import numpy as np
+f = pydsconv.cpu_features()
+x = np.ones((1, 8, 9, 9), np.float32)
+w = np.ones((8, 1, 3, 3), np.float32)
+y = pydsconv.depthwise_conv2d(x, w, padding=1)
+print(json.dumps({"isa": f["isa"], "best": f.get("best_isa"), "center": float(y[0, 0, 4, 4]),
+                  "warnings": [[c.category.__name__, str(c.message)] for c in caught]}))
+"""
+
+
+def _isa_run(value):
+    env = {} if value is None else {"PYDSCONV_ISA": value}
+    return json.loads(_python(_ISA_SCRIPT, **env).stdout.strip().splitlines()[-1])
+
+
+def test_pydsconv_isa_scalar():
+    res = _isa_run("scalar")
+    assert res["isa"] == "scalar"
+    assert res["center"] == 9.0
+    assert not [w for w in res["warnings"] if "PYDSCONV_ISA" in w[1]]
+
+
+def test_pydsconv_isa_unset_uses_best():
+    res = _isa_run(None)
+    assert res["isa"] == pydsconv.cpu_features().get("best_isa", res["isa"])
+    assert not [w for w in res["warnings"] if w[0] == "RuntimeWarning"]
+
+
+def test_pydsconv_isa_bogus_warns_and_falls_back():
+    res = _isa_run("bogus")
+    runtime = [w for w in res["warnings"] if w[0] == "RuntimeWarning"]
+    assert runtime, res["warnings"]
+    assert any("PYDSCONV_ISA" in msg and "bogus" in msg for _, msg in runtime), runtime
+    assert res["isa"] in ("avx512", "avx2", "scalar")
+    assert res["isa"] == res["best"]
+    assert res["center"] == 9.0
+
+
+def test_pydsconv_isa_higher_than_cpu_warns_and_falls_back():
+    best = pydsconv.cpu_features().get("best_isa")
+    if best == "avx512":
+        pytest.skip("the host runs avx512: nothing higher to ask for")
+    res = _isa_run("avx512")
+    runtime = [w for w in res["warnings"] if w[0] == "RuntimeWarning"]
+    assert runtime and any("PYDSCONV_ISA" in m for _, m in runtime), res["warnings"]
+    assert res["isa"] == best
+
+
+def test_pydsconv_isa_lower_than_best_is_honoured():
+    order = ["scalar", "avx2", "avx512"]
+    best = pydsconv.cpu_features().get("best_isa", "scalar")
+    for lower in order[: order.index(best) + 1]:
+        res = _isa_run(lower)
+        assert res["isa"] == lower
+        assert not [w for w in res["warnings"] if w[0] == "RuntimeWarning"]

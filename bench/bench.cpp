@@ -1,18 +1,47 @@
-// pydsconv-bench: times the core library's operators on layer shapes read
-// from a plain-text model file (see bench/models/*.txt), one line a layer:
-//   sep N C H W k stride C_out     fused separable (depthwise + pointwise)
-//   dw  N C H W k stride           depthwise only
-//   pw  N C H W C_out              pointwise only
-// Layout NCHW unless --nhwc; float32; threads from --threads (default: the
-// library default).  Prints per layer the median time over --repeats runs,
-// GFLOP/s (2 flops per multiply-add) and GB/s (compulsory traffic: inputs,
-// weights, outputs once).  Same library as the Python module.
+// pydsconv-bench: times (or, with --check, verifies) the core library's
+// forward operators on layer shapes read from a plain-text model file.  It
+// links the same library as the Python module, so both measure the same code.
+//
+// Usage: pydsconv-bench MODEL.txt [flags]
+//   --threads T   threads per call (default: the library default,
+//                 OMP_NUM_THREADS, else all cores)
+//   --repeats R   median over R timed runs after one warm-up (default 21)
+//   --batch N     overrides the N of every line
+//   --nhwc        channels-last data: NHWC (2-D ops), NLC (1-D); default NCHW, NCL
+//   --isa NAME    scalar | avx2 | avx512: a kernel set no higher than the CPU's
+//   --check       no timing: runs every layer with every ISA the CPU has, in
+//                 both layouts, and compares with scalar NCHW; fails if
+//                 max|a - b| / max(1, max|b|) > 1e-4 anywhere
+//   --json PATH   also writes the results (timing or check) as JSON
+// Exit status: 0 ok, 1 a --check mismatch, 2 bad arguments or model file.
+//
+// Model file: one layer a line, blank-separated; '#' starts a comment.
+//   sep  N C H W k stride C_out   fused separable 2-D (depthwise kxk, then 1x1)
+//   dw   N C H W k stride         depthwise 2-D
+//   pw   N C H W C_out            pointwise 2-D
+//   sep1 N C L k stride C_out     fused separable 1-D
+//   dw1  N C L k stride           depthwise 1-D
+// 2-D depthwise: TensorFlow "same" padding; 1-D: causal (k - 1 on the left).
+// Every layer runs with biases and ReLU6 (after both stages of sep), float32,
+// weights in PyTorch layout, random data from a fixed seed.
+//
+// Per layer it prints the median time, GFLOP/s (2 flops per multiply-add,
+// padding taps counted, bias and activation not), GB/s (compulsory traffic:
+// input, weights, biases and output once each) and %peak: GFLOP/s over the
+// FMA peak measured here for the ISA and thread count in use (the kernel
+// table's fma_peak_loop, ~0.2 s a run, median of 5; with T threads, T
+// concurrent loops, total flops over wall time).  Caches are warm: a layer's
+// buffers are reused across its runs.  Small layers may use fewer threads
+// than asked (plan_threads); %peak is still against the T-thread peak.
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <fstream>
 #include <sstream>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -24,10 +53,43 @@ using namespace pydsconv;
 
 namespace {
 
+constexpr double kTolerance = 1e-4;  // float32, relative to max(1, max|ref|)
+
+// ---------------------------------------------------------------- model file
+
 struct Layer {
-  std::string op;
-  int64_t N = 1, C = 1, H = 1, W = 1, k = 1, s = 1, Co = 1;
+  std::string op, where;  // as written; "file:line"
+  int spatial = 2;        // 1-D ops: H = 1, W = L
+  bool dw = false, pw = false;
+  int64_t N = 1, C = 1, H = 1, W = 1, k = 1, s = 1, Co = 0;
 };
+
+struct OpSpec {
+  const char* name;
+  int spatial;
+  const char* fields;  // N C H W L k s(tride) O(= C_out)
+};
+constexpr OpSpec kOps[] = {{"sep", 2, "NCHWksO"}, {"dw", 2, "NCHWks"}, {"pw", 2, "NCHWO"},
+                           {"sep1", 1, "NCLksO"}, {"dw1", 1, "NCLks"}};
+
+int64_t& field(Layer& l, char f) {
+  switch (f) {
+    case 'N': return l.N;
+    case 'C': return l.C;
+    case 'H': return l.H;
+    case 'k': return l.k;
+    case 's': return l.s;
+    case 'O': return l.Co;
+    default: return l.W;  // 'W', 'L'
+  }
+}
+
+std::string syntax(const OpSpec& o) {
+  std::string s = o.name;
+  for (const char* f = o.fields; *f; ++f)
+    s += *f == 's' ? " stride" : *f == 'O' ? " C_out" : std::string(" ") + *f;
+  return s;
+}
 
 TensorArg tensor(const char* name, std::vector<int64_t> shape) {
   TensorArg t;
@@ -37,6 +99,176 @@ TensorArg tensor(const char* name, std::vector<int64_t> shape) {
   return t;
 }
 
+Request request(const Layer& l, bool nhwc) {
+  Request r;
+  r.op = l.dw && l.pw ? OpKind::Separable : l.dw ? OpKind::Depthwise : OpKind::Pointwise;
+  r.p.spatial = l.spatial;
+  r.p.layout = nhwc ? Layout::NHWC : Layout::NCHW;
+  r.p.stride[1] = l.s;
+  if (l.spatial == 2) r.p.stride[0] = l.s;
+  r.p.pad_mode = !l.dw ? PadMode::Valid : l.spatial == 1 ? PadMode::Causal : PadMode::Same;
+  if (l.spatial == 2) {
+    r.x = nhwc ? tensor("x", {l.N, l.H, l.W, l.C}) : tensor("x", {l.N, l.C, l.H, l.W});
+  } else {
+    r.x = nhwc ? tensor("x", {l.N, l.W, l.C}) : tensor("x", {l.N, l.C, l.W});
+  }
+  if (l.dw) {
+    r.dw_weight = l.spatial == 2 ? tensor("depthwise_weight", {l.C, 1, l.k, l.k})
+                                 : tensor("depthwise_weight", {l.C, 1, l.k});
+    r.dw_bias = tensor("depthwise_bias", {l.C});
+  }
+  if (l.pw) {
+    r.pw_weight = tensor("pointwise_weight", {l.Co, l.C});
+    r.pw_bias = tensor("pointwise_bias", {l.Co});
+  }
+  return r;
+}
+
+std::vector<Layer> read_model(const std::string& path, int64_t batch) {
+  std::ifstream in(path);
+  if (!in) throw std::runtime_error("cannot open " + path);
+  std::vector<Layer> layers;
+  int lineno = 0;
+  for (std::string line; std::getline(in, line);) {
+    ++lineno;
+    std::istringstream ls(line.substr(0, line.find('#')));
+    Layer l;
+    if (!(ls >> l.op)) continue;
+    l.where = path + ":" + std::to_string(lineno);
+    const OpSpec* spec = nullptr;
+    for (const OpSpec& o : kOps)
+      if (l.op == o.name) spec = &o;
+    if (!spec) throw std::runtime_error(l.where + ": unknown op '" + l.op + "' (sep, dw, pw, sep1, dw1)");
+    l.spatial = spec->spatial;
+    for (const char* f = spec->fields; *f; ++f)
+      if (!(ls >> field(l, *f)) || field(l, *f) < 1)
+        throw std::runtime_error(l.where + ": expected '" + syntax(*spec) +
+                                 "' with positive integers");
+    std::string extra;
+    if (ls >> extra) throw std::runtime_error(l.where + ": unexpected '" + extra + "'");
+    l.dw = std::strchr(spec->fields, 'k') != nullptr;
+    l.pw = std::strchr(spec->fields, 'O') != nullptr;
+    if (batch > 0) l.N = batch;
+    try {
+      validate(request(l, false));
+    } catch (const ArgumentError& e) {
+      throw std::runtime_error(l.where + ": " + e.what());
+    }
+    layers.push_back(l);
+  }
+  if (layers.empty()) throw std::runtime_error(path + ": no layers");
+  return layers;
+}
+
+std::string layer_cols(const Layer& l) {  // "N C H W k s C_out" columns
+  char b[96];
+  const auto i = [](int64_t v) { return static_cast<long long>(v); };
+  std::snprintf(b, sizeof b, "%4lld %5lld %4s %4lld %2lld %2lld %5lld", i(l.N), i(l.C),
+                l.spatial == 1 ? "-" : std::to_string(l.H).c_str(), i(l.W), l.dw ? i(l.k) : 1,
+                l.dw ? i(l.s) : 1, l.pw ? i(l.Co) : i(l.C));
+  return b;
+}
+
+std::string layer_json(const Layer& l) {
+  std::ostringstream s;
+  s << "\"op\": \"" << l.op << "\", \"N\": " << l.N << ", \"C\": " << l.C;
+  if (l.spatial == 2) s << ", \"H\": " << l.H << ", \"W\": " << l.W;
+  else s << ", \"L\": " << l.W;
+  if (l.dw) s << ", \"k\": " << l.k << ", \"stride\": " << l.s;
+  if (l.pw) s << ", \"C_out\": " << l.Co;
+  return s.str();
+}
+
+// ------------------------------------------------------------ data and runs
+
+struct Rng {  // splitmix64: the same numbers on every platform
+  uint64_t s;
+  float uniform(float lo, float hi) {
+    uint64_t z = (s += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    z ^= z >> 31;
+    return lo + (hi - lo) * static_cast<float>(z >> 40) * (1.0f / 16777216.0f);
+  }
+};
+
+// (N, C, P) <-> (N, P, C), P = pixels: the data of NCHW/NCL <-> NHWC/NLC.
+std::vector<float> transpose(const std::vector<float>& v, int64_t N, int64_t rows, int64_t cols) {
+  std::vector<float> t(v.size());
+  for (int64_t n = 0; n < N; ++n)
+    for (int64_t r = 0; r < rows; ++r)
+      for (int64_t c = 0; c < cols; ++c)
+        t[(n * cols + c) * rows + r] = v[(n * rows + r) * cols + c];
+  return t;
+}
+
+// One layer's problem and buffers in one layout.
+struct Case {
+  Problem p;
+  std::vector<float> x, dw, db, pw, pb, y;
+
+  Case(const Layer& l, bool nhwc, uint64_t seed) : p(validate(request(l, nhwc))) {
+    Rng r{seed};  // x is drawn in NCHW order, so both layouts hold the same tensor
+    const auto fill = [&r](std::vector<float>& v, size_t n, float a) {
+      v.resize(n);
+      for (float& e : v) e = r.uniform(-a, a);
+    };
+    const int64_t P = l.H * l.W;
+    fill(x, l.N * l.C * P, 1.0f);
+    if (nhwc) x = transpose(x, l.N, l.C, P);
+    // Weights ~ 5 / sqrt(fan-in): outputs spread over ReLU6's range, both
+    // clips (0 and 6) are exercised.
+    const int64_t taps = l.k * (l.spatial == 2 ? l.k : 1);
+    if (l.dw) fill(dw, l.C * taps, 5.0f / std::sqrt(float(taps)));
+    if (l.dw) fill(db, l.C, 0.5f);
+    if (l.pw) fill(pw, l.Co * l.C, 5.0f / std::sqrt(float(l.C)));
+    if (l.pw) fill(pb, l.Co, 0.5f);
+    y.assign(p.N * p.Cout * p.OH * p.OW, 0.0f);
+  }
+
+  void run(int threads) {
+    switch (p.op) {
+      case OpKind::Separable:
+        separable_forward<float>(p, x.data(), dw.data(), db.data(), pw.data(), pb.data(),
+                                 Act::Relu6, Act::Relu6, y.data(), threads);
+        break;
+      case OpKind::Depthwise:
+        depthwise_forward<float>(p, x.data(), dw.data(), db.data(), Act::Relu6, y.data(), threads);
+        break;
+      default:
+        pointwise_forward<float>(p, x.data(), pw.data(), pb.data(), Act::Relu6, y.data(), threads);
+    }
+  }
+
+  std::vector<float> y_nchw() const {  // the output in NCHW/NCL order
+    return p.layout == Layout::NHWC ? transpose(y, p.N, p.OH * p.OW, p.Cout) : y;
+  }
+
+  double flops() const {
+    const double pix = double(p.N) * p.OH * p.OW;
+    double macs = 0;
+    if (!dw.empty()) macs += pix * p.C * p.g.kh * p.g.kw;
+    if (!pw.empty()) macs += pix * p.Cmid * p.Cout;
+    return 2 * macs;
+  }
+
+  double bytes() const {
+    return sizeof(float) *
+           double(x.size() + dw.size() + db.size() + pw.size() + pb.size() + y.size());
+  }
+};
+
+// ------------------------------------------------------------------- timing
+
+double seconds_since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v[v.size() / 2];
+}
+
 template <class F>
 double median_seconds(int repeats, const F& f) {
   f();  // warm-up
@@ -44,92 +276,208 @@ double median_seconds(int repeats, const F& f) {
   for (int r = 0; r < repeats; ++r) {
     const auto t0 = std::chrono::steady_clock::now();
     f();
-    t.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+    t.push_back(seconds_since(t0));
   }
-  std::sort(t.begin(), t.end());
-  return t[t.size() / 2];
+  return median(t);
 }
+
+// FMA peak of the current ISA in GFLOP/s on `threads` threads, each running
+// the kernel table's fma_peak_loop for ~0.2 s; median of 5.
+double fma_peak_gflops(int threads) {
+  const auto loop = kernels<float>().fma_peak_loop;
+  float sink = 0;
+  int64_t iters = 1 << 12;
+  double t;
+  for (;;) {  // calibrate on one thread
+    const auto t0 = std::chrono::steady_clock::now();
+    loop(iters, &sink);
+    if ((t = seconds_since(t0)) > 0.02) break;
+    iters *= 2;
+  }
+  iters = static_cast<int64_t>(iters * 0.2 / t);
+  std::vector<double> rates;
+  for (int r = 0; r < 5; ++r) {
+    const auto t0 = std::chrono::steady_clock::now();
+    double flops = 0;
+#ifdef _OPENMP
+#pragma omp parallel num_threads(threads) reduction(+ : flops)
+#endif
+    {
+      float s = 0;
+      flops += loop(iters, &s);
+#ifdef _OPENMP
+#pragma omp atomic
+#endif
+      sink += s;
+    }
+    rates.push_back(flops / seconds_since(t0) / 1e9);
+  }
+  volatile float keep = sink;  // the loops' results are used
+  (void)keep;
+  return median(rates);
+}
+
+int run_bench(const std::vector<Layer>& layers, bool nhwc, int threads, int repeats,
+              std::string* json) {
+  const char* isa = isa_name(current_isa());
+  const double peak1 = fma_peak_gflops(1), peak = threads > 1 ? fma_peak_gflops(threads) : peak1;
+  std::printf("# isa %s, threads %d, layout %s, float32, median of %d\n", isa, threads,
+              nhwc ? "NHWC/NLC" : "NCHW/NCL", repeats);
+  std::printf("# measured %s FMA peak: %.1f GFLOP/s on 1 thread", isa, peak1);
+  if (threads > 1) std::printf(", %.1f on %d threads", peak, threads);
+  std::printf(" (%%peak is against %.1f)\n", peak);
+  std::printf("%-5s %4s %5s %4s %4s %2s %2s %5s %10s %8s %8s %6s\n", "op", "N", "C", "H", "W|L",
+              "k", "s", "C_out", "time_us", "GFLOP/s", "GB/s", "%peak");
+  std::ostringstream js;
+  double tt = 0, tf = 0, tb = 0;
+  for (size_t i = 0; i < layers.size(); ++i) {
+    Case c(layers[i], nhwc, 1000 + i);
+    const double t = median_seconds(repeats, [&] { c.run(threads); });
+    const double gf = c.flops() / t / 1e9, gb = c.bytes() / t / 1e9;
+    tt += t;
+    tf += c.flops();
+    tb += c.bytes();
+    std::printf("%-5s %s %10.1f %8.2f %8.2f %6.1f\n", layers[i].op.c_str(),
+                layer_cols(layers[i]).c_str(), t * 1e6, gf, gb, 100 * gf / peak);
+    js << (i ? ",\n    " : "") << "{" << layer_json(layers[i]) << ", \"time_us\": " << t * 1e6
+       << ", \"gflops\": " << gf << ", \"gbs\": " << gb << ", \"pct_peak\": " << 100 * gf / peak
+       << "}";
+  }
+  std::printf("%-5s %-32s %10.1f %8.2f %8.2f %6.1f\n", "total",
+              (std::to_string(layers.size()) + " layers").c_str(), tt * 1e6, tf / tt / 1e9,
+              tb / tt / 1e9, 100 * tf / tt / 1e9 / peak);
+  std::ostringstream o;
+  o << "{\"mode\": \"bench\", \"isa\": \"" << isa << "\", \"threads\": " << threads
+    << ", \"layout\": \"" << (nhwc ? "NHWC" : "NCHW") << "\", \"repeats\": " << repeats
+    << ", \"peak_gflops_1thread\": " << peak1 << ", \"peak_gflops\": " << peak
+    << ",\n  \"total\": {\"time_us\": " << tt * 1e6 << ", \"gflops\": " << tf / tt / 1e9
+    << ", \"gbs\": " << tb / tt / 1e9 << ", \"pct_peak\": " << 100 * tf / tt / 1e9 / peak
+    << "},\n  \"layers\": [\n    " << js.str() << "]}\n";
+  *json = o.str();
+  return 0;
+}
+
+// -------------------------------------------------------------------- check
+
+struct Error {
+  double abs = 0, rel = 0;
+};
+
+Error compare(const std::vector<float>& a, const std::vector<float>& ref) {
+  double diff = 0, scale = 1;
+  for (size_t i = 0; i < a.size(); ++i) {
+    double d = std::fabs(double(a[i]) - ref[i]);
+    if (std::isnan(d)) d = INFINITY;
+    diff = std::max(diff, d);
+    scale = std::max(scale, std::fabs(double(ref[i])));
+  }
+  return {diff, diff / scale};
+}
+
+int run_check(const std::vector<Layer>& layers, int threads, std::string* json) {
+  const Isa initial = current_isa();
+  std::vector<std::string> isas;
+  std::string missing;
+  for (const char* name : {"scalar", "avx2", "avx512"}) {
+    try {
+      set_isa(name);
+      isas.push_back(name);
+    } catch (const ArgumentError&) {
+      missing += std::string(" ") + name;
+    }
+  }
+  std::printf("# check: float32, threads %d, reference scalar NCHW/NCL, ISAs", threads);
+  for (const auto& s : isas) std::printf(" %s", s.c_str());
+  if (!missing.empty()) std::printf(" (not on this CPU:%s)", missing.c_str());
+  std::printf("\n# error: max|a-b| and max|a-b| / max(1, max|ref|), fail above %g\n", kTolerance);
+  std::printf("%-5s %4s %5s %4s %4s %2s %2s %5s %-7s %-6s %10s %10s\n", "op", "N", "C", "H",
+              "W|L", "k", "s", "C_out", "isa", "layout", "max_abs", "max_rel");
+  std::ostringstream js;
+  int compared = 0, failed = 0;
+  double worst = 0;
+  for (size_t i = 0; i < layers.size(); ++i) {
+    set_isa("scalar");
+    Case ref(layers[i], false, 1000 + i);
+    ref.run(threads);
+    for (const auto& isa : isas)
+      for (bool nhwc : {false, true}) {
+        if (isa == "scalar" && !nhwc) continue;
+        set_isa(isa);
+        Case c(layers[i], nhwc, 1000 + i);
+        c.run(threads);
+        const Error e = compare(c.y_nchw(), ref.y);
+        const bool ok = e.rel <= kTolerance;
+        ++compared;
+        failed += !ok;
+        worst = std::max(worst, e.rel);
+        std::printf("%-5s %s %-7s %-6s %10.2e %10.2e%s\n", layers[i].op.c_str(),
+                    layer_cols(layers[i]).c_str(), isa.c_str(), nhwc ? "NHWC" : "NCHW", e.abs,
+                    e.rel, ok ? "" : "  FAIL");
+        js << (compared > 1 ? ",\n    " : "") << "{" << layer_json(layers[i]) << ", \"isa\": \""
+           << isa << "\", \"layout\": \"" << (nhwc ? "NHWC" : "NCHW")
+           << "\", \"max_abs\": " << e.abs << ", \"max_rel\": " << e.rel
+           << ", \"ok\": " << (ok ? "true" : "false") << "}";
+      }
+  }
+  set_isa(isa_name(initial));
+  std::printf("# check %s: %d layers, %d comparisons, %d failed, worst relative error %.2e\n",
+              failed ? "FAILED" : "passed", int(layers.size()), compared, failed, worst);
+  *json = "{\"mode\": \"check\", \"tolerance\": " + std::to_string(kTolerance) +
+          ", \"threads\": " + std::to_string(threads) + ", \"passed\": " +
+          (failed ? "false" : "true") + ",\n  \"results\": [\n    " + js.str() + "]}\n";
+  return failed ? 1 : 0;
+}
+
+// --------------------------------------------------------------------- main
+
+int64_t parse_int(const std::string& flag, const char* s) {
+  char* end = nullptr;
+  const long long v = std::strtoll(s, &end, 10);
+  if (end == s || *end || v < 1) throw std::runtime_error(flag + " needs a positive integer");
+  return v;
+}
+
+constexpr const char* kUsage =
+    "usage: pydsconv-bench MODEL.txt [--threads T] [--repeats R] [--batch N] [--nhwc]\n"
+    "                      [--isa scalar|avx2|avx512] [--check] [--json PATH]\n";
 
 }  // namespace
 
 int main(int argc, char** argv) {
-  std::string file;
-  int repeats = 21, threads = 0;
-  bool nhwc = false;
-  for (int i = 1; i < argc; ++i) {
-    std::string a = argv[i];
-    if (a == "--nhwc") nhwc = true;
-    else if (a == "--threads" && i + 1 < argc) threads = std::atoi(argv[++i]);
-    else if (a == "--repeats" && i + 1 < argc) repeats = std::atoi(argv[++i]);
-    else if (a == "--isa" && i + 1 < argc) set_isa(argv[++i]);
-    else file = a;
-  }
-  if (file.empty()) {
-    std::fprintf(stderr, "usage: pydsconv-bench MODEL.txt [--nhwc] [--threads N] [--repeats R] [--isa NAME]\n");
+  try {
+    std::string file, json_path;
+    int repeats = 21, threads = 0;
+    int64_t batch = 0;
+    bool nhwc = false, check = false;
+    for (int i = 1; i < argc; ++i) {
+      const std::string a = argv[i];
+      const bool has_value = i + 1 < argc;
+      if (a == "-h" || a == "--help") {
+        std::printf("%s", kUsage);
+        return 0;
+      } else if (a == "--nhwc") nhwc = true;
+      else if (a == "--check") check = true;
+      else if (a == "--threads" && has_value) threads = int(parse_int(a, argv[++i]));
+      else if (a == "--repeats" && has_value) repeats = int(parse_int(a, argv[++i]));
+      else if (a == "--batch" && has_value) batch = parse_int(a, argv[++i]);
+      else if (a == "--isa" && has_value) set_isa(argv[++i]);
+      else if (a == "--json" && has_value) json_path = argv[++i];
+      else if (a[0] != '-' && file.empty()) file = a;
+      else throw std::runtime_error("unexpected argument '" + a + "'\n" + kUsage);
+    }
+    if (file.empty()) throw std::runtime_error(std::string("no model file\n") + kUsage);
+    const std::vector<Layer> layers = read_model(file, batch);
+    if (threads == 0) threads = get_num_threads();
+    std::string json;
+    const int rc = check ? run_check(layers, threads, &json)
+                         : run_bench(layers, nhwc, threads, repeats, &json);
+    if (!json_path.empty()) {
+      std::ofstream out(json_path);
+      if (!(out << json)) throw std::runtime_error("cannot write " + json_path);
+    }
+    return rc;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "pydsconv-bench: %s\n", e.what());
     return 2;
   }
-  std::ifstream in(file);
-  if (!in) {
-    std::fprintf(stderr, "cannot open %s\n", file.c_str());
-    return 2;
-  }
-  std::vector<Layer> layers;
-  for (std::string line; std::getline(in, line);) {
-    if (line.empty() || line[0] == '#') continue;
-    std::istringstream ls(line);
-    Layer l;
-    ls >> l.op >> l.N >> l.C >> l.H >> l.W;
-    if (l.op == "sep") ls >> l.k >> l.s >> l.Co;
-    else if (l.op == "dw") ls >> l.k >> l.s;
-    else if (l.op == "pw") ls >> l.Co;
-    else continue;
-    layers.push_back(l);
-  }
-  const int nt = threads > 0 ? threads : get_num_threads();
-  std::printf("# isa %s, threads %d, layout %s, float32, median of %d\n", isa_name(current_isa()),
-              nt, nhwc ? "NHWC" : "NCHW", repeats);
-  std::printf("%-4s %5s %5s %4s %4s %2s %2s %5s %10s %9s %8s\n", "op", "N", "C", "H", "W", "k",
-              "s", "C_out", "time_us", "GFLOP/s", "GB/s");
-  double total_t = 0, total_flop = 0;
-  for (const Layer& l : layers) {
-    Request r;
-    r.p.layout = nhwc ? Layout::NHWC : Layout::NCHW;
-    r.p.stride[0] = r.p.stride[1] = l.s;
-    r.p.pad_mode = l.op == "pw" ? PadMode::Valid : PadMode::Same;
-    r.op = l.op == "sep" ? OpKind::Separable : l.op == "dw" ? OpKind::Depthwise : OpKind::Pointwise;
-    r.x = nhwc ? tensor("x", {l.N, l.H, l.W, l.C}) : tensor("x", {l.N, l.C, l.H, l.W});
-    if (l.op != "pw") r.dw_weight = tensor("weight", {l.C, 1, l.k, l.k});
-    if (l.op != "dw") r.pw_weight = tensor("weight", {l.Co, l.C});
-    const Problem p = validate(r);
-    std::vector<float> x(l.N * l.C * l.H * l.W, 0.5f), dw(l.C * l.k * l.k, 0.1f),
-        pw(l.Co * l.C, 0.01f), y(p.N * p.Cout * p.OH * p.OW);
-    double t;
-    if (l.op == "sep")
-      t = median_seconds(repeats, [&] {
-        separable_forward<float>(p, x.data(), dw.data(), nullptr, pw.data(), nullptr, Act::Relu6,
-                                 Act::Relu6, y.data(), threads);
-      });
-    else if (l.op == "dw")
-      t = median_seconds(repeats, [&] {
-        depthwise_forward<float>(p, x.data(), dw.data(), nullptr, Act::None, y.data(), threads);
-      });
-    else
-      t = median_seconds(repeats, [&] {
-        pointwise_forward<float>(p, x.data(), pw.data(), nullptr, Act::None, y.data(), threads);
-      });
-    const double pix = double(p.N) * p.OH * p.OW;
-    double macs = 0;
-    if (l.op != "pw") macs += pix * l.C * l.k * l.k;
-    if (l.op != "dw") macs += pix * l.C * l.Co;
-    const double bytes = 4.0 * (x.size() + y.size() + (l.op != "pw" ? dw.size() : 0) +
-                                (l.op != "dw" ? pw.size() : 0));
-    total_t += t;
-    total_flop += 2 * macs;
-    std::printf("%-4s %5lld %5lld %4lld %4lld %2lld %2lld %5lld %10.1f %9.2f %8.2f\n", l.op.c_str(),
-                (long long)l.N, (long long)l.C, (long long)l.H, (long long)l.W, (long long)l.k,
-                (long long)l.s, (long long)(l.op == "dw" ? l.C : l.Co), t * 1e6, 2 * macs / t / 1e9,
-                bytes / t / 1e9);
-  }
-  std::printf("# total %.1f us, %.2f GFLOP/s\n", total_t * 1e6, total_flop / total_t / 1e9);
-  return 0;
 }

@@ -664,9 +664,14 @@ def plot(results, path):
     import matplotlib.pyplot as plt
 
     configs = sorted({(r["batch"], r["threads"]) for r in results})
-    fig, axes = plt.subplots(1, len(configs), figsize=(max(6.5, 5.5 * len(configs)), 4.8),
-                             squeeze=False)
-    for ax, (batch, threads) in zip(axes[0], configs):
+    ncols = min(2, len(configs))
+    nrows = -(-len(configs) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(6.5 * ncols, 4.2 * nrows + 0.8), squeeze=False)
+    flat = [ax for row in axes for ax in row]
+    for ax in flat[len(configs):]:
+        ax.set_visible(False)
+    handles = None
+    for ax, (batch, threads) in zip(flat, configs):
         rows = [r for r in results if (r["batch"], r["threads"]) == (batch, threads)]
         ops = [op for op in OPS if any(r["op"] == op for r in rows)]
         series = {}
@@ -681,17 +686,19 @@ def plot(results, path):
         width = 0.8 / len(names)
         for i, name in enumerate(names):
             xs = [j + (i - (len(names) - 1) / 2) * width for j in range(len(ops))]
-            ax.bar(xs, [series[name].get(op, 0.0) for op in ops], width, label=name)
+            ax.bar(xs, [series[name].get(op, float("nan")) for op in ops], width, label=name)
         ax.set_xticks(range(len(ops)))
         ax.set_xticklabels(ops)
         ax.set_yscale("log")
-        ax.set_ylabel("median time per op, ms (log scale)")
+        ax.set_ylabel("median ms per op (log scale)")
         ax.set_title(f"batch {batch}, {threads} thread{'s' if threads > 1 else ''}")
         ax.grid(axis="y", which="both", alpha=0.3)
-    axes[0][0].legend(fontsize=8)
+        handles = ax.get_legend_handles_labels()
+    ncol = len(handles[1]) if ncols > 1 else 3
+    fig.legend(*handles, loc="lower center", ncol=ncol, fontsize=9, frameon=False)
     fig.suptitle("MobileNetV1 1.0-224 separable blocks, float32\n"
-                 "pydsconv vs PyTorch vs ONNX Runtime (lower is better)", fontsize=10)
-    fig.tight_layout()
+                 "pydsconv vs PyTorch vs ONNX Runtime (lower is better)", fontsize=11)
+    fig.tight_layout(rect=(0, 0.05 if ncols > 1 else 0.09, 1, 1))
     d = os.path.dirname(path)
     if d:
         os.makedirs(d, exist_ok=True)
@@ -843,7 +850,7 @@ def main(argv=None):
 
     elapsed = time.perf_counter() - t_start
     la_end = os.getloadavg() if hasattr(os, "getloadavg") else None
-    print(f"\npeer/pyds = fastest of torch NCHW, torch CL, ORT divided by pydsconv (>1: pydsconv faster).")
+    print("\npeer/pyds = fastest of torch NCHW, torch CL, ORT divided by pydsconv (>1: pydsconv faster).")
     print(f"GFLOP/s = 2 x MACs x batch / pydsconv time; %peak of {threads_note(peak_core)}.")
     print("All contestants matched an exact TF-'same' PyTorch computation "
           f"(rtol={RTOL}, atol={ATOL}) before timing.")

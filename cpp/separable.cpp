@@ -7,6 +7,7 @@
 
 #include "dispatch.h"
 #include "ops.h"
+#include "packed.h"
 #include "threads.h"
 
 namespace pydsconv {
@@ -41,23 +42,25 @@ void separable_forward(const Problem& p, const T* x, const T* dw, const T* db, c
   const int64_t tiles_per_image = ceil_div(OHW, tp), tasks = p.N * tiles_per_image;
   const int nt = plan_threads(threads, tasks, macs);
 
-  // Weights in the order the kernels read them (see table.h).
-  std::vector<T> dwp, pwt;
+  // Weights in the order the kernels read them (see table.h), packed once:
+  // the pointwise weight is the GEMM's A (NCHW) or B (NHWC) for every tile.
+  const Packed<T> pwp = nchw ? pack_a(k, Co, CM, pw, CM, 1) : pack_b(k, CM, Co, pw, 1, CM);
+  std::vector<T> dwp;
   if (!nchw) {
     dwp.resize(static_cast<size_t>(CM * taps));
     for (int64_t c = 0; c < CM; ++c)
       for (int64_t t = 0; t < taps; ++t) dwp[t * CM + c] = dw[c * taps + t];
-    pwt.resize(static_cast<size_t>(CM * Co));
-    for (int64_t o = 0; o < Co; ++o)
-      for (int64_t c = 0; c < CM; ++c) pwt[c * Co + o] = pw[o * CM + c];
   }
-  std::vector<T> scratch(static_cast<size_t>(nt * tp * CM));
+  // Per thread: the depthwise tile, then the GEMM's packing space.
+  const int64_t per_thread = tp * CM + k.gemm_work;
+  std::vector<T> scratch(static_cast<size_t>(nt * per_thread));
 
   parallel_for_tid(tasks, nt, [&](int64_t task, int tid) {
     const int64_t n = task / tiles_per_image;
     const int64_t p0 = (task % tiles_per_image) * tp;
     const int64_t p1 = p0 + tp < OHW ? p0 + tp : OHW, np = p1 - p0;
-    T* mid = scratch.data() + tid * tp * CM;
+    T* mid = scratch.data() + tid * per_thread;
+    T* work = mid + tp * CM;
     // Depthwise: walk the tile's pixels row segment by row segment.
     for (int64_t q = p0; q < p1;) {
       const int64_t oh = q / g.OW, ow0 = q % g.OW;
@@ -75,11 +78,13 @@ void separable_forward(const Problem& p, const T* x, const T* dw, const T* db, c
     // Pointwise on the tile.
     if (nchw) {
       GemmArgs<T> a{Co, np, CM, pw, CM, 1, mid, np, 1, y + n * Co * OHW + p0, OHW, false, pb,
-                    pb ? 0 : -1, act};
+                    pb ? 0 : -1, act, work};
+      use_packed_a(a, pwp, 0);
       k.gemm(a);
     } else {
-      GemmArgs<T> a{np, Co, CM, mid, CM, 1, pwt.data(), Co, 1, y + (n * OHW + p0) * Co, Co, false,
-                    pb, pb ? 1 : -1, act};
+      GemmArgs<T> a{np, Co, CM, mid, CM, 1, pw, 1, CM, y + (n * OHW + p0) * Co, Co, false, pb,
+                    pb ? 1 : -1, act, work};
+      use_packed_b(a, pwp, 0);
       k.gemm(a);
     }
   });

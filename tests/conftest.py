@@ -50,12 +50,14 @@ def to_nhwc(a):
     return np.ascontiguousarray(np.moveaxis(a, 1, -1))
 
 
-def run_python(code, env=None, timeout=300):
+def run_python(code, args=(), env=None, timeout=300):
     """Runs ``code`` in a fresh interpreter that imports the same pydsconv as
     these tests (in-place build or installed), from a neutral directory.
 
     Use it for every subprocess test: running with cwd at the repo root would
     import the source tree, which has no compiled extension in a fresh clone.
+    ``args`` become sys.argv[1:]; ``env`` entries override os.environ (None
+    removes a variable).
     Returns the CompletedProcess (text mode); check returncode yourself.
     """
     import os
@@ -65,8 +67,12 @@ def run_python(code, env=None, timeout=300):
 
     pkg_parent = os.path.dirname(os.path.dirname(os.path.abspath(pydsconv.__file__)))
     full_env = dict(os.environ)
-    full_env.update(env or {})
+    for key, value in (env or {}).items():  # None removes a variable
+        if value is None:
+            full_env.pop(key, None)
+        else:
+            full_env[key] = value
     full_env["PYTHONPATH"] = pkg_parent + os.pathsep + full_env.get("PYTHONPATH", "")
     with tempfile.TemporaryDirectory() as cwd:
-        return subprocess.run([sys.executable, "-c", code], env=full_env, cwd=cwd,
+        return subprocess.run([sys.executable, "-c", code, *map(str, args)], env=full_env, cwd=cwd,
                               capture_output=True, text=True, timeout=timeout)

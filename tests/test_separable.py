@@ -11,8 +11,6 @@ subprocess memory test proving the intermediate is never materialised.
 """
 import itertools
 import os
-import subprocess
-import sys
 import textwrap
 
 import numpy as np
@@ -21,7 +19,7 @@ import pytest
 import pydsconv
 from pydsconv import reference as ref
 
-from conftest import assert_close, rand, to_nhwc
+from conftest import run_python, assert_close, rand, to_nhwc
 
 DTYPES = [np.float32, np.float64]
 LAYOUTS = ["NCHW", "NHWC"]
@@ -332,11 +330,7 @@ _MEMORY_SCRIPT = textwrap.dedent("""
 
 def _rss_growth_mib(layout, mode):
     """(peak growth during the call, baseline peak - baseline RSS), MiB."""
-    root = os.path.dirname(os.path.dirname(os.path.abspath(pydsconv.__file__)))
-    env = dict(os.environ)
-    env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
-    proc = subprocess.run([sys.executable, "-c", _MEMORY_SCRIPT, layout, mode], cwd=root,
-                          env=env, capture_output=True, text=True, timeout=300)
+    proc = run_python(_MEMORY_SCRIPT, args=(layout, mode), timeout=300)
     assert proc.returncode == 0, proc.stderr
     base, cur, peak, total = proc.stdout.split()
     assert float(total) > 0  # the result was written

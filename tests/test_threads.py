@@ -14,8 +14,6 @@
 import concurrent.futures
 import json
 import os
-import subprocess
-import sys
 import threading
 import time
 
@@ -25,9 +23,8 @@ import pytest
 import pydsconv
 from pydsconv import reference as ref
 
-from conftest import assert_close, rand, to_nhwc
+from conftest import run_python, assert_close, rand, to_nhwc
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 # ---------------------------------------------------------------------------
@@ -230,11 +227,7 @@ def test_bad_set_num_threads_keeps_setting():
 
 
 def _python(code, **env):
-    full = {k: v for k, v in os.environ.items()
-            if k not in ("OMP_NUM_THREADS", "PYDSCONV_ISA")}
-    full.update(env)
-    r = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=full, capture_output=True,
-                       text=True, timeout=60)
+    r = run_python(code, env={"OMP_NUM_THREADS": None, "PYDSCONV_ISA": None, **env}, timeout=60)
     assert r.returncode == 0, r.stderr[-2000:]
     return r
 
@@ -254,9 +247,10 @@ def test_default_without_omp_num_threads_is_the_cores():
     assert int(r.stdout.strip()) in {cores, os.cpu_count()}
 
 
-def test_subprocess_imports_this_checkout():
+def test_subprocess_imports_the_tested_package():
+    # The subprocess checks above must exercise the same build as this process.
     r = _python("import pydsconv, os; print(os.path.dirname(pydsconv.__file__))")
-    assert os.path.samefile(r.stdout.strip(), os.path.join(REPO, "pydsconv"))
+    assert os.path.samefile(r.stdout.strip(), os.path.dirname(pydsconv.__file__))
 
 
 # ---------------------------------------------------------------------------

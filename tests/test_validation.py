@@ -11,10 +11,7 @@
 * ``num_threads`` / ``set_num_threads`` < 1 is ``ValueError``; batch 0 works.
 """
 
-import os
 import re
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -23,9 +20,8 @@ import pydsconv
 from pydsconv import reference as ref
 from pydsconv import weights as keras_weights
 
-from conftest import rand
+from conftest import run_python, rand
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 N, C, M, COUT, H, W, L, K = 2, 4, 2, 5, 7, 7, 9, 3
 SENTINEL = -7.25
 
@@ -305,8 +301,7 @@ def test_none_grad_out_is_type_error(op):
     a = op.arrays()
     script = _NONE_GRAD_OUT.format(name=op.name, x_shape=a["x"].shape, w_shape=a["weight"].shape,
                                    kw=op.conv_kw())
-    r = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True,
-                       timeout=60)
+    r = run_python(script, timeout=60)
     assert r.returncode == 0, f"{op.name}(None, x, w) crashed: rc={r.returncode} {r.stderr[-500:]}"
     assert r.stdout.startswith("TypeError") and "grad_out" in r.stdout, r.stdout
 

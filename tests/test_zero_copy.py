@@ -16,18 +16,14 @@ strided inputs give the same bits as their contiguous copies.
 """
 
 import json
-import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 
 import pydsconv
 
-from conftest import rand
+from conftest import run_python, rand
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MiB = 1 << 20
 GiB = 1 << 30
 
@@ -128,8 +124,7 @@ print(json.dumps(res))
 
 
 def _measure(layout, mode):
-    r = subprocess.run([sys.executable, "-c", _SCRIPT, layout, mode], cwd=REPO,
-                       capture_output=True, text=True, timeout=300)
+    r = run_python(_SCRIPT, args=(layout, mode), timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]
     return json.loads(r.stdout.strip().splitlines()[-1])
 

@@ -22,11 +22,16 @@ static inline void act_row(T* PYDSCONV_RESTRICT y, int64_t n, Act act) {
   }
 }
 
+// a / s for a >= 0; strides 1 and 2 (nearly every network) skip the divide.
+static inline int64_t div_s(int64_t a, int64_t s) {
+  return s == 1 ? a : s == 2 ? a >> 1 : a / s;
+}
+
 // Output indices o in [lo, hi) with 0 <= o*s + off < n.
 static inline void valid_range(int64_t n, int64_t s, int64_t off, int64_t nout,
                                int64_t* lo, int64_t* hi) {
-  int64_t l = off >= 0 ? 0 : (-off + s - 1) / s;
-  int64_t h = (n - 1 - off) < 0 ? 0 : (n - 1 - off) / s + 1;
+  int64_t l = off >= 0 ? 0 : div_s(-off + s - 1, s);
+  int64_t h = (n - 1 - off) < 0 ? 0 : div_s(n - 1 - off, s) + 1;
   if (h > nout) h = nout;
   if (l > h) l = h;
   *lo = l;
@@ -54,31 +59,32 @@ static inline void vstore(T* p, V v) {
   __builtin_memcpy(p, &v, sizeof(V));
 }
 
-// Depthwise forward fast paths.  Each keeps a block of outputs in vector
-// registers across all taps and adds the taps in the same order as the
-// general loops below (bias, then valid taps row by row), so the two paths
-// give identical bits and can share a row.
+// Depthwise forward fast paths keep a block of outputs in vector registers
+// across all taps.
 
-// NCHW, stride 1 along the row: outputs [o0, o1) must read only columns
-// inside the image (no padding), and rows ih(i) for i in [i0, i1) are valid.
+// NCHW: the kernel rows an output row reads are copied into a stack buffer,
+// zero-filled outside the image and split into `stride` phases (phase p holds
+// columns p, p + s, p + 2s, ...), so every tap of every output is a
+// contiguous load at any stride and dilation.  Each output adds its bias, then
+// every tap of every valid kernel row in order (padding taps add w * 0).
+constexpr int64_t kDwRowBuf = 4096;  // stack elements for the phase buffers
+constexpr int64_t kDwMaxTaps = 256;  // taps whose buffer offsets are precomputed
+
+// Outputs [o, n) in blocks of NB vectors; tap t reads buf[toff[t] + o].
 template <class T, int NB>
-static inline int64_t dw_nchw_s1_blocks(const DwGeom& g, const T* x, const T* w, T bias,
-                                        int64_t oh, int64_t i0, int64_t i1, int64_t o0,
-                                        int64_t o1, T* y /* at o0 */) {
+static inline int64_t dw_nchw_phase_blocks(const T* buf, const int64_t* toff, int64_t taps,
+                                           const T* w, T bias, int64_t n, int64_t o, T* y) {
   typedef typename VecOf<T>::type V;
   constexpr int64_t L = static_cast<int64_t>(sizeof(V) / sizeof(T));
-  int64_t o = o0;
-  for (; o + NB * L <= o1; o += NB * L) {
+  for (; o + NB * L <= n; o += NB * L) {
     V acc[NB];
     for (int b = 0; b < NB; ++b) acc[b] = V{} + bias;
-    for (int64_t i = i0; i < i1; ++i) {
-      const T* xr = x + (oh * g.sh - g.pt + i * g.dh) * g.W + o - g.pl;
-      for (int64_t j = 0; j < g.kw; ++j) {
-        const T wv = w[i * g.kw + j];
-        for (int b = 0; b < NB; ++b) acc[b] += vload<V>(xr + j * g.dw + b * L) * wv;
-      }
+    for (int64_t t = 0; t < taps; ++t) {
+      const T* ph = buf + toff[t] + o;
+      const T wv = w[t];
+      for (int b = 0; b < NB; ++b) acc[b] += vload<V>(ph + b * L) * wv;
     }
-    for (int b = 0; b < NB; ++b) vstore(y + (o - o0) + b * L, acc[b]);
+    for (int b = 0; b < NB; ++b) vstore(y + o + b * L, acc[b]);
   }
   return o;
 }
@@ -114,21 +120,52 @@ static void dw_fwd_nchw_row_general(const DwGeom& g, const T* PYDSCONV_RESTRICT 
 template <class T>
 static void dw_fwd_nchw_row(const DwGeom& g, const T* x, const T* w, T bias, Act act, int64_t oh,
                             int64_t ow0, int64_t ow1, T* y) {
-  // Interior columns: every tap of outputs [a, b) lies inside the row.
-  const int64_t a0 = g.pl > ow0 ? g.pl : ow0;
-  const int64_t lim = g.W - (g.kw - 1) * g.dw + g.pl;
-  const int64_t b0 = lim < ow1 ? lim : ow1;
-  if (g.sw != 1 || b0 - a0 < 8) {
+  int64_t i0, i1;  // kernel rows inside the image
+  valid_range(g.H, g.dh, oh * g.sh - g.pt, g.kh, &i0, &i1);
+  const int64_t nrows = i1 - i0, ext = div_s((g.kw - 1) * g.dw, g.sw) + 1;
+  const int64_t chunk = nrows > 0 ? kDwRowBuf / (nrows * g.sw) - ext : 0;
+  if (nrows > 0 && (chunk < 16 || nrows * g.kw > kDwMaxTaps || g.kw > kDwMaxTaps)) {  // enormous kernel or stride
     dw_fwd_nchw_row_general(g, x, w, bias, act, oh, ow0, ow1, y);
     return;
   }
-  int64_t i0, i1;  // kernel rows inside the image
-  valid_range(g.H, g.dh, oh * g.sh - g.pt, g.kh, &i0, &i1);
-  int64_t o = dw_nchw_s1_blocks<T, 4>(g, x, w, bias, oh, i0, i1, a0, b0, y + (a0 - ow0));
-  o = dw_nchw_s1_blocks<T, 1>(g, x, w, bias, oh, i0, i1, o, b0, y + (o - ow0));
-  act_row(y + (a0 - ow0), o - a0, act);
-  dw_fwd_nchw_row_general(g, x, w, bias, act, oh, ow0, a0, y);
-  dw_fwd_nchw_row_general(g, x, w, bias, act, oh, o, ow1, y + (o - ow0));
+  T buf[kDwRowBuf];
+  int64_t toff[kDwMaxTaps];
+  const T* wr = w + i0 * g.kw;  // taps of the valid rows are contiguous in w
+  const int64_t taps = nrows * g.kw;
+  int64_t jphase[kDwMaxTaps], jshift[kDwMaxTaps];  // tap j reads phase jphase at +jshift
+  for (int64_t j = 0; j < g.kw; ++j) {
+    jshift[j] = div_s(j * g.dw, g.sw);
+    jphase[j] = j * g.dw - jshift[j] * g.sw;
+  }
+  for (int64_t c0 = ow0; c0 < ow1; c0 += chunk) {
+    const int64_t n = ow1 - c0 < chunk ? ow1 - c0 : chunk, plen = n + ext;
+    for (int64_t r = 0; r < nrows; ++r)
+      for (int64_t j = 0; j < g.kw; ++j)
+        toff[r * g.kw + j] = (r * g.sw + jphase[j]) * plen + jshift[j];
+    const int64_t start = c0 * g.sw - g.pl;
+    for (int64_t r = 0; r < nrows; ++r) {
+      const T* xr = x + (oh * g.sh - g.pt + (i0 + r) * g.dh) * g.W;
+      for (int64_t p = 0; p < g.sw; ++p) {  // ph[q] = row[start + p + q*s], 0 outside
+        T* PYDSCONV_RESTRICT ph = buf + (r * g.sw + p) * plen;
+        int64_t lo, hi;
+        valid_range(g.W, g.sw, start + p, plen, &lo, &hi);
+        for (int64_t q = 0; q < lo; ++q) ph[q] = T(0);
+        const T* PYDSCONV_RESTRICT src = xr + start + p;
+        if (g.sw == 1) for (int64_t q = lo; q < hi; ++q) ph[q] = src[q];
+        else for (int64_t q = lo; q < hi; ++q) ph[q] = src[q * g.sw];
+        for (int64_t q = hi; q < plen; ++q) ph[q] = T(0);
+      }
+    }
+    T* yc = y + (c0 - ow0);
+    int64_t o = dw_nchw_phase_blocks<T, 4>(buf, toff, taps, wr, bias, n, 0, yc);
+    o = dw_nchw_phase_blocks<T, 1>(buf, toff, taps, wr, bias, n, o, yc);
+    for (; o < n; ++o) {
+      T acc = bias;
+      for (int64_t t = 0; t < taps; ++t) acc += buf[toff[t] + o] * wr[t];
+      yc[o] = acc;
+    }
+  }
+  act_row(y, ow1 - ow0, act);
 }
 
 // NHWC, M = 1: channel blocks of NB vectors, c in [c0, c1) (multiples of L).
@@ -333,81 +370,187 @@ static void dw_bwd_weight_nhwc(const DwGeom& g, const T* PYDSCONV_RESTRICT gy,
   }
 }
 
-// C rows [m0, m1) x columns [n0, n1) of the GEMM, one row at a time: the
-// general path (any strides) and the edges of the register-blocked one.
+// ---------------------------------------------------------------------------
+// GEMM: packed and register-blocked (the BLIS loop nest, kept small).
+//   for each NC-column block: for each KC-deep slice: pack B (KC x NC) into
+//   NR-wide panels; for each MC-row block: pack A (MC x KC) into MR-high
+//   panels; run the MR x NR micro-kernel over every panel pair.
+// Panels are zero-padded to full MR / NR, so the micro-kernel always runs at
+// full width; edge tiles go through a small stack tile.  Every element of C
+// is accumulated over k in order (slices store to C and reload exactly), so
+// the bits do not depend on the blocking, the strides or the thread count.
+constexpr int kGemmMR = 6, kGemmNV = 2;
+constexpr int64_t kGemmKC = 256, kGemmMC = 72, kGemmNC = 256;
+
 template <class T>
-static void gemm_rows(const GemmArgs<T>& a, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
-  for (int64_t m = m0; m < m1; ++m) {
-    T* PYDSCONV_RESTRICT c = a.C + m * a.c_rs;
-    if (!a.accumulate) {
-      if (a.bias_axis == 0) for (int64_t n = n0; n < n1; ++n) c[n] = a.bias[m];
-      else if (a.bias_axis == 1) for (int64_t n = n0; n < n1; ++n) c[n] = a.bias[n];
-      else for (int64_t n = n0; n < n1; ++n) c[n] = T(0);
-    }
-    const T* arow = a.A + m * a.a_rs;
-    if (a.b_cs == 1) {
-      for (int64_t k = 0; k < a.K; ++k) {
-        const T av = arow[k * a.a_cs];
-        const T* PYDSCONV_RESTRICT b = a.B + k * a.b_rs;
-        for (int64_t n = n0; n < n1; ++n) c[n] += av * b[n];
-      }
-    } else {
-      for (int64_t n = n0; n < n1; ++n) {
-        const T* b = a.B + n * a.b_cs;
-        T s = T(0);
-        for (int64_t k = 0; k < a.K; ++k) s += arow[k * a.a_cs] * b[k * a.b_rs];
-        c[n] += s;
-      }
-    }
-    if (!a.accumulate) act_row(c + n0, n1 - n0, a.act);
-  }
+static constexpr int gemm_nr() {
+  return kGemmNV * PYDSCONV_VEC_BYTES / static_cast<int>(sizeof(T));
 }
 
-// One MR x (NV vectors) block of C kept in registers over the whole K loop
-// (AVX2 float: 6 x 2 ymm accumulators + 2 for B + 1 broadcast).  Summing k in
-// order keeps every element identical to gemm_rows.
-template <class T, int MR, int NV>
-static void gemm_block(const GemmArgs<T>& a, int64_t m0, int64_t n0) {
+// Scratch elements one gemm() call needs (GemmArgs::work).
+template <class T>
+static constexpr int64_t gemm_work_elems() {
+  return kGemmKC * (kGemmMC + kGemmNC);
+}
+
+// C[0:MR, 0:NR] (ldc apart) = init + Ap . Bp over kc, where init is C itself
+// (load_c) or the bias (per row / per column) or 0.
+template <class T>
+static void gemm_ukernel(int64_t kc, const T* PYDSCONV_RESTRICT Ap, const T* PYDSCONV_RESTRICT Bp,
+                         T* C, int64_t ldc, bool load_c, const T* bias_row,
+                         const T* bias_col) {
   typedef typename VecOf<T>::type V;
-  constexpr int L = static_cast<int>(sizeof(V) / sizeof(T));
+  constexpr int L = static_cast<int>(sizeof(V) / sizeof(T)), MR = kGemmMR, NV = kGemmNV;
   V acc[MR][NV];
   for (int r = 0; r < MR; ++r)
-    for (int v = 0; v < NV; ++v) {
-      const T* c = a.C + (m0 + r) * a.c_rs + n0 + v * L;
-      if (a.accumulate) acc[r][v] = vload<V>(c);
-      else if (a.bias_axis == 0) acc[r][v] = V{} + a.bias[m0 + r];
-      else if (a.bias_axis == 1) acc[r][v] = vload<V>(a.bias + n0 + v * L);
-      else acc[r][v] = V{};
-    }
-  const T* A = a.A + m0 * a.a_rs;
-  const T* B = a.B + n0;
-  for (int64_t k = 0; k < a.K; ++k) {
+    for (int v = 0; v < NV; ++v)
+      acc[r][v] = load_c     ? vload<V>(C + r * ldc + v * L)
+                  : bias_row ? V{} + bias_row[r]
+                  : bias_col ? vload<V>(bias_col + v * L)
+                             : V{};
+  for (int64_t k = 0; k < kc; ++k) {
     V b[NV];
-    for (int v = 0; v < NV; ++v) b[v] = vload<V>(B + k * a.b_rs + v * L);
+    for (int v = 0; v < NV; ++v) b[v] = vload<V>(Bp + k * NV * L + v * L);
     for (int r = 0; r < MR; ++r) {
-      const T av = A[r * a.a_rs + k * a.a_cs];
+      const T av = Ap[k * MR + r];
       for (int v = 0; v < NV; ++v) acc[r][v] += b[v] * av;
     }
   }
-  for (int r = 0; r < MR; ++r) {
-    T* c = a.C + (m0 + r) * a.c_rs + n0;
-    for (int v = 0; v < NV; ++v) vstore(c + v * L, acc[r][v]);
-    if (!a.accumulate) act_row(c, NV * L, a.act);
+  for (int r = 0; r < MR; ++r)
+    for (int v = 0; v < NV; ++v) vstore(C + r * ldc + v * L, acc[r][v]);
+}
+
+static inline int64_t gemm_round_up(int64_t n, int64_t r) { return (n + r - 1) / r * r; }
+
+// Panels of W-wide rows: for k in [pc, pc+kc), element (k, j) of the
+// (rows x W) panel starting at column j0 is src[k*ks + (j0 + j)*js], zero
+// past n0 + n.  Panel p (columns n0 + p*W ...) lands at dst + p*W*kc.
+template <class T>
+static void pack_panels(const T* src, int64_t ks, int64_t js, int64_t pc, int64_t kc,
+                        int64_t n0, int64_t n, int64_t W, T* PYDSCONV_RESTRICT dst) {
+  for (int64_t j0 = 0; j0 < n; j0 += W) {
+    T* d = dst + j0 * kc;
+    const int64_t w = n - j0 < W ? n - j0 : W;
+    for (int64_t k = 0; k < kc; ++k) {
+      const T* s = src + (pc + k) * ks + (n0 + j0) * js;
+      if (js == 1) for (int64_t j = 0; j < w; ++j) d[k * W + j] = s[j];
+      else for (int64_t j = 0; j < w; ++j) d[k * W + j] = s[j * js];
+      for (int64_t j = w; j < W; ++j) d[k * W + j] = T(0);
+    }
+  }
+}
+
+// Whole-matrix packing, once per call, for an operand reused by many GEMMs
+// (the weights): B (K x N, strides rs/cs) -> gemm_pack_b_elems(K, N)
+// elements; A (M x K) likewise with pack_a.  GemmArgs::packed_a/_b take them.
+template <class T>
+static int64_t gemm_pack_b_elems(int64_t K, int64_t N) {
+  return K * gemm_round_up(N, gemm_nr<T>());
+}
+template <class T>
+static int64_t gemm_pack_a_elems(int64_t M, int64_t K) {
+  return K * gemm_round_up(M, kGemmMR);
+}
+template <class T>
+static void gemm_pack_b(int64_t K, int64_t N, const T* B, int64_t rs, int64_t cs, T* out) {
+  const int64_t npad = gemm_round_up(N, gemm_nr<T>());
+  for (int64_t pc = 0; pc < K; pc += kGemmKC) {
+    const int64_t kc = K - pc < kGemmKC ? K - pc : kGemmKC;
+    pack_panels(B, rs, cs, pc, kc, 0, N, gemm_nr<T>(), out + pc * npad);
+  }
+}
+template <class T>
+static void gemm_pack_a(int64_t M, int64_t K, const T* A, int64_t rs, int64_t cs, T* out) {
+  const int64_t mpad = gemm_round_up(M, kGemmMR);
+  for (int64_t pc = 0; pc < K; pc += kGemmKC) {
+    const int64_t kc = K - pc < kGemmKC ? K - pc : kGemmKC;
+    pack_panels(A, cs, rs, pc, kc, 0, M, kGemmMR, out + pc * mpad);
   }
 }
 
 template <class T>
 static void gemm(const GemmArgs<T>& a) {
-  constexpr int MR = 6, NV = 2, NR = NV * PYDSCONV_VEC_BYTES / static_cast<int>(sizeof(T));
-  if (a.b_cs != 1 || a.M < MR || a.N < NR) {
-    gemm_rows(a, 0, a.M, 0, a.N);
-    return;
+  constexpr int MR = kGemmMR, NR = gemm_nr<T>();
+  T* Bp = a.work;                    // KC x NC, NR-wide panels
+  T* Ap = a.work + kGemmKC * kGemmNC;  // MC x KC, MR-high panels
+  for (int64_t jc = 0; jc < a.N; jc += kGemmNC) {
+    const int64_t nc = a.N - jc < kGemmNC ? a.N - jc : kGemmNC;
+    if (a.K == 0 && !a.accumulate) {  // no products: C = bias (then act)
+      for (int64_t m = 0; m < a.M; ++m) {
+        T* c = a.C + m * a.c_rs + jc;
+        for (int64_t n = 0; n < nc; ++n)
+          c[n] = a.bias_axis == 0 ? a.bias[m] : a.bias_axis == 1 ? a.bias[jc + n] : T(0);
+        act_row(c, nc, a.act);
+      }
+    }
+    for (int64_t pc = 0; pc < a.K; pc += kGemmKC) {
+      const int64_t kc = a.K - pc < kGemmKC ? a.K - pc : kGemmKC;
+      const bool first = pc == 0, last = pc + kc == a.K;
+      const T* Bpc;  // this slice's B panels, indexed from column jc
+      if (a.packed_b) {
+        Bpc = a.packed_b + pc * a.pb_npad + (a.pb_col0 + jc) * kc;
+      } else {
+        pack_panels(a.B, a.b_rs, a.b_cs, pc, kc, jc, nc, NR, Bp);
+        Bpc = Bp;
+      }
+      for (int64_t ic = 0; ic < a.M; ic += kGemmMC) {
+        const int64_t mc = a.M - ic < kGemmMC ? a.M - ic : kGemmMC;
+        const T* Apc;  // this block's A panels, indexed from row ic
+        if (a.packed_a) {
+          Apc = a.packed_a + pc * a.pa_mpad + (a.pa_row0 + ic) * kc;
+        } else {  // A^T has A's columns as rows: pack it like B
+          pack_panels(a.A, a.a_cs, a.a_rs, pc, kc, ic, mc, MR, Ap);
+          Apc = Ap;
+        }
+        for (int64_t j0 = 0; j0 < nc; j0 += NR) {
+          const int64_t nr = nc - j0 < NR ? nc - j0 : NR;
+          for (int64_t i0 = 0; i0 < mc; i0 += MR) {
+            const int64_t mr = mc - i0 < MR ? mc - i0 : MR;
+            const int64_t m = ic + i0, n = jc + j0;
+            T* c = a.C + m * a.c_rs + n;
+            const bool load_c = !first || a.accumulate;
+            const T* brow = !load_c && a.bias_axis == 0 ? a.bias + m : nullptr;
+            const T* bcol = !load_c && a.bias_axis == 1 ? a.bias + n : nullptr;
+            if (mr == MR && nr == NR) {
+              gemm_ukernel<T>(kc, Apc + i0 * kc, Bpc + j0 * kc, c, a.c_rs, load_c, brow, bcol);
+            } else {  // edge tile through a full-size stack tile
+              T tile[MR * NR], rpad[MR], cpad[NR];
+              for (int64_t i = 0; i < MR; ++i) {
+                rpad[i] = brow && i < mr ? brow[i] : T(0);
+                for (int64_t j = 0; j < NR; ++j)
+                  tile[i * NR + j] = load_c && i < mr && j < nr ? c[i * a.c_rs + j] : T(0);
+              }
+              for (int64_t j = 0; j < NR; ++j) cpad[j] = bcol && j < nr ? bcol[j] : T(0);
+              gemm_ukernel<T>(kc, Apc + i0 * kc, Bpc + j0 * kc, tile, NR, load_c,
+                              brow ? rpad : nullptr, bcol ? cpad : nullptr);
+              for (int64_t i = 0; i < mr; ++i)
+                for (int64_t j = 0; j < nr; ++j) c[i * a.c_rs + j] = tile[i * NR + j];
+            }
+            if (last && !a.accumulate)
+              for (int64_t i = 0; i < mr; ++i) act_row(c + i * a.c_rs, nr, a.act);
+          }
+        }
+      }
+    }
   }
-  const int64_t mb = a.M / MR * MR, nb = a.N / NR * NR;
-  for (int64_t n0 = 0; n0 < nb; n0 += NR)
-    for (int64_t m0 = 0; m0 < mb; m0 += MR) gemm_block<T, MR, NV>(a, m0, n0);
-  if (nb < a.N) gemm_rows(a, 0, mb, nb, a.N);
-  if (mb < a.M) gemm_rows(a, mb, a.M, 0, a.N);
+}
+
+// FMA throughput probe for the benchmark's "% of peak": 12 independent
+// vector FMA chains (enough to cover FMA latency x ports on current cores).
+// Returns the flops done (2 per lane per FMA); *sink defeats dead-code removal.
+template <class T>
+static double fma_peak_loop(int64_t iters, T* sink) {
+  typedef typename VecOf<T>::type V;
+  constexpr int NACC = 12;
+  V acc[NACC];
+  for (int i = 0; i < NACC; ++i) acc[i] = V{} + T(i) * T(1e-3);
+  const V mul = V{} + T(0.999999), add = V{} + T(1e-7);
+  for (int64_t it = 0; it < iters; ++it)
+    for (int i = 0; i < NACC; ++i) acc[i] = acc[i] * mul + add;
+  V sum = V{};
+  for (int i = 0; i < NACC; ++i) sum += acc[i];
+  *sink = sum[0];
+  return 2.0 * static_cast<double>(iters) * NACC * (sizeof(V) / sizeof(T));
 }
 
 template <class T>
@@ -421,6 +564,12 @@ static const KernelTable<T>* make_table(const char* isa) {
       &dw_bwd_weight_nchw<T>,
       &dw_bwd_weight_nhwc<T>,
       &gemm<T>,
+      gemm_work_elems<T>(),
+      &gemm_pack_a<T>,
+      &gemm_pack_b<T>,
+      &gemm_pack_a_elems<T>,
+      &gemm_pack_b_elems<T>,
+      &fma_peak_loop<T>,
   };
   return &t;
 }

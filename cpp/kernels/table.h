@@ -30,6 +30,13 @@ struct DwGeom {
 // with element (r, c) of A at A[r*a_rs + c*a_cs] (same for B); C rows are
 // c_rs apart, columns contiguous.  bias_axis: 0 = one bias per row m,
 // 1 = one per column n, -1 = none.  act is applied only when !accumulate.
+// work: KernelTable::gemm_work elements of scratch owned by the caller's
+// thread (the kernel packs A and B panels there).  packed_a / packed_b, if
+// set, are A / B already packed whole by KernelTable::gemm_pack_a / _b (the
+// weights, packed once per call and shared by every thread); A / B and their
+// strides are then not read.  pa_mpad / pb_npad are the packed matrix's
+// padded row / column count (gemm_pack_*_elems / K), pa_row0 / pb_col0 where
+// this GEMM's rows / columns start in it (multiples of the block size).
 template <class T>
 struct GemmArgs {
   int64_t M, N, K;
@@ -39,6 +46,11 @@ struct GemmArgs {
   bool accumulate;
   const T* bias; int bias_axis;
   Act act;
+  T* work;
+  const T* packed_a = nullptr;
+  int64_t pa_mpad = 0, pa_row0 = 0;
+  const T* packed_b = nullptr;
+  int64_t pb_npad = 0, pb_col0 = 0;
 };
 
 template <class T>
@@ -73,6 +85,15 @@ struct KernelTable {
   void (*dw_bwd_weight_nhwc)(const DwGeom&, const T* gy_img, const T* x_img,
                              int64_t c0, int64_t c1, T* gw_packed, T* gb);
   void (*gemm)(const GemmArgs<T>&);
+  int64_t gemm_work;  // scratch elements one gemm call needs
+  // Pack a whole GEMM operand once (A is M x K, B is K x N, given by strides)
+  // into the layout GemmArgs::packed_a / packed_b expect; *_elems: its size.
+  void (*gemm_pack_a)(int64_t M, int64_t K, const T* A, int64_t rs, int64_t cs, T* out);
+  void (*gemm_pack_b)(int64_t K, int64_t N, const T* B, int64_t rs, int64_t cs, T* out);
+  int64_t (*gemm_pack_a_elems)(int64_t M, int64_t K);
+  int64_t (*gemm_pack_b_elems)(int64_t K, int64_t N);
+  // Benchmark probe: `iters` rounds of independent vector FMAs; returns flops.
+  double (*fma_peak_loop)(int64_t iters, T* sink);
 };
 
 // One table per (ISA, dtype); null where the ISA was not compiled in.

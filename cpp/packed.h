@@ -1,0 +1,52 @@
+// Weights packed once per call into the GEMM kernel's panel layout (see
+// GemmArgs::packed_a / packed_b), shared read-only by every thread.
+#pragma once
+#include <vector>
+
+#include "kernels/table.h"
+
+namespace pydsconv {
+
+template <class T>
+struct Packed {
+  std::vector<T> data;
+  int64_t pad = 0;  // padded rows (A) or columns (B) of the packed matrix
+};
+
+// A is M x K with element (m, k) at A[m*rs + k*cs].
+template <class T>
+Packed<T> pack_a(const KernelTable<T>& k, int64_t M, int64_t K, const T* A, int64_t rs,
+                 int64_t cs) {
+  Packed<T> p;
+  p.data.resize(static_cast<size_t>(k.gemm_pack_a_elems(M, K)));
+  p.pad = K > 0 ? static_cast<int64_t>(p.data.size()) / K : 0;
+  if (K > 0) k.gemm_pack_a(M, K, A, rs, cs, p.data.data());
+  return p;
+}
+
+// B is K x N with element (k, n) at B[k*rs + n*cs].
+template <class T>
+Packed<T> pack_b(const KernelTable<T>& k, int64_t K, int64_t N, const T* B, int64_t rs,
+                 int64_t cs) {
+  Packed<T> p;
+  p.data.resize(static_cast<size_t>(k.gemm_pack_b_elems(K, N)));
+  p.pad = K > 0 ? static_cast<int64_t>(p.data.size()) / K : 0;
+  if (K > 0) k.gemm_pack_b(K, N, B, rs, cs, p.data.data());
+  return p;
+}
+
+// Points `g` at rows [row0, row0 + g.M) of packed A (columns for B).
+template <class T>
+void use_packed_a(GemmArgs<T>& g, const Packed<T>& p, int64_t row0) {
+  g.packed_a = p.data.data();
+  g.pa_mpad = p.pad;
+  g.pa_row0 = row0;
+}
+template <class T>
+void use_packed_b(GemmArgs<T>& g, const Packed<T>& p, int64_t col0) {
+  g.packed_b = p.data.data();
+  g.pb_npad = p.pad;
+  g.pb_col0 = col0;
+}
+
+}  // namespace pydsconv

@@ -27,7 +27,20 @@ void depthwise_forward(const Problem& p, const T* x, const T* w, const T* b, Act
   const int64_t HW = g.H * g.W, OHW = g.OH * g.OW, CM = p.Cmid, taps = g.kh * g.kw;
   const int64_t macs = p.N * CM * OHW * taps;
   if (p.N == 0) return;
-  if (p.layout == Layout::NCHW) {
+  if (p.layout == Layout::NCHW && dw_use_rows_kernel(g)) {
+    // Narrow rows: blocks of rows per call, ~1024 outputs each.
+    const int64_t rb = g.OW >= 1024 ? 1 : (1024 / g.OW < g.OH ? 1024 / g.OW : g.OH);
+    const int64_t blocks = ceil_div(g.OH, rb), tasks = p.N * CM * blocks;
+    const int nt = plan_threads(threads, tasks, macs);
+    const int64_t per = k.dw_rows_scratch(g, rb);
+    std::vector<T> scratch(static_cast<size_t>(nt * per));
+    parallel_for_tid(tasks, nt, [&](int64_t t, int tid) {
+      const int64_t bi = t % blocks, nc = t / blocks, co = nc % CM, n = nc / CM;
+      const int64_t oh0 = bi * rb, oh1 = oh0 + rb < g.OH ? oh0 + rb : g.OH;
+      k.dw_fwd_nchw_rows(g, x + (n * g.C + co / g.M) * HW, w + co * taps, b ? b[co] : T(0), act,
+                         oh0, oh1, y + nc * OHW + oh0 * g.OW, scratch.data() + tid * per);
+    });
+  } else if (p.layout == Layout::NCHW) {
     const int64_t rows = p.N * CM * g.OH;
     const int nt = plan_threads(threads, rows, macs);
     parallel_for(rows, nt, [&](int64_t t) {

@@ -8,6 +8,13 @@
 
 namespace pydsconv {
 
+// NCHW depthwise rows narrower than this go through the multi-row kernel
+// (KernelTable::dw_fwd_nchw_rows); the choice depends on the geometry only,
+// so every output element always takes the same path.
+inline bool dw_use_rows_kernel(const DwGeom& g) {
+  return g.OW < 64 && g.kh * g.kw <= 256 && g.sh * g.sw <= 16;
+}
+
 // y = act(depthwise(x, w) + b).  w (C*M, 1, kh, kw); b (C*M) or null.
 template <class T>
 void depthwise_forward(const Problem& p, const T* x, const T* w, const T* b, Act act, T* y,

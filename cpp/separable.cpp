@@ -38,7 +38,9 @@ void separable_forward(const Problem& p, const T* x, const T* dw, const T* db, c
   const bool nchw = p.layout == Layout::NCHW;
   const int64_t macs = p.N * OHW * CM * (taps + Co);
   const int want = plan_threads(threads, int64_t(1) << 30, macs);
-  const int64_t tp = tile_pixels(p, sizeof(T), want);
+  const bool rows_kernel = nchw && dw_use_rows_kernel(g);
+  int64_t tp = tile_pixels(p, sizeof(T), want);
+  if (rows_kernel) tp = (tp / g.OW > 0 ? tp / g.OW : 1) * g.OW;  // whole rows per tile
   const int64_t tiles_per_image = ceil_div(OHW, tp), tasks = p.N * tiles_per_image;
   const int nt = plan_threads(threads, tasks, macs);
 
@@ -52,7 +54,8 @@ void separable_forward(const Problem& p, const T* x, const T* dw, const T* db, c
       for (int64_t t = 0; t < taps; ++t) dwp[t * CM + c] = dw[c * taps + t];
   }
   // Per thread: the depthwise tile, then the GEMM's packing space.
-  const int64_t per_thread = tp * CM + k.gemm_work;
+  const int64_t dw_scratch = rows_kernel ? k.dw_rows_scratch(g, tp / g.OW) : 0;
+  const int64_t per_thread = tp * CM + k.gemm_work + dw_scratch;
   std::vector<T> scratch(static_cast<size_t>(nt * per_thread));
 
   parallel_for_tid(tasks, nt, [&](int64_t task, int tid) {
@@ -61,8 +64,13 @@ void separable_forward(const Problem& p, const T* x, const T* dw, const T* db, c
     const int64_t p1 = p0 + tp < OHW ? p0 + tp : OHW, np = p1 - p0;
     T* mid = scratch.data() + tid * per_thread;
     T* work = mid + tp * CM;
-    // Depthwise: walk the tile's pixels row segment by row segment.
-    for (int64_t q = p0; q < p1;) {
+    if (rows_kernel) {  // whole rows [p0 / OW, p1 / OW)
+      for (int64_t co = 0; co < CM; ++co)
+        k.dw_fwd_nchw_rows(g, x + (n * g.C + co / g.M) * HW, dw + co * taps, db ? db[co] : T(0),
+                           mid_act, p0 / g.OW, p1 / g.OW, mid + co * np, work + k.gemm_work);
+    }
+    // Otherwise: walk the tile's pixels row segment by row segment.
+    for (int64_t q = rows_kernel ? p1 : p0; q < p1;) {
       const int64_t oh = q / g.OW, ow0 = q % g.OW;
       const int64_t ow1 = (p1 - oh * g.OW) < g.OW ? p1 - oh * g.OW : g.OW;
       if (nchw) {

@@ -68,6 +68,7 @@ static inline void vstore(T* p, V v) {
 // contiguous load at any stride and dilation.  Each output adds its bias, then
 // every tap of every valid kernel row in order (padding taps add w * 0).
 constexpr int64_t kDwRowBuf = 4096;  // stack elements for the phase buffers
+constexpr int64_t kMaxLanes = 16;    // the widest vector of any unit (AVX-512 float)
 constexpr int64_t kDwMaxTaps = 256;  // taps whose buffer offsets are precomputed
 
 // Outputs [o, n) in blocks of NB vectors; tap t reads buf[toff[t] + o].
@@ -123,7 +124,9 @@ static void dw_fwd_nchw_row(const DwGeom& g, const T* x, const T* w, T bias, Act
   int64_t i0, i1;  // kernel rows inside the image
   valid_range(g.H, g.dh, oh * g.sh - g.pt, g.kh, &i0, &i1);
   const int64_t nrows = i1 - i0, ext = div_s((g.kw - 1) * g.dw, g.sw) + 1;
-  const int64_t chunk = nrows > 0 ? kDwRowBuf / (nrows * g.sw) - ext : 0;
+  typedef typename VecOf<T>::type V;
+  constexpr int64_t L = static_cast<int64_t>(sizeof(V) / sizeof(T));
+  const int64_t chunk = nrows > 0 ? (kDwRowBuf - kMaxLanes) / (nrows * g.sw) - ext : 0;
   if (nrows > 0 && (chunk < 16 || nrows * g.kw > kDwMaxTaps || g.kw > kDwMaxTaps)) {  // enormous kernel or stride
     dw_fwd_nchw_row_general(g, x, w, bias, act, oh, ow0, ow1, y);
     return;
@@ -156,16 +159,97 @@ static void dw_fwd_nchw_row(const DwGeom& g, const T* x, const T* w, T bias, Act
         for (int64_t q = hi; q < plen; ++q) ph[q] = T(0);
       }
     }
+    for (int64_t i = nrows * g.sw * plen; i < nrows * g.sw * plen + L; ++i) buf[i] = T(0);
     T* yc = y + (c0 - ow0);
     int64_t o = dw_nchw_phase_blocks<T, 4>(buf, toff, taps, wr, bias, n, 0, yc);
     o = dw_nchw_phase_blocks<T, 1>(buf, toff, taps, wr, bias, n, o, yc);
-    for (; o < n; ++o) {
-      T acc = bias;
-      for (int64_t t = 0; t < taps; ++t) acc += buf[toff[t] + o] * wr[t];
-      yc[o] = acc;
+    if (o < n) {  // last partial vector as a whole one, as in dw_fwd_nchw_rows
+      T tail[kMaxLanes];
+      dw_nchw_phase_blocks<T, 1>(buf + o, toff, taps, wr, bias, L, 0, tail);
+      for (int64_t i = 0; i < n - o; ++i) yc[o + i] = tail[i];
     }
   }
   act_row(y, ow1 - ow0, act);
+}
+
+// NCHW, output rows [oh0, oh1) of one channel at once, for narrow rows where
+// per-row work is too small to pay for itself.  The input rows they read are
+// copied once into `scratch`, zero-padded and split into sh x sw phase
+// planes (phase (a, b) holds padded rows a, a + sh, ... and columns
+// b, b + sw, ...), each Wq wide.  Output (oh, ow) is then
+//   sum_t w[t] * phase_t[(oh - oh0) * Wq + ow + shift_t],
+// so the outputs of all rows form one contiguous run q = (oh - oh0)*Wq + ow
+// (columns ow >= OW are computed and dropped).  Each output adds its bias
+// then every tap in order, padding taps included (w * 0), as the row path.
+static inline void dw_rows_dims(const DwGeom& g, int64_t rows, int64_t* hq, int64_t* wq) {
+  const int64_t wp = (g.OW - 1) * g.sw + (g.kw - 1) * g.dw + 1;  // padded columns read
+  *wq = div_s(wp + g.sw - 1, g.sw) + 1;
+  *hq = (rows - 1) + div_s((g.kh - 1) * g.dh, g.sh) + 1;
+}
+
+// Scratch elements dw_fwd_nchw_rows needs for `rows` output rows.
+template <class T>
+static int64_t dw_rows_scratch(const DwGeom& g, int64_t rows) {
+  int64_t hq, wq;
+  dw_rows_dims(g, rows, &hq, &wq);
+  // planes, wide outputs, and zeroed slack for the last vector's spare lanes
+  return g.sh * g.sw * hq * wq + rows * wq + 2 * PYDSCONV_VEC_BYTES / int64_t(sizeof(T));
+}
+
+template <class T>
+static void dw_fwd_nchw_rows(const DwGeom& g, const T* x, const T* w, T bias, Act act,
+                             int64_t oh0, int64_t oh1, T* y, T* scratch) {
+  typedef typename VecOf<T>::type V;
+  constexpr int64_t L = static_cast<int64_t>(sizeof(V) / sizeof(T));
+  const int64_t rows = oh1 - oh0, taps = g.kh * g.kw;  // taps <= kDwMaxTaps (caller)
+  int64_t hq, wq;
+  dw_rows_dims(g, rows, &hq, &wq);
+  const int64_t plane = hq * wq;
+  T* ph = scratch;                     // sh*sw phase planes
+  T* out = ph + g.sh * g.sw * plane;   // rows x wq wide outputs, then slack
+  for (int64_t i = rows * wq; i < rows * wq + 2 * L; ++i) out[i] = T(0);
+  int64_t offs[kDwMaxTaps];
+  for (int64_t i = 0; i < g.kh; ++i)
+    for (int64_t j = 0; j < g.kw; ++j) {
+      const int64_t ri = div_s(i * g.dh, g.sh), ci = div_s(j * g.dw, g.sw);
+      const int64_t a = i * g.dh - ri * g.sh, b = j * g.dw - ci * g.sw;
+      offs[i * g.kw + j] = (a * g.sw + b) * plane + ri * wq + ci;
+    }
+  const int64_t r0 = oh0 * g.sh - g.pt, c0 = -g.pl;  // image coords of padded (0, 0)
+  for (int64_t a = 0; a < g.sh; ++a)
+    for (int64_t b = 0; b < g.sw; ++b) {
+      T* P = ph + (a * g.sw + b) * plane;
+      int64_t clo, chi;  // phase columns inside the image
+      valid_range(g.W, g.sw, c0 + b, wq, &clo, &chi);
+      for (int64_t r = 0; r < hq; ++r) {
+        const int64_t ih = r0 + a + r * g.sh;
+        T* d = P + r * wq;
+        if (ih < 0 || ih >= g.H) {
+          for (int64_t q = 0; q < wq; ++q) d[q] = T(0);
+          continue;
+        }
+        const T* src = x + ih * g.W + c0 + b;
+        for (int64_t q = 0; q < clo; ++q) d[q] = T(0);
+        if (g.sw == 1) for (int64_t q = clo; q < chi; ++q) d[q] = src[q];
+        else for (int64_t q = clo; q < chi; ++q) d[q] = src[q * g.sw];
+        for (int64_t q = chi; q < wq; ++q) d[q] = T(0);
+      }
+    }
+  // Only outputs q < nq - (wq - OW) are kept; reads stay inside the planes
+  // because the last kept output's taps are inside them.
+  const int64_t nkeep = (rows - 1) * wq + g.OW;
+  // The last, partial vector runs as a whole one (its extra lanes read the
+  // scratch's zeroed slack and are dropped): every output takes the same FMA
+  // chain, whatever its position in the tile, so tilings agree bit for bit.
+  int64_t q = dw_nchw_phase_blocks<T, 4>(ph, offs, taps, w, bias, nkeep, 0, out);
+  q = dw_nchw_phase_blocks<T, 1>(ph, offs, taps, w, bias, nkeep, q, out);
+  if (q < nkeep) dw_nchw_phase_blocks<T, 1>(ph, offs, taps, w, bias, q + L, q, out);
+  for (int64_t r = 0; r < rows; ++r) {
+    T* yr = y + r * g.OW;
+    const T* o = out + r * wq;
+    for (int64_t c = 0; c < g.OW; ++c) yr[c] = o[c];
+    act_row(yr, g.OW, act);
+  }
 }
 
 // NHWC, M = 1: channel blocks of NB vectors, c in [c0, c1) (multiples of L).
@@ -558,6 +642,8 @@ static const KernelTable<T>* make_table(const char* isa) {
   static const KernelTable<T> t = {
       isa,
       &dw_fwd_nchw_row<T>,
+      &dw_fwd_nchw_rows<T>,
+      &dw_rows_scratch<T>,
       &dw_fwd_nhwc_row<T>,
       &dw_bwd_data_nchw_row<T>,
       &dw_bwd_data_nhwc_row<T>,

@@ -61,6 +61,12 @@ struct KernelTable {
   // receives ow1 - ow0 elements.
   void (*dw_fwd_nchw_row)(const DwGeom&, const T* x_plane, const T* w, T bias,
                           Act act, int64_t oh, int64_t ow0, int64_t ow1, T* y);
+  // NCHW forward, narrow rows: output rows [oh0, oh1) (all OW columns) of
+  // one output channel into y ((oh1 - oh0) x OW), using `scratch` of
+  // dw_rows_scratch(g, oh1 - oh0) elements.  Same bits as dw_fwd_nchw_row.
+  void (*dw_fwd_nchw_rows)(const DwGeom&, const T* x_plane, const T* w, T bias, Act act,
+                           int64_t oh0, int64_t oh1, T* y, T* scratch);
+  int64_t (*dw_rows_scratch)(const DwGeom&, int64_t rows);
   // NHWC forward: outputs [ow0, ow1) of row `oh` of one image, all C*M
   // channels.  x_img is (H, W, C), w_packed (kh, kw, C*M), bias (C*M) or
   // null; y receives (ow1 - ow0, C*M).

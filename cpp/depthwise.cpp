@@ -27,7 +27,10 @@ void depthwise_forward(const Problem& p, const T* x, const T* w, const T* b, Act
   const int64_t HW = g.H * g.W, OHW = g.OH * g.OW, CM = p.Cmid, taps = g.kh * g.kw;
   const int64_t macs = p.N * CM * OHW * taps;
   if (p.N == 0) return;
-  if (p.layout == Layout::NCHW && dw_use_rows_kernel(g)) {
+  // One channel (M = 1): NHWC is byte for byte the NCHW layout, whose kernels
+  // vectorise along the row instead of over a single channel.
+  const bool nchw = p.layout == Layout::NCHW || (g.C == 1 && g.M == 1);
+  if (nchw && dw_use_rows_kernel(g)) {
     // Narrow rows: blocks of rows per call, ~1024 outputs each.
     const int64_t rb = g.OW >= 1024 ? 1 : (1024 / g.OW < g.OH ? 1024 / g.OW : g.OH);
     const int64_t blocks = ceil_div(g.OH, rb), tasks = p.N * CM * blocks;
@@ -40,7 +43,7 @@ void depthwise_forward(const Problem& p, const T* x, const T* w, const T* b, Act
       k.dw_fwd_nchw_rows(g, x + (n * g.C + co / g.M) * HW, w + co * taps, b ? b[co] : T(0), act,
                          oh0, oh1, y + nc * OHW + oh0 * g.OW, scratch.data() + tid * per);
     });
-  } else if (p.layout == Layout::NCHW) {
+  } else if (nchw) {
     const int64_t rows = p.N * CM * g.OH;
     const int nt = plan_threads(threads, rows, macs);
     parallel_for(rows, nt, [&](int64_t t) {

@@ -16,13 +16,16 @@ namespace {
 constexpr int64_t kTileBytes = 128 * 1024;  // depthwise tile: fits L2 with room for weights
 
 // Pixels per tile: as many as fit kTileBytes, but enough tiles for every thread.
-int64_t tile_pixels(const Problem& p, int64_t elem, int threads) {
+// The tile's pixels are the GEMM's rows (NHWC) or columns (NCHW); a multiple
+// of `align` (its register block) leaves no zero-padded partial block inside.
+int64_t tile_pixels(const Problem& p, int64_t elem, int threads, int64_t align) {
   const int64_t ohw = p.OH * p.OW;
   int64_t t = kTileBytes / (p.Cmid * elem);
   if (t < 8) t = 8;
-  if (t > ohw) t = ohw;
   const int64_t want_tiles = 2 * static_cast<int64_t>(threads);
   if (p.N * ceil_div(ohw, t) < want_tiles) t = ceil_div(ohw, ceil_div(want_tiles, p.N));
+  if (t > align) t = t / align * align;
+  if (t > ohw) t = ohw;
   return t < 1 ? 1 : t;
 }
 }  // namespace
@@ -39,7 +42,7 @@ void separable_forward(const Problem& p, const T* x, const T* dw, const T* db, c
   const int64_t macs = p.N * OHW * CM * (taps + Co);
   const int want = plan_threads(threads, int64_t(1) << 30, macs);
   const bool rows_kernel = nchw && dw_use_rows_kernel(g);
-  int64_t tp = tile_pixels(p, sizeof(T), want);
+  int64_t tp = tile_pixels(p, sizeof(T), want, nchw ? 16 : 6);
   if (rows_kernel) tp = (tp / g.OW > 0 ? tp / g.OW : 1) * g.OW;  // whole rows per tile
   const int64_t tiles_per_image = ceil_div(OHW, tp), tasks = p.N * tiles_per_image;
   const int nt = plan_threads(threads, tasks, macs);

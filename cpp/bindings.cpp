@@ -1,11 +1,15 @@
 // pydsconv._core: the only file that includes pybind11.  It only wires:
 // dtype dispatch, array checks, out= handling, releasing the GIL around the
-// C++ work.  Argument rules live in validate(); friendly argument parsing
-// (padding forms, 1-D names, defaults) lives in pydsconv/_ops.py.
+// C++ work.  Arrays are described to validate() as given (shape and byte
+// bounds, any strides) and copied to C-contiguous only after it accepts the
+// call, so a rejected call never allocates for its inputs.  Argument rules
+// live in validate(); friendly argument parsing (padding forms, 1-D names,
+// defaults) lives in pydsconv/_ops.py.
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <climits>
 #include <string>
 #include <vector>
 
@@ -28,6 +32,14 @@ struct Arg {
   py::array arr() const { return py::reinterpret_borrow<py::array>(obj); }
 };
 
+// float32 / float64 in native byte order, compared by value: a dtype object
+// that is not NumPy's own singleton (metadata, '=f4') is still float32.
+template <class T>
+bool same_dtype(const py::dtype& d) {
+  return d.kind() == 'f' && d.itemsize() == static_cast<py::ssize_t>(sizeof(T)) &&
+         d.attr("isnative").cast<bool>();
+}
+
 // All given arrays must be float32 or float64 and agree (rule 0, TypeError).
 DType common_dtype(std::initializer_list<Arg> args) {
   const Arg* first = nullptr;
@@ -38,8 +50,8 @@ DType common_dtype(std::initializer_list<Arg> args) {
       throw py::type_error(std::string(a.name) + " must be a NumPy array of float32 or float64");
     const py::dtype d = a.arr().dtype();
     DType here;
-    if (d.is(py::dtype::of<float>())) here = DType::F32;
-    else if (d.is(py::dtype::of<double>())) here = DType::F64;
+    if (same_dtype<float>(d)) here = DType::F32;
+    else if (same_dtype<double>(d)) here = DType::F64;
     else
       throw py::type_error(std::string(a.name) + " must have dtype float32 or float64, got " +
                            std::string(py::str(d)) + " (pydsconv never casts silently)");
@@ -56,24 +68,60 @@ DType common_dtype(std::initializer_list<Arg> args) {
   return dt;
 }
 
+// The byte range [lo, hi) an array's elements occupy, from its shape and
+// strides as given (negative strides included); empty for a 0-element array.
+// Saturates on absurd strided views instead of overflowing.
+void byte_bounds(const py::array& arr, const void** lo, int64_t* nbytes) {
+  *lo = arr.data();
+  *nbytes = 0;
+  if (arr.size() == 0) return;
+  __int128 low = 0, high = 0;
+  for (py::ssize_t i = 0; i < arr.ndim(); ++i) {
+    const __int128 span = static_cast<__int128>(arr.shape(i) - 1) * arr.strides(i);
+    (span < 0 ? low : high) += span;
+  }
+  high += arr.itemsize();
+  *lo = static_cast<const char*>(arr.data()) + static_cast<int64_t>(low);
+  const __int128 n = high - low;
+  *nbytes = n > INT64_MAX ? INT64_MAX : static_cast<int64_t>(n);
+}
+
+// The array as the caller gave it: shape and the bytes it covers.  Nothing is
+// copied here, so validate() sees huge strided views (zero strides) before
+// anything is allocated for them.
 TensorArg describe(const Arg& a) {
   TensorArg t;
   t.name = a.name;
   if (!a.given()) return t;
   const py::array arr = a.arr();
   if (arr.ndim() > 8) throw py::value_error(std::string(a.name) + " has too many dimensions");
-  if (!(arr.flags() & py::array::c_style))  // pydsconv/_ops.py copies strided inputs first
-    throw py::value_error(std::string(a.name) + " must be C-contiguous");
   t.ndim = static_cast<int>(arr.ndim());
   for (int i = 0; i < t.ndim; ++i) t.shape[i] = arr.shape(i);
-  t.data = arr.data();
-  t.nbytes = arr.nbytes();
+  byte_bounds(arr, &t.data, &t.nbytes);
   return t;
 }
 
+// After validate(): the input as the core reads it.  C-contiguous, aligned
+// arrays are used in place (zero-copy); others are copied once (documented).
+py::object readable(const Arg& a) {
+  if (!a.given()) return py::none();
+  const py::array arr = a.arr();
+  const auto flags = arr.flags();
+  if ((flags & py::array::c_style) && (flags & py::detail::npy_api::NPY_ARRAY_ALIGNED_))
+    return arr;
+  return arr.attr("copy")("C");  // a new, aligned, C-contiguous array
+}
+
+// out= (rule 0): C-contiguous; dtype and writability are checked by result().
+void check_out(const Arg& out) {
+  if (!out.given()) return;
+  if (!py::isinstance<py::array>(out.obj)) throw py::type_error("out must be a NumPy array");
+  if (!(out.arr().flags() & py::array::c_style)) throw py::value_error("out must be C-contiguous");
+}
+
 template <class T>
-const T* ptr(const Arg& a) {
-  return a.given() ? static_cast<const T*>(a.arr().data()) : nullptr;
+const T* ptr(const py::object& a) {  // a: readable()'s result
+  return a.is_none() ? nullptr : static_cast<const T*>(py::reinterpret_borrow<py::array>(a).data());
 }
 
 // The result array: `out` after its checks, or a new one.
@@ -81,10 +129,12 @@ template <class T>
 py::array result(const Arg& out, const std::vector<int64_t>& shape) {
   if (!out.given()) return py::array_t<T>(std::vector<py::ssize_t>(shape.begin(), shape.end()));
   const py::array a = out.arr();
-  if (!a.dtype().is(py::dtype::of<T>()))
+  if (!same_dtype<T>(a.dtype()))
     throw py::value_error("out must have dtype " + std::string(py::str(py::dtype::of<T>())) +
                           ", got " + std::string(py::str(a.dtype())));
   if (!a.writeable()) throw py::value_error("out must be writable");
+  if (!(a.flags() & py::detail::npy_api::NPY_ARRAY_ALIGNED_))
+    throw py::value_error("out must be aligned to its dtype (an unaligned view cannot be written in place)");
   return a;
 }
 
@@ -126,15 +176,17 @@ py::array depthwise_fwd(py::object x, py::object w, py::object b, int spatial, s
   Request r;
   r.op = OpKind::Depthwise;
   r.p = params(spatial, layout, stride, dilation, pad_mode, pad);
+  check_out(ao);
   r.x = describe(ax); r.dw_weight = describe(aw); r.dw_bias = describe(ab); r.out = describe(ao);
   const Act a = parse_act(act, "activation");
   const Problem pb = validate(r);
+  const py::object cx = readable(ax), cw = readable(aw), cb = readable(ab);
   auto run = [&](auto tag) {
     using T = decltype(tag);
     py::array y = result<T>(ao, pb.out_shape);
     T* yp = static_cast<T*>(y.mutable_data());
     py::gil_scoped_release nogil;
-    depthwise_forward<T>(pb, ptr<T>(ax), ptr<T>(aw), ptr<T>(ab), a, yp, threads);
+    depthwise_forward<T>(pb, ptr<T>(cx), ptr<T>(cw), ptr<T>(cb), a, yp, threads);
     return y;
   };
   return dt == DType::F32 ? run(float{}) : run(double{});
@@ -147,15 +199,17 @@ py::array pointwise_fwd(py::object x, py::object w, py::object b, int spatial, s
   Request r;
   r.op = OpKind::Pointwise;
   r.p = params(spatial, layout, {1, 1}, {1, 1}, "valid", {0, 0, 0, 0});
+  check_out(ao);
   r.x = describe(ax); r.pw_weight = describe(aw); r.pw_bias = describe(ab); r.out = describe(ao);
   const Act a = parse_act(act, "activation");
   const Problem pb = validate(r);
+  const py::object cx = readable(ax), cw = readable(aw), cb = readable(ab);
   auto run = [&](auto tag) {
     using T = decltype(tag);
     py::array y = result<T>(ao, pb.out_shape);
     T* yp = static_cast<T*>(y.mutable_data());
     py::gil_scoped_release nogil;
-    pointwise_forward<T>(pb, ptr<T>(ax), ptr<T>(aw), ptr<T>(ab), a, yp, threads);
+    pointwise_forward<T>(pb, ptr<T>(cx), ptr<T>(cw), ptr<T>(cb), a, yp, threads);
     return y;
   };
   return dt == DType::F32 ? run(float{}) : run(double{});
@@ -171,16 +225,19 @@ py::array separable_fwd(py::object x, py::object dw, py::object pw, py::object d
   Request r;
   r.op = OpKind::Separable;
   r.p = params(spatial, layout, stride, dilation, pad_mode, pad);
+  check_out(ao);
   r.x = describe(ax); r.dw_weight = describe(adw); r.pw_weight = describe(apw);
   r.dw_bias = describe(adb); r.pw_bias = describe(apb); r.out = describe(ao);
   const Act ma = parse_act(mid_act, "mid_activation"), a = parse_act(act, "activation");
   const Problem pb = validate(r);
+  const py::object cx = readable(ax), cdw = readable(adw), cpw = readable(apw),
+                   cdb = readable(adb), cpb = readable(apb);
   auto run = [&](auto tag) {
     using T = decltype(tag);
     py::array y = result<T>(ao, pb.out_shape);
     T* yp = static_cast<T*>(y.mutable_data());
     py::gil_scoped_release nogil;
-    separable_forward<T>(pb, ptr<T>(ax), ptr<T>(adw), ptr<T>(adb), ptr<T>(apw), ptr<T>(apb), ma,
+    separable_forward<T>(pb, ptr<T>(cx), ptr<T>(cdw), ptr<T>(cdb), ptr<T>(cpw), ptr<T>(cpb), ma,
                          a, yp, threads);
     return y;
   };
@@ -204,6 +261,7 @@ py::tuple backward(OpKind op, py::object gy, py::object x, py::object w, int spa
   r.x = describe(ax); r.grad_out = describe(ag);
   (op == OpKind::DepthwiseBackward ? r.dw_weight : r.pw_weight) = describe(aw);
   const Problem pb = validate(r);
+  const py::object cg = readable(ag), cx = readable(ax), cw = readable(aw);
   const int64_t nbias = op == OpKind::DepthwiseBackward ? pb.Cmid : pb.Cout;
   auto run = [&](auto tag) {
     using T = decltype(tag);
@@ -215,9 +273,9 @@ py::tuple backward(OpKind op, py::object gy, py::object x, py::object w, int spa
     {
       py::gil_scoped_release nogil;
       if (op == OpKind::DepthwiseBackward)
-        depthwise_backward<T>(pb, ptr<T>(ag), ptr<T>(ax), ptr<T>(aw), gxp, gwp, gbp, threads);
+        depthwise_backward<T>(pb, ptr<T>(cg), ptr<T>(cx), ptr<T>(cw), gxp, gwp, gbp, threads);
       else
-        pointwise_backward<T>(pb, ptr<T>(ag), ptr<T>(ax), ptr<T>(aw), gxp, gwp, gbp, threads);
+        pointwise_backward<T>(pb, ptr<T>(cg), ptr<T>(cx), ptr<T>(cw), gxp, gwp, gbp, threads);
     }
     auto opt = [](bool want, py::array& a) -> py::object { return want ? py::object(a) : py::none(); };
     return py::make_tuple(opt(want_x, gx), opt(want_w, gw), opt(want_b, gb));

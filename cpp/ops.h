@@ -12,7 +12,10 @@ namespace pydsconv {
 // (KernelTable::dw_fwd_nchw_rows); the choice depends on the geometry only,
 // so every output element always takes the same path.
 inline bool dw_use_rows_kernel(const DwGeom& g) {
-  return g.OW < 64 && g.kh * g.kw <= 256 && g.sh * g.sw <= 16;
+  // Its scratch spans the padded input a row block reads: keep that small
+  // (a huge dilation reads mostly padding; the row kernel handles it).
+  return g.OW < 64 && g.kh <= 64 && g.kw <= 64 && g.kh * g.kw <= 256 && g.sh <= 4 && g.sw <= 4 &&
+         (g.kw - 1) * g.dw + (g.OW - 1) * g.sw < 4096 && (g.kh - 1) * g.dh < 4096;
 }
 
 // y = act(depthwise(x, w) + b).  w (C*M, 1, kh, kw); b (C*M) or null.

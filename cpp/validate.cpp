@@ -30,9 +30,11 @@ int64_t mul(int64_t a, int64_t b, const char* what) {  // rule 10
   return r;
 }
 
+// Elements of t, counting empty dimensions as 1 (the other dimensions still
+// set strides that must not overflow).
 int64_t count(const TensorArg& t) {
   int64_t n = 1;
-  for (int i = 0; i < t.ndim; ++i) n = mul(n, t.shape[i], t.name);
+  for (int i = 0; i < t.ndim; ++i) n = mul(n, t.shape[i] > 0 ? t.shape[i] : 1, t.name);
   return n;
 }
 
@@ -262,8 +264,10 @@ Problem validate(const Request& r) {
     check_bias(r.pw_bias, pb.Cout);
   }
   pb.out_shape = make_shape(r, d.N, pb.Cout, pb.OH, pb.OW);
-  int64_t n_out = 1;  // rule 10: every tensor we index must fit int64
-  for (int64_t v : pb.out_shape) n_out = mul(n_out, v, "the output");
+  // Rule 10: every tensor we index must fit int64 -- also per image, since
+  // with N = 0 the element count is 0 but strides are still computed.
+  int64_t n_out = 1;
+  for (int64_t v : pb.out_shape) n_out = mul(n_out, v > 0 ? v : 1, "the output");
   mul(n_out, 8, "the output");
   mul(count(r.x), 8, r.x.name);
   if (r.op == OpKind::Separable) mul(mul(pb.Cmid, pb.OH * pb.OW, "the intermediate"), 8, "the intermediate");

@@ -1,9 +1,11 @@
 """Friendly argument handling for the public ops; all computing is in ``_core``.
 
 This layer turns Python arguments into the normalised form the C++ core takes
-(arrays, ``(h, w)`` pairs, padding as a mode plus four ints) and copies
-non-C-contiguous inputs once.  Shape rules are checked in C++ (one validator,
-``cpp/validate.cpp``); dtype rules in the binding.
+(arrays, ``(h, w)`` pairs, padding as a mode plus four ints).  It never copies
+an ndarray: the binding describes arrays as given (any strides) to the C++
+validator (``cpp/validate.cpp``, every shape rule) and copies non-C-contiguous
+or unaligned inputs once, only after the call has been accepted, so a huge
+strided view (e.g. zero strides) is rejected without being materialised.
 """
 from __future__ import annotations
 
@@ -19,13 +21,12 @@ _LAYOUTS_2D = {"NCHW": "NCHW", "NHWC": "NHWC"}
 _LAYOUTS_1D = {"NCL": "NCHW", "NLC": "NHWC"}
 
 
-def _array(name, value, keep, optional=False):
-    """``value`` as an ndarray the core can read in place.
+def _array(name, value, optional=False):
+    """``value`` as an ndarray of float32 or float64, never copied.
 
-    C-contiguous, aligned arrays are passed through untouched (zero-copy);
-    others are copied once.  ``keep`` collects (name, original) pairs of
-    copied inputs, for the ``out`` overlap check.  None is allowed only for
-    ``optional`` arguments (biases).
+    Non-ndarrays are converted with ``np.asarray``; ndarrays are passed as
+    they are (the binding copies strided ones once, after validation).  None
+    is allowed only for ``optional`` arguments (biases).
     """
     if value is None:
         if optional:
@@ -42,24 +43,20 @@ def _array(name, value, keep, optional=False):
     if arr.dtype.kind != "f" or arr.dtype.itemsize not in (4, 8):
         raise TypeError(f"{name} must have dtype float32 or float64, got {arr.dtype} "
                         "(pydsconv never casts silently)")
-    if not (arr.flags.c_contiguous and arr.flags.aligned) or not arr.dtype.isnative:
-        if not arr.dtype.isnative:
-            raise TypeError(f"{name} must have native byte order, got {arr.dtype}")
-        keep.append((name, value))
-        arr = np.ascontiguousarray(arr)
+    if not arr.dtype.isnative:
+        raise TypeError(f"{name} must have native byte order, got {arr.dtype}")
     return arr
 
 
-def _out(out, copied):
+def _out(out):
+    """``out`` checks that need Python types; shape, dtype, writability and
+    overlap with the inputs (their byte bounds) are checked in C++."""
     if out is None:
         return None
     if not isinstance(out, np.ndarray):
         raise TypeError(f"out must be a NumPy array, got {type(out).__name__}")
     if not out.flags.c_contiguous:
         raise ValueError("out must be C-contiguous")
-    for name, original in copied:
-        if np.may_share_memory(out, original):
-            raise ValueError(f"out must not overlap the input '{name}'")
     return out
 
 
@@ -157,43 +154,39 @@ def _conv_args(spatial, stride, padding, dilation, layout):
 
 def _depthwise(spatial, x, weight, bias, stride, padding, dilation, layout, activation, out,
                num_threads):
-    copied = []
-    x = _array("x", x, copied)
-    weight = _array("weight", weight, copied)
-    bias = _array("bias", bias, copied, optional=True)
+    x = _array("x", x)
+    weight = _array("weight", weight)
+    bias = _array("bias", bias, optional=True)
     args = _conv_args(spatial, stride, padding, dilation, layout)
-    return _core.depthwise_forward(x, weight, bias, *args, activation, _out(out, copied),
+    return _core.depthwise_forward(x, weight, bias, *args, activation, _out(out),
                                    _threads(num_threads))
 
 
 def _pointwise(spatial, x, weight, bias, layout, activation, out, num_threads):
-    copied = []
-    x = _array("x", x, copied)
-    weight = _array("weight", weight, copied)
-    bias = _array("bias", bias, copied, optional=True)
+    x = _array("x", x)
+    weight = _array("weight", weight)
+    bias = _array("bias", bias, optional=True)
     return _core.pointwise_forward(x, weight, bias, spatial, _layout(layout, spatial), activation,
-                                   _out(out, copied), _threads(num_threads))
+                                   _out(out), _threads(num_threads))
 
 
 def _separable(spatial, x, dw, pw, db, pb, stride, padding, dilation, layout, mid_activation,
                activation, out, num_threads):
-    copied = []
-    x = _array("x", x, copied)
-    dw = _array("depthwise_weight", dw, copied)
-    pw = _array("pointwise_weight", pw, copied)
-    db = _array("depthwise_bias", db, copied, optional=True)
-    pb = _array("pointwise_bias", pb, copied, optional=True)
+    x = _array("x", x)
+    dw = _array("depthwise_weight", dw)
+    pw = _array("pointwise_weight", pw)
+    db = _array("depthwise_bias", db, optional=True)
+    pb = _array("pointwise_bias", pb, optional=True)
     args = _conv_args(spatial, stride, padding, dilation, layout)
     return _core.separable_forward(x, dw, pw, db, pb, *args, mid_activation, activation,
-                                   _out(out, copied), _threads(num_threads))
+                                   _out(out), _threads(num_threads))
 
 
 def _depthwise_backward(spatial, grad_out, x, weight, stride, padding, dilation, layout,
                         input_grad, weight_grad, bias_grad, num_threads):
-    copied = []
-    grad_out = _array("grad_out", grad_out, copied)
-    x = _array("x", x, copied)
-    weight = _array("weight", weight, copied)
+    grad_out = _array("grad_out", grad_out)
+    x = _array("x", x)
+    weight = _array("weight", weight)
     args = _conv_args(spatial, stride, padding, dilation, layout)
     return _core.depthwise_backward(grad_out, x, weight, *args, bool(input_grad),
                                     bool(weight_grad), bool(bias_grad), _threads(num_threads))
@@ -201,10 +194,9 @@ def _depthwise_backward(spatial, grad_out, x, weight, stride, padding, dilation,
 
 def _pointwise_backward(spatial, grad_out, x, weight, layout, input_grad, weight_grad, bias_grad,
                         num_threads):
-    copied = []
-    grad_out = _array("grad_out", grad_out, copied)
-    x = _array("x", x, copied)
-    weight = _array("weight", weight, copied)
+    grad_out = _array("grad_out", grad_out)
+    x = _array("x", x)
+    weight = _array("weight", weight)
     return _core.pointwise_backward(grad_out, x, weight, spatial, _layout(layout, spatial),
                                     bool(input_grad), bool(weight_grad), bool(bias_grad),
                                     _threads(num_threads))

@@ -127,7 +127,12 @@ static void dw_fwd_nchw_row(const DwGeom& g, const T* x, const T* w, T bias, Act
   typedef typename VecOf<T>::type V;
   constexpr int64_t L = static_cast<int64_t>(sizeof(V) / sizeof(T));
   const int64_t chunk = nrows > 0 ? (kDwRowBuf - kMaxLanes) / (nrows * g.sw) - ext : 0;
-  if (nrows > 0 && (chunk < 16 || nrows * g.kw > kDwMaxTaps || g.kw > kDwMaxTaps)) {  // enormous kernel or stride
+  if (nrows == 0) {  // the row lies wholly in the padding: bias only
+    for (int64_t o = 0; o < ow1 - ow0; ++o) y[o] = bias;
+    act_row(y, ow1 - ow0, act);
+    return;
+  }
+  if (chunk < 16 || nrows * g.kw > kDwMaxTaps || g.kw > kDwMaxTaps) {  // enormous kernel or stride
     dw_fwd_nchw_row_general(g, x, w, bias, act, oh, ow0, ow1, y);
     return;
   }

@@ -1,0 +1,103 @@
+#!/usr/bin/env bash
+# ASan + UBSan stage of CI (also runnable by hand):
+#
+#   bash .ci/sanitize.sh [BUILD_DIR]        (default build/asan)
+#
+# 1. configures and builds, with CMake directly (not pip), the extension _core
+#    and the C++ benchmark binary with PYDSCONV_SANITIZE=ON (ASan + UBSan,
+#    UBSan not recoverable: any report aborts) and PYDSCONV_WERROR=ON;
+# 2. runs `pydsconv-bench MODEL --check` (every ISA and layout against scalar)
+#    on every bench/models/*.txt, LeakSanitizer on;
+# 3. runs the pytest suite against the sanitized module.
+#
+# The module goes to BUILD_DIR/pkg/pydsconv/ beside a copy of the package's
+# Python files, never to pydsconv/ (a developer's in-place module stays as it
+# is), and pytest runs from an empty directory with PYTHONPATH=BUILD_DIR/pkg,
+# so neither the source tree nor an installed pydsconv can be imported instead
+# (checked before the tests run).
+#
+# Needs, on PATH: python with numpy, pytest, hypothesis, threadpoolctl and
+# pybind11 (torch optional: its tests skip without it), cmake, ninja, and GCC
+# (CXX, default g++: its libasan/libubsan are preloaded into Python).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$PWD
+build=${1:-build/asan}
+case $build in /*) ;; *) build=$root/$build ;; esac
+pkg=$build/pkg
+cxx=${CXX:-g++}
+python=$(command -v python3 || command -v python)
+
+runtime() {  # absolute path of a GCC sanitizer runtime, or fail
+  local lib
+  lib=$("$cxx" -print-file-name="$1")
+  if [[ $lib != /* || ! -e $lib ]]; then
+    echo "sanitize.sh: $cxx has no $1 (a GCC with ASan/UBSan is needed)" >&2
+    exit 1
+  fi
+  echo "$lib"
+}
+libasan=$(runtime libasan.so)
+libubsan=$(runtime libubsan.so)
+
+# UBSan: print the stack and stop at the first report (recovery is compiled
+# out too: -fno-sanitize-recover=all in CMakeLists.txt).
+export UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
+
+echo "-- build (ASan + UBSan, -Werror, RelWithDebInfo) in $build"
+mkdir -p "$build"
+cmake -S . -B "$build" -G Ninja \
+  -DCMAKE_CXX_COMPILER="$cxx" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+  -DPYDSCONV_SANITIZE=ON -DPYDSCONV_WERROR=ON -DPYDSCONV_BENCH=ON -DPYDSCONV_PYTHON=ON \
+  -DPython_EXECUTABLE="$python" -Dpybind11_DIR="$("$python" -m pybind11 --cmakedir)" \
+  -DPYDSCONV_MODULE_DIR="$pkg/pydsconv" >"$build/configure.log" 2>&1 \
+  || { cat "$build/configure.log"; exit 1; }
+cmake --build "$build"
+# The package's Python files next to the sanitized module; an in-place _core
+# from a developer build must not come along (it would replace ours).
+tar -C pydsconv --exclude='_core*.so' --exclude=__pycache__ -cf - . | tar -C "$pkg/pydsconv" -xf -
+
+echo "-- bench --check on every model file (ASan + LSan + UBSan)"
+for model in bench/models/*.txt; do
+  log=$build/check-$(basename "$model" .txt).log
+  if ASAN_OPTIONS=detect_leaks=1 "$build/pydsconv-bench" "$model" --check >"$log" 2>&1; then
+    echo "$model: $(tail -n 1 "$log")"
+  else
+    cat "$log"
+    echo "sanitize.sh: bench --check failed on $model" >&2
+    exit 1
+  fi
+done
+
+echo "-- pytest under ASan + UBSan"
+# detect_leaks=0: CPython keeps interned objects and module state alive until
+# exit by design, so LeakSanitizer would report Python itself, not us.
+# allocator_may_return_null=1: a malloc too big to serve returns NULL, as it
+# does without ASan, so NumPy raises MemoryError (tests of the size limits
+# expect that) instead of ASan aborting on allocation-size-too-big.
+# PYTHONMALLOC=malloc: Python objects come from malloc too, so ASan sees
+# misuse of them (refcounts in the binding, use after free) as well as of
+# array buffers.
+# --capture=sys: a sanitizer report is written by the runtime to fd 2 just
+# before the process exits; pytest's default fd capture would swallow it.
+# torch (the second oracle) runs under ASan without reports, so its tests stay.
+neutral=$(mktemp -d)
+trap 'rm -rf "$neutral"' EXIT
+san_env=(env PYTHONPATH="$pkg" PYTHONMALLOC=malloc ASAN_OPTIONS=detect_leaks=0:allocator_may_return_null=1
+         LD_PRELOAD="$libasan:$libubsan")
+(cd "$neutral" && "${san_env[@]}" "$python" -c "
+import sys, pydsconv
+assert pydsconv.__file__.startswith(sys.argv[1]), pydsconv.__file__
+print('testing', pydsconv._core.__file__, dict(pydsconv.cpu_features()))
+" "$pkg/")
+# -v into a log: after a sanitizer abort its last test line names the test.
+log=$build/pytest.log
+if (cd "$neutral" && "${san_env[@]}" "$python" -m pytest "$root/tests" -v -x --capture=sys \
+      -p no:cacheprovider) >"$log" 2>&1; then
+  tail -n 1 "$log"
+else
+  status=$?
+  grep -v ' PASSED ' "$log" | tail -n 300
+  echo "sanitize.sh: pytest under ASan + UBSan failed (exit $status); full log: $log" >&2
+  exit "$status"
+fi

@@ -14,6 +14,7 @@ namespace pydsconv {
 namespace {
 
 constexpr int64_t kRowBlock = 72, kColBlock = 256;  // = the GEMM's MC and NC blocks
+constexpr int64_t kGemmKCElems = 256;                 // = the GEMM's KC block
 
 // Runs `a` for each of `batch` problems whose B and C start b_step and
 // c_step elements apart, split into tasks across threads.  pa / pb: A or B
@@ -58,6 +59,92 @@ void run_gemm(const GemmArgs<T>& a, int64_t batch, int64_t b_step, int64_t c_ste
   });
 }
 
+
+// Weight and bias gradients, summed over all N*P pixels k (flattened image by
+// image): gw (Co, Ci) = sum_k gy(co, k) x(ci, k), gb (Co) = sum_k gy(co, k).
+// Tasks are (row block of gw) x (chunk of pixels).  Each chunk's partial
+// sums land in their own slot (chunk 0 straight in gw/gb) and the slots are
+// added in chunk order afterwards.  The chunking depends on the shape only,
+// never on the thread count, so neither do the bits; it exists so that few
+// output rows (Co = 64 at 112x112) still give the threads enough tasks.
+template <class T>
+void weight_grads(const Problem& p, const T* gy, const T* x, T* gw, T* gb, int threads) {
+  const KernelTable<T>& k = kernels<T>();
+  const int64_t P = p.H * p.W, Ci = p.Cmid, Co = p.Cout, NP = p.N * P;
+  const bool nchw = p.layout == Layout::NCHW;
+  const int64_t rblocks = ceil_div(Co, kRowBlock);
+  // >= 8 tasks where the pixels allow, chunks of >= 4 KC slices.
+  const int64_t min_chunk = 4 * kGemmKCElems;
+  int64_t chunks = rblocks >= 8 ? 1 : ceil_div(8, rblocks);
+  if (chunks > 1 && NP / chunks < min_chunk) chunks = NP / min_chunk > 1 ? NP / min_chunk : 1;
+  const int64_t gw_sz = gw ? Co * Ci : 0, gb_sz = gb ? Co : 0;
+  const int64_t max_parts = (int64_t(1) << 22) / (gw_sz + gb_sz > 0 ? gw_sz + gb_sz : 1);  // partials <= 32 MiB (f64)
+  if (chunks > 1 + max_parts) chunks = 1 + max_parts;
+  const int64_t clen = chunks > 1 ? ceil_div(NP, chunks) : NP;
+  if (chunks > 1) chunks = ceil_div(NP, clen);
+  std::vector<T> part(static_cast<size_t>((chunks - 1) * (gw_sz + gb_sz)));
+  const int64_t tasks = rblocks * chunks;
+  const int nt = plan_threads(threads, tasks, NP * Co * (Ci + 1));
+  std::vector<T> work(gw ? static_cast<size_t>(nt * k.gemm_work) : 0);
+  parallel_for_tid(tasks, nt, [&](int64_t t, int tid) {
+    const int64_t r = t % rblocks, c = t / rblocks;
+    const int64_t m0 = r * kRowBlock, mlen = Co - m0 < kRowBlock ? Co - m0 : kRowBlock;
+    const int64_t k0 = c * clen, k1 = k0 + clen < NP ? k0 + clen : NP;
+    T* gwc = c == 0 ? gw : part.data() + (c - 1) * (gw_sz + gb_sz);
+    T* gbc = c == 0 ? gb : part.data() + (c - 1) * (gw_sz + gb_sz) + gw_sz;
+    if (gw) {
+      T* dst = gwc + m0 * Ci;
+      if (k1 <= k0) {
+        for (int64_t i = 0; i < mlen * Ci; ++i) dst[i] = T(0);
+      } else if (nchw) {  // one GEMM per image segment of the chunk
+        for (int64_t kk = k0; kk < k1;) {
+          const int64_t n = kk / P, p0 = kk % P, len = (n + 1) * P < k1 ? P - p0 : k1 - kk;
+          GemmArgs<T> a{mlen, Ci, len, gy + (n * Co + m0) * P + p0, P, 1, x + n * Ci * P + p0,
+                        1, P, dst, Ci, kk > k0, nullptr, -1, Act::None,
+                        work.data() + tid * k.gemm_work};
+          k.gemm(a);
+          kk += len;
+        }
+      } else {
+        GemmArgs<T> a{mlen, Ci, k1 - k0, gy + k0 * Co + m0, 1, Co, x + k0 * Ci, Ci, 1, dst, Ci,
+                      false, nullptr, -1, Act::None, work.data() + tid * k.gemm_work};
+        k.gemm(a);
+      }
+    }
+    if (gb) {
+      T* dst = gbc + m0;
+      for (int64_t co = 0; co < mlen; ++co) dst[co] = T(0);
+      if (nchw) {
+        for (int64_t kk = k0; kk < k1;) {
+          const int64_t n = kk / P, p0 = kk % P, len = (n + 1) * P < k1 ? P - p0 : k1 - kk;
+          for (int64_t co = 0; co < mlen; ++co) {
+            const T* row = gy + (n * Co + m0 + co) * P + p0;
+            T s = T(0);
+            for (int64_t i = 0; i < len; ++i) s += row[i];
+            dst[co] += s;
+          }
+          kk += len;
+        }
+      } else {
+        for (int64_t i = k0; i < k1; ++i)
+          for (int64_t co = 0; co < mlen; ++co) dst[co] += gy[i * Co + m0 + co];
+      }
+    }
+  });
+  if (chunks == 1) return;
+  // gw[i] += part_1[i] + part_2[i] + ... in chunk order, split by elements.
+  const int64_t stride = gw_sz + gb_sz, per = 4096, rtasks = ceil_div(stride, per);
+  parallel_for(rtasks, plan_threads(threads, rtasks, stride * chunks), [&](int64_t t) {
+    const int64_t i0 = t * per, i1 = i0 + per < stride ? i0 + per : stride;
+    for (int64_t i = i0; i < i1; ++i) {
+      T* d = i < gw_sz ? gw + i : gb + (i - gw_sz);
+      T s = *d;
+      for (int64_t c = 1; c < chunks; ++c) s += part[(c - 1) * stride + i];
+      *d = s;
+    }
+  });
+}
+
 }  // namespace
 
 template <class T>
@@ -94,45 +181,7 @@ void pointwise_backward(const Problem& p, const T* gy, const T* x, const T* w, T
       run_gemm<T>(a, 1, 0, 0, threads, nullptr, &wp);
     }
   }
-  // gw (Co, Ci) = sum over pixels of gy (Co, p) x (Ci, p): each task owns a
-  // block of gw rows and walks the images in order (fixed summation order).
-  const int64_t tasks = ceil_div(Co, kRowBlock);
-  const int nt = plan_threads(threads, tasks, NP * Co * (Ci + 1));
-  std::vector<T> work(gw ? static_cast<size_t>(nt * k.gemm_work) : 0);
-  parallel_for_tid(tasks, nt, [&](int64_t t, int tid) {
-    const int64_t m0 = t * kRowBlock, mlen = Co - m0 < kRowBlock ? Co - m0 : kRowBlock;
-    if (gw) {
-      if (NP == 0)
-        for (int64_t i = 0; i < mlen * Ci; ++i) gw[m0 * Ci + i] = T(0);
-      if (nchw) {
-        for (int64_t n = 0; n < p.N; ++n) {
-          GemmArgs<T> a{mlen, Ci, P, gy + (n * Co + m0) * P, P, 1, x + n * Ci * P, 1, P,
-                        gw + m0 * Ci, Ci, n > 0, nullptr, -1, Act::None,
-                        work.data() + tid * k.gemm_work};
-          k.gemm(a);
-        }
-      } else if (NP > 0) {
-        GemmArgs<T> a{mlen, Ci, NP, gy + m0, 1, Co, x, Ci, 1, gw + m0 * Ci, Ci, false, nullptr, -1,
-                      Act::None, work.data() + tid * k.gemm_work};
-        k.gemm(a);
-      }
-    }
-    if (gb) {
-      for (int64_t co = m0; co < m0 + mlen; ++co) gb[co] = T(0);
-      if (nchw) {
-        for (int64_t n = 0; n < p.N; ++n)
-          for (int64_t co = m0; co < m0 + mlen; ++co) {
-            const T* r = gy + (n * Co + co) * P;
-            T s = T(0);
-            for (int64_t i = 0; i < P; ++i) s += r[i];
-            gb[co] += s;
-          }
-      } else {
-        for (int64_t i = 0; i < NP; ++i)
-          for (int64_t co = m0; co < m0 + mlen; ++co) gb[co] += gy[i * Co + co];
-      }
-    }
-  });
+  if (gw || gb) weight_grads(p, gy, x, gw, gb, threads);
 }
 
 template void pointwise_forward<float>(const Problem&, const float*, const float*, const float*,

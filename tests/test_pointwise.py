@@ -165,6 +165,36 @@ def test_backward_deterministic_across_threads(rng, layout, dtype):
         np.testing.assert_array_equal(fwd[0], other)
 
 
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("n, hw", [(1, (64, 70)), (3, (37, 41))])
+def test_backward_weight_grad_split_over_pixels(isa, rng, n, hw, layout, dtype):
+    """Few output channels and many pixels: cpp/pointwise.cpp splits the
+    pixel sum of grad_weight/grad_bias into chunks (image boundaries fall
+    inside chunks when n = 3) and adds the partial sums in chunk order.  The
+    result is right and has the same bits for any thread count."""
+    ci, co = 19, 40
+    x = _x(rng, n, ci, hw, dtype, layout, scale=1.0)
+    w = rand(rng, (co, ci), dtype)
+    go = rand(rng, (n, co) + hw if layout == "NCHW" else (n,) + hw + (co,), dtype)
+    want = ref.pointwise_conv2d_backward(go, x, w, layout=layout, input_grad=False)
+    base = pydsconv.pointwise_conv2d_backward(go, x, w, layout=layout, input_grad=False,
+                                              num_threads=1)
+    assert base[0] is None
+    assert_close(base[1], want[1], dtype)
+    assert_close(base[2], want[2], dtype)
+    for t in (2, 3, 5):
+        got = pydsconv.pointwise_conv2d_backward(go, x, w, layout=layout, input_grad=False,
+                                                 num_threads=t)
+        np.testing.assert_array_equal(got[1], base[1])
+        np.testing.assert_array_equal(got[2], base[2])
+    # Bias gradient alone takes the same path and gives the same bits.
+    only_b = pydsconv.pointwise_conv2d_backward(go, x, w, layout=layout, input_grad=False,
+                                                weight_grad=False, num_threads=2)
+    assert only_b[1] is None
+    np.testing.assert_array_equal(only_b[2], base[2])
+
 # ---------------------------------------------------------------------------
 # Batch 0, non-contiguous inputs, out=
 # ---------------------------------------------------------------------------

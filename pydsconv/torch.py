@@ -1,0 +1,674 @@
+"""PyTorch front end: autograd Functions and ``nn.Module``s backed by pydsconv.
+
+Optional: ``import pydsconv.torch`` needs PyTorch; the rest of pydsconv does
+not.  The module is named after the framework it serves; inside it ``import
+torch`` is an absolute import and always finds PyTorch (unless the
+``pydsconv/`` folder itself is put on ``sys.path``, which no supported way of
+running pydsconv does; that case is detected and reported).
+
+What it gives:
+
+* :class:`DepthwiseConv2d`, :class:`PointwiseConv2d`, :class:`SeparableConv2d`:
+  drop-in layers with PyTorch's parameter names, shapes and initialisation
+  (``nn.Conv2d(C, C*M, k, groups=C)`` and ``nn.Conv2d(C_in, C_out, 1)``), so a
+  ``state_dict`` moves between them and torch layers as it is.
+* :func:`depthwise_conv2d`, :func:`pointwise_conv2d`, :func:`separable_conv2d`:
+  the functional forms (like ``torch.nn.functional.conv2d``), differentiable.
+* :class:`DepthwiseConv2dFunction`, :class:`PointwiseConv2dFunction`,
+  :class:`SeparableConv2dFunction`: the ``torch.autograd.Function``s beneath.
+
+Data path.  CPU float32 / float64 tensors go to pydsconv **without a copy**
+(``tensor.detach().numpy()``) and results come back without one
+(``torch.from_numpy``).  An NCHW-contiguous input runs in pydsconv layout
+"NCHW"; a ``channels_last`` input runs in layout "NHWC" on its permuted view
+(which is C-contiguous) and gives a ``channels_last`` output and input
+gradient, so the memory format propagates through a model as it does in
+PyTorch.  A tensor that is both (one channel, or 1x1 pixels: the two layouts
+are the same bytes) counts as NCHW.  Any other strides (a slice, a transposed
+view, an expanded gradient) are copied once to NCHW-contiguous, or to
+channels_last for gradients flowing into a channels_last op.  Other devices,
+sparse tensors and other dtypes are refused (``ValueError`` / ``TypeError``);
+nothing is cast silently: all tensors of one call share one dtype.
+
+Threads: each call uses ``torch.get_num_threads()``, so
+``torch.set_num_threads`` governs PyTorch's ops and these alike
+(``pydsconv.set_num_threads`` does not apply here).
+
+Padding: an int, ``(ph, pw)``, ``((top, bottom), (left, right))``, ``"valid"``
+or ``"same"``.  ``"same"`` is TensorFlow's rule at every stride (output
+``ceil(in / stride)``, the odd pixel at the bottom/right): where PyTorch
+allows ``"same"`` (stride 1) this is exactly PyTorch's; at stride > 1, where
+``nn.Conv2d`` refuses ``"same"``, it gives Keras' result.  Only zero padding.
+
+Activations (``None``, ``"relu"``, ``"relu6"``) can be fused into the ops.
+Their derivative follows ``nn.ReLU`` / ``nn.ReLU6`` (``hardtanh``): the
+gradient passes where the output is strictly inside (0, 6).
+
+Gradients are computed only for the inputs that need them
+(``ctx.needs_input_grad``); double backward is not supported.
+"""
+from __future__ import annotations
+
+import math
+
+try:
+    import torch
+except ImportError as _exc:
+    raise ImportError(
+        "pydsconv.torch needs PyTorch, which is not installed: pip install torch "
+        "(the CPU wheel is enough). The rest of pydsconv (the NumPy API) works without it."
+    ) from _exc
+if not hasattr(torch, "autograd"):  # `import torch` found this file: pydsconv/ is on sys.path
+    raise ImportError(
+        f"`import torch` found {getattr(torch, '__file__', torch)!r} instead of PyTorch: the "
+        "pydsconv/ folder itself is on sys.path (e.g. a script run from inside it). Run from "
+        "the repository root or elsewhere and import pydsconv.torch.")
+
+import numpy as np
+from torch import nn
+from torch.autograd.function import once_differentiable
+
+import pydsconv
+
+__all__ = [
+    "DepthwiseConv2d", "PointwiseConv2d", "SeparableConv2d",
+    "depthwise_conv2d", "pointwise_conv2d", "separable_conv2d",
+    "DepthwiseConv2dFunction", "PointwiseConv2dFunction", "SeparableConv2dFunction",
+]
+
+_DTYPES = (torch.float32, torch.float64)
+_ACTIVATIONS = (None, "relu", "relu6")
+
+
+# --------------------------------------------------------------------------
+# tensor <-> array, without copies
+# --------------------------------------------------------------------------
+
+def _check_tensor(name, t, optional=False):
+    if t is None:
+        if optional:
+            return
+        raise TypeError(f"{name} must be a torch.Tensor, got None")
+    if not isinstance(t, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
+    if t.device.type != "cpu":
+        raise ValueError(f"{name} is on device '{t.device}': pydsconv runs on the CPU only "
+                         "(move it with .cpu())")
+    if t.layout != torch.strided:
+        raise TypeError(f"{name} must be a dense (strided) tensor, got layout {t.layout}")
+    if t.dtype not in _DTYPES:
+        raise TypeError(f"{name} must be float32 or float64, got {t.dtype} "
+                        "(pydsconv never casts silently; use .float() or .double())")
+
+
+def _check_call(x, named, activations=()):
+    """Type, device and dtype checks shared by the functional ops."""
+    _check_tensor("x", x)
+    for name, t in named:
+        _check_tensor(name, t, optional=name.endswith("bias"))
+        if t is not None and t.dtype != x.dtype:
+            raise TypeError(f"x is {x.dtype} but {name} is {t.dtype}: all tensors of one call "
+                            "must share one dtype (pydsconv never casts silently)")
+    if x.dim() != 4:
+        raise ValueError(f"x must be 4-D (N, C, H, W) (or 3-D (C, H, W) unbatched), "
+                         f"got shape {tuple(x.shape)}")
+    for name, act in activations:
+        if act not in _ACTIVATIONS:
+            raise ValueError(f"{name} must be None, 'relu' or 'relu6', got {act!r}")
+
+
+def _layout(x):
+    """pydsconv layout in which ``x`` is read without a copy: "NCHW" or "NHWC".
+
+    NCHW-contiguous (also when it is channels_last-contiguous too: one channel
+    or 1x1 pixels, the same bytes either way) -> "NCHW"; channels_last ->
+    "NHWC"; any other strides -> "NCHW" (copied once by :func:`_array`).
+    """
+    if x.is_contiguous():
+        return "NCHW"
+    if x.is_contiguous(memory_format=torch.channels_last):
+        return "NHWC"
+    return "NCHW"
+
+
+def _array(t, layout="NCHW"):
+    """``t`` as a C-contiguous ndarray in ``layout``; shares memory unless
+    ``t`` had other strides, in which case it is copied once."""
+    if t is None:
+        return None
+    t = t.detach()
+    if layout == "NHWC":
+        t = t.permute(0, 2, 3, 1)  # C-contiguous exactly when t is channels_last
+    if not t.is_contiguous():
+        t = t.contiguous()
+    return t.numpy()
+
+
+def _tensor(a, layout="NCHW"):
+    """ndarray -> tensor sharing its memory; an NHWC array becomes a
+    channels_last (N, C, H, W) tensor."""
+    if a is None:
+        return None
+    t = torch.from_numpy(a)
+    return t.permute(0, 3, 1, 2) if layout == "NHWC" else t
+
+
+def _threads():
+    return torch.get_num_threads()
+
+
+def _act_mask(g, y, activation):
+    """``g`` times the derivative of ``activation`` read from its output ``y``
+    (a new array: ``g`` may be PyTorch's and is never written)."""
+    if activation is None:
+        return g
+    mask = y > 0
+    if activation == "relu6":
+        mask &= y < 6
+    return g * mask
+
+
+def _saved_input(x, layout):
+    """The tensor to save for backward: ``x`` itself when it is read in place,
+    else the contiguous copy (so backward does not copy it again)."""
+    if layout == "NHWC" or x.is_contiguous():
+        return x
+    return x.contiguous()
+
+
+# --------------------------------------------------------------------------
+# autograd Functions
+# --------------------------------------------------------------------------
+
+class DepthwiseConv2dFunction(torch.autograd.Function):
+    """Depthwise conv as an autograd Function (use :func:`depthwise_conv2d`).
+
+    ``apply(x, weight, bias, stride, padding, dilation, activation)``; ``bias``
+    may be None.  Saves ``x``, ``weight`` and, with an activation, the output.
+    """
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, stride, padding, dilation, activation):
+        layout = _layout(x)
+        x = _saved_input(x, layout)
+        y = pydsconv.depthwise_conv2d(_array(x, layout), _array(weight), _array(bias),
+                                      stride=stride, padding=padding, dilation=dilation,
+                                      layout=layout, activation=activation,
+                                      num_threads=_threads())
+        out = _tensor(y, layout)
+        ctx.conf = (stride, padding, dilation, layout, activation)
+        ctx.save_for_backward(x, weight, out if activation else None)
+        return out
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad):
+        x, weight, out = ctx.saved_tensors
+        stride, padding, dilation, layout, activation = ctx.conf
+        need_x, need_w, need_b = ctx.needs_input_grad[:3]
+        g = _act_mask(_array(grad, layout), _array(out, layout), activation)
+        gx, gw, gb = pydsconv.depthwise_conv2d_backward(
+            g, _array(x, layout), _array(weight), stride=stride, padding=padding,
+            dilation=dilation, layout=layout, input_grad=need_x, weight_grad=need_w,
+            bias_grad=need_b, num_threads=_threads())
+        return _tensor(gx, layout), _tensor(gw), _tensor(gb), None, None, None, None
+
+
+class PointwiseConv2dFunction(torch.autograd.Function):
+    """Pointwise (1x1) conv as an autograd Function (use :func:`pointwise_conv2d`).
+
+    ``apply(x, weight, bias, activation)``; ``weight`` is (C_out, C_in, 1, 1)
+    or (C_out, C_in) and its gradient has the same shape.
+    """
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, activation):
+        layout = _layout(x)
+        x = _saved_input(x, layout)
+        y = pydsconv.pointwise_conv2d(_array(x, layout), _array(weight), _array(bias),
+                                      layout=layout, activation=activation,
+                                      num_threads=_threads())
+        out = _tensor(y, layout)
+        ctx.conf = (layout, activation)
+        ctx.save_for_backward(x, weight, out if activation else None)
+        return out
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad):
+        x, weight, out = ctx.saved_tensors
+        layout, activation = ctx.conf
+        need_x, need_w, need_b = ctx.needs_input_grad[:3]
+        g = _act_mask(_array(grad, layout), _array(out, layout), activation)
+        gx, gw, gb = pydsconv.pointwise_conv2d_backward(
+            g, _array(x, layout), _array(weight), layout=layout, input_grad=need_x,
+            weight_grad=need_w, bias_grad=need_b, num_threads=_threads())
+        return _tensor(gx, layout), _tensor(gw), _tensor(gb), None
+
+
+class SeparableConv2dFunction(torch.autograd.Function):
+    """Fused depthwise separable conv as an autograd Function (use
+    :func:`separable_conv2d`).
+
+    ``apply(x, depthwise_weight, pointwise_weight, depthwise_bias,
+    pointwise_bias, stride, padding, dilation, mid_activation, activation)``.
+
+    The forward is pydsconv's fused op, so the intermediate (depthwise output)
+    tensor is never materialised.  Backward needs it (the pointwise weight
+    gradient is ``grad^T @ mid``, and ``mid_activation``'s mask is read from
+    it), so backward **recomputes** it with one depthwise forward instead of
+    the forward saving it.  Why: the intermediate is the largest activation of
+    the block (C*M channels at output resolution), saving it would make the
+    forward unfused and keep it alive until backward, while recomputing costs
+    a depthwise pass, a few % of the block's MACs (MobileNetV1: 17 M of 556 M)
+    -- the trade of activation checkpointing.  Saved: ``x``, the four weights
+    and, with ``activation``, the output.
+    """
+
+    @staticmethod
+    def forward(ctx, x, depthwise_weight, pointwise_weight, depthwise_bias, pointwise_bias,
+                stride, padding, dilation, mid_activation, activation):
+        layout = _layout(x)
+        x = _saved_input(x, layout)
+        y = pydsconv.separable_conv2d(
+            _array(x, layout), _array(depthwise_weight), _array(pointwise_weight),
+            _array(depthwise_bias), _array(pointwise_bias), stride=stride, padding=padding,
+            dilation=dilation, layout=layout, mid_activation=mid_activation,
+            activation=activation, num_threads=_threads())
+        out = _tensor(y, layout)
+        ctx.conf = (stride, padding, dilation, layout, mid_activation, activation)
+        ctx.save_for_backward(x, depthwise_weight, pointwise_weight, depthwise_bias,
+                              out if activation else None)
+        return out
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad):
+        x, dw, pw, db, out = ctx.saved_tensors
+        stride, padding, dilation, layout, mid_activation, activation = ctx.conf
+        need_x, need_dw, need_pw, need_db, need_pb = ctx.needs_input_grad[:5]
+        need_dw_stage = need_x or need_dw or need_db
+        threads = _threads()
+        conv = dict(stride=stride, padding=padding, dilation=dilation, layout=layout,
+                    num_threads=threads)
+        xa, dwa = _array(x, layout), _array(dw)
+        g = _act_mask(_array(grad, layout), _array(out, layout), activation)
+        # recompute the intermediate (see the class docstring)
+        mid = pydsconv.depthwise_conv2d(xa, dwa, _array(db), activation=mid_activation, **conv)
+        gmid, gpw, gpb = pydsconv.pointwise_conv2d_backward(
+            g, mid, _array(pw), layout=layout, input_grad=need_dw_stage, weight_grad=need_pw,
+            bias_grad=need_pb, num_threads=threads)
+        gx = gdw = gdb = None
+        if need_dw_stage:
+            gmid = _act_mask(gmid, mid, mid_activation)
+            gx, gdw, gdb = pydsconv.depthwise_conv2d_backward(
+                gmid, xa, dwa, input_grad=need_x, weight_grad=need_dw, bias_grad=need_db, **conv)
+        return (_tensor(gx, layout), _tensor(gdw), _tensor(gpw), _tensor(gdb), _tensor(gpb),
+                None, None, None, None, None)
+
+
+# --------------------------------------------------------------------------
+# functional API
+# --------------------------------------------------------------------------
+
+def _unbatched(x, fn):
+    """PyTorch's convention: a 3-D (C, H, W) input is one unbatched sample."""
+    if isinstance(x, torch.Tensor) and x.dim() == 3:
+        return fn(x.unsqueeze(0)).squeeze(0)
+    return fn(x)
+
+
+def depthwise_conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, activation=None):
+    """Differentiable depthwise 2-D convolution on CPU tensors.
+
+    Equals ``F.conv2d(x, weight, bias, stride, padding, dilation, groups=C)``
+    followed by ``activation``.
+
+    Parameters
+    ----------
+    x : Tensor, (N, C, H, W) or (C, H, W)
+        float32 or float64, on the CPU; contiguous or channels_last (the output
+        has the same memory format).
+    weight : Tensor, (C*M, 1, kH, kW)
+        PyTorch's grouped-conv weight; M is the channel multiplier.
+    bias : Tensor (C*M,), optional
+    stride, dilation : int or (int, int)
+    padding : int, (ph, pw), ((top, bottom), (left, right)), "valid" or "same"
+        "same" is TensorFlow's rule, allowed at any stride (module docstring).
+    activation : None, "relu" or "relu6"
+        Applied after the bias, fused into the op.
+
+    Returns
+    -------
+    Tensor, (N, C*M, OH, OW) (or unbatched), sharing memory with the array
+    pydsconv returned.
+    """
+    def run(x):
+        _check_call(x, (("weight", weight), ("bias", bias)), (("activation", activation),))
+        return DepthwiseConv2dFunction.apply(x, weight, bias, stride, padding, dilation,
+                                             activation)
+    return _unbatched(x, run)
+
+
+def pointwise_conv2d(x, weight, bias=None, activation=None):
+    """Differentiable pointwise (1x1) 2-D convolution on CPU tensors.
+
+    Equals ``F.conv2d(x, weight, bias)`` with a 1x1 weight, then ``activation``.
+
+    Parameters
+    ----------
+    x : Tensor, (N, C_in, H, W) or (C_in, H, W)
+        float32 or float64, on the CPU; contiguous or channels_last.
+    weight : Tensor, (C_out, C_in, 1, 1) or (C_out, C_in)
+    bias : Tensor (C_out,), optional
+    activation : None, "relu" or "relu6"
+
+    Returns
+    -------
+    Tensor, (N, C_out, H, W) (or unbatched), in ``x``'s memory format.
+    """
+    def run(x):
+        _check_call(x, (("weight", weight), ("bias", bias)), (("activation", activation),))
+        return PointwiseConv2dFunction.apply(x, weight, bias, activation)
+    return _unbatched(x, run)
+
+
+def separable_conv2d(x, depthwise_weight, pointwise_weight, depthwise_bias=None,
+                     pointwise_bias=None, stride=1, padding=0, dilation=1, mid_activation=None,
+                     activation=None):
+    """Differentiable fused depthwise separable 2-D convolution on CPU tensors.
+
+    Equals ``activation(pointwise(mid_activation(depthwise(x))))`` computed by
+    :func:`pydsconv.separable_conv2d` without materialising the intermediate
+    (backward recomputes it: see :class:`SeparableConv2dFunction`).
+
+    Parameters
+    ----------
+    x : Tensor, (N, C, H, W) or (C, H, W)
+    depthwise_weight : Tensor, (C*M, 1, kH, kW)
+    pointwise_weight : Tensor, (C_out, C*M, 1, 1) or (C_out, C*M)
+    depthwise_bias, pointwise_bias : Tensor, optional
+    stride, padding, dilation
+        Of the depthwise stage, as in :func:`depthwise_conv2d`.
+    mid_activation, activation : None, "relu" or "relu6"
+        After the depthwise and after the pointwise stage.
+
+    Returns
+    -------
+    Tensor, (N, C_out, OH, OW) (or unbatched), in ``x``'s memory format.
+    """
+    def run(x):
+        _check_call(x, (("depthwise_weight", depthwise_weight),
+                        ("pointwise_weight", pointwise_weight),
+                        ("depthwise_bias", depthwise_bias), ("pointwise_bias", pointwise_bias)),
+                    (("mid_activation", mid_activation), ("activation", activation)))
+        return SeparableConv2dFunction.apply(x, depthwise_weight, pointwise_weight,
+                                             depthwise_bias, pointwise_bias, stride, padding,
+                                             dilation, mid_activation, activation)
+    return _unbatched(x, run)
+
+
+# --------------------------------------------------------------------------
+# modules
+# --------------------------------------------------------------------------
+
+def _pos_int(name, v, minimum=1):
+    if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < minimum:
+        raise ValueError(f"{name} must be an int >= {minimum}, got {v!r}")
+    return int(v)
+
+
+def _pair(name, v, minimum=1):
+    if isinstance(v, (tuple, list)):
+        if len(v) != 2:
+            raise ValueError(f"{name} must be an int or a pair of ints, got {v!r}")
+        return (_pos_int(name, v[0], minimum), _pos_int(name, v[1], minimum))
+    v = _pos_int(name, v, minimum)
+    return (v, v)
+
+
+def _norm_padding(padding):
+    """int | (ph, pw) | ((top, bottom), (left, right)) | "same" | "valid"."""
+    if isinstance(padding, str):
+        mode = padding.lower()
+        if mode not in ("same", "valid"):
+            raise ValueError(f"padding must be an int, a pair, 'same' or 'valid', got {padding!r}")
+        return mode
+    if isinstance(padding, (tuple, list)) and len(padding) == 2 and all(
+            isinstance(p, (tuple, list)) for p in padding):
+        return tuple(_pair("padding", p, minimum=0) for p in padding)
+    return _pair("padding", padding, minimum=0)
+
+
+def _factory(device, dtype, padding_mode, *activations):
+    if device is not None and torch.device(device).type != "cpu":
+        raise ValueError(f"device must be the CPU (pydsconv has no {torch.device(device).type} "
+                         "kernels)")
+    if dtype is not None and dtype not in _DTYPES:
+        raise TypeError(f"dtype must be torch.float32 or torch.float64, got {dtype}")
+    if padding_mode != "zeros":
+        raise ValueError(f"padding_mode must be 'zeros' (the only padding pydsconv computes), "
+                         f"got {padding_mode!r}")
+    for name, act in activations:
+        if act not in _ACTIVATIONS:
+            raise ValueError(f"{name} must be None, 'relu' or 'relu6', got {act!r}")
+    return {"device": device, "dtype": dtype}
+
+
+def _reset_conv(weight, bias):
+    """``nn.Conv2d.reset_parameters``: Kaiming-uniform(a=sqrt(5)) weight,
+    bias uniform in +-1/sqrt(fan_in); same RNG draws in the same order."""
+    nn.init.kaiming_uniform_(weight, a=math.sqrt(5))
+    if bias is not None:
+        fan_in, _ = nn.init._calculate_fan_in_and_fan_out(weight)
+        if fan_in != 0:
+            bound = 1 / math.sqrt(fan_in)
+            nn.init.uniform_(bias, -bound, bound)
+
+
+def _act_repr(s, **acts):
+    for name, act in acts.items():
+        if act is not None:
+            s += f", {name}={act!r}"
+    return s
+
+
+class DepthwiseConv2d(nn.Module):
+    """Depthwise 2-D convolution layer, ``nn.Conv2d(C, C*M, k, groups=C)`` on pydsconv.
+
+    Parameters
+    ----------
+    in_channels : int
+        C.  The layer has ``out_channels = C * depth_multiplier``.
+    kernel_size : int or (int, int)
+    stride, dilation : int or (int, int)
+    padding : int, (ph, pw), ((top, bottom), (left, right)), "valid" or "same"
+        "same" follows TensorFlow at any stride (PyTorch's at stride 1).
+    bias : bool
+    depth_multiplier : int
+        M, filters per input channel (Keras' name; PyTorch's ``out_channels / C``).
+    padding_mode : "zeros"
+        The only one supported (ValueError otherwise).
+    activation : None, "relu" or "relu6"
+        Fused after the bias.
+    device, dtype
+        CPU only; float32 (default) or float64.
+
+    Attributes
+    ----------
+    weight : Parameter, (C*M, 1, kH, kW)
+    bias : Parameter (C*M,) or None
+        Named, shaped and initialised as ``nn.Conv2d``'s, so state dicts are
+        interchangeable.
+    """
+
+    def __init__(self, in_channels, kernel_size, stride=1, padding=0, dilation=1, bias=True,
+                 depth_multiplier=1, padding_mode="zeros", activation=None, device=None,
+                 dtype=None):
+        super().__init__()
+        kw = _factory(device, dtype, padding_mode, ("activation", activation))
+        self.in_channels = _pos_int("in_channels", in_channels)
+        self.depth_multiplier = _pos_int("depth_multiplier", depth_multiplier)
+        self.out_channels = self.in_channels * self.depth_multiplier
+        self.kernel_size = _pair("kernel_size", kernel_size)
+        self.stride = _pair("stride", stride)
+        self.padding = _norm_padding(padding)
+        self.dilation = _pair("dilation", dilation)
+        self.padding_mode = padding_mode
+        self.activation = activation
+        self.weight = nn.Parameter(torch.empty((self.out_channels, 1, *self.kernel_size), **kw))
+        if bias:
+            self.bias = nn.Parameter(torch.empty(self.out_channels, **kw))
+        else:
+            self.register_parameter("bias", None)
+        self.reset_parameters()
+
+    def reset_parameters(self):
+        """Re-initialise as ``nn.Conv2d`` does (Kaiming-uniform weight, uniform bias)."""
+        _reset_conv(self.weight, self.bias)
+
+    def forward(self, x):
+        """Apply the layer to ``x`` (N, C, H, W) or (C, H, W); see :func:`depthwise_conv2d`."""
+        return depthwise_conv2d(x, self.weight, self.bias, self.stride, self.padding,
+                                self.dilation, self.activation)
+
+    def extra_repr(self):
+        s = (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
+             f"stride={self.stride}")
+        if self.padding != (0, 0):
+            s += f", padding={self.padding!r}"
+        if self.dilation != (1, 1):
+            s += f", dilation={self.dilation}"
+        if self.depth_multiplier != 1:
+            s += f", depth_multiplier={self.depth_multiplier}"
+        if self.bias is None:
+            s += ", bias=False"
+        return _act_repr(s, activation=self.activation)
+
+
+class PointwiseConv2d(nn.Module):
+    """Pointwise (1x1) 2-D convolution layer, ``nn.Conv2d(C_in, C_out, 1)`` on pydsconv.
+
+    Parameters
+    ----------
+    in_channels, out_channels : int
+    bias : bool
+    activation : None, "relu" or "relu6"
+        Fused after the bias.
+    device, dtype
+        CPU only; float32 (default) or float64.
+
+    Attributes
+    ----------
+    weight : Parameter, (C_out, C_in, 1, 1)
+    bias : Parameter (C_out,) or None
+        As ``nn.Conv2d``'s (same names, shapes and initialisation).
+    """
+
+    def __init__(self, in_channels, out_channels, bias=True, activation=None, device=None,
+                 dtype=None):
+        super().__init__()
+        kw = _factory(device, dtype, "zeros", ("activation", activation))
+        self.in_channels = _pos_int("in_channels", in_channels)
+        self.out_channels = _pos_int("out_channels", out_channels)
+        self.activation = activation
+        self.weight = nn.Parameter(torch.empty((self.out_channels, self.in_channels, 1, 1), **kw))
+        if bias:
+            self.bias = nn.Parameter(torch.empty(self.out_channels, **kw))
+        else:
+            self.register_parameter("bias", None)
+        self.reset_parameters()
+
+    def reset_parameters(self):
+        """Re-initialise as ``nn.Conv2d`` does (Kaiming-uniform weight, uniform bias)."""
+        _reset_conv(self.weight, self.bias)
+
+    def forward(self, x):
+        """Apply the layer to ``x`` (N, C_in, H, W) or (C_in, H, W)."""
+        return pointwise_conv2d(x, self.weight, self.bias, self.activation)
+
+    def extra_repr(self):
+        s = f"{self.in_channels}, {self.out_channels}"
+        if self.bias is None:
+            s += ", bias=False"
+        return _act_repr(s, activation=self.activation)
+
+
+class SeparableConv2d(nn.Module):
+    """Depthwise separable 2-D convolution layer, fused (one pydsconv call).
+
+    Computes ``activation(pointwise(mid_activation(depthwise(x))))`` with
+    :func:`pydsconv.separable_conv2d`; the intermediate tensor is never
+    materialised (backward recomputes it, see :class:`SeparableConv2dFunction`).
+
+    Parameters
+    ----------
+    in_channels, out_channels : int
+    kernel_size : int or (int, int)
+    stride, padding, dilation
+        Of the depthwise stage, as in :class:`DepthwiseConv2d`.
+    bias : bool or (bool, bool)
+        Biases of (depthwise, pointwise); one bool sets both.  Keras'
+        ``SeparableConv2D`` has only the pointwise one: ``bias=(False, True)``.
+    depth_multiplier : int
+    padding_mode : "zeros"
+    mid_activation, activation : None, "relu" or "relu6"
+        After the depthwise and after the pointwise stage.
+    device, dtype
+        CPU only; float32 (default) or float64.
+
+    Attributes
+    ----------
+    depthwise : DepthwiseConv2d
+        Holds ``depthwise.weight`` (C*M, 1, kH, kW) and ``depthwise.bias``.
+    pointwise : PointwiseConv2d
+        Holds ``pointwise.weight`` (C_out, C*M, 1, 1) and ``pointwise.bias``.
+        The state-dict keys ``depthwise.*`` / ``pointwise.*`` match a torch
+        model with two ``nn.Conv2d`` attributes so named.  Both are
+        initialised in that order, as two ``nn.Conv2d`` would be.
+    """
+
+    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1,
+                 bias=True, depth_multiplier=1, padding_mode="zeros", mid_activation=None,
+                 activation=None, device=None, dtype=None):
+        super().__init__()
+        _factory(device, dtype, padding_mode, ("mid_activation", mid_activation),
+                 ("activation", activation))
+        if isinstance(bias, (tuple, list)):
+            if len(bias) != 2:
+                raise ValueError(f"bias must be a bool or a pair of bools, got {bias!r}")
+            dw_bias, pw_bias = bias
+        else:
+            dw_bias = pw_bias = bias
+        self.mid_activation = mid_activation
+        self.activation = activation
+        self.depthwise = DepthwiseConv2d(in_channels, kernel_size, stride, padding, dilation,
+                                         bool(dw_bias), depth_multiplier, device=device,
+                                         dtype=dtype)
+        self.pointwise = PointwiseConv2d(self.depthwise.out_channels, out_channels,
+                                         bool(pw_bias), device=device, dtype=dtype)
+        self.in_channels = self.depthwise.in_channels
+        self.out_channels = self.pointwise.out_channels
+
+    def reset_parameters(self):
+        """Re-initialise both stages as ``nn.Conv2d`` does."""
+        self.depthwise.reset_parameters()
+        self.pointwise.reset_parameters()
+
+    def forward(self, x):
+        """Apply the layer to ``x`` (N, C, H, W) or (C, H, W); see :func:`separable_conv2d`."""
+        d, p = self.depthwise, self.pointwise
+        return separable_conv2d(x, d.weight, p.weight, d.bias, p.bias, d.stride, d.padding,
+                                d.dilation, self.mid_activation, self.activation)
+
+    def extra_repr(self):
+        d = self.depthwise
+        s = (f"{self.in_channels}, {self.out_channels}, kernel_size={d.kernel_size}, "
+             f"stride={d.stride}")
+        if d.padding != (0, 0):
+            s += f", padding={d.padding!r}"
+        if d.dilation != (1, 1):
+            s += f", dilation={d.dilation}"
+        if d.depth_multiplier != 1:
+            s += f", depth_multiplier={d.depth_multiplier}"
+        return _act_repr(s, mid_activation=self.mid_activation, activation=self.activation)

@@ -146,11 +146,14 @@ def _array(t, layout="NCHW"):
 
 def _tensor(a, layout="NCHW"):
     """ndarray -> tensor sharing its memory; an NHWC array becomes a
-    channels_last (N, C, H, W) tensor."""
+    channels_last (N, C, H, W) tensor.
+
+    The NHWC case transposes on the NumPy side: ``torch.permute`` would make
+    the Function's output a torch *view*, and autograd forbids in-place ops
+    (``nn.ReLU6(inplace=True)``) on views returned by a custom Function."""
     if a is None:
         return None
-    t = torch.from_numpy(a)
-    return t.permute(0, 3, 1, 2) if layout == "NHWC" else t
+    return torch.from_numpy(a.transpose(0, 3, 1, 2) if layout == "NHWC" else a)
 
 
 def _threads():

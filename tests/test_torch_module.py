@@ -378,6 +378,34 @@ def test_expanded_gradient_is_materialised():
     check_format(x.grad, "CL")
 
 
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_inplace_activation_on_outputs(fmt):
+    """nn.ReLU6(inplace=True) right after each layer (as torchvision does):
+    the outputs are not views, so autograd allows it; gradients as torch's."""
+    torch.manual_seed(15)
+    ours = nn.Sequential(pt.DepthwiseConv2d(6, 3, padding=1), nn.ReLU6(inplace=True),
+                         pt.PointwiseConv2d(6, 8), nn.ReLU6(inplace=True),
+                         pt.SeparableConv2d(8, 8, 3, padding=1), nn.ReLU6(inplace=True))
+    ref = nn.Sequential(nn.Conv2d(6, 6, 3, padding=1, groups=6), nn.ReLU6(inplace=True),
+                        nn.Conv2d(6, 8, 1), nn.ReLU6(inplace=True),
+                        _TorchSeparable(8, 8, 1, lambda t: t), nn.ReLU6(inplace=True))
+    ref = ref.to(torch.float64)
+    ours = ours.to(torch.float64)
+    ours.load_state_dict(ref.state_dict())
+    x = make_x((2, 6, 7, 7), torch.float64, fmt, scale=4.0)
+    xo, xr = leaf(x), leaf(x)
+    yo, yr = ours(xo), ref(xr)
+    check_format(yo, fmt)
+    assert not yo._is_view()
+    assert_close(yo, yr)
+    g = torch.randn_like(yr)
+    yo.backward(g)
+    yr.backward(g)
+    assert_close(xo.grad, xr.grad)
+    for (name, po), pr in zip(ours.named_parameters(), ref.parameters()):
+        assert_close(po.grad, pr.grad)
+
+
 def test_memory_format_propagates_through_a_model():
     torch.manual_seed(9)
     net = nn.Sequential(pt.DepthwiseConv2d(8, 3, padding=1), nn.ReLU6(),

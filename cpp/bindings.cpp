@@ -41,7 +41,7 @@ bool same_dtype(const py::dtype& d) {
 }
 
 // All given arrays must be float32 or float64 and agree (rule 0, TypeError).
-DType common_dtype(std::initializer_list<Arg> args) {
+DType common_dtype(const std::vector<Arg>& args) {
   const Arg* first = nullptr;
   DType dt = DType::F32;
   for (const Arg& a : args) {
@@ -168,80 +168,97 @@ ConvParams params(int spatial, const std::string& layout, std::array<int64_t, 2>
 using Stride = std::array<int64_t, 2>;
 using Pad = std::array<int64_t, 4>;
 
-py::array depthwise_fwd(py::object x, py::object w, py::object b, int spatial, std::string layout,
-                        Stride stride, Stride dilation, std::string pad_mode, Pad pad,
-                        py::object act, py::object out, int threads) {
-  Arg ax{x, "x"}, aw{w, "weight"}, ab{b, "bias"}, ao{out, "out"};
-  const DType dt = common_dtype({ax, aw, ab});
-  Request r;
-  r.op = OpKind::Depthwise;
-  r.p = params(spatial, layout, stride, dilation, pad_mode, pad);
-  check_out(ao);
-  r.x = describe(ax); r.dw_weight = describe(aw); r.dw_bias = describe(ab); r.out = describe(ao);
-  const Act a = parse_act(act, "activation");
+// One array argument and the Request slot validate() reads it from.
+struct Slot {
+  Arg arg;
+  TensorArg Request::*field;
+};
+
+// What every op does, in this order: one dtype for all its arrays (rule 0),
+// `out` checked, every array described to validate() as given, then the
+// inputs taken zero-copy (or copied once) and `op(T{}, problem, inputs)`
+// called with the inputs' data pointers in slot order.
+template <class Op>
+py::object dispatch(Request r, std::initializer_list<Slot> slots, const Arg& out, const Op& op) {
+  std::vector<Arg> args;
+  for (const Slot& s : slots) args.push_back(s.arg);
+  const DType dt = common_dtype(args);
+  check_out(out);
+  for (const Slot& s : slots) r.*(s.field) = describe(s.arg);
+  r.out = describe(out);
   const Problem pb = validate(r);
-  const py::object cx = readable(ax), cw = readable(aw), cb = readable(ab);
+  std::vector<py::object> in;
+  for (const Arg& a : args) in.push_back(readable(a));
   auto run = [&](auto tag) {
     using T = decltype(tag);
-    py::array y = result<T>(ao, pb.out_shape);
-    T* yp = static_cast<T*>(y.mutable_data());
-    py::gil_scoped_release nogil;
-    depthwise_forward<T>(pb, ptr<T>(cx), ptr<T>(cw), ptr<T>(cb), a, yp, threads);
-    return y;
+    std::vector<const T*> p;
+    for (const py::object& o : in) p.push_back(ptr<T>(o));
+    return op(tag, pb, p.data());
   };
   return dt == DType::F32 ? run(float{}) : run(double{});
 }
 
-py::array pointwise_fwd(py::object x, py::object w, py::object b, int spatial, std::string layout,
-                        py::object act, py::object out, int threads) {
-  Arg ax{x, "x"}, aw{w, "weight"}, ab{b, "bias"}, ao{out, "out"};
-  const DType dt = common_dtype({ax, aw, ab});
-  Request r;
-  r.op = OpKind::Pointwise;
-  r.p = params(spatial, layout, {1, 1}, {1, 1}, "valid", {0, 0, 0, 0});
-  check_out(ao);
-  r.x = describe(ax); r.pw_weight = describe(aw); r.pw_bias = describe(ab); r.out = describe(ao);
-  const Act a = parse_act(act, "activation");
-  const Problem pb = validate(r);
-  const py::object cx = readable(ax), cw = readable(aw), cb = readable(ab);
-  auto run = [&](auto tag) {
+// Forward ops: the result array (`out` or a new one), then `fwd(problem,
+// inputs, y)` without the GIL.
+template <class Fwd>
+py::object forward(const Request& r, std::initializer_list<Slot> slots, const Arg& out,
+                   const Fwd& fwd) {
+  return dispatch(r, slots, out, [&](auto tag, const Problem& pb, auto in) -> py::object {
     using T = decltype(tag);
-    py::array y = result<T>(ao, pb.out_shape);
+    py::array y = result<T>(out, pb.out_shape);
     T* yp = static_cast<T*>(y.mutable_data());
     py::gil_scoped_release nogil;
-    pointwise_forward<T>(pb, ptr<T>(cx), ptr<T>(cw), ptr<T>(cb), a, yp, threads);
-    return y;
-  };
-  return dt == DType::F32 ? run(float{}) : run(double{});
+    fwd(pb, in, yp);
+    return std::move(y);
+  });
 }
 
-py::array separable_fwd(py::object x, py::object dw, py::object pw, py::object db, py::object pb_,
-                        int spatial, std::string layout, Stride stride, Stride dilation,
-                        std::string pad_mode, Pad pad, py::object mid_act, py::object act,
-                        py::object out, int threads) {
-  Arg ax{x, "x"}, adw{dw, "depthwise_weight"}, apw{pw, "pointwise_weight"},
-      adb{db, "depthwise_bias"}, apb{pb_, "pointwise_bias"}, ao{out, "out"};
-  const DType dt = common_dtype({ax, adw, apw, adb, apb});
+Request request(OpKind op, const ConvParams& p) {
   Request r;
-  r.op = OpKind::Separable;
-  r.p = params(spatial, layout, stride, dilation, pad_mode, pad);
-  check_out(ao);
-  r.x = describe(ax); r.dw_weight = describe(adw); r.pw_weight = describe(apw);
-  r.dw_bias = describe(adb); r.pw_bias = describe(apb); r.out = describe(ao);
+  r.op = op;
+  r.p = p;
+  return r;
+}
+
+py::object depthwise_fwd(py::object x, py::object w, py::object b, int spatial, std::string layout,
+                         Stride stride, Stride dilation, std::string pad_mode, Pad pad,
+                         py::object act, py::object out, int threads) {
+  const Act a = parse_act(act, "activation");
+  const Request r = request(OpKind::Depthwise,
+                            params(spatial, layout, stride, dilation, pad_mode, pad));
+  return forward(r, {{{x, "x"}, &Request::x}, {{w, "weight"}, &Request::dw_weight},
+                     {{b, "bias"}, &Request::dw_bias}},
+                 {out, "out"}, [&](const Problem& pb, auto in, auto y) {
+                   depthwise_forward(pb, in[0], in[1], in[2], a, y, threads);
+                 });
+}
+
+py::object pointwise_fwd(py::object x, py::object w, py::object b, int spatial, std::string layout,
+                         py::object act, py::object out, int threads) {
+  const Act a = parse_act(act, "activation");
+  const Request r = request(OpKind::Pointwise,
+                            params(spatial, layout, {1, 1}, {1, 1}, "valid", {0, 0, 0, 0}));
+  return forward(r, {{{x, "x"}, &Request::x}, {{w, "weight"}, &Request::pw_weight},
+                     {{b, "bias"}, &Request::pw_bias}},
+                 {out, "out"}, [&](const Problem& pb, auto in, auto y) {
+                   pointwise_forward(pb, in[0], in[1], in[2], a, y, threads);
+                 });
+}
+
+py::object separable_fwd(py::object x, py::object dw, py::object pw, py::object db,
+                         py::object pb_, int spatial, std::string layout, Stride stride,
+                         Stride dilation, std::string pad_mode, Pad pad, py::object mid_act,
+                         py::object act, py::object out, int threads) {
   const Act ma = parse_act(mid_act, "mid_activation"), a = parse_act(act, "activation");
-  const Problem pb = validate(r);
-  const py::object cx = readable(ax), cdw = readable(adw), cpw = readable(apw),
-                   cdb = readable(adb), cpb = readable(apb);
-  auto run = [&](auto tag) {
-    using T = decltype(tag);
-    py::array y = result<T>(ao, pb.out_shape);
-    T* yp = static_cast<T*>(y.mutable_data());
-    py::gil_scoped_release nogil;
-    separable_forward<T>(pb, ptr<T>(cx), ptr<T>(cdw), ptr<T>(cdb), ptr<T>(cpw), ptr<T>(cpb), ma,
-                         a, yp, threads);
-    return y;
-  };
-  return dt == DType::F32 ? run(float{}) : run(double{});
+  const Request r = request(OpKind::Separable,
+                            params(spatial, layout, stride, dilation, pad_mode, pad));
+  return forward(r, {{{x, "x"}, &Request::x}, {{dw, "depthwise_weight"}, &Request::dw_weight},
+                     {{pw, "pointwise_weight"}, &Request::pw_weight},
+                     {{db, "depthwise_bias"}, &Request::dw_bias},
+                     {{pb_, "pointwise_bias"}, &Request::pw_bias}},
+                 {out, "out"}, [&](const Problem& pb, auto in, auto y) {
+                   separable_forward(pb, in[0], in[1], in[3], in[2], in[4], ma, a, y, threads);
+                 });
 }
 
 py::array like(const py::array& a, bool want) {  // an uninitialised array of a's shape
@@ -250,37 +267,33 @@ py::array like(const py::array& a, bool want) {  // an uninitialised array of a'
 }
 
 // Backward: (grad_x | None, grad_weight | None, grad_bias | None).
-py::tuple backward(OpKind op, py::object gy, py::object x, py::object w, int spatial,
-                   std::string layout, Stride stride, Stride dilation, std::string pad_mode,
-                   Pad pad, bool want_x, bool want_w, bool want_b, int threads) {
-  Arg ag{gy, "grad_out"}, ax{x, "x"}, aw{w, "weight"};
-  const DType dt = common_dtype({ag, ax, aw});
-  Request r;
-  r.op = op;
-  r.p = params(spatial, layout, stride, dilation, pad_mode, pad);
-  r.x = describe(ax); r.grad_out = describe(ag);
-  (op == OpKind::DepthwiseBackward ? r.dw_weight : r.pw_weight) = describe(aw);
-  const Problem pb = validate(r);
-  const py::object cg = readable(ag), cx = readable(ax), cw = readable(aw);
-  const int64_t nbias = op == OpKind::DepthwiseBackward ? pb.Cmid : pb.Cout;
-  auto run = [&](auto tag) {
-    using T = decltype(tag);
-    py::array gx = like(ax.arr(), want_x), gw = like(aw.arr(), want_w);
-    py::array gb = want_b ? py::array_t<T>(std::vector<py::ssize_t>{nbias}) : py::array();
-    T* gxp = want_x ? static_cast<T*>(gx.mutable_data()) : nullptr;
-    T* gwp = want_w ? static_cast<T*>(gw.mutable_data()) : nullptr;
-    T* gbp = want_b ? static_cast<T*>(gb.mutable_data()) : nullptr;
-    {
-      py::gil_scoped_release nogil;
-      if (op == OpKind::DepthwiseBackward)
-        depthwise_backward<T>(pb, ptr<T>(cg), ptr<T>(cx), ptr<T>(cw), gxp, gwp, gbp, threads);
-      else
-        pointwise_backward<T>(pb, ptr<T>(cg), ptr<T>(cx), ptr<T>(cw), gxp, gwp, gbp, threads);
-    }
-    auto opt = [](bool want, py::array& a) -> py::object { return want ? py::object(a) : py::none(); };
-    return py::make_tuple(opt(want_x, gx), opt(want_w, gw), opt(want_b, gb));
-  };
-  return dt == DType::F32 ? run(float{}) : run(double{});
+py::object backward(OpKind op, py::object gy, py::object x, py::object w, int spatial,
+                    std::string layout, Stride stride, Stride dilation, std::string pad_mode,
+                    Pad pad, bool want_x, bool want_w, bool want_b, int threads) {
+  const bool dw = op == OpKind::DepthwiseBackward;
+  const Arg ax{x, "x"}, aw{w, "weight"};
+  const Request r = request(op, params(spatial, layout, stride, dilation, pad_mode, pad));
+  return dispatch(
+      r, {{{gy, "grad_out"}, &Request::grad_out}, {ax, &Request::x},
+          {aw, dw ? &Request::dw_weight : &Request::pw_weight}},
+      {py::none(), "out"}, [&](auto tag, const Problem& pb, auto in) -> py::object {
+        using T = decltype(tag);
+        py::array gx = like(ax.arr(), want_x), gw = like(aw.arr(), want_w);
+        py::array gb = want_b ? py::array_t<T>(std::vector<py::ssize_t>{dw ? pb.Cmid : pb.Cout})
+                              : py::array();
+        T* gxp = want_x ? static_cast<T*>(gx.mutable_data()) : nullptr;
+        T* gwp = want_w ? static_cast<T*>(gw.mutable_data()) : nullptr;
+        T* gbp = want_b ? static_cast<T*>(gb.mutable_data()) : nullptr;
+        {
+          py::gil_scoped_release nogil;
+          if (dw) depthwise_backward<T>(pb, in[0], in[1], in[2], gxp, gwp, gbp, threads);
+          else pointwise_backward<T>(pb, in[0], in[1], in[2], gxp, gwp, gbp, threads);
+        }
+        auto opt = [](bool want, py::array& a) -> py::object {
+          return want ? py::object(a) : py::none();
+        };
+        return py::make_tuple(opt(want_x, gx), opt(want_w, gw), opt(want_b, gb));
+      });
 }
 
 py::dict features() {

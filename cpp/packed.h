@@ -13,26 +13,30 @@ struct Packed {
   int64_t pad = 0;  // padded rows (A) or columns (B) of the packed matrix
 };
 
+// `elems` elements filled by fill(data); pad = elems / K.
+template <class T, class Fill>
+Packed<T> packed(int64_t elems, int64_t K, const Fill& fill) {
+  Packed<T> p;
+  p.data.resize(static_cast<size_t>(elems));
+  p.pad = K > 0 ? elems / K : 0;
+  if (K > 0) fill(p.data.data());
+  return p;
+}
+
 // A is M x K with element (m, k) at A[m*rs + k*cs].
 template <class T>
 Packed<T> pack_a(const KernelTable<T>& k, int64_t M, int64_t K, const T* A, int64_t rs,
                  int64_t cs) {
-  Packed<T> p;
-  p.data.resize(static_cast<size_t>(k.gemm_pack_a_elems(M, K)));
-  p.pad = K > 0 ? static_cast<int64_t>(p.data.size()) / K : 0;
-  if (K > 0) k.gemm_pack_a(M, K, A, rs, cs, p.data.data());
-  return p;
+  return packed<T>(k.gemm_pack_a_elems(M, K), K,
+                   [&](T* out) { k.gemm_pack_a(M, K, A, rs, cs, out); });
 }
 
 // B is K x N with element (k, n) at B[k*rs + n*cs].
 template <class T>
 Packed<T> pack_b(const KernelTable<T>& k, int64_t K, int64_t N, const T* B, int64_t rs,
                  int64_t cs) {
-  Packed<T> p;
-  p.data.resize(static_cast<size_t>(k.gemm_pack_b_elems(K, N)));
-  p.pad = K > 0 ? static_cast<int64_t>(p.data.size()) / K : 0;
-  if (K > 0) k.gemm_pack_b(K, N, B, rs, cs, p.data.data());
-  return p;
+  return packed<T>(k.gemm_pack_b_elems(K, N), K,
+                   [&](T* out) { k.gemm_pack_b(K, N, B, rs, cs, out); });
 }
 
 // Points `g` at rows [row0, row0 + g.M) of packed A (columns for B).

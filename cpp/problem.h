@@ -48,7 +48,6 @@ struct Problem {
   int64_t N = 0, C = 0, M = 1, Cmid = 0, Cout = 0;
   DwGeom g{};                 // depthwise geometry (depthwise/separable ops)
   int64_t H = 0, W = 0, OH = 0, OW = 0;
-  int64_t pad_bottom = 0, pad_right = 0;
   std::vector<int64_t> out_shape;  // forward result shape, caller's rank
 };
 

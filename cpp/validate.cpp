@@ -250,8 +250,8 @@ Problem validate(const Request& r) {
     check_bias(r.dw_bias, pb.Cmid);
     pb.OH = r.p.spatial == 2 ? resolve_axis(r, 0, d.H, kh, &pt, &pbot) : (pt = pbot = 0, 1);
     pb.OW = resolve_axis(r, 1, d.W, kw, &pl, &pr);
-    pb.pad_bottom = pbot;
-    pb.pad_right = pr;
+    (void)pbot;  // the bottom/right padding only shapes OH/OW: kernels
+    (void)pr;    // treat every pixel outside the input as zero
     pb.g = DwGeom{d.C, pb.M, d.H, d.W, kh, kw, r.p.stride[0], r.p.stride[1],
                   r.p.dilation[0], r.p.dilation[1], pt, pl, pb.OH, pb.OW};
   } else {

@@ -7,6 +7,7 @@ Run from the repository root (the package is built in place there)::
     PYTHONPATH=. python3 bench/compare.py --quick         # smoke run, < 1 min
     PYTHONPATH=. python3 bench/compare.py --ops sep body --batch 1 --threads 1 \
         --json bench/out/results.json --plot bench/out/results.png
+    PYTHONPATH=. python3 bench/compare.py --ops train      # training step, ~4 min
 
 (``PYTHONPATH=.`` is not needed where pydsconv is pip-installed.)
 
@@ -23,9 +24,15 @@ then 1x1 pointwise, bias, ReLU6 (folded batch norm = bias).  Float32.
 * ``sep``  the 13 fused separable blocks (``pydsconv.separable_conv2d``), each
            on its own input.
 * ``body`` the 13 blocks chained, 224x224 input -> 7x7x1024.
+* ``train`` one training step of the chained body: forward, then backward
+           from a fixed upstream gradient ``g`` on the 7x7x1024 output
+           (the gradient of ``sum(body(x) * g)``), computing the gradients of
+           the input and of all 26 weights and 26 biases.  Not in the default
+           ``--ops`` (it adds ~1 min per (batch, threads) at batch 8 on 2
+           cores); name it: ``--ops train``.
 
 ``--blocks`` restricts dw/pw/sep to chosen blocks (e.g. ``--blocks 7`` for one
-representative 14x14x512 block); ``body`` always chains all 13.
+representative 14x14x512 block); ``body`` and ``train`` always chain all 13.
 
 Contestants, all in one process at the same thread count:
 
@@ -39,6 +46,31 @@ Contestants, all in one process at the same thread count:
   the ``onnx`` helper API, weights as initializers, run through IO binding
   (zero-copy input, ORT-allocated output), CPUExecutionProvider, all graph
   optimisations, intra_op_num_threads=n, inter_op_num_threads=1.
+
+Contestants of ``train`` (no ORT: it has no training here), ReLU6 after
+both stages of every block as above, weights copied from the same arrays:
+
+* ``pydsconv NCHW`` / ``pydsconv NHWC``: the NumPy API directly, the fastest
+  pydsconv path: forward with ``depthwise_conv2d`` / ``pointwise_conv2d``
+  (ReLU6 fused) keeping each block's input, depthwise output and output;
+  backward with ``pointwise_conv2d_backward`` / ``depthwise_conv2d_backward``,
+  the ReLU6 derivative masks applied in NumPy (``g * ((y > 0) & (y < 6))``).
+* ``pydsconv.torch NCHW`` / ``pydsconv.torch CL``: the model a PyTorch user
+  would write with ``pydsconv.torch.DepthwiseConv2d`` and ``PointwiseConv2d``
+  layers and ``nn.ReLU6(inplace=True)`` between them, on contiguous or
+  channels_last tensors; torch's autograd drives the backward.
+* ``torch NCHW`` / ``torch CL``: the same in plain PyTorch, ``F.conv2d``
+  (groups=C, then 1x1) and in-place ``F.relu6``.
+All torch-driven contestants use ``torch.autograd.grad`` (no ``.grad``
+accumulation).  Padding is PyTorch's symmetric 1 for every contestant (the
+model a PyTorch user trains; ``--torch-pad`` does not apply), so all compute
+the same gradients.  Correctness: before timing, every contestant's gradients
+(input and all 52 parameters) are compared with the same model run by torch in
+float64: relative L2 error <= 1e-2 each (not elementwise: a float32
+pre-activation within rounding of 0 or 6 legitimately lands on the other side
+of ReLU6; see ``check_train``).  The table's ratio is the faster of
+``torch NCHW`` and ``torch CL`` over each contestant; GFLOP/s counts 3x the
+forward MACs (forward, input gradient, weight gradient).
 
 Padding.  pydsconv and ORT compute TensorFlow "same" exactly (for a stride-2
 layer on an even input that is 0 rows/cols before, 1 after).  PyTorch's conv2d
@@ -67,7 +99,7 @@ GHz from /proc/cpuinfo "cpu MHz" (may be a nominal value) x flops/cycle/core
 threads.  An achievable peak is also measured: a 2048^3 float32 torch matmul
 at 1 thread, median of 5.
 
-Bench-only dependencies: torch, onnxruntime, onnx (``pip install onnx``),
+Bench-only dependencies: torch (also for ``pydsconv.torch``), onnxruntime, onnx (``pip install onnx``),
 matplotlib for ``--plot`` (``pip install .[bench]`` covers all but torch).
 """
 from __future__ import annotations
@@ -98,6 +130,8 @@ try:
     import torch.nn.functional as F
 except ImportError:  # pragma: no cover - environment dependent
     _die("PyTorch is required (pip install torch)")
+import pydsconv.torch as pdt  # noqa: E402  (after torch: the PyTorch front end of pydsconv)
+
 try:
     import onnxruntime as ort
 except ImportError:  # pragma: no cover
@@ -110,7 +144,11 @@ except ImportError:  # pragma: no cover
          "bench-only dependency: pip install onnx")
 
 
-OPS = ("dw", "pw", "sep", "body")
+OPS = ("dw", "pw", "sep", "body", "train")
+DEFAULT_OPS = ("dw", "pw", "sep", "body")  # train is opt-in: --ops train (see docstring)
+TRAIN_TORCH = ("torch NCHW", "torch CL")
+TRAIN_PYDS_TORCH = ("pydsconv.torch NCHW", "pydsconv.torch CL")
+TRAIN_RTOL = 1e-2  # relative L2 error of every gradient vs float64 torch (see check_train)
 LAYOUTS = ("NCHW", "NHWC")
 PEERS = ("torch NCHW", "torch CL", "ORT")
 RTOL = ATOL = 1e-3
@@ -359,6 +397,164 @@ class OrtRunner:
 
 
 # --------------------------------------------------------------------------
+# train: forward + backward of the chained body
+# --------------------------------------------------------------------------
+# Every contestant computes the gradients of sum(body(x) * g) w.r.t. x and all
+# 52 weights and biases, for a fixed upstream gradient g, and returns them in
+# the order [x, then (dw, db, pw, pb) for each block].  Padding is PyTorch's
+# symmetric 1 for everyone (the model a PyTorch user trains), so the gradients
+# of all contestants are comparable; --torch-pad does not apply.
+
+def relu6_mask(y):
+    """Where ReLU6's derivative is 1 (0 < y < 6, as nn.ReLU6), from its output."""
+    m = y > 0
+    m &= y < 6
+    return m
+
+
+def pyds_train(blist, weights, x, g, layout):
+    """The NumPy API directly: forward keeping each block's input, depthwise
+    output and output, then backward with the ReLU6 masks applied in NumPy."""
+    saved = []
+    for b in blist:
+        w = weights[b.index]
+        mid = pydsconv.depthwise_conv2d(x, w["dw"], w["db"], stride=b.stride, padding=b.sym_pad,
+                                        layout=layout, activation="relu6")
+        y = pydsconv.pointwise_conv2d(mid, w["pw"], w["pb"], layout=layout, activation="relu6")
+        saved.append((x, mid, y))
+        x = y
+    grads = []
+    for b, (x, mid, y) in zip(reversed(blist), reversed(saved)):
+        w = weights[b.index]
+        g = g * relu6_mask(y)
+        gmid, gpw, gpb = pydsconv.pointwise_conv2d_backward(g, mid, w["pw"], layout=layout)
+        gmid *= relu6_mask(mid)
+        g, gdw, gdb = pydsconv.depthwise_conv2d_backward(gmid, x, w["dw"], stride=b.stride,
+                                                         padding=b.sym_pad, layout=layout)
+        grads = [gdw, gdb, gpw, gpb] + grads
+    return [g] + grads
+
+
+def _leaf(a, mf=torch.contiguous_format):
+    return torch.from_numpy(a).clone().contiguous(memory_format=mf).requires_grad_(True)
+
+
+class TorchTrain:
+    """Plain torch autograd: F.conv2d(groups=C) and 1x1, each followed by an
+    in-place ReLU6 (nn.ReLU6(inplace=True), as torchvision); weights and data
+    in one memory format; ``torch.autograd.grad`` (no .grad accumulation)."""
+
+    def __init__(self, blist, weights, x, g, channels_last, dtype=torch.float32):
+        mf = torch.channels_last if channels_last else torch.contiguous_format
+        self.layers, self.inputs = [], [_leaf(x, mf).to(dtype)]
+        for b in blist:
+            w = weights[b.index]
+            p = [_leaf(w["dw"], mf).to(dtype), _leaf(w["db"]).to(dtype),
+                 _leaf(w["pw"], mf).to(dtype), _leaf(w["pb"]).to(dtype)]
+            p = [t.detach().requires_grad_(True) for t in p]
+            self.layers.append((p, b.stride, b.sym_pad, b.C))
+            self.inputs += p
+        self.inputs[0] = self.inputs[0].detach().requires_grad_(True)
+        self.g = torch.from_numpy(g).contiguous(memory_format=mf).to(dtype)
+
+    def __call__(self):
+        with torch.enable_grad():
+            y = self.inputs[0]
+            for (dw, db, pw, pb), stride, pad, groups in self.layers:
+                y = F.relu6(F.conv2d(y, dw, db, stride, pad, 1, groups), inplace=True)
+                y = F.relu6(F.conv2d(y, pw, pb), inplace=True)
+            return torch.autograd.grad(y, self.inputs, self.g)
+
+
+class PdtTrain:
+    """The same model built from pydsconv.torch layers (DepthwiseConv2d,
+    PointwiseConv2d); torch's in-place ReLU6 and autograd graph between them."""
+
+    def __init__(self, blist, weights, x, g, channels_last):
+        mf = torch.channels_last if channels_last else torch.contiguous_format
+        layers = []
+        for b in blist:
+            w = weights[b.index]
+            dw = pdt.DepthwiseConv2d(b.C, (b.kh, b.kw), b.stride, b.sym_pad)
+            pw = pdt.PointwiseConv2d(b.C, b.Cout)
+            with torch.no_grad():
+                for param, a in ((dw.weight, w["dw"]), (dw.bias, w["db"]),
+                                 (pw.weight, w["pw"]), (pw.bias, w["pb"])):
+                    param.copy_(torch.from_numpy(a))
+            layers += [dw, torch.nn.ReLU6(inplace=True), pw, torch.nn.ReLU6(inplace=True)]
+        self.model = torch.nn.Sequential(*layers).to(memory_format=mf)
+        self.inputs = [_leaf(x, mf)] + list(self.model.parameters())
+        self.g = torch.from_numpy(g).contiguous(memory_format=mf)
+
+    def __call__(self):
+        with torch.enable_grad():
+            return torch.autograd.grad(self.model(self.inputs[0]), self.inputs, self.g)
+
+
+def build_train(blist, weights, x, g, layouts):
+    """name -> zero-argument callable running one training step's convolutions."""
+    c = {}
+    for layout in layouts:
+        xl, gl = (x, g) if layout == "NCHW" else (nhwc(x), nhwc(g))
+        c[f"pydsconv {layout}"] = lambda xl=xl, gl=gl, layout=layout: pyds_train(
+            blist, weights, xl, gl, layout)
+    for name, cl in zip(TRAIN_PYDS_TORCH, (False, True)):
+        c[name] = PdtTrain(blist, weights, x, g, cl)
+    for name, cl in zip(TRAIN_TORCH, (False, True)):
+        c[name] = TorchTrain(blist, weights, x, g, cl)
+    return c
+
+
+def _grads_nchw(name, grads):
+    """A contestant's gradients as float64 NumPy arrays, x's in NCHW."""
+    out = [t.detach().contiguous().numpy() if isinstance(t, torch.Tensor) else t for t in grads]
+    if name == "pydsconv NHWC":
+        out[0] = out[0].transpose(0, 3, 1, 2)
+    return [np.asarray(a, np.float64) for a in out]
+
+
+def train_reference(blist, weights, x, g):
+    """The gradients in float64, plain torch NCHW: the check's oracle."""
+    return _grads_nchw("ref", TorchTrain(blist, weights, x, g, False, torch.float64)())
+
+
+def check_train(contestants, ref, batch, threads):
+    """Every contestant's gradients vs the float64 reference: relative L2 error
+    ||a - r|| / ||r|| <= TRAIN_RTOL for x's gradient and each of the 52
+    parameter gradients.  An L2 norm, not elementwise, and 1e-2 rather than
+    float32's 1e-6: a float32 pre-activation within rounding of 0 or 6 lands
+    on the other side of ReLU6 (about 1 element in 10^5 here; torch's float32
+    is no exception), which zeroes or passes one gradient element and, through
+    the layers before it, moves every earlier gradient by ~1/sqrt(size of that
+    tensor), ~1e-3 at batch 1.  A wrong padding, stride, mask or missing term
+    errs by O(0.1-1).  Aborts the run on a mismatch; returns the worst error
+    per name."""
+    labels = ["x"] + [f"block{i // 4 + 1}.{('dw', 'db', 'pw', 'pb')[i % 4]}"
+                      for i in range(len(ref) - 1)]
+    errors = {}
+    for name, fn in contestants.items():
+        got = _grads_nchw(name, fn())
+        worst = 0.0
+        for label, a, r in zip(labels, got, ref):
+            if a.shape != r.shape:
+                err = float("inf")
+            else:
+                err = float(np.linalg.norm(a - r) / max(np.linalg.norm(r), 1e-30))
+            worst = max(worst, err)
+            if not err <= TRAIN_RTOL:
+                sys.stderr.write(
+                    "\n" + "!" * 72 + "\n"
+                    f"CORRECTNESS CHECK FAILED: op=train contestant={name!r} gradient {label}\n"
+                    f"batch={batch} threads={threads}: relative L2 error {err:.3g} "
+                    f"(shapes {a.shape} vs {r.shape}; limit {TRAIN_RTOL})\n"
+                    "Refusing to time code that computes the wrong thing.\n"
+                    + "!" * 72 + "\n")
+                sys.exit(1)
+        errors[name] = worst
+    return errors
+
+
+# --------------------------------------------------------------------------
 # one (batch, threads) configuration: build, check, time
 # --------------------------------------------------------------------------
 
@@ -366,7 +562,7 @@ STAGES = {"dw": ("dw",), "pw": ("pw",), "sep": ("dw", "pw"), "body": ("dw", "pw"
 
 
 def op_blocks(op, blocks, chosen):
-    return blocks if op == "body" else [b for b in blocks if b.index in chosen]
+    return blocks if op in ("body", "train") else [b for b in blocks if b.index in chosen]
 
 
 def op_macs(op, blist, batch):
@@ -376,6 +572,8 @@ def op_macs(op, blist, batch):
         m = sum(b.pw_macs for b in blist)
     else:
         m = sum(b.dw_macs + b.pw_macs for b in blist)
+    if op == "train":  # forward, input gradient, weight gradient: each as many MACs
+        m *= 3
     return m * batch
 
 
@@ -386,6 +584,10 @@ def make_inputs(op, blist, batch, rng):
     if op == "body":
         b = blist[0]
         return [rand((batch, b.C, b.H, b.W))]
+    if op == "train":  # the input and the upstream gradient of the output
+        b, last = blist[0], blist[-1]
+        return [rand((batch, b.C, b.H, b.W)),
+                rng.standard_normal((batch, last.Cout, last.Ho, last.Wo)).astype(np.float32)]
     if op == "pw":
         return [rand((batch, b.C, b.Ho, b.Wo)) for b in blist]
     return [rand((batch, b.C, b.H, b.W)) for b in blist]
@@ -448,6 +650,8 @@ def build_contestants(op, blist, weights, xs, layouts, pad_mode, sessions):
 def build_sessions(ops, blocks, chosen, weights, threads):
     sessions = {}
     for op in ops:
+        if op == "train":  # ORT has no training here
+            continue
         if op == "body":
             sessions[("body", 0)] = ort_session(onnx_model(blocks, weights, STAGES["body"]), threads)
         else:
@@ -522,6 +726,36 @@ def check_correctness(op, blist, weights, xs, layouts, contestants, pad_mode, ba
                 sys.exit(1)
         errors[name] = worst
     return errors
+
+
+def train_cell(args, blist, weights, batch, threads, t_start, cells_left, refs, peak_core,
+               gemm_peak):
+    """Build, check and time the train op for one (batch, threads); returns its rows."""
+    x, g = make_inputs("train", blist, batch, np.random.default_rng([args.seed, batch, 1]))
+    if batch not in refs:
+        refs[batch] = train_reference(blist, weights, x, g)
+    contestants = build_train(blist, weights, x, g, args.layouts)
+    errors = check_train(contestants, refs[batch], batch, threads)
+    names = list(contestants)
+    cell_budget = None
+    if args.budget_s:
+        cell_budget = max(args.budget_s - (time.perf_counter() - t_start), 0.0) / cells_left
+    samples = time_interleaved(contestants, names, args.repeats, args.warmup,
+                               args.gap_ms / 1000.0, cell_budget)
+    med = {n: statistics.median(s) * 1e3 for n, s in samples.items()}
+    best_torch = min(med[n] for n in TRAIN_TORCH)
+    macs = op_macs("train", blist, batch)
+    rows = []
+    for name in names:
+        gflops = 2.0 * macs / (med[name] * 1e-3) / 1e9
+        rows.append(dict(
+            batch=batch, threads=threads, op="train", contestant=name, repeats=len(samples[name]),
+            blocks=[b.index for b in blist], macs=macs, ms=med[name],
+            ratio_best_torch=best_torch / med[name], gflops=gflops,
+            pct_peak=(100.0 * gflops / (peak_core * threads) if peak_core else float("nan")),
+            pct_gemm_peak_1thread_x_threads=100.0 * gflops / (gemm_peak * threads),
+            max_rel_l2_err=errors[name], samples_ms=[t * 1e3 for t in samples[name]]))
+    return rows
 
 
 def time_interleaved(contestants, names, repeats, warmup, gap_s, budget_s=None, min_repeats=5):
@@ -646,7 +880,29 @@ def machine_info():
 # output
 # --------------------------------------------------------------------------
 
+def print_train_table(batch, threads, rows):
+    print(f"\n== train, batch {batch}, threads {threads} ==  MobileNetV1 body forward + backward "
+          "(median over n interleaved repeats, ms)")
+    hdr = (f"{'contestant':<20} {'ms':>9} {'torch/this':>11} {'GFLOP/s':>8} {'%peak':>6} "
+           f"{'grad err':>9} {'n':>3}")
+    print(hdr)
+    print("-" * len(hdr))
+    for r in rows:
+        print(f"{r['contestant']:<20} {r['ms']:9.1f} {r['ratio_best_torch']:11.2f} "
+              f"{r['gflops']:8.1f} {r['pct_peak']:6.1f} {r['max_rel_l2_err']:9.1e} "
+              f"{r['repeats']:3d}")
+
+
 def print_table(batch, threads, rows):
+    train = [r for r in rows if r["op"] == "train"]
+    rows = [r for r in rows if r["op"] != "train"]
+    if rows:
+        print_forward_table(batch, threads, rows)
+    if train:
+        print_train_table(batch, threads, train)
+
+
+def print_forward_table(batch, threads, rows):
     print(f"\n== batch {batch}, threads {threads} ==  (median over n interleaved repeats, ms)")
     hdr = (f"{'op':<5} {'layout':<6} {'pydsconv':>9} {'torch NCHW':>11} {'torch CL':>9} "
            f"{'ORT':>8} {'peer/pyds':>10} {'GFLOP/s':>8} {'%peak':>6} {'n':>3}")
@@ -677,6 +933,10 @@ def plot(results, path):
         series = {}
         for op in ops:
             orow = [r for r in rows if r["op"] == op]
+            if op == "train":  # one row per contestant
+                for r in orow:
+                    series.setdefault(r["contestant"], {})[op] = r["ms"]
+                continue
             for r in orow:
                 series.setdefault(f"pydsconv {r['layout']}", {})[op] = r["pydsconv_ms"]
             series.setdefault("torch NCHW", {})[op] = orow[0]["torch_nchw_ms"]
@@ -722,7 +982,9 @@ def parse_args(argv):
                         "equal share of what is left and stops after >= 5 repeats once its share "
                         "is spent (default 240 unless --repeats is given; 0: no budget)")
     p.add_argument("--warmup", type=int, help="discarded warm-up rounds (default 2; --quick 1)")
-    p.add_argument("--ops", nargs="+", choices=OPS, default=list(OPS))
+    p.add_argument("--ops", nargs="+", choices=OPS, default=list(DEFAULT_OPS),
+                   help="default: dw pw sep body; 'train' (forward + backward of the body, "
+                        "~1 min per (batch, threads) at batch 8) only when named")
     p.add_argument("--layouts", nargs="+", choices=LAYOUTS, default=list(LAYOUTS),
                    help="pydsconv data layouts to time")
     p.add_argument("--blocks", type=int, nargs="+", default=list(range(1, 14)), metavar="I",
@@ -798,6 +1060,7 @@ def main(argv=None):
     weights = make_weights(blocks, rng)
     results = []
     tables = {}
+    train_refs = {}  # batch -> float64 reference gradients (the same data at every thread count)
     cells_left = len(args.threads) * len(args.batch) * len(args.ops)
     for threads in args.threads:
         pydsconv.set_num_threads(threads)
@@ -807,6 +1070,11 @@ def main(argv=None):
             rows = []
             for op in args.ops:
                 blist = op_blocks(op, blocks, chosen)
+                if op == "train":
+                    cells_left -= 1
+                    rows += train_cell(args, blist, weights, batch, threads, t_start, cells_left + 1,
+                                       train_refs, peak_core, gemm_peak)
+                    continue
                 xs = make_inputs(op, blist, batch, rng)
                 contestants = build_contestants(op, blist, weights, xs, args.layouts,
                                                 args.torch_pad, sessions)
@@ -850,10 +1118,19 @@ def main(argv=None):
 
     elapsed = time.perf_counter() - t_start
     la_end = os.getloadavg() if hasattr(os, "getloadavg") else None
-    print("\npeer/pyds = fastest of torch NCHW, torch CL, ORT divided by pydsconv (>1: pydsconv faster).")
-    print(f"GFLOP/s = 2 x MACs x batch / pydsconv time; %peak of {threads_note(peak_core)}.")
-    print("All contestants matched an exact TF-'same' PyTorch computation "
-          f"(rtol={RTOL}, atol={ATOL}) before timing.")
+    if any(op != "train" for op in args.ops):
+        print("\npeer/pyds = fastest of torch NCHW, torch CL, ORT divided by pydsconv "
+              "(>1: pydsconv faster).")
+        print(f"GFLOP/s = 2 x MACs x batch / pydsconv time; %peak of {threads_note(peak_core)}.")
+        print("All contestants matched an exact TF-'same' PyTorch computation "
+              f"(rtol={RTOL}, atol={ATOL}) before timing.")
+    if "train" in args.ops:
+        print("\ntrain: torch/this = faster of torch NCHW and torch CL divided by the row's time "
+              "(>1: faster than PyTorch).")
+        print("GFLOP/s = 2 x 3 x forward MACs x batch / time (forward, input grad, weight grad); "
+              f"%peak of {threads_note(peak_core)}.")
+        print("grad err = worst relative L2 error over the gradients of x and the 52 weights and "
+              f"biases vs float64 torch (limit {TRAIN_RTOL}), checked before timing.")
     if la_end:
         print(f"load {la_end[0]:.2f} {la_end[1]:.2f} {la_end[2]:.2f} at end; total {elapsed:.0f} s")
 

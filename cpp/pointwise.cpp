@@ -15,6 +15,9 @@ namespace {
 
 constexpr int64_t kRowBlock = 72, kColBlock = 256;  // = the GEMM's MC and NC blocks
 constexpr int64_t kGemmKCElems = 256;                 // = the GEMM's KC block
+// Weight-gradient row blocks: several MC blocks, so that the pixel operand
+// (packed by every task anew) is packed fewer times.
+constexpr int64_t kGradRows = 4 * kRowBlock;
 
 // Runs `a` for each of `batch` problems whose B and C start b_step and
 // c_step elements apart, split into tasks across threads.  pa / pb: A or B
@@ -72,7 +75,7 @@ void weight_grads(const Problem& p, const T* gy, const T* x, T* gw, T* gb, int t
   const KernelTable<T>& k = kernels<T>();
   const int64_t P = p.H * p.W, Ci = p.Cmid, Co = p.Cout, NP = p.N * P;
   const bool nchw = p.layout == Layout::NCHW;
-  const int64_t rblocks = ceil_div(Co, kRowBlock);
+  const int64_t rblocks = ceil_div(Co, kGradRows);
   // >= 8 tasks where the pixels allow, chunks of >= 4 KC slices.
   const int64_t min_chunk = 4 * kGemmKCElems;
   int64_t chunks = rblocks >= 8 ? 1 : ceil_div(8, rblocks);
@@ -88,7 +91,7 @@ void weight_grads(const Problem& p, const T* gy, const T* x, T* gw, T* gb, int t
   std::vector<T> work(gw ? static_cast<size_t>(nt * k.gemm_work) : 0);
   parallel_for_tid(tasks, nt, [&](int64_t t, int tid) {
     const int64_t r = t % rblocks, c = t / rblocks;
-    const int64_t m0 = r * kRowBlock, mlen = Co - m0 < kRowBlock ? Co - m0 : kRowBlock;
+    const int64_t m0 = r * kGradRows, mlen = Co - m0 < kGradRows ? Co - m0 : kGradRows;
     const int64_t k0 = c * clen, k1 = k0 + clen < NP ? k0 + clen : NP;
     T* gwc = c == 0 ? gw : part.data() + (c - 1) * (gw_sz + gb_sz);
     T* gbc = c == 0 ? gb : part.data() + (c - 1) * (gw_sz + gb_sz) + gw_sz;

@@ -565,9 +565,18 @@ static inline int64_t gemm_round_up(int64_t n, int64_t r) { return (n + r - 1) /
 template <class T>
 static void pack_panels(const T* src, int64_t ks, int64_t js, int64_t pc, int64_t kc,
                         int64_t n0, int64_t n, int64_t W, T* PYDSCONV_RESTRICT dst) {
+  typedef typename VecOf<T>::type V;
+  constexpr int64_t L = static_cast<int64_t>(sizeof(V) / sizeof(T));
   for (int64_t j0 = 0; j0 < n; j0 += W) {
     T* d = dst + j0 * kc;
     const int64_t w = n - j0 < W ? n - j0 : W;
+    if (js == 1 && w == W && W % L == 0) {  // whole rows of vectors (B panels)
+      for (int64_t k = 0; k < kc; ++k) {
+        const T* s = src + (pc + k) * ks + n0 + j0;
+        for (int64_t j = 0; j < W; j += L) vstore(d + k * W + j, vload<V>(s + j));
+      }
+      continue;
+    }
     for (int64_t k = 0; k < kc; ++k) {
       const T* s = src + (pc + k) * ks + (n0 + j0) * js;
       if (js == 1) for (int64_t j = 0; j < w; ++j) d[k * W + j] = s[j];

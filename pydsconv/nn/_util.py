@@ -1,0 +1,156 @@
+"""Small helpers shared by the layers: argument checks, initialisation, layouts."""
+from __future__ import annotations
+
+import math
+import operator
+
+import numpy as np
+
+LAYOUTS = ("NCHW", "NHWC")
+ACTIVATIONS = (None, "relu", "relu6")
+DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def check_int(name, value, minimum=1):
+    """``value`` as a Python int >= ``minimum`` (TypeError / ValueError naming ``name``)."""
+    if isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be an int, got {value!r}")
+    try:
+        value = operator.index(value)
+    except TypeError:
+        raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}") from None
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    return value
+
+
+def check_pair(name, value, minimum=1):
+    """int or (h, w) -> (h, w) of ints >= ``minimum``."""
+    if isinstance(value, (tuple, list)):
+        if len(value) != 2:
+            raise ValueError(f"{name} must be an int or an (h, w) pair, got {value!r}")
+        return (check_int(f"{name}[0]", value[0], minimum), check_int(f"{name}[1]", value[1], minimum))
+    v = check_int(name, value, minimum)
+    return (v, v)
+
+
+def check_layout(layout):
+    if layout not in LAYOUTS:
+        raise ValueError(f"layout must be 'NCHW' or 'NHWC', got {layout!r}")
+    return layout
+
+
+def check_activation(name, activation):
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"{name} must be None, 'relu' or 'relu6', got {activation!r}")
+    return activation
+
+
+def check_dtype(dtype):
+    dt = np.dtype(dtype)
+    if dt not in DTYPES:
+        raise TypeError(f"dtype must be float32 or float64, got {dt}")
+    return dt
+
+
+def check_probability(name, p):
+    p = float(p)
+    if not 0.0 <= p < 1.0:
+        raise ValueError(f"{name} must be in [0, 1), got {p}")
+    return p
+
+
+def as_rng(rng):
+    """None, an int seed or a ``numpy.random.Generator`` -> a Generator."""
+    if isinstance(rng, np.random.Generator):
+        return rng
+    if rng is None or isinstance(rng, (int, np.integer)):
+        return np.random.default_rng(rng)
+    raise TypeError(f"rng must be None, an int seed or a numpy.random.Generator, got {rng!r}")
+
+
+def kaiming_uniform(rng, shape, fan_in, dtype):
+    """PyTorch's default weight init: ``kaiming_uniform_(a=sqrt(5))``.
+
+    That is U(-b, b) with ``b = gain * sqrt(3 / fan_in)``, ``gain =
+    sqrt(2 / (1 + 5))``, i.e. ``b = 1 / sqrt(fan_in)``.
+    """
+    bound = 1.0 / math.sqrt(fan_in)
+    return rng.uniform(-bound, bound, size=shape).astype(dtype)
+
+
+def bias_uniform(rng, n, fan_in, dtype):
+    """PyTorch's default bias init: U(-1/sqrt(fan_in), 1/sqrt(fan_in))."""
+    bound = 1.0 / math.sqrt(fan_in)
+    return rng.uniform(-bound, bound, size=(n,)).astype(dtype)
+
+
+def channel_axis(layout):
+    return 1 if layout == "NCHW" else 3
+
+
+def spatial_axes(layout):
+    return (2, 3) if layout == "NCHW" else (1, 2)
+
+
+def per_channel(v, layout):
+    """A (C,) vector shaped to broadcast against an NCHW or NHWC tensor."""
+    return v.reshape(1, -1, 1, 1) if layout == "NCHW" else v.reshape(1, 1, 1, -1)
+
+
+def check_input(layer, x, channels=None, layout="NCHW", ndim=4, dtype=None):
+    """Validate a layer's input: ndarray, ndim, channel count and dtype.
+
+    Raises TypeError / ValueError naming ``layer`` (its repr) and what was
+    expected.
+    """
+    if not isinstance(x, np.ndarray):
+        raise TypeError(f"{layer}: input must be a NumPy array, got {type(x).__name__}")
+    if x.ndim != ndim:
+        want = {4: f"(N, C, H, W)" if layout == "NCHW" else "(N, H, W, C)", 2: "(N, features)"}
+        raise ValueError(f"{layer}: input must be {ndim}-D {want.get(ndim, '')} "
+                         f"(layout={layout!r}), got shape {x.shape}")
+    if channels is not None:
+        axis = -1 if ndim == 2 else channel_axis(layout)
+        if x.shape[axis] != channels:
+            where = "features" if ndim == 2 else f"channels (axis {axis % ndim} for {layout})"
+            raise ValueError(f"{layer}: expected {channels} input {where}, got {x.shape[axis]} "
+                             f"(input shape {x.shape})")
+    if dtype is not None and x.dtype != dtype:
+        raise TypeError(f"{layer}: input dtype {x.dtype} does not match the layer's parameters "
+                        f"({np.dtype(dtype)}); convert the input or the layer with .to(dtype)")
+    return x
+
+
+def check_grad(layer, grad, shape, dtype):
+    """Validate ``grad_out`` against the forward output's shape and dtype."""
+    if not isinstance(grad, np.ndarray):
+        raise TypeError(f"{layer}: grad_out must be a NumPy array, got {type(grad).__name__}")
+    if grad.shape != tuple(shape):
+        raise ValueError(f"{layer}: grad_out must have the forward output's shape {tuple(shape)}, "
+                         f"got {grad.shape}")
+    if grad.dtype != dtype:
+        raise TypeError(f"{layer}: grad_out dtype {grad.dtype} differs from the output's {dtype}")
+    return grad
+
+
+def activate(y, activation):
+    """Apply ``activation`` in place (used where the op could not fuse it)."""
+    if activation == "relu":
+        np.maximum(y, 0, out=y)
+    elif activation == "relu6":
+        np.clip(y, 0, 6, out=y)
+    return y
+
+
+def activation_grad(grad, y, activation):
+    """Gradient before the activation, from the activation's *output* ``y``.
+
+    As PyTorch: relu passes the gradient where ``y > 0``; relu6 (hardtanh
+    0..6) where ``0 < y < 6``.
+    """
+    if activation is None:
+        return grad
+    if activation == "relu":
+        return np.where(y > 0, grad, 0).astype(grad.dtype, copy=False)
+    return np.where((y > 0) & (y < 6), grad, 0).astype(grad.dtype, copy=False)

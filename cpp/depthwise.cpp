@@ -63,6 +63,39 @@ void depthwise_forward(const Problem& p, const T* x, const T* w, const T* b, Act
   }
 }
 
+// Backward.  Grad-input: tasks own input rows (a gather, no atomics).
+// Grad-weight/bias: the N*OH output rows (image-major) are cut into chunks
+// of `rows` rows, a number that depends on the geometry only; each chunk's
+// partial sums go to their own slot, computed by tasks (chunk, channel
+// block), and the slots are then added in chunk order.  So the bits never
+// depend on the thread count, and a batch of one still has many tasks.
+namespace {
+constexpr int64_t kBwdChunkPixels = 256;  // output pixels per chunk, at least
+constexpr int64_t kBwdMaxChunks = 64;     // bounds the slots' memory
+constexpr int64_t kBwdChannelBlock = 64;  // NHWC channels per task (a multiple of every L)
+
+int64_t bwd_chunk_rows(const DwGeom& g, int64_t N) {
+  const int64_t total = N * g.OH;
+  int64_t rows = ceil_div(kBwdChunkPixels, g.OW);
+  const int64_t cap = ceil_div(total, kBwdMaxChunks);
+  if (rows < cap) rows = cap;
+  return rows < total ? rows : total;
+}
+
+// Calls f(n, oh0, oh1) for the parts of chunk k (rows [k*rows, ...)) that lie
+// in each image, in order.
+template <class F>
+void for_chunk_rows(const DwGeom& g, int64_t N, int64_t rows, int64_t k, const F& f) {
+  const int64_t total = N * g.OH, u1 = (k + 1) * rows < total ? (k + 1) * rows : total;
+  for (int64_t u = k * rows; u < u1;) {
+    const int64_t n = u / g.OH, oh0 = u - n * g.OH;
+    const int64_t oh1 = oh0 + (u1 - u) < g.OH ? oh0 + (u1 - u) : g.OH;
+    f(n, oh0, oh1);
+    u += oh1 - oh0;
+  }
+}
+}  // namespace
+
 template <class T>
 void depthwise_backward(const Problem& p, const T* gy, const T* x, const T* w, T* gx, T* gw,
                         T* gb, int threads) {
@@ -72,15 +105,18 @@ void depthwise_backward(const Problem& p, const T* gy, const T* x, const T* w, T
   const int64_t macs = p.N * CM * OHW * taps;
   const bool nchw = p.layout == Layout::NCHW;
   std::vector<T> wp;
-  if (!nchw) wp = pack_taps_last(w, CM, taps);
+  if (!nchw && gx) wp = pack_taps_last(w, CM, taps);
 
   if (gx && p.N > 0) {  // gather: each task owns one input row
     if (nchw) {
       const int64_t rows = p.N * g.C * g.H;
-      parallel_for(rows, plan_threads(threads, rows, macs), [&](int64_t t) {
+      const int nt = plan_threads(threads, rows, macs);
+      const int64_t per = k.dw_bwd_data_nchw_scratch(g);
+      std::vector<T> scratch(static_cast<size_t>(nt * per));
+      parallel_for_tid(rows, nt, [&](int64_t t, int tid) {
         const int64_t ih = t % g.H, nc = t / g.H, c = nc % g.C, n = nc / g.C;
         k.dw_bwd_data_nchw_row(g, gy + (n * CM + c * g.M) * OHW, w + c * g.M * taps, ih,
-                               gx + nc * HW + ih * g.W);
+                               gx + nc * HW + ih * g.W, per ? scratch.data() + tid * per : nullptr);
       });
     } else {
       const int64_t rows = p.N * g.H;
@@ -91,34 +127,56 @@ void depthwise_backward(const Problem& p, const T* gy, const T* x, const T* w, T
     }
   }
   if (!gw && !gb) return;
-  // Weight/bias gradients: each task owns a set of output channels and sums
-  // over images in order, so the bits do not depend on the thread count.
-  std::vector<T> scratch;
-  T* gwt = gw;  // NCHW accumulates straight into gw (same layout)
-  if (!nchw || !gw) {
-    scratch.assign(static_cast<size_t>(CM * taps), T(0));
-    gwt = scratch.data();
+  if (p.N == 0) {
+    if (gw) for (int64_t i = 0; i < CM * taps; ++i) gw[i] = T(0);
+    if (gb) for (int64_t c = 0; c < CM; ++c) gb[c] = T(0);
+    return;
   }
-  if (gb) for (int64_t c = 0; c < CM; ++c) gb[c] = T(0);
+  // Slot of chunk c: weights (C*M, taps) for NCHW, (taps, C*M) for NHWC,
+  // then the bias (C*M).
+  const int64_t rows = bwd_chunk_rows(g, p.N), chunks = ceil_div(p.N * g.OH, rows);
+  const int64_t slot = (taps + 1) * CM;
+  std::vector<T> part(static_cast<size_t>(chunks * slot), T(0));
   if (nchw) {
-    for (int64_t i = 0; i < CM * taps; ++i) gwt[i] = T(0);
-    parallel_for(CM, plan_threads(threads, CM, macs), [&](int64_t co) {
-      for (int64_t n = 0; n < p.N; ++n)
-        k.dw_bwd_weight_nchw(g, gy + (n * CM + co) * OHW, x + (n * g.C + co / g.M) * HW,
-                             gwt + co * taps, gb ? gb + co : nullptr);
+    const int64_t tasks = chunks * CM;
+    const int nt = plan_threads(threads, tasks, macs);
+    const int64_t per = gw ? k.dw_bwd_weight_nchw_scratch(g, rows) : 0;
+    std::vector<T> scratch(static_cast<size_t>(nt * per));
+    parallel_for_tid(tasks, nt, [&](int64_t t, int tid) {
+      const int64_t co = t % CM, c = t / CM;
+      T* s = part.data() + c * slot;
+      for_chunk_rows(g, p.N, rows, c, [&](int64_t n, int64_t oh0, int64_t oh1) {
+        k.dw_bwd_weight_nchw(g, gy + (n * CM + co) * OHW, x + (n * g.C + co / g.M) * HW, oh0, oh1,
+                             gw ? s + co * taps : nullptr, gb ? s + taps * CM + co : nullptr,
+                             per ? scratch.data() + tid * per : nullptr);
+      });
     });
   } else {
-    const int64_t block = 16;  // channels per task; any split gives the same bits
-    const int64_t tasks = ceil_div(CM, block);
+    const int64_t blocks = ceil_div(CM, kBwdChannelBlock), tasks = chunks * blocks;
     parallel_for(tasks, plan_threads(threads, tasks, macs), [&](int64_t t) {
-      const int64_t c0 = t * block, c1 = c0 + block < CM ? c0 + block : CM;
-      for (int64_t n = 0; n < p.N; ++n)
-        k.dw_bwd_weight_nhwc(g, gy + n * OHW * CM, x + n * HW * g.C, c0, c1, gwt, gb);
+      const int64_t b = t % blocks, c = t / blocks;
+      const int64_t c0 = b * kBwdChannelBlock, c1 = c0 + kBwdChannelBlock < CM ? c0 + kBwdChannelBlock : CM;
+      T* s = part.data() + c * slot;
+      for_chunk_rows(g, p.N, rows, c, [&](int64_t n, int64_t oh0, int64_t oh1) {
+        k.dw_bwd_weight_nhwc(g, gy + n * OHW * CM, x + n * HW * g.C, oh0, oh1, c0, c1,
+                             gw ? s : nullptr, gb ? s + taps * CM : nullptr);
+      });
     });
-    if (gw)
-      for (int64_t c = 0; c < CM; ++c)
-        for (int64_t t = 0; t < taps; ++t) gw[c * taps + t] = gwt[t * CM + c];
   }
+  // Reduce the slots in chunk order, one task per output channel.
+  parallel_for(CM, plan_threads(threads, CM, chunks * slot), [&](int64_t co) {
+    for (int64_t t = 0; t < taps; ++t) {
+      const int64_t at = nchw ? co * taps + t : t * CM + co;
+      T v = part[at];
+      for (int64_t c = 1; c < chunks; ++c) v += part[c * slot + at];
+      if (gw) gw[co * taps + t] = v;
+    }
+    if (gb) {
+      T v = part[taps * CM + co];
+      for (int64_t c = 1; c < chunks; ++c) v += part[c * slot + taps * CM + co];
+      gb[co] = v;
+    }
+  });
 }
 
 template void depthwise_forward<float>(const Problem&, const float*, const float*, const float*,

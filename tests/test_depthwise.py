@@ -193,6 +193,50 @@ def test_backward_matches_reference(cfg, layout, dtype, isa, rng):
     assert_close(gb, eb, dtype)
 
 
+# Shapes aimed at the backward kernels' paths (cpp/kernels/dw_bwd-inl.h):
+# NHWC channel vectors and their scalar tail (C below / at / above / not a
+# multiple of every vector width, more than one 64-channel task block),
+# stride-phase tap lists at strides 1, 2 and 3 (and mixed), taps beyond one
+# register group (5x5, 1x11), asymmetric and oversized padding, several
+# weight-gradient chunks (many rows, several images), narrow and wide rows.
+def _bcfg(id, n=2, c=8, m=1, h=9, w=11, k=3, stride=1, padding=1, dilation=1):
+    kh, kw = (k, k) if isinstance(k, int) else k
+    return pytest.param(dict(n=n, c=c, m=m, h=h, w=w, kh=kh, kw=kw, stride=stride,
+                             padding=padding, dilation=dilation, bias=True), id=id)
+
+
+BWD_PATH_CONFIGS = [
+    _bcfg("c3"), _bcfg("c4"), _bcfg("c8"), _bcfg("c9"), _bcfg("c16"), _bcfg("c17"),
+    _bcfg("c31"), _bcfg("c64"), _bcfg("c70"), _bcfg("c130-s2", c=130, h=6, w=7, stride=2),
+    _bcfg("s2-even", h=10, w=12, stride=2), _bcfg("s2-odd", h=11, w=13, stride=2, c=9),
+    _bcfg("s2-same", h=10, w=12, stride=2, padding="same", c=17),
+    _bcfg("s3-d2", h=13, w=14, stride=3, dilation=2, padding=2, c=11),
+    _bcfg("s2x1", h=10, w=9, stride=(2, 1), c=12), _bcfg("s1x2", h=9, w=10, stride=(1, 2), c=12),
+    _bcfg("asym", padding=((0, 2), (2, 0)), c=20), _bcfg("asym-s2", padding=((2, 0), (0, 1)), stride=2, c=20),
+    _bcfg("pad-big", h=4, w=5, k=3, padding=5, c=9), _bcfg("pad-big-s2", h=4, w=5, padding=4, stride=2, c=9),
+    _bcfg("k5", k=5, padding=2, c=19), _bcfg("k5-s2", k=5, padding=2, stride=2, c=19, h=12, w=13),
+    _bcfg("k1x11", k=(1, 11), padding=(0, 5), c=10, w=23), _bcfg("k1", k=1, padding=0, c=10),
+    _bcfg("img-lt-k", h=2, w=2, k=5, padding=2, c=9), _bcfg("m2-c9-s2", m=2, c=9, stride=2),
+    _bcfg("m3-c4", m=3, c=4), _bcfg("chunks", n=3, h=40, w=40, c=10),
+    _bcfg("chunks-s2", n=3, h=41, w=40, c=10, stride=2), _bcfg("wide-row", n=1, h=3, w=150, c=3),
+    _bcfg("narrow-tall", n=1, h=90, w=3, c=5), _bcfg("one-chan", c=1, h=20, w=30),
+]
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("cfg", BWD_PATH_CONFIGS)
+def test_backward_kernel_paths(cfg, layout, dtype, isa, rng):
+    x, w, _ = make(cfg, layout, dtype, rng)
+    g = rand(rng, out_shape(cfg, layout), dtype)
+    kw = kw_of(cfg)
+    gx, gw, gb = pydsconv.depthwise_conv2d_backward(g, x, w, layout=layout, **kw)
+    ex, ew, eb = ref.depthwise_conv2d_backward(g, x, w, layout=layout, **kw)
+    assert_close(gx, ex, dtype)
+    assert_close(gw, ew, dtype)
+    assert_close(gb, eb, dtype)
+
+
 @pytest.mark.parametrize("layout", LAYOUTS)
 @pytest.mark.parametrize("flags", [(a, b, c) for a in (0, 1) for b in (0, 1) for c in (0, 1)],
                          ids=lambda f: "".join("xwb"[i] if f[i] else "-" for i in range(3)))

@@ -166,6 +166,36 @@ def test_backward_partial_gradients_same_bits(which):
                     assert got is None, name
 
 
+# The depthwise weight/bias gradients are summed over a fixed partition of
+# output rows (chunks) and channel blocks: batch 1 with many rows (several
+# chunks in one image), chunks spanning images, M > 1, strides 1 and 2,
+# channel tails, both layouts and dtypes give the same bits for any count.
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
+@pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
+@pytest.mark.parametrize("shape", [(1, 20, 64, 64, 1, 1), (1, 20, 63, 65, 1, 2),
+                                   (5, 70, 9, 11, 1, 1), (3, 9, 30, 20, 2, 2),
+                                   (2, 130, 7, 7, 1, 1)],
+                         ids=["n1-rows", "n1-rows-s2", "images-c70", "m2-s2", "c130-7x7"])
+def test_depthwise_backward_chunks_same_bits(shape, layout, dtype):
+    n, c, h, w_, m, s = shape
+    rng = np.random.default_rng(7)
+    x = rng.uniform(-1, 1, (n, c, h, w_)).astype(dtype)
+    if layout == "NHWC":
+        x = np.ascontiguousarray(np.moveaxis(x, 1, -1))
+    wt = rng.uniform(-1, 1, (c * m, 1, 3, 3)).astype(dtype)
+    y = pydsconv.depthwise_conv2d(x, wt, stride=s, padding=1, layout=layout, num_threads=1)
+    g = rng.uniform(-1, 1, y.shape).astype(dtype)
+    kw = dict(stride=s, padding=1, layout=layout)
+    one = pydsconv.depthwise_conv2d_backward(g, x, wt, num_threads=1, **kw)
+    for t in (2, 3, 4, 8):
+        _same_bits(pydsconv.depthwise_conv2d_backward(g, x, wt, num_threads=t, **kw), one)
+    # each gradient alone: the same bits as all three together
+    for i, name in enumerate(("input_grad", "weight_grad", "bias_grad")):
+        flags = {k: k == name for k in ("input_grad", "weight_grad", "bias_grad")}
+        alone = pydsconv.depthwise_conv2d_backward(g, x, wt, num_threads=2, **kw, **flags)
+        assert np.array_equal(alone[i], one[i])
+
+
 def test_float64_also_bitwise_identical():
     for name, fn, arrays, kw in _problems("NHWC", np.float64, seed=5, big=False):
         base = _run(fn, arrays, kw, num_threads=1)

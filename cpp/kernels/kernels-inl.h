@@ -392,120 +392,7 @@ static void dw_fwd_nhwc_row(const DwGeom& g, const T* PYDSCONV_RESTRICT x,
   act_row(y, (ow1 - ow0) * CM, act);
 }
 
-template <class T>
-static void dw_bwd_data_nchw_row(const DwGeom& g, const T* PYDSCONV_RESTRICT gy,
-                                 const T* PYDSCONV_RESTRICT w, int64_t ih,
-                                 T* PYDSCONV_RESTRICT gx) {
-  for (int64_t iw = 0; iw < g.W; ++iw) gx[iw] = T(0);
-  for (int64_t m = 0; m < g.M; ++m) {
-    const T* gyp = gy + m * g.OH * g.OW;
-    const T* wm = w + m * g.kh * g.kw;
-    for (int64_t i = 0; i < g.kh; ++i) {
-      const int64_t t = ih + g.pt - i * g.dh;  // = oh * sh
-      if (t < 0 || t % g.sh != 0) continue;
-      const int64_t oh = t / g.sh;
-      if (oh >= g.OH) continue;
-      const T* gyr = gyp + oh * g.OW;
-      for (int64_t j = 0; j < g.kw; ++j) {
-        const int64_t off = j * g.dw - g.pl;
-        int64_t lo, hi;
-        valid_range(g.W, g.sw, off, g.OW, &lo, &hi);
-        const T wv = wm[i * g.kw + j];
-        for (int64_t ow = lo; ow < hi; ++ow) gx[ow * g.sw + off] += wv * gyr[ow];
-      }
-    }
-  }
-}
-
-template <class T>
-static void dw_bwd_data_nhwc_row(const DwGeom& g, const T* PYDSCONV_RESTRICT gy,
-                                 const T* PYDSCONV_RESTRICT w, int64_t ih,
-                                 T* PYDSCONV_RESTRICT gx) {
-  const int64_t C = g.C, M = g.M, CM = g.C * g.M;
-  for (int64_t k = 0; k < g.W * C; ++k) gx[k] = T(0);
-  for (int64_t i = 0; i < g.kh; ++i) {
-    const int64_t t = ih + g.pt - i * g.dh;
-    if (t < 0 || t % g.sh != 0) continue;
-    const int64_t oh = t / g.sh;
-    if (oh >= g.OH) continue;
-    for (int64_t j = 0; j < g.kw; ++j) {
-      const int64_t off = j * g.dw - g.pl;
-      int64_t lo, hi;
-      valid_range(g.W, g.sw, off, g.OW, &lo, &hi);
-      const T* wp = w + (i * g.kw + j) * CM;
-      for (int64_t ow = lo; ow < hi; ++ow) {
-        T* gxp = gx + (ow * g.sw + off) * C;
-        const T* gyp = gy + (oh * g.OW + ow) * CM;
-        if (M == 1) {
-          for (int64_t c = 0; c < C; ++c) gxp[c] += wp[c] * gyp[c];
-        } else {
-          for (int64_t c = 0; c < C; ++c)
-            for (int64_t m = 0; m < M; ++m) gxp[c] += wp[c * M + m] * gyp[c * M + m];
-        }
-      }
-    }
-  }
-}
-
-template <class T>
-static void dw_bwd_weight_nchw(const DwGeom& g, const T* PYDSCONV_RESTRICT gy,
-                               const T* PYDSCONV_RESTRICT x, T* gw, T* gb) {
-  for (int64_t i = 0; i < g.kh; ++i) {
-    for (int64_t j = 0; j < g.kw; ++j) {
-      const int64_t off = j * g.dw - g.pl;
-      int64_t lo, hi;
-      valid_range(g.W, g.sw, off, g.OW, &lo, &hi);
-      T acc = T(0);
-      for (int64_t oh = 0; oh < g.OH; ++oh) {
-        const int64_t ih = oh * g.sh - g.pt + i * g.dh;
-        if (ih < 0 || ih >= g.H) continue;
-        const T* gyr = gy + oh * g.OW;
-        const T* xr = x + ih * g.W;
-        T s = T(0);
-        for (int64_t ow = lo; ow < hi; ++ow) s += gyr[ow] * xr[ow * g.sw + off];
-        acc += s;
-      }
-      gw[i * g.kw + j] += acc;
-    }
-  }
-  if (gb) {
-    T acc = T(0);
-    for (int64_t oh = 0; oh < g.OH; ++oh) {
-      T s = T(0);
-      for (int64_t ow = 0; ow < g.OW; ++ow) s += gy[oh * g.OW + ow];
-      acc += s;
-    }
-    *gb += acc;
-  }
-}
-
-template <class T>
-static void dw_bwd_weight_nhwc(const DwGeom& g, const T* PYDSCONV_RESTRICT gy,
-                               const T* PYDSCONV_RESTRICT x, int64_t c0,
-                               int64_t c1, T* PYDSCONV_RESTRICT gw, T* gb) {
-  const int64_t C = g.C, M = g.M, CM = g.C * g.M;
-  for (int64_t oh = 0; oh < g.OH; ++oh) {
-    for (int64_t ow = 0; ow < g.OW; ++ow) {
-      const T* gyp = gy + (oh * g.OW + ow) * CM;
-      if (gb) for (int64_t co = c0; co < c1; ++co) gb[co] += gyp[co];
-      for (int64_t i = 0; i < g.kh; ++i) {
-        const int64_t ih = oh * g.sh - g.pt + i * g.dh;
-        if (ih < 0 || ih >= g.H) continue;
-        for (int64_t j = 0; j < g.kw; ++j) {
-          const int64_t iw = ow * g.sw - g.pl + j * g.dw;
-          if (iw < 0 || iw >= g.W) continue;
-          const T* xp = x + (ih * g.W + iw) * C;
-          T* gwp = gw + (i * g.kw + j) * CM;
-          if (M == 1) {
-            for (int64_t co = c0; co < c1; ++co) gwp[co] += gyp[co] * xp[co];
-          } else {
-            for (int64_t co = c0; co < c1; ++co) gwp[co] += gyp[co] * xp[co / M];
-          }
-        }
-      }
-    }
-  }
-}
+#include "dw_bwd-inl.h"  // the backward kernels
 
 // ---------------------------------------------------------------------------
 // GEMM: packed and register-blocked (the BLIS loop nest, kept small).
@@ -708,8 +595,10 @@ static const KernelTable<T>* make_table(const char* isa) {
       &dw_rows_scratch<T>,
       &dw_fwd_nhwc_row<T>,
       &dw_bwd_data_nchw_row<T>,
+      &dw_bwd_data_nchw_scratch<T>,
       &dw_bwd_data_nhwc_row<T>,
       &dw_bwd_weight_nchw<T>,
+      &dw_bwd_weight_nchw_scratch<T>,
       &dw_bwd_weight_nhwc<T>,
       &gemm<T>,
       gemm_work_elems<T>(),

@@ -75,21 +75,29 @@ struct KernelTable {
                           int64_t ow1, T* y);
   // NCHW grad-input: one input row `ih` of input channel c.  gy_planes are
   // the M output planes (OH, OW) of channels c*M..c*M+M-1, w their M*kh*kw
-  // taps; gx_row (W) is overwritten.
+  // taps; gx_row (W) is overwritten.  scratch: dw_bwd_data_nchw_scratch(g)
+  // elements owned by the caller's thread (null if that is 0).
   void (*dw_bwd_data_nchw_row)(const DwGeom&, const T* gy_planes, const T* w,
-                               int64_t ih, T* gx_row);
+                               int64_t ih, T* gx_row, T* scratch);
+  int64_t (*dw_bwd_data_nchw_scratch)(const DwGeom&);
   // NHWC grad-input: one input row of one image; gy_img (OH, OW, C*M),
   // w_packed (kh, kw, C*M); gx_row (W, C) is overwritten.
   void (*dw_bwd_data_nhwc_row)(const DwGeom&, const T* gy_img,
                                const T* w_packed, int64_t ih, T* gx_row);
-  // NCHW grad-weight of one output channel over one image: gw (kh*kw) and
-  // *gb (if non-null) are accumulated into.
-  void (*dw_bwd_weight_nchw)(const DwGeom&, const T* gy_plane,
-                             const T* x_plane, T* gw, T* gb);
-  // NHWC grad-weight over one image for mid channels [c0, c1): gw_packed
-  // (kh, kw, C*M) and gb (C*M, or null) are accumulated into.
+  // Grad-weight kernels sum over output rows [oh0, oh1) of one image and
+  // *accumulate* into gw / gb (the operator's per-chunk slots): each tap's
+  // chain continues from the slot over the rows' pixels in a fixed order, so
+  // the bits depend only on the geometry and the rows given.
+  // NCHW: one output channel; gw (kh*kw) or null, gb (one element) or null;
+  // scratch: dw_bwd_weight_nchw_scratch(g, oh1 - oh0) elements of the
+  // caller's thread (null if that is 0).
+  void (*dw_bwd_weight_nchw)(const DwGeom&, const T* gy_plane, const T* x_plane,
+                             int64_t oh0, int64_t oh1, T* gw, T* gb, T* scratch);
+  int64_t (*dw_bwd_weight_nchw_scratch)(const DwGeom&, int64_t rows);
+  // NHWC: mid channels [c0, c1); gw_packed (kh, kw, C*M) or null, gb (C*M) or null.
   void (*dw_bwd_weight_nhwc)(const DwGeom&, const T* gy_img, const T* x_img,
-                             int64_t c0, int64_t c1, T* gw_packed, T* gb);
+                             int64_t oh0, int64_t oh1, int64_t c0, int64_t c1,
+                             T* gw_packed, T* gb);
   void (*gemm)(const GemmArgs<T>&);
   int64_t gemm_work;  // scratch elements one gemm call needs
   // Pack a whole GEMM operand once (A is M x K, B is K x N, given by strides)

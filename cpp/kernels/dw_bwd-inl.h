@@ -197,6 +197,30 @@ static inline void dw_bwd_nhwc_gw_run(const T* gy, const T* x, const int64_t* xo
   }
 }
 
+// The interior of a row when the whole group is valid (n == kBwdTG, every
+// tap's input row inside): straight-line taps, no per-pixel tests.  Same
+// chains (same order, same contraction) as dw_bwd_nhwc_gw_run.
+template <class T, class VT, bool BIAS>
+static inline void dw_bwd_nhwc_gw_full(const T* gy, const T* x, const int64_t* xoff,
+                                       int64_t ow0, int64_t ow1, int64_t C, int64_t sw,
+                                       VT* acc, VT* bacc) {
+  const T* xp[kBwdTG];
+  VT r[kBwdTG];
+  for (int t = 0; t < kBwdTG; ++t) {
+    xp[t] = x + xoff[t];
+    r[t] = acc[t];
+  }
+  VT b = *bacc;
+  for (int64_t ow = ow0; ow < ow1; ++ow) {
+    const VT gv = vload<VT>(gy + ow * C);
+    if (BIAS) b += gv;
+    const int64_t o = ow * sw * C;
+    for (int t = 0; t < kBwdTG; ++t) r[t] += gv * vload<VT>(xp[t] + o);
+  }
+  for (int t = 0; t < kBwdTG; ++t) acc[t] = r[t];
+  *bacc = b;
+}
+
 template <class T, class VT>
 static void dw_bwd_weight_nhwc_c(const DwGeom& g, const T* gy, const T* x, int64_t oh0,
                                  int64_t oh1, int64_t c, T* gw, T* gb) {
@@ -235,13 +259,17 @@ static void dw_bwd_weight_nhwc_c(const DwGeom& g, const T* gy, const T* x, int64
         xoff[t] = rok[t] ? (ihh * g.W + jo[t]) * C + c : 0;
       }
       const T* gyr = gy + oh * g.OW * C + c;
+      bool full = n == kBwdTG;
+      for (int t = 0; t < kBwdTG; ++t) full = full && rok[t];
       if (bias) {
         dw_bwd_nhwc_gw_run<T, VT, true, true>(gyr, x, xoff, rok, jo, n, 0, a, C, g.sw, g.W, acc, &bacc);
-        dw_bwd_nhwc_gw_run<T, VT, false, true>(gyr, x, xoff, rok, jo, n, a, bnd, C, g.sw, g.W, acc, &bacc);
+        if (full) dw_bwd_nhwc_gw_full<T, VT, true>(gyr, x, xoff, a, bnd, C, g.sw, acc, &bacc);
+        else dw_bwd_nhwc_gw_run<T, VT, false, true>(gyr, x, xoff, rok, jo, n, a, bnd, C, g.sw, g.W, acc, &bacc);
         dw_bwd_nhwc_gw_run<T, VT, true, true>(gyr, x, xoff, rok, jo, n, bnd, g.OW, C, g.sw, g.W, acc, &bacc);
       } else {
         dw_bwd_nhwc_gw_run<T, VT, true, false>(gyr, x, xoff, rok, jo, n, 0, a, C, g.sw, g.W, acc, &bacc);
-        dw_bwd_nhwc_gw_run<T, VT, false, false>(gyr, x, xoff, rok, jo, n, a, bnd, C, g.sw, g.W, acc, &bacc);
+        if (full) dw_bwd_nhwc_gw_full<T, VT, false>(gyr, x, xoff, a, bnd, C, g.sw, acc, &bacc);
+        else dw_bwd_nhwc_gw_run<T, VT, false, false>(gyr, x, xoff, rok, jo, n, a, bnd, C, g.sw, g.W, acc, &bacc);
         dw_bwd_nhwc_gw_run<T, VT, true, false>(gyr, x, xoff, rok, jo, n, bnd, g.OW, C, g.sw, g.W, acc, &bacc);
       }
     }

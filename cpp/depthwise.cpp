@@ -104,9 +104,20 @@ void depthwise_backward(const Problem& p, const T* gy, const T* x, const T* w, T
   const int64_t HW = g.H * g.W, OHW = g.OH * g.OW, CM = p.Cmid, taps = g.kh * g.kw;
   const int64_t macs = p.N * CM * OHW * taps;
   const bool nchw = p.layout == Layout::NCHW;
+  // Stride 1, M = 1: grad-input is the forward correlation of grad_out with
+  // the flipped kernel, padded by (k-1)*d - pad; the forward kernels do it.
+  const int64_t ptf = (g.kh - 1) * g.dh - g.pt, plf = (g.kw - 1) * g.dw - g.pl;
+  if (gx && p.N > 0 && g.M == 1 && g.sh == 1 && g.sw == 1 && ptf >= 0 && plf >= 0) {
+    Problem q = p;
+    q.g = DwGeom{g.C, 1, g.OH, g.OW, g.kh, g.kw, 1, 1, g.dh, g.dw, ptf, plf, g.H, g.W};
+    std::vector<T> wf(static_cast<size_t>(CM * taps));
+    for (int64_t c = 0; c < CM; ++c)
+      for (int64_t t = 0; t < taps; ++t) wf[c * taps + t] = w[c * taps + taps - 1 - t];
+    depthwise_forward(q, gy, wf.data(), static_cast<const T*>(nullptr), Act::None, gx, threads);
+    gx = nullptr;
+  }
   std::vector<T> wp;
   if (!nchw && gx) wp = pack_taps_last(w, CM, taps);
-
   if (gx && p.N > 0) {  // gather: each task owns one input row
     if (nchw) {
       const int64_t rows = p.N * g.C * g.H;

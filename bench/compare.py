@@ -7,7 +7,7 @@ Run from the repository root (the package is built in place there)::
     PYTHONPATH=. python3 bench/compare.py --quick         # smoke run, < 1 min
     PYTHONPATH=. python3 bench/compare.py --ops sep body --batch 1 --threads 1 \
         --json bench/out/results.json --plot bench/out/results.png
-    PYTHONPATH=. python3 bench/compare.py --ops train      # training step, ~4 min
+    PYTHONPATH=. python3 bench/compare.py --ops train      # training step, 2-4 min
 
 (``PYTHONPATH=.`` is not needed where pydsconv is pip-installed.)
 
@@ -28,8 +28,8 @@ then 1x1 pointwise, bias, ReLU6 (folded batch norm = bias).  Float32.
            from a fixed upstream gradient ``g`` on the 7x7x1024 output
            (the gradient of ``sum(body(x) * g)``), computing the gradients of
            the input and of all 26 weights and 26 biases.  Not in the default
-           ``--ops`` (it adds ~1 min per (batch, threads) at batch 8 on 2
-           cores); name it: ``--ops train``.
+           ``--ops`` (it adds up to ~1 min per (batch, threads) at batch 8
+           on 2 cores); name it: ``--ops train``.
 
 ``--blocks`` restricts dw/pw/sep to chosen blocks (e.g. ``--blocks 7`` for one
 representative 14x14x512 block); ``body`` and ``train`` always chain all 13.

@@ -45,7 +45,10 @@ Contestants, all in one process at the same thread count:
   session per block for dw/pw/sep, one session for the chained body) built with
   the ``onnx`` helper API, weights as initializers, run through IO binding
   (zero-copy input, ORT-allocated output), CPUExecutionProvider, all graph
-  optimisations, intra_op_num_threads=n, inter_op_num_threads=1.
+  optimisations, intra_op_num_threads=n, inter_op_num_threads=1, and
+  intra-op spinning off (``session.intra_op.allow_spinning=0``): its spinning
+  workers otherwise hold the second core for >50 ms after each run and slow
+  whichever contestant runs next by up to 50x at 2 threads.
 
 Contestants of ``train`` (no ORT: it has no training here), ReLU6 after
 both stages of every block as above, weights copied from the same arrays:
@@ -373,6 +376,11 @@ def ort_session(model, threads):
     so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     so.log_severity_level = 3
+    # ORT's intra-op workers otherwise keep spinning for well over 50 ms
+    # after each run and take the second core from whichever contestant runs
+    # next (measured: pydsconv's 2-thread depthwise 4 ms alone, 200 ms right
+    # after an ORT run).  ORT documents this switch for shared cores.
+    so.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return ort.InferenceSession(model.SerializeToString(), so,
                                 providers=["CPUExecutionProvider"])
 

@@ -464,6 +464,14 @@ static void pack_panels(const T* src, int64_t ks, int64_t js, int64_t pc, int64_
       }
       continue;
     }
+    if (ks == 1) {  // contiguous along k (a transposed operand): read runs of k
+      for (int64_t j = 0; j < W; ++j) {
+        const T* s = src + pc + (n0 + j0 + j) * js;
+        if (j < w) for (int64_t k = 0; k < kc; ++k) d[k * W + j] = s[k];
+        else for (int64_t k = 0; k < kc; ++k) d[k * W + j] = T(0);
+      }
+      continue;
+    }
     for (int64_t k = 0; k < kc; ++k) {
       const T* s = src + (pc + k) * ks + (n0 + j0) * js;
       if (js == 1) for (int64_t j = 0; j < w; ++j) d[k * W + j] = s[j];

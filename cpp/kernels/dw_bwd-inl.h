@@ -513,8 +513,7 @@ static void dw_bwd_weight_nchw(const DwGeom& g, const T* PYDSCONV_RESTRICT gy,
         }
         const T* src = x + ih * g.W + c0 + b;
         for (int64_t q = 0; q < clo; ++q) d[q] = T(0);
-        if (g.sw == 1) for (int64_t q = clo; q < chi; ++q) d[q] = src[q];
-        else for (int64_t q = clo; q < chi; ++q) d[q] = src[q * g.sw];
+        if (chi > clo) copy_strided(d + clo, src + clo * g.sw, chi - clo, g.sw);
         for (int64_t q = chi; q < wq; ++q) d[q] = T(0);
       }
     }

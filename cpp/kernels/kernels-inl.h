@@ -59,6 +59,43 @@ static inline void vstore(T* p, V v) {
   __builtin_memcpy(p, &v, sizeof(V));
 }
 
+// The even lanes of a and b concatenated (stride-2 de-interleave).
+template <class V, int L> struct EvenLanes;
+template <class V> struct EvenLanes<V, 2> {
+  static V of(V a, V b) { return __builtin_shufflevector(a, b, 0, 2); }
+};
+template <class V> struct EvenLanes<V, 4> {
+  static V of(V a, V b) { return __builtin_shufflevector(a, b, 0, 2, 4, 6); }
+};
+template <class V> struct EvenLanes<V, 8> {
+  static V of(V a, V b) { return __builtin_shufflevector(a, b, 0, 2, 4, 6, 8, 10, 12, 14); }
+};
+template <class V> struct EvenLanes<V, 16> {
+  static V of(V a, V b) {
+    return __builtin_shufflevector(a, b, 0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28,
+                                   30);
+  }
+};
+
+// d[q] = s[q * st] for q in [0, n).  Stride 2 de-interleaves two vectors at a
+// time; it reads only s[0 .. 2(n-1)], like the scalar loop.
+template <class T>
+static inline void copy_strided(T* PYDSCONV_RESTRICT d, const T* PYDSCONV_RESTRICT s, int64_t n,
+                                int64_t st) {
+  int64_t q = 0;
+  if (st == 1) {
+    for (; q < n; ++q) d[q] = s[q];
+    return;
+  }
+  if (st == 2) {
+    typedef typename VecOf<T>::type V;
+    constexpr int L = static_cast<int>(sizeof(V) / sizeof(T));
+    for (; q + L < n; q += L)  // last read 2q + 2L - 1 <= 2(n - 1) - 1
+      vstore(d + q, EvenLanes<V, L>::of(vload<V>(s + 2 * q), vload<V>(s + 2 * q + L)));
+  }
+  for (; q < n; ++q) d[q] = s[q * st];
+}
+
 // Depthwise forward fast paths keep a block of outputs in vector registers
 // across all taps.
 
@@ -159,8 +196,7 @@ static void dw_fwd_nchw_row(const DwGeom& g, const T* x, const T* w, T bias, Act
         valid_range(g.W, g.sw, start + p, plen, &lo, &hi);
         for (int64_t q = 0; q < lo; ++q) ph[q] = T(0);
         const T* PYDSCONV_RESTRICT src = xr + start + p;
-        if (g.sw == 1) for (int64_t q = lo; q < hi; ++q) ph[q] = src[q];
-        else for (int64_t q = lo; q < hi; ++q) ph[q] = src[q * g.sw];
+        if (hi > lo) copy_strided(ph + lo, src + lo * g.sw, hi - lo, g.sw);
         for (int64_t q = hi; q < plen; ++q) ph[q] = T(0);
       }
     }
@@ -235,8 +271,7 @@ static void dw_fwd_nchw_rows(const DwGeom& g, const T* x, const T* w, T bias, Ac
         }
         const T* src = x + ih * g.W + c0 + b;
         for (int64_t q = 0; q < clo; ++q) d[q] = T(0);
-        if (g.sw == 1) for (int64_t q = clo; q < chi; ++q) d[q] = src[q];
-        else for (int64_t q = clo; q < chi; ++q) d[q] = src[q * g.sw];
+        if (chi > clo) copy_strided(d + clo, src + clo * g.sw, chi - clo, g.sw);
         for (int64_t q = chi; q < wq; ++q) d[q] = T(0);
       }
     }

@@ -492,31 +492,7 @@ static void dw_bwd_weight_nchw(const DwGeom& g, const T* PYDSCONV_RESTRICT gy,
   T* ph = scratch;                    // sh*sw phase planes of x
   T* gq = ph + g.sh * g.sw * plane;   // rows x wq of gy, then zeroed slack
   int64_t offs[kDwMaxTaps];
-  for (int64_t i = 0; i < g.kh; ++i)
-    for (int64_t j = 0; j < g.kw; ++j) {
-      const int64_t ri = div_s(i * g.dh, g.sh), ci = div_s(j * g.dw, g.sw);
-      const int64_t a = i * g.dh - ri * g.sh, b = j * g.dw - ci * g.sw;
-      offs[i * g.kw + j] = (a * g.sw + b) * plane + ri * wq + ci;
-    }
-  const int64_t r0 = oh0 * g.sh - g.pt, c0 = -g.pl;  // image coords of padded (0, 0)
-  for (int64_t a = 0; a < g.sh; ++a)
-    for (int64_t b = 0; b < g.sw; ++b) {
-      T* P = ph + (a * g.sw + b) * plane;
-      int64_t clo, chi;  // phase columns inside the image
-      valid_range(g.W, g.sw, c0 + b, wq, &clo, &chi);
-      for (int64_t r = 0; r < hq; ++r) {
-        const int64_t ih = r0 + a + r * g.sh;
-        T* d = P + r * wq;
-        if (ih < 0 || ih >= g.H) {
-          for (int64_t q = 0; q < wq; ++q) d[q] = T(0);
-          continue;
-        }
-        const T* src = x + ih * g.W + c0 + b;
-        for (int64_t q = 0; q < clo; ++q) d[q] = T(0);
-        if (chi > clo) copy_strided(d + clo, src + clo * g.sw, chi - clo, g.sw);
-        for (int64_t q = chi; q < wq; ++q) d[q] = T(0);
-      }
-    }
+  dw_phase_planes(g, x, oh0, hq, wq, ph, offs);
   for (int64_t r = 0; r < rows; ++r) {
     T* d = gq + r * wq;
     const T* src = gy + (oh0 + r) * g.OW;

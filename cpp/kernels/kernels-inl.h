@@ -237,19 +237,13 @@ static int64_t dw_rows_scratch(const DwGeom& g, int64_t rows) {
   return g.sh * g.sw * hq * wq + rows * wq + 2 * PYDSCONV_VEC_BYTES / int64_t(sizeof(T));
 }
 
+// The sh x sw phase planes (hq x wq each, see dw_fwd_nchw_rows) of the
+// input rows that output rows oh0.. read, zero outside the image, into ph;
+// offs[t]: where tap t's run starts in them.
 template <class T>
-static void dw_fwd_nchw_rows(const DwGeom& g, const T* x, const T* w, T bias, Act act,
-                             int64_t oh0, int64_t oh1, T* y, T* scratch) {
-  typedef typename VecOf<T>::type V;
-  constexpr int64_t L = static_cast<int64_t>(sizeof(V) / sizeof(T));
-  const int64_t rows = oh1 - oh0, taps = g.kh * g.kw;  // taps <= kDwMaxTaps (caller)
-  int64_t hq, wq;
-  dw_rows_dims(g, rows, &hq, &wq);
+static void dw_phase_planes(const DwGeom& g, const T* x, int64_t oh0, int64_t hq, int64_t wq,
+                            T* ph, int64_t* offs) {
   const int64_t plane = hq * wq;
-  T* ph = scratch;                     // sh*sw phase planes
-  T* out = ph + g.sh * g.sw * plane;   // rows x wq wide outputs, then slack
-  for (int64_t i = rows * wq; i < rows * wq + 2 * L; ++i) out[i] = T(0);
-  int64_t offs[kDwMaxTaps];
   for (int64_t i = 0; i < g.kh; ++i)
     for (int64_t j = 0; j < g.kw; ++j) {
       const int64_t ri = div_s(i * g.dh, g.sh), ci = div_s(j * g.dw, g.sw);
@@ -275,6 +269,22 @@ static void dw_fwd_nchw_rows(const DwGeom& g, const T* x, const T* w, T bias, Ac
         for (int64_t q = chi; q < wq; ++q) d[q] = T(0);
       }
     }
+}
+
+template <class T>
+static void dw_fwd_nchw_rows(const DwGeom& g, const T* x, const T* w, T bias, Act act,
+                             int64_t oh0, int64_t oh1, T* y, T* scratch) {
+  typedef typename VecOf<T>::type V;
+  constexpr int64_t L = static_cast<int64_t>(sizeof(V) / sizeof(T));
+  const int64_t rows = oh1 - oh0, taps = g.kh * g.kw;  // taps <= kDwMaxTaps (caller)
+  int64_t hq, wq;
+  dw_rows_dims(g, rows, &hq, &wq);
+  const int64_t plane = hq * wq;
+  T* ph = scratch;                     // sh*sw phase planes
+  T* out = ph + g.sh * g.sw * plane;   // rows x wq wide outputs, then slack
+  for (int64_t i = rows * wq; i < rows * wq + 2 * L; ++i) out[i] = T(0);
+  int64_t offs[kDwMaxTaps];
+  dw_phase_planes(g, x, oh0, hq, wq, ph, offs);
   // Only outputs q < nq - (wq - OW) are kept; reads stay inside the planes
   // because the last kept output's taps are inside them.
   const int64_t nkeep = (rows - 1) * wq + g.OW;

@@ -412,7 +412,7 @@ static void dw_bwd_data_nchw_row(const DwGeom& g, const T* PYDSCONV_RESTRICT gy,
       int64_t o = dw_nchw_phase_blocks<T, 4>(buf, toff, nt, wt, T(0), Qp, 0, y);
       o = dw_nchw_phase_blocks<T, 1>(buf, toff, nt, wt, T(0), Qp, o, y);
       if (o < Qp) {  // last partial vector as a whole one over the zeroed slack
-        T tail[kMaxLanes];
+        T tail[kMaxLanes] = {};  // (initialised: GCC cannot see the one full block)
         dw_nchw_phase_blocks<T, 1>(buf + o, toff, nt, wt, T(0), L, 0, tail);
         for (int64_t i = 0; i < Qp - o; ++i) y[o + i] = tail[i];
       }

@@ -82,17 +82,17 @@ template <class V> struct EvenLanes<V, 16> {
 template <class T>
 static inline void copy_strided(T* PYDSCONV_RESTRICT d, const T* PYDSCONV_RESTRICT s, int64_t n,
                                 int64_t st) {
+  typedef typename VecOf<T>::type V;
+  constexpr int L = static_cast<int>(sizeof(V) / sizeof(T));
   int64_t q = 0;
-  if (st == 1) {
-    for (; q < n; ++q) d[q] = s[q];
+  if (st == 1 && n >= L) {  // short runs: vector moves, the last one overlapping
+    for (; q + L <= n; q += L) vstore(d + q, vload<V>(s + q));
+    if (q < n) vstore(d + n - L, vload<V>(s + n - L));
     return;
   }
-  if (st == 2) {
-    typedef typename VecOf<T>::type V;
-    constexpr int L = static_cast<int>(sizeof(V) / sizeof(T));
+  if (st == 2)
     for (; q + L < n; q += L)  // last read 2q + 2L - 1 <= 2(n - 1) - 1
       vstore(d + q, EvenLanes<V, L>::of(vload<V>(s + 2 * q), vload<V>(s + 2 * q + L)));
-  }
   for (; q < n; ++q) d[q] = s[q * st];
 }
 
@@ -205,7 +205,7 @@ static void dw_fwd_nchw_row(const DwGeom& g, const T* x, const T* w, T bias, Act
     int64_t o = dw_nchw_phase_blocks<T, 4>(buf, toff, taps, wr, bias, n, 0, yc);
     o = dw_nchw_phase_blocks<T, 1>(buf, toff, taps, wr, bias, n, o, yc);
     if (o < n) {  // last partial vector as a whole one, as in dw_fwd_nchw_rows
-      T tail[kMaxLanes];
+      T tail[kMaxLanes] = {};  // (initialised: GCC cannot see the one full block)
       dw_nchw_phase_blocks<T, 1>(buf + o, toff, taps, wr, bias, L, 0, tail);
       for (int64_t i = 0; i < n - o; ++i) yc[o + i] = tail[i];
     }
@@ -250,23 +250,25 @@ static void dw_phase_planes(const DwGeom& g, const T* x, int64_t oh0, int64_t hq
       const int64_t a = i * g.dh - ri * g.sh, b = j * g.dw - ci * g.sw;
       offs[i * g.kw + j] = (a * g.sw + b) * plane + ri * wq + ci;
     }
+  // Zero everything with vector stores, then copy the inside runs (the
+  // planes are small: per-row zero loops cost more than the copies).
+  typedef typename VecOf<T>::type V;
+  constexpr int64_t L = static_cast<int64_t>(sizeof(V) / sizeof(T));
+  const int64_t total = g.sh * g.sw * plane;
+  int64_t z = 0;
+  for (; z + L <= total; z += L) vstore(ph + z, V{});
+  for (; z < total; ++z) ph[z] = T(0);
   const int64_t r0 = oh0 * g.sh - g.pt, c0 = -g.pl;  // image coords of padded (0, 0)
   for (int64_t a = 0; a < g.sh; ++a)
     for (int64_t b = 0; b < g.sw; ++b) {
       T* P = ph + (a * g.sw + b) * plane;
       int64_t clo, chi;  // phase columns inside the image
       valid_range(g.W, g.sw, c0 + b, wq, &clo, &chi);
+      if (chi <= clo) continue;
       for (int64_t r = 0; r < hq; ++r) {
         const int64_t ih = r0 + a + r * g.sh;
-        T* d = P + r * wq;
-        if (ih < 0 || ih >= g.H) {
-          for (int64_t q = 0; q < wq; ++q) d[q] = T(0);
-          continue;
-        }
-        const T* src = x + ih * g.W + c0 + b;
-        for (int64_t q = 0; q < clo; ++q) d[q] = T(0);
-        if (chi > clo) copy_strided(d + clo, src + clo * g.sw, chi - clo, g.sw);
-        for (int64_t q = chi; q < wq; ++q) d[q] = T(0);
+        if (ih < 0 || ih >= g.H) continue;
+        copy_strided(P + r * wq + clo, x + ih * g.W + c0 + b + clo * g.sw, chi - clo, g.sw);
       }
     }
 }
@@ -296,8 +298,7 @@ static void dw_fwd_nchw_rows(const DwGeom& g, const T* x, const T* w, T bias, Ac
   if (q < nkeep) dw_nchw_phase_blocks<T, 1>(ph, offs, taps, w, bias, q + L, q, out);
   for (int64_t r = 0; r < rows; ++r) {
     T* yr = y + r * g.OW;
-    const T* o = out + r * wq;
-    for (int64_t c = 0; c < g.OW; ++c) yr[c] = o[c];
+    copy_strided(yr, out + r * wq, g.OW, 1);
     act_row(yr, g.OW, act);
   }
 }

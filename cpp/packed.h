@@ -1,42 +1,62 @@
 // Weights packed once per call into the GEMM kernel's panel layout (see
-// GemmArgs::packed_a / packed_b), shared read-only by every thread.
+// GemmArgs::packed_a / packed_b), shared read-only by every thread.  Large
+// weights are packed by several threads: the panels of a column (B) or row
+// (A) range are independent, and packing 4 MiB is memory-bound work that a
+// second core speeds up.
 #pragma once
-#include <vector>
-
+#include "buffer.h"
 #include "kernels/table.h"
+#include "threads.h"
 
 namespace pydsconv {
 
 template <class T>
 struct Packed {
-  std::vector<T> data;
+  Buffer<T> data;
   int64_t pad = 0;  // padded rows (A) or columns (B) of the packed matrix
 };
 
-// `elems` elements filled by fill(data); pad = elems / K.
+namespace detail {
+// Packs `n` rows (A) or columns (B) in ranges of `unit` (the panel width)
+// across threads; fill(n0, n1, out) packs [n0, n1).
 template <class T, class Fill>
-Packed<T> packed(int64_t elems, int64_t K, const Fill& fill) {
+Packed<T> packed(int64_t elems, int64_t K, int64_t n, int64_t unit, int threads,
+                 const Fill& fill) {
   Packed<T> p;
-  p.data.resize(static_cast<size_t>(elems));
+  p.data = Buffer<T>(elems);
   p.pad = K > 0 ? elems / K : 0;
-  if (K > 0) fill(p.data.data());
+  if (K == 0 || n == 0) return p;
+  const int64_t panels = ceil_div(n, unit);
+  const int64_t per = ceil_div(panels, int64_t(8));  // up to 8 ranges
+  const int64_t tasks = ceil_div(panels, per);
+  // Packing moves about 8 bytes an element; ~16 per multiply-add of the
+  // thread policy's budget keeps small weights on the calling thread.
+  parallel_for(tasks, plan_threads(threads, tasks, K * n / 16), [&](int64_t t) {
+    const int64_t n0 = t * per * unit, n1 = (t + 1) * per * unit < n ? (t + 1) * per * unit : n;
+    fill(n0, n1, p.data.data());
+  });
   return p;
 }
+}  // namespace detail
 
 // A is M x K with element (m, k) at A[m*rs + k*cs].
 template <class T>
 Packed<T> pack_a(const KernelTable<T>& k, int64_t M, int64_t K, const T* A, int64_t rs,
-                 int64_t cs) {
-  return packed<T>(k.gemm_pack_a_elems(M, K), K,
-                   [&](T* out) { k.gemm_pack_a(M, K, A, rs, cs, out); });
+                 int64_t cs, int threads) {
+  return detail::packed<T>(k.gemm_pack_a_elems(M, K), K, M, k.gemm_mr, threads,
+                           [&](int64_t m0, int64_t m1, T* out) {
+                             k.gemm_pack_a(M, K, A, rs, cs, m0, m1, out);
+                           });
 }
 
 // B is K x N with element (k, n) at B[k*rs + n*cs].
 template <class T>
 Packed<T> pack_b(const KernelTable<T>& k, int64_t K, int64_t N, const T* B, int64_t rs,
-                 int64_t cs) {
-  return packed<T>(k.gemm_pack_b_elems(K, N), K,
-                   [&](T* out) { k.gemm_pack_b(K, N, B, rs, cs, out); });
+                 int64_t cs, int threads) {
+  return detail::packed<T>(k.gemm_pack_b_elems(K, N), K, N, k.gemm_nr, threads,
+                           [&](int64_t n0, int64_t n1, T* out) {
+                             k.gemm_pack_b(K, N, B, rs, cs, n0, n1, out);
+                           });
 }
 
 // Points `g` at rows [row0, row0 + g.M) of packed A (columns for B).

@@ -4,6 +4,7 @@
 //   NHWC forward:  Y[p, co]   = X[p, :] . W^T[:, co]      (all pixels at once)
 #include <vector>
 
+#include "buffer.h"
 #include "dispatch.h"
 #include "ops.h"
 #include "packed.h"
@@ -19,35 +20,37 @@ constexpr int64_t kGemmKCElems = 256;                 // = the GEMM's KC block
 // (packed by every task anew) is packed fewer times.
 constexpr int64_t kGradRows = 4 * kRowBlock;
 
+// Which operand is the weight matrix, shared by all tasks: kept whole in a
+// task (so the other operand's blocks are packed or read once and used
+// against all of it) and split only when there are too few tasks.
+enum class Shared { A, B };
+
 // Runs `a` for each of `batch` problems whose B and C start b_step and
-// c_step elements apart, split into tasks across threads.  pa / pb: A or B
-// (the weights) packed once for all tasks.  A task spans the whole packed
-// side (all rows when A is packed, all columns when B is), so every panel of
-// the other operand is packed once and used against the whole weight matrix;
-// the packed side is split only when there are too few tasks for the threads.
+// c_step elements apart, split into tasks across threads: blocks of the
+// activation side (rows of kRowBlock when B is shared, columns of kColBlock
+// when A is) times chunks of the shared side, one chunk unless the blocks
+// alone cannot keep the threads busy.  pb: B packed once for all tasks.
 template <class T>
 void run_gemm(const GemmArgs<T>& a, int64_t batch, int64_t b_step, int64_t c_step, int threads,
-              const Packed<T>* pa = nullptr, const Packed<T>* pb = nullptr) {
+              Shared shared, const Packed<T>* pb = nullptr) {
   if (batch == 0 || a.M == 0 || a.N == 0) return;
   const KernelTable<T>& k = kernels<T>();
+  const bool sa = shared == Shared::A;
   const int64_t macs = batch * a.M * a.N * a.K;
   const int want = plan_threads(threads, int64_t(1) << 30, macs);
-  int64_t mt = pa ? a.M : kRowBlock, ntl = pb ? a.N : kColBlock;
-  const int64_t unit_m = 6 * 12, unit_n = kColBlock;  // split steps keep packed offsets aligned
-  for (;;) {
-    const int64_t tasks = batch * ceil_div(a.M, mt) * ceil_div(a.N, ntl);
-    if (tasks >= 2 * int64_t(want)) break;
-    if (pa && mt > unit_m) mt = ceil_div(ceil_div(mt, 2), unit_m) * unit_m;
-    else if (pb && ntl > unit_n) ntl = ceil_div(ceil_div(ntl, 2), unit_n) * unit_n;
-    else break;
-  }
-  const int64_t tm = ceil_div(a.M, mt), tn = ceil_div(a.N, ntl);
-  const int64_t tasks = batch * tm * tn;
+  const int64_t blk = sa ? kColBlock : kRowBlock, side = sa ? a.N : a.M;
+  const int64_t whole = sa ? a.M : a.N, unit = sa ? k.gemm_mr : k.gemm_nr;
+  const int64_t blocks = batch * ceil_div(side, blk);
+  const int64_t chunks = balance_split(blocks, want, ceil_div(whole, 4 * unit));
+  const int64_t clen = ceil_div(ceil_div(whole, chunks), unit) * unit;
+  const int64_t nch = ceil_div(whole, clen), per_b = ceil_div(side, blk), tasks = blocks * nch;
   const int nt = plan_threads(threads, tasks, macs);
-  std::vector<T> work(static_cast<size_t>(nt * k.gemm_work));
+  Buffer<T> work(nt * k.gemm_work);
   parallel_for_tid(tasks, nt, [&](int64_t t, int tid) {
-    const int64_t j = t % tn, i = (t / tn) % tm, b = t / (tn * tm);
-    const int64_t m0 = i * mt, n0 = j * ntl;
+    const int64_t c = t % nch, bl = t / nch;
+    const int64_t b = bl / per_b, s0 = (bl % per_b) * blk, w0 = c * clen;
+    const int64_t m0 = sa ? w0 : s0, n0 = sa ? s0 : w0;
+    const int64_t mt = sa ? clen : blk, ntl = sa ? blk : clen;
     GemmArgs<T> s = a;
     s.M = a.M - m0 < mt ? a.M - m0 : mt;
     s.N = a.N - n0 < ntl ? a.N - n0 : ntl;
@@ -56,12 +59,25 @@ void run_gemm(const GemmArgs<T>& a, int64_t batch, int64_t b_step, int64_t c_ste
     s.C = a.C + b * c_step + m0 * a.c_rs + n0;
     if (a.bias) s.bias = a.bias + (a.bias_axis == 0 ? m0 : n0);
     s.work = work.data() + tid * k.gemm_work;
-    if (pa) use_packed_a(s, *pa, m0);
+    if (a.packed_a) s.pa_row0 = a.pa_row0 + m0;
     if (pb) use_packed_b(s, *pb, n0);
     k.gemm(s);
   });
 }
 
+// run_gemm with B the shared weight (NHWC): packed once when several row
+// blocks use it, else packed by the GEMM per block into the task's work area
+// (a single block -- a few pixels -- uses each weight once, and a packed copy
+// of a large weight would only add a round trip through memory).
+template <class T>
+void run_gemm_packing_b(const GemmArgs<T>& a, int threads) {
+  if (a.M <= kRowBlock) {
+    run_gemm(a, 1, 0, 0, threads, Shared::B);
+    return;
+  }
+  const Packed<T> pb = pack_b(kernels<T>(), a.K, a.N, a.B, a.b_rs, a.b_cs, threads);
+  run_gemm(a, 1, 0, 0, threads, Shared::B, &pb);
+}
 
 // Weight and bias gradients, summed over all N*P pixels k (flattened image by
 // image): gw (Co, Ci) = sum_k gy(co, k) x(ci, k), gb (Co) = sum_k gy(co, k).
@@ -88,7 +104,7 @@ void weight_grads(const Problem& p, const T* gy, const T* x, T* gw, T* gb, int t
   std::vector<T> part(static_cast<size_t>((chunks - 1) * (gw_sz + gb_sz)));
   const int64_t tasks = rblocks * chunks;
   const int nt = plan_threads(threads, tasks, NP * Co * (Ci + 1));
-  std::vector<T> work(gw ? static_cast<size_t>(nt * k.gemm_work) : 0);
+  Buffer<T> work(gw ? nt * k.gemm_work : 0);
   parallel_for_tid(tasks, nt, [&](int64_t t, int tid) {
     const int64_t r = t % rblocks, c = t / rblocks;
     const int64_t m0 = r * kGradRows, mlen = Co - m0 < kGradRows ? Co - m0 : kGradRows;
@@ -150,20 +166,20 @@ void weight_grads(const Problem& p, const T* gy, const T* x, T* gw, T* gb, int t
 
 }  // namespace
 
+// NCHW: the weight is the GEMM's A, read in place (rows contiguous along
+// C_in), each image's pixels its B.  NHWC: all pixels are A, read in place,
+// and the weight is B, transposed into NR-wide panels (run_gemm_packing_b).
 template <class T>
 void pointwise_forward(const Problem& p, const T* x, const T* w, const T* b, Act act, T* y,
                        int threads) {
-  const KernelTable<T>& k = kernels<T>();
   const int64_t P = p.H * p.W, Ci = p.Cmid, Co = p.Cout;
   if (p.N == 0) return;
   if (p.layout == Layout::NCHW) {
-    const Packed<T> pw = pack_a(k, Co, Ci, w, Ci, 1);
     GemmArgs<T> a{Co, P, Ci, w, Ci, 1, x, P, 1, y, P, false, b, b ? 0 : -1, act, nullptr};
-    run_gemm(a, p.N, Ci * P, Co * P, threads, &pw);
+    run_gemm(a, p.N, Ci * P, Co * P, threads, Shared::A);
   } else {
-    const Packed<T> pw = pack_b(k, Ci, Co, w, 1, Ci);
     GemmArgs<T> a{p.N * P, Co, Ci, x, Ci, 1, w, 1, Ci, y, Co, false, b, b ? 1 : -1, act, nullptr};
-    run_gemm<T>(a, 1, 0, 0, threads, nullptr, &pw);
+    run_gemm_packing_b(a, threads);
   }
 }
 
@@ -174,14 +190,14 @@ void pointwise_backward(const Problem& p, const T* gy, const T* x, const T* w, T
   const int64_t P = p.H * p.W, Ci = p.Cmid, Co = p.Cout, NP = p.N * P;
   const bool nchw = p.layout == Layout::NCHW;
   if (gx && NP > 0) {
-    if (nchw) {  // gx_n (Ci, P) = W^T (Ci, Co) . gy_n (Co, P)
-      const Packed<T> wt = pack_a(k, Ci, Co, w, 1, Ci);
+    if (nchw) {  // gx_n (Ci, P) = W^T (Ci, Co) . gy_n (Co, P); W^T is packed as A
+      const Packed<T> wt = pack_a(k, Ci, Co, w, 1, Ci, threads);
       GemmArgs<T> a{Ci, P, Co, w, 1, Ci, gy, P, 1, gx, P, false, nullptr, -1, Act::None, nullptr};
-      run_gemm(a, p.N, Co * P, Ci * P, threads, &wt);
+      use_packed_a(a, wt, 0);
+      run_gemm(a, p.N, Co * P, Ci * P, threads, Shared::A);
     } else {  // gx (NP, Ci) = gy (NP, Co) . W (Co, Ci)
-      const Packed<T> wp = pack_b(k, Co, Ci, w, Ci, 1);
       GemmArgs<T> a{NP, Ci, Co, gy, Co, 1, w, Ci, 1, gx, Ci, false, nullptr, -1, Act::None, nullptr};
-      run_gemm<T>(a, 1, 0, 0, threads, nullptr, &wp);
+      run_gemm_packing_b(a, threads);
     }
   }
   if (gw || gb) weight_grads(p, gy, x, gw, gb, threads);

@@ -1,10 +1,20 @@
-// Fused separable operator.  Each task takes a run of output pixels of one
-// image, computes their depthwise outputs (all C*M channels) into the
-// thread's scratch tile, applies mid_act, and multiplies the tile by the
-// pointwise weights straight into y.  The tile is sized to stay in L2, so
-// the intermediate tensor is never written to memory in full.
+// Fused separable operator.  The output pixels of each image are cut into
+// tiles; a task is (tile, chunk of output channels).  Its thread computes the
+// tile's depthwise outputs (all C*M channels) into its own scratch tile,
+// applies mid_act, and multiplies the tile by the pointwise weights of its
+// chunk straight into y.  The tile is sized to stay in L2, so the
+// intermediate tensor is never written to memory in full.
+//
+// Tiles depend on the shape only.  When a batch has too few tiles for the
+// threads (a batch-1 7x7 or 14x14 layer is one or two tiles), the output
+// channels are split instead: each thread then streams only its share of the
+// weights, and recomputing the tile's depthwise outputs costs kh*kw/C_out of
+// the GEMM (under 2% for MobileNet).  A thread keeps its tile across its
+// consecutive tasks (the schedule is static and tile-major), so a tile is
+// computed once per thread that needs it.
 #include <vector>
 
+#include "buffer.h"
 #include "dispatch.h"
 #include "ops.h"
 #include "packed.h"
@@ -13,20 +23,22 @@
 namespace pydsconv {
 
 namespace {
-constexpr int64_t kTileBytes = 128 * 1024;  // depthwise tile: fits L2 with room for weights
+constexpr int64_t kTileBytes = 256 * 1024;  // depthwise tile: fits L2 with room for weights
 
-// Pixels per tile: as many as fit kTileBytes, but enough tiles for every thread.
-// The tile's pixels are the GEMM's rows (NHWC) or columns (NCHW); a multiple
-// of `align` (its register block) leaves no zero-padded partial block inside.
-int64_t tile_pixels(const Problem& p, int64_t elem, int threads, int64_t align) {
+// Pixels per tile: as many as fit kTileBytes (at least 8), balanced over the
+// image, a multiple of `align` (the GEMM's register block along pixels) when
+// that leaves whole tiles; whole rows (a multiple of OW) when `rows`.
+int64_t tile_pixels(const Problem& p, int64_t elem, int64_t align, bool rows) {
   const int64_t ohw = p.OH * p.OW;
   int64_t t = kTileBytes / (p.Cmid * elem);
   if (t < 8) t = 8;
-  const int64_t want_tiles = 2 * static_cast<int64_t>(threads);
-  if (p.N * ceil_div(ohw, t) < want_tiles) t = ceil_div(ohw, ceil_div(want_tiles, p.N));
-  if (t > align) t = t / align * align;
-  if (t > ohw) t = ohw;
-  return t < 1 ? 1 : t;
+  if (rows) {
+    const int64_t r = t / p.OW > 0 ? t / p.OW : 1;
+    return ceil_div(p.OH, ceil_div(p.OH, r)) * p.OW;
+  }
+  t = ceil_div(ohw, ceil_div(ohw, t));
+  if (t > align) t = ceil_div(t, align) * align;
+  return t > ohw ? ohw : t;
 }
 }  // namespace
 
@@ -42,15 +54,25 @@ void separable_forward(const Problem& p, const T* x, const T* dw, const T* db, c
   const int64_t macs = p.N * OHW * CM * (taps + Co);
   const int want = plan_threads(threads, int64_t(1) << 30, macs);
   const bool rows_kernel = nchw && dw_use_rows_kernel(g);
-  int64_t tp = tile_pixels(p, sizeof(T), want, nchw ? 16 : 6);
-  if (rows_kernel) tp = (tp / g.OW > 0 ? tp / g.OW : 1) * g.OW;  // whole rows per tile
-  const int64_t tiles_per_image = ceil_div(OHW, tp), tasks = p.N * tiles_per_image;
+  const int64_t tp = tile_pixels(p, sizeof(T), nchw ? k.gemm_nr : k.gemm_mr, rows_kernel);
+  const int64_t tiles_per_image = ceil_div(OHW, tp), tiles = p.N * tiles_per_image;
+  // Output-channel chunks: rows of the GEMM's A (NCHW) or columns of B (NHWC).
+  const int64_t unit = nchw ? k.gemm_mr : k.gemm_nr;
+  const int64_t split = balance_split(tiles, want, ceil_div(Co, 4 * unit));
+  const int64_t clen = ceil_div(ceil_div(Co, split), unit) * unit, chunks = ceil_div(Co, clen);
+  const int64_t tasks = tiles * chunks;
   const int nt = plan_threads(threads, tasks, macs);
 
-  // Weights in the order the kernels read them (see table.h), packed once:
-  // the pointwise weight is the GEMM's A (NCHW) or B (NHWC) for every tile.
-  const Packed<T> pwp = nchw ? pack_a(k, Co, CM, pw, CM, 1) : pack_b(k, CM, Co, pw, 1, CM);
+  // The pointwise weight is the GEMM's A, read in place (NCHW), or its B
+  // (NHWC): packed once when several tiles share it, else packed by the GEMM
+  // block by block into the thread's L2-sized work area (one tile: each
+  // weight is used by one task, so the whole packed copy would only add a
+  // round trip through memory).  The NHWC depthwise kernels read taps-last
+  // weights.
+  const bool pack_once = !nchw && tiles > 1;
+  Packed<T> pwp;
   std::vector<T> dwp;
+  if (pack_once) pwp = pack_b(k, CM, Co, pw, 1, CM, threads);
   if (!nchw) {
     dwp.resize(static_cast<size_t>(CM * taps));
     for (int64_t c = 0; c < CM; ++c)
@@ -59,43 +81,49 @@ void separable_forward(const Problem& p, const T* x, const T* dw, const T* db, c
   // Per thread: the depthwise tile, then the GEMM's packing space.
   const int64_t dw_scratch = rows_kernel ? k.dw_rows_scratch(g, tp / g.OW) : 0;
   const int64_t per_thread = tp * CM + k.gemm_work + dw_scratch;
-  std::vector<T> scratch(static_cast<size_t>(nt * per_thread));
+  Buffer<T> scratch(nt * per_thread);
+  std::vector<int64_t> held(static_cast<size_t>(nt), -1);  // the tile in each thread's scratch
 
   parallel_for_tid(tasks, nt, [&](int64_t task, int tid) {
-    const int64_t n = task / tiles_per_image;
-    const int64_t p0 = (task % tiles_per_image) * tp;
+    const int64_t tile = task / chunks, co0 = (task % chunks) * clen;
+    const int64_t co1 = co0 + clen < Co ? co0 + clen : Co;
+    const int64_t n = tile / tiles_per_image;
+    const int64_t p0 = (tile % tiles_per_image) * tp;
     const int64_t p1 = p0 + tp < OHW ? p0 + tp : OHW, np = p1 - p0;
     T* mid = scratch.data() + tid * per_thread;
     T* work = mid + tp * CM;
-    if (rows_kernel) {  // whole rows [p0 / OW, p1 / OW)
-      for (int64_t co = 0; co < CM; ++co)
-        k.dw_fwd_nchw_rows(g, x + (n * g.C + co / g.M) * HW, dw + co * taps, db ? db[co] : T(0),
-                           mid_act, p0 / g.OW, p1 / g.OW, mid + co * np, work + k.gemm_work);
-    }
-    // Otherwise: walk the tile's pixels row segment by row segment.
-    for (int64_t q = rows_kernel ? p1 : p0; q < p1;) {
-      const int64_t oh = q / g.OW, ow0 = q % g.OW;
-      const int64_t ow1 = (p1 - oh * g.OW) < g.OW ? p1 - oh * g.OW : g.OW;
-      if (nchw) {
-        for (int64_t co = 0; co < CM; ++co)
-          k.dw_fwd_nchw_row(g, x + (n * g.C + co / g.M) * HW, dw + co * taps, db ? db[co] : T(0),
-                            mid_act, oh, ow0, ow1, mid + co * np + (q - p0));
-      } else {
-        k.dw_fwd_nhwc_row(g, x + n * HW * g.C, dwp.data(), db, mid_act, oh, ow0, ow1,
-                          mid + (q - p0) * CM);
+    if (held[tid] != tile) {
+      held[tid] = tile;
+      if (rows_kernel) {  // whole rows [p0 / OW, p1 / OW)
+        for (int64_t c = 0; c < CM; ++c)
+          k.dw_fwd_nchw_rows(g, x + (n * g.C + c / g.M) * HW, dw + c * taps, db ? db[c] : T(0),
+                             mid_act, p0 / g.OW, p1 / g.OW, mid + c * np, work + k.gemm_work);
       }
-      q += ow1 - ow0;
+      // Otherwise: walk the tile's pixels row segment by row segment.
+      for (int64_t q = rows_kernel ? p1 : p0; q < p1;) {
+        const int64_t oh = q / g.OW, ow0 = q % g.OW;
+        const int64_t ow1 = (p1 - oh * g.OW) < g.OW ? p1 - oh * g.OW : g.OW;
+        if (nchw) {
+          for (int64_t c = 0; c < CM; ++c)
+            k.dw_fwd_nchw_row(g, x + (n * g.C + c / g.M) * HW, dw + c * taps, db ? db[c] : T(0),
+                              mid_act, oh, ow0, ow1, mid + c * np + (q - p0));
+        } else {
+          k.dw_fwd_nhwc_row(g, x + n * HW * g.C, dwp.data(), db, mid_act, oh, ow0, ow1,
+                            mid + (q - p0) * CM);
+        }
+        q += ow1 - ow0;
+      }
     }
-    // Pointwise on the tile.
+    // Pointwise on the tile, output channels [co0, co1).
+    const T* bias = pb ? pb + co0 : nullptr;
     if (nchw) {
-      GemmArgs<T> a{Co, np, CM, pw, CM, 1, mid, np, 1, y + n * Co * OHW + p0, OHW, false, pb,
-                    pb ? 0 : -1, act, work};
-      use_packed_a(a, pwp, 0);
+      GemmArgs<T> a{co1 - co0, np, CM, pw + co0 * CM, CM, 1, mid, np, 1,
+                    y + (n * Co + co0) * OHW + p0, OHW, false, bias, pb ? 0 : -1, act, work};
       k.gemm(a);
     } else {
-      GemmArgs<T> a{np, Co, CM, mid, CM, 1, pw, 1, CM, y + (n * OHW + p0) * Co, Co, false, pb,
-                    pb ? 1 : -1, act, work};
-      use_packed_b(a, pwp, 0);
+      GemmArgs<T> a{np, co1 - co0, CM, mid, CM, 1, pw + co0 * CM, 1, CM,
+                    y + (n * OHW + p0) * Co + co0, Co, false, bias, pb ? 1 : -1, act, work};
+      if (pack_once) use_packed_b(a, pwp, co0);
       k.gemm(a);
     }
   });

@@ -49,4 +49,15 @@ void parallel_for_tid(int64_t n, int threads, const F& f) {
 
 inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
+// How many ways to split each of `tasks` tasks (at most max_split) so that
+// `threads` threads get balanced shares: 1 when the tasks already divide
+// evenly or are plentiful (>= 4 per thread), else the least split that
+// divides evenly or reaches that.  Batch-1 layers with few pixels get their
+// parallelism from it (output channels), not from ever smaller pixel tiles.
+inline int64_t balance_split(int64_t tasks, int threads, int64_t max_split) {
+  int64_t c = 1;
+  while (c < max_split && tasks * c < 4 * int64_t(threads) && (tasks * c) % threads != 0) ++c;
+  return c;
+}
+
 }  // namespace pydsconv

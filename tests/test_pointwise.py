@@ -94,6 +94,28 @@ def test_forward_nhwc_wide_output(isa, rng, dtype):
         assert_close(g, r, dtype)
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("n,hw,ci,co", [(1, (7, 7), 128, 200), (1, (5, 5), 64, 130),
+                                        (2, (6, 7), 64, 100), (1, (3, 3), 70, 33)])
+def test_forward_few_pixels(isa, rng, n, hw, ci, co, layout, dtype):
+    """Few pixels: the threads split the output channels, and the NHWC weight
+    is transposed block by block inside the GEMM (up to 72 pixels) or packed
+    once (more); C_in = 64, 128 puts the weight rows a power of two apart."""
+    x = _x(rng, n, ci, hw, dtype, layout)
+    w = rand(rng, (co, ci), dtype)
+    b = rand(rng, (co,), dtype)
+    ys = [pydsconv.pointwise_conv2d(x, w, b, layout=layout, activation="relu6", num_threads=t)
+          for t in (1, 2, 3)]
+    for y in ys[1:]:
+        np.testing.assert_array_equal(ys[0], y)
+    assert_close(ys[0], ref.pointwise_conv2d(x, w, b, layout=layout, activation="relu6"), dtype)
+    go = rand(rng, ys[0].shape, dtype)
+    for g, r in zip(pydsconv.pointwise_conv2d_backward(go, x, w, layout=layout),
+                    ref.pointwise_conv2d_backward(go, x, w, layout=layout)):
+        assert_close(g, r, dtype)
+
+
 @pytest.mark.parametrize("layout", LAYOUTS)
 @pytest.mark.parametrize("hw", [(1, 1), (1, 7), (16, 16), (17, 17)])
 def test_forward_image_sizes(isa, rng, layout, hw):

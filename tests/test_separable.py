@@ -204,6 +204,34 @@ def test_threads_identical_bits_single_image(rng):
             np.testing.assert_array_equal(ys[0], y)
 
 
+# MobileNet's late blocks at small scale: few output pixels and many
+# channels, so a batch has one or two tiles and the threads split the output
+# channels instead (C_out not a multiple of the split unit); the NHWC weight is
+# then transposed block by block inside the GEMM rather than packed once.
+# C*M = 64 and 128 make the weight rows a power of two apart.
+WIDE = [  # (C, M, C_out, (H, W), stride, N)
+    (64, 1, 200, (7, 7), 1, 1),
+    (64, 2, 130, (5, 6), 1, 1),
+    (32, 2, 300, (9, 9), 2, 1),
+    (64, 1, 200, (7, 7), 1, 3),
+    (48, 1, 96, (14, 14), 2, 2),
+]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("case", WIDE, ids=str)
+def test_few_pixels_many_channels(isa, rng, case, layout, dtype):
+    c, m, co, hw, s, n = case
+    cfg = (c, m, co, hw, (3, 3), s, 1, "same", "relu6", "relu6", True, True)
+    x, dw, pw, db, pb, kw = _make(rng, cfg, dtype, layout, n=n)
+    ys = [pydsconv.separable_conv2d(x, dw, pw, db, pb, num_threads=t, **kw) for t in (1, 2, 3)]
+    for y in ys[1:]:
+        np.testing.assert_array_equal(ys[0], y)
+    assert_close(ys[0], ref.separable_conv2d(x, dw, pw, db, pb, **kw), dtype)
+    assert_close(ys[0], _unfused(x, dw, pw, db, pb, kw), dtype)
+
+
 def test_concurrent_python_threads(rng):
     """Several Python threads at once (the GIL is released; each call has its
     own scratch tiles) give the same results as one at a time."""

@@ -102,10 +102,15 @@ struct KernelTable {
   int64_t gemm_work;  // scratch elements one gemm call needs
   // Pack a whole GEMM operand once (A is M x K, B is K x N, given by strides)
   // into the layout GemmArgs::packed_a / packed_b expect; *_elems: its size.
-  void (*gemm_pack_a)(int64_t M, int64_t K, const T* A, int64_t rs, int64_t cs, T* out);
-  void (*gemm_pack_b)(int64_t K, int64_t N, const T* B, int64_t rs, int64_t cs, T* out);
+  // A call packs rows [r0, r1) of A (columns [r0, r1) of B) of that layout,
+  // r0 a multiple of gemm_mr (gemm_nr), so ranges can be packed in parallel.
+  void (*gemm_pack_a)(int64_t M, int64_t K, const T* A, int64_t rs, int64_t cs, int64_t r0,
+                      int64_t r1, T* out);
+  void (*gemm_pack_b)(int64_t K, int64_t N, const T* B, int64_t rs, int64_t cs, int64_t r0,
+                      int64_t r1, T* out);
   int64_t (*gemm_pack_a_elems)(int64_t M, int64_t K);
   int64_t (*gemm_pack_b_elems)(int64_t K, int64_t N);
+  int64_t gemm_mr, gemm_nr;  // the register tile: MR rows x NR columns
   // Benchmark probe: `iters` rounds of independent vector FMAs; returns flops.
   double (*fma_peak_loop)(int64_t iters, T* sink);
 };

@@ -1,0 +1,293 @@
+// GEMM kernels, compiled once per ISA: included by kernels-inl.h inside
+// `namespace pydsconv::<isa>`, after the SIMD vocabulary (VecOf, vload,
+// vstore) and act_row.  Like kernels-inl.h it includes nothing.
+//
+// gemm: C[m, n] = act(init + sum_k A[m, k] B[k, n]), the BLIS loop nest.
+// B in NR-wide panels (packed here, or once per call by gemm_pack_b), an
+// MR x NR register tile of broadcast-A x vector-B FMAs.  A is read in place
+// when its rows are contiguous along k (a_cs == 1: the NCHW weights, NHWC
+// pixels), else packed per MC x KC block.  Every element of C is one FMA
+// chain over k in order (slices store to C and reload exactly), so its bits
+// depend only on K, never on where it falls in a tile or block: any tiling,
+// any thread count, gives the same result.
+constexpr int kGemmMR = 6, kGemmNV = 2;
+constexpr int64_t kGemmKC = 256, kGemmMC = 72, kGemmNC = 256;
+
+template <class T>
+static constexpr int gemm_nr() {
+  return kGemmNV * PYDSCONV_VEC_BYTES / static_cast<int>(sizeof(T));
+}
+
+// Scratch elements one gemm() call needs (GemmArgs::work).
+template <class T>
+static constexpr int64_t gemm_work_elems() {
+  return kGemmKC * (kGemmMC + kGemmNC);
+}
+
+template <class V, class T>
+static inline V act_vec(V v, Act act) {  // relu/relu6 on a vector; NaN stays NaN
+  if (act == Act::None) return v;
+  const V zero = V{};
+  v = v < zero ? zero : v;
+  if (act == Act::Relu6) {
+    const V six = zero + T(6);
+    v = v > six ? six : v;
+  }
+  return v;
+}
+
+// C[0:ROWS, 0:NR] (ldc apart) = act(init + A . Bp) over kc, where init is C
+// itself (load_c), the bias (per row / per column) or 0.  A element (r, k):
+// PACKED: Ap[k*MR + r] (an MR-high panel); else A[r*lda + k] (rows in place).
+template <class T, int ROWS, bool PACKED>
+static inline void gemm_ukernel(int64_t kc, const T* PYDSCONV_RESTRICT A, int64_t lda,
+                                const T* PYDSCONV_RESTRICT Bp, T* C, int64_t ldc, bool load_c,
+                                const T* bias_row, const T* bias_col, Act act) {
+  typedef typename VecOf<T>::type V;
+  constexpr int L = static_cast<int>(sizeof(V) / sizeof(T)), NV = kGemmNV;
+  V acc[ROWS][NV];
+  for (int r = 0; r < ROWS; ++r)
+    for (int v = 0; v < NV; ++v)
+      acc[r][v] = load_c     ? vload<V>(C + r * ldc + v * L)
+                  : bias_row ? V{} + bias_row[r]
+                  : bias_col ? vload<V>(bias_col + v * L)
+                             : V{};
+  const T* ar[ROWS];
+  for (int r = 0; r < ROWS; ++r) ar[r] = A + r * lda;
+  for (int64_t k = 0; k < kc; ++k) {
+    V b[NV];
+    for (int v = 0; v < NV; ++v) b[v] = vload<V>(Bp + k * NV * L + v * L);
+    for (int r = 0; r < ROWS; ++r) {
+      const T av = PACKED ? A[k * kGemmMR + r] : ar[r][k];
+      for (int v = 0; v < NV; ++v) acc[r][v] += b[v] * av;
+    }
+  }
+  for (int r = 0; r < ROWS; ++r)
+    for (int v = 0; v < NV; ++v) vstore(C + r * ldc + v * L, act_vec<V, T>(acc[r][v], act));
+}
+
+template <class T, bool PACKED>
+static inline void gemm_ukernel_rows(int64_t rows, int64_t kc, const T* A, int64_t lda,
+                                     const T* Bp, T* C, int64_t ldc, bool load_c,
+                                     const T* bias_row, const T* bias_col, Act act) {
+  static_assert(kGemmMR == 6, "one case per row count");
+  switch (rows) {
+    case 6: gemm_ukernel<T, 6, PACKED>(kc, A, lda, Bp, C, ldc, load_c, bias_row, bias_col, act); break;
+    case 5: gemm_ukernel<T, 5, PACKED>(kc, A, lda, Bp, C, ldc, load_c, bias_row, bias_col, act); break;
+    case 4: gemm_ukernel<T, 4, PACKED>(kc, A, lda, Bp, C, ldc, load_c, bias_row, bias_col, act); break;
+    case 3: gemm_ukernel<T, 3, PACKED>(kc, A, lda, Bp, C, ldc, load_c, bias_row, bias_col, act); break;
+    case 2: gemm_ukernel<T, 2, PACKED>(kc, A, lda, Bp, C, ldc, load_c, bias_row, bias_col, act); break;
+    default: gemm_ukernel<T, 1, PACKED>(kc, A, lda, Bp, C, ldc, load_c, bias_row, bias_col, act); break;
+  }
+}
+
+// Lane index packs 0, 1, ..., N-1 for __builtin_shufflevector.
+template <int... I> struct LaneSeq {};
+template <int N, int... I> struct MakeLaneSeq : MakeLaneSeq<N - 1, N - 1, I...> {};
+template <int... I> struct MakeLaneSeq<0, I...> { typedef LaneSeq<I...> type; };
+
+static inline int64_t gemm_round_up(int64_t n, int64_t r) { return (n + r - 1) / r * r; }
+
+// L x L transpose in registers: log2(L) stages; at half-width h, rows r and
+// r + h (r mod 2h < h) swap the second h-lane half of every 2h-lane block of
+// r with the first half of r + h's.
+template <int L, int H, bool SECOND>
+static constexpr int swap_lane(int l) {  // source lane (>= L: the second vector)
+  return (l - l % (2 * H)) + (SECOND ? H : 0) + (l % (2 * H) < H ? l % (2 * H) : L + l % (2 * H) - H);
+}
+
+template <class V, int L, int H>
+struct TransposeStage {
+  template <int... I>
+  static inline void pair(V& x, V& y, LaneSeq<I...>) {
+    const V a = __builtin_shufflevector(x, y, swap_lane<L, H, false>(I)...);
+    const V b = __builtin_shufflevector(x, y, swap_lane<L, H, true>(I)...);
+    x = a;
+    y = b;
+  }
+  static inline void run(V* v) {
+    for (int r = 0; r < L; ++r)
+      if (r % (2 * H) < H) pair(v[r], v[r + H], typename MakeLaneSeq<L>::type());
+    TransposeStage<V, L, H / 2>::run(v);
+  }
+};
+template <class V, int L>
+struct TransposeStage<V, L, 0> {
+  static inline void run(V*) {}
+};
+
+// d[k*ld_d + j] = s[j*ld_s + k] for j, k < L.
+template <class T>
+static inline void transpose_block(const T* PYDSCONV_RESTRICT s, int64_t ld_s,
+                                   T* PYDSCONV_RESTRICT d, int64_t ld_d) {
+  typedef typename VecOf<T>::type V;
+  constexpr int L = static_cast<int>(sizeof(V) / sizeof(T));
+  V v[L];
+  for (int j = 0; j < L; ++j) v[j] = vload<V>(s + j * ld_s);
+  TransposeStage<V, L, L / 2>::run(v);
+  for (int k = 0; k < L; ++k) vstore(d + k * ld_d, v[k]);
+}
+
+// Panels of W-wide rows: for k in [pc, pc+kc), element (k, j) of the
+// (rows x W) panel starting at column j0 is src[k*ks + (j0 + j)*js], zero
+// past n0 + n.  Panel p (columns n0 + p*W ...) lands at dst + p*W*kc.
+template <class T>
+static void pack_panels(const T* src, int64_t ks, int64_t js, int64_t pc, int64_t kc,
+                        int64_t n0, int64_t n, int64_t W, T* PYDSCONV_RESTRICT dst) {
+  typedef typename VecOf<T>::type V;
+  constexpr int64_t L = static_cast<int64_t>(sizeof(V) / sizeof(T));
+  for (int64_t j0 = 0; j0 < n; j0 += W) {
+    T* d = dst + j0 * kc;
+    const int64_t w = n - j0 < W ? n - j0 : W;
+    if (js == 1 && w == W && W % L == 0) {  // whole rows of vectors (B panels)
+      for (int64_t k = 0; k < kc; ++k) {
+        const T* s = src + (pc + k) * ks + n0 + j0;
+        for (int64_t j = 0; j < W; j += L) vstore(d + k * W + j, vload<V>(s + j));
+      }
+      continue;
+    }
+    if (ks == 1) {  // contiguous along k (a transposed operand): read runs of k
+      int64_t k0 = 0;
+      if (w == W && W % L == 0) {  // L x L blocks transposed in registers
+        // A cache line of every source row is used up before the next row
+        // group: with rows a power-of-two apart (C_in = 1024) they share one
+        // L1 set, and 16 of them would evict each other's half-used lines.
+        constexpr int64_t KB = 64 / (L * int64_t(sizeof(T))) > 1 ? 64 / (L * int64_t(sizeof(T))) : 1;
+        for (; k0 + KB * L <= kc; k0 += KB * L)
+          for (int64_t j = 0; j < W; j += L)
+            for (int64_t q = 0; q < KB; ++q)
+              transpose_block<T>(src + pc + k0 + q * L + (n0 + j0 + j) * js, js,
+                                 d + (k0 + q * L) * W + j, W);
+        for (; k0 + L <= kc; k0 += L)
+          for (int64_t j = 0; j < W; j += L)
+            transpose_block<T>(src + pc + k0 + (n0 + j0 + j) * js, js, d + k0 * W + j, W);
+      }
+      if (k0 == kc) continue;
+      for (int64_t j = 0; j < W; ++j) {
+        const T* s = src + pc + (n0 + j0 + j) * js;
+        if (j < w) for (int64_t k = k0; k < kc; ++k) d[k * W + j] = s[k];
+        else for (int64_t k = k0; k < kc; ++k) d[k * W + j] = T(0);
+      }
+      continue;
+    }
+    for (int64_t k = 0; k < kc; ++k) {
+      const T* s = src + (pc + k) * ks + (n0 + j0) * js;
+      if (js == 1) for (int64_t j = 0; j < w; ++j) d[k * W + j] = s[j];
+      else for (int64_t j = 0; j < w; ++j) d[k * W + j] = s[j * js];
+      for (int64_t j = w; j < W; ++j) d[k * W + j] = T(0);
+    }
+  }
+}
+
+// Whole-matrix packing, once per call, for an operand reused by many GEMMs
+// (the weights): B (K x N, strides rs/cs) -> gemm_pack_b_elems(K, N)
+// elements; A (M x K) likewise with pack_a.  GemmArgs::packed_a/_b take them.
+template <class T>
+static int64_t gemm_pack_b_elems(int64_t K, int64_t N) {
+  return K * gemm_round_up(N, gemm_nr<T>());
+}
+template <class T>
+static int64_t gemm_pack_a_elems(int64_t M, int64_t K) {
+  return K * gemm_round_up(M, kGemmMR);
+}
+template <class T>
+static void gemm_pack_b(int64_t K, int64_t N, const T* B, int64_t rs, int64_t cs, int64_t n0,
+                        int64_t n1, T* out) {
+  const int64_t npad = gemm_round_up(N, gemm_nr<T>());
+  for (int64_t pc = 0; pc < K; pc += kGemmKC) {
+    const int64_t kc = K - pc < kGemmKC ? K - pc : kGemmKC;
+    pack_panels(B, rs, cs, pc, kc, n0, n1 - n0, gemm_nr<T>(), out + pc * npad + n0 * kc);
+  }
+}
+template <class T>
+static void gemm_pack_a(int64_t M, int64_t K, const T* A, int64_t rs, int64_t cs, int64_t m0,
+                        int64_t m1, T* out) {
+  const int64_t mpad = gemm_round_up(M, kGemmMR);
+  for (int64_t pc = 0; pc < K; pc += kGemmKC) {
+    const int64_t kc = K - pc < kGemmKC ? K - pc : kGemmKC;
+    pack_panels(A, cs, rs, pc, kc, m0, m1 - m0, kGemmMR, out + pc * mpad + m0 * kc);
+  }
+}
+
+// C = bias (per row or column, or 0), then act: the K = 0 product.
+template <class T>
+static void gemm_bias_only(const GemmArgs<T>& a) {
+  for (int64_t m = 0; m < a.M; ++m) {
+    T* c = a.C + m * a.c_rs;
+    for (int64_t n = 0; n < a.N; ++n)
+      c[n] = a.bias_axis == 0 ? a.bias[m] : a.bias_axis == 1 ? a.bias[n] : T(0);
+    act_row(c, a.N, a.act);
+  }
+}
+
+template <class T>
+static void gemm(const GemmArgs<T>& a) {
+  constexpr int MR = kGemmMR, NR = gemm_nr<T>();
+  if (a.K == 0) {
+    if (!a.accumulate) gemm_bias_only(a);
+    return;
+  }
+  T* Bp = a.work;                      // KC x NC, NR-wide panels
+  T* Ap = a.work + kGemmKC * kGemmNC;  // MC x KC, MR-high panels
+  const bool a_rows = !a.packed_a && a.a_cs == 1;  // A read in place
+  for (int64_t jc = 0; jc < a.N; jc += kGemmNC) {
+    const int64_t nc = a.N - jc < kGemmNC ? a.N - jc : kGemmNC;
+    for (int64_t pc = 0; pc < a.K; pc += kGemmKC) {
+      const int64_t kc = a.K - pc < kGemmKC ? a.K - pc : kGemmKC;
+      const bool load_c = pc > 0 || a.accumulate;
+      const Act act = pc + kc == a.K && !a.accumulate ? a.act : Act::None;
+      const T* Bpc;  // this slice's B panels, indexed from column jc
+      if (a.packed_b) {
+        Bpc = a.packed_b + pc * a.pb_npad + (a.pb_col0 + jc) * kc;
+      } else {
+        pack_panels(a.B, a.b_rs, a.b_cs, pc, kc, jc, nc, NR, Bp);
+        Bpc = Bp;
+      }
+      for (int64_t ic = 0; ic < a.M; ic += kGemmMC) {
+        const int64_t mc = a.M - ic < kGemmMC ? a.M - ic : kGemmMC;
+        const T* Apc;  // this block's A: panels indexed from row ic, or rows in place
+        if (a.packed_a) {
+          Apc = a.packed_a + pc * a.pa_mpad + (a.pa_row0 + ic) * kc;
+        } else if (a_rows) {
+          Apc = a.A + ic * a.a_rs + pc;
+        } else {  // A^T has A's columns as rows: pack it like B
+          pack_panels(a.A, a.a_cs, a.a_rs, pc, kc, ic, mc, MR, Ap);
+          Apc = Ap;
+        }
+        for (int64_t j0 = 0; j0 < nc; j0 += NR) {
+          const int64_t nr = nc - j0 < NR ? nc - j0 : NR;
+          for (int64_t i0 = 0; i0 < mc; i0 += MR) {
+            const int64_t mr = mc - i0 < MR ? mc - i0 : MR;
+            const int64_t m = ic + i0, n = jc + j0;
+            const T* Ai = a_rows ? Apc + i0 * a.a_rs : Apc + i0 * kc;
+            const T* Bj = Bpc + j0 * kc;
+            T* c = a.C + m * a.c_rs + n;
+            const T* brow = !load_c && a.bias_axis == 0 ? a.bias + m : nullptr;
+            const T* bcol = !load_c && a.bias_axis == 1 ? a.bias + n : nullptr;
+            T tile[MR * NR], cpad[NR];
+            T* ct = c;
+            int64_t ldc = a.c_rs;
+            if (nr < NR) {  // partial columns through a full-width stack tile
+              for (int64_t i = 0; i < mr; ++i)
+                for (int64_t j = 0; j < NR; ++j)
+                  tile[i * NR + j] = load_c && j < nr ? c[i * a.c_rs + j] : T(0);
+              if (bcol) {
+                for (int64_t j = 0; j < NR; ++j) cpad[j] = j < nr ? bcol[j] : T(0);
+                bcol = cpad;
+              }
+              ct = tile;
+              ldc = NR;
+            }
+            if (a_rows)
+              gemm_ukernel_rows<T, false>(mr, kc, Ai, a.a_rs, Bj, ct, ldc, load_c, brow, bcol, act);
+            else
+              gemm_ukernel_rows<T, true>(mr, kc, Ai, 0, Bj, ct, ldc, load_c, brow, bcol, act);
+            if (nr < NR)
+              for (int64_t i = 0; i < mr; ++i)
+                for (int64_t j = 0; j < nr; ++j) c[i * a.c_rs + j] = tile[i * NR + j];
+          }
+        }
+      }
+    }
+  }
+}

@@ -149,18 +149,14 @@ static void pack_panels(const T* src, int64_t ks, int64_t js, int64_t pc, int64_
     if (ks == 1) {  // contiguous along k (a transposed operand): read runs of k
       int64_t k0 = 0;
       if (w == W && W % L == 0) {  // L x L blocks transposed in registers
-        // A cache line of every source row is used up before the next row
-        // group: with rows a power-of-two apart (C_in = 1024) they share one
-        // L1 set, and 16 of them would evict each other's half-used lines.
-        constexpr int64_t KB = 64 / (L * int64_t(sizeof(T))) > 1 ? 64 / (L * int64_t(sizeof(T))) : 1;
-        for (; k0 + KB * L <= kc; k0 += KB * L)
-          for (int64_t j = 0; j < W; j += L)
-            for (int64_t q = 0; q < KB; ++q)
-              transpose_block<T>(src + pc + k0 + q * L + (n0 + j0 + j) * js, js,
-                                 d + (k0 + q * L) * W + j, W);
-        for (; k0 + L <= kc; k0 += L)
-          for (int64_t j = 0; j < W; j += L)
-            transpose_block<T>(src + pc + k0 + (n0 + j0 + j) * js, js, d + k0 * W + j, W);
+        // One group of L source rows at a time, along all of k: rows a power
+        // of two apart (C_in = 512, 1024) share an L1 set, and walking all W
+        // rows at each k would evict their lines before the next k uses them
+        // (1024 x 256: 75 -> 40 us).
+        for (int64_t j = 0; j < W; j += L)
+          for (int64_t kb = 0; kb + L <= kc; kb += L)
+            transpose_block<T>(src + pc + kb + (n0 + j0 + j) * js, js, d + kb * W + j, W);
+        k0 = kc / L * L;
       }
       if (k0 == kc) continue;
       for (int64_t j = 0; j < W; ++j) {

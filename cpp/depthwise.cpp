@@ -13,8 +13,8 @@ namespace {
 template <class T>
 std::vector<T> pack_taps_last(const T* w, int64_t cm, int64_t taps) {
   std::vector<T> out(static_cast<size_t>(cm * taps));
-  for (int64_t c = 0; c < cm; ++c)
-    for (int64_t t = 0; t < taps; ++t) out[t * cm + c] = w[c * taps + t];
+  for (int64_t t = 0; t < taps; ++t)  // written in order: C*M = 1024 puts the
+    for (int64_t c = 0; c < cm; ++c) out[t * cm + c] = w[c * taps + t];  // taps 4 KiB apart
   return out;
 }
 }  // namespace
@@ -52,7 +52,8 @@ void depthwise_forward(const Problem& p, const T* x, const T* w, const T* b, Act
                         0, g.OW, y + nc * OHW + oh * g.OW);
     });
   } else {
-    const std::vector<T> wp = pack_taps_last(w, CM, taps);
+    std::vector<T> wp(static_cast<size_t>(k.dw_nhwc_pack_elems(g)));
+    k.dw_nhwc_pack(g, w, wp.data());
     const int64_t rows = p.N * g.OH;
     const int nt = plan_threads(threads, rows, macs);
     parallel_for(rows, nt, [&](int64_t t) {

@@ -67,16 +67,15 @@ void separable_forward(const Problem& p, const T* x, const T* dw, const T* db, c
   // (NHWC): packed once when several tiles share it, else packed by the GEMM
   // block by block into the thread's L2-sized work area (one tile: each
   // weight is used by one task, so the whole packed copy would only add a
-  // round trip through memory).  The NHWC depthwise kernels read taps-last
-  // weights.
+  // round trip through memory).  The NHWC depthwise weights are packed by
+  // the kernel set (dw_nhwc_pack).
   const bool pack_once = !nchw && tiles > 1;
   Packed<T> pwp;
   std::vector<T> dwp;
   if (pack_once) pwp = pack_b(k, CM, Co, pw, 1, CM, threads);
   if (!nchw) {
-    dwp.resize(static_cast<size_t>(CM * taps));
-    for (int64_t c = 0; c < CM; ++c)
-      for (int64_t t = 0; t < taps; ++t) dwp[t * CM + c] = dw[c * taps + t];
+    dwp.resize(static_cast<size_t>(k.dw_nhwc_pack_elems(g)));
+    k.dw_nhwc_pack(g, dw, dwp.data());
   }
   // Per thread: the depthwise tile, then the GEMM's packing space.
   const int64_t dw_scratch = rows_kernel ? k.dw_rows_scratch(g, tp / g.OW) : 0;

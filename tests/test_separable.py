@@ -208,13 +208,14 @@ def test_threads_identical_bits_single_image(rng):
 # channels, so a batch has one or two tiles and the threads split the output
 # channels instead (C_out not a multiple of the split unit); the NHWC weight is
 # then transposed block by block inside the GEMM rather than packed once.
-# C*M = 64 and 128 make the weight rows a power of two apart.
+# C*M = 64, 128 and 512 make the weight rows a power of two apart.
 WIDE = [  # (C, M, C_out, (H, W), stride, N)
     (64, 1, 200, (7, 7), 1, 1),
     (64, 2, 130, (5, 6), 1, 1),
     (32, 2, 300, (9, 9), 2, 1),
     (64, 1, 200, (7, 7), 1, 3),
     (48, 1, 96, (14, 14), 2, 2),
+    (256, 2, 64, (14, 14), 1, 1),  # C*M = 512: two tiles, the boundary inside a row
 ]
 
 

@@ -303,141 +303,7 @@ static void dw_fwd_nchw_rows(const DwGeom& g, const T* x, const T* w, T bias, Ac
   }
 }
 
-// NHWC, M = 1: channel blocks of NB vectors, c in [c0, c1) (multiples of L).
-template <class T, int NB>
-static inline int64_t dw_nhwc_m1_blocks(const DwGeom& g, const T* x, const T* w,
-                                        const T* bias, int64_t oh, int64_t ow, int64_t i0,
-                                        int64_t i1, int64_t j0, int64_t j1, int64_t c0,
-                                        int64_t c1, T* yp) {
-  typedef typename VecOf<T>::type V;
-  constexpr int64_t L = static_cast<int64_t>(sizeof(V) / sizeof(T));
-  const int64_t C = g.C;
-  int64_t c = c0;
-  for (; c + NB * L <= c1; c += NB * L) {
-    V acc[NB];
-    for (int b = 0; b < NB; ++b) acc[b] = bias ? vload<V>(bias + c + b * L) : V{};
-    for (int64_t i = i0; i < i1; ++i) {
-      const T* xr = x + (oh * g.sh - g.pt + i * g.dh) * g.W * C + c;
-      const T* wr = w + i * g.kw * C + c;
-      for (int64_t j = j0; j < j1; ++j) {
-        const T* xp = xr + (ow * g.sw - g.pl + j * g.dw) * C;
-        const T* wp = wr + j * C;
-        for (int b = 0; b < NB; ++b) acc[b] += vload<V>(wp + b * L) * vload<V>(xp + b * L);
-      }
-    }
-    for (int b = 0; b < NB; ++b) vstore(yp + c + b * L, acc[b]);
-  }
-  return c;
-}
-
-template <class T>
-static void dw_fwd_nhwc_row_m1(const DwGeom& g, const T* x, const T* w, const T* bias, Act act,
-                               int64_t oh, int64_t ow0, int64_t ow1, T* y) {
-  typedef typename VecOf<T>::type V;
-  constexpr int64_t L = static_cast<int64_t>(sizeof(V) / sizeof(T));
-  const int64_t C = g.C, cv = C / L * L;
-  int64_t i0, i1;
-  valid_range(g.H, g.dh, oh * g.sh - g.pt, g.kh, &i0, &i1);
-  for (int64_t ow = ow0; ow < ow1; ++ow) {
-    int64_t j0, j1;
-    valid_range(g.W, g.dw, ow * g.sw - g.pl, g.kw, &j0, &j1);
-    T* yp = y + (ow - ow0) * C;
-    int64_t c = dw_nhwc_m1_blocks<T, 4>(g, x, w, bias, oh, ow, i0, i1, j0, j1, 0, cv, yp);
-    c = dw_nhwc_m1_blocks<T, 1>(g, x, w, bias, oh, ow, i0, i1, j0, j1, c, cv, yp);
-    if (c < C && C >= L)  // last channels: one overlapping vector (same chain per channel)
-      c = dw_nhwc_m1_blocks<T, 1>(g, x, w, bias, oh, ow, i0, i1, j0, j1, C - L, C, yp);
-    for (; c < C; ++c) {
-      T acc = bias ? bias[c] : T(0);
-      for (int64_t i = i0; i < i1; ++i)
-        for (int64_t j = j0; j < j1; ++j)
-          acc += w[(i * g.kw + j) * C + c] *
-                 x[((oh * g.sh - g.pt + i * g.dh) * g.W + ow * g.sw - g.pl + j * g.dw) * C + c];
-      yp[c] = acc;
-    }
-  }
-  act_row(y, (ow1 - ow0) * C, act);
-}
-
-// NHWC, M > 1: output channel c*M + m reads input channel c.  For each m,
-// the M = 1 channel-vector kernel runs on x with that m's weights (re-packed
-// on the stack as (kh, kw, C)) into z[m][c], which is then interleaved into
-// y[c*M + m].  Same summation order as M = 1 (bias, then the valid taps).
-// Returns false (caller uses the plain loops) when C is narrower than a
-// vector or the weights do not fit the stack buffer.
-constexpr int64_t kDwMultBuf = 8192;
-
-template <class T>
-static bool dw_fwd_nhwc_row_mult(const DwGeom& g, const T* x, const T* w, const T* bias, Act act,
-                                 int64_t oh, int64_t ow0, int64_t ow1, T* y) {
-  typedef typename VecOf<T>::type V;
-  constexpr int64_t L = static_cast<int64_t>(sizeof(V) / sizeof(T));
-  const int64_t C = g.C, M = g.M, CM = C * M, taps = g.kh * g.kw, cv = C / L * L;
-  if (C < L || taps * CM + 2 * CM > kDwMultBuf) return false;
-  T buf[kDwMultBuf];
-  T* wm = buf;                 // (M, kh, kw, C)
-  T* bz = wm + taps * CM;      // (M, C)
-  T* z = bz + CM;              // (M, C) outputs of one pixel
-  for (int64_t m = 0; m < M; ++m)
-    for (int64_t t = 0; t < taps; ++t)
-      for (int64_t c = 0; c < C; ++c) wm[(m * taps + t) * C + c] = w[t * CM + c * M + m];
-  for (int64_t m = 0; m < M; ++m)
-    for (int64_t c = 0; c < C; ++c) bz[m * C + c] = bias ? bias[c * M + m] : T(0);
-  int64_t i0, i1;
-  valid_range(g.H, g.dh, oh * g.sh - g.pt, g.kh, &i0, &i1);
-  for (int64_t ow = ow0; ow < ow1; ++ow) {
-    int64_t j0, j1;
-    valid_range(g.W, g.dw, ow * g.sw - g.pl, g.kw, &j0, &j1);
-    for (int64_t m = 0; m < M; ++m) {
-      const T* wq = wm + m * taps * C;
-      const T* bq = bz + m * C;
-      T* zq = z + m * C;
-      int64_t c = dw_nhwc_m1_blocks<T, 4>(g, x, wq, bq, oh, ow, i0, i1, j0, j1, 0, cv, zq);
-      c = dw_nhwc_m1_blocks<T, 1>(g, x, wq, bq, oh, ow, i0, i1, j0, j1, c, cv, zq);
-      if (c < C) dw_nhwc_m1_blocks<T, 1>(g, x, wq, bq, oh, ow, i0, i1, j0, j1, C - L, C, zq);
-    }
-    T* yp = y + (ow - ow0) * CM;
-    for (int64_t c = 0; c < C; ++c)
-      for (int64_t m = 0; m < M; ++m) yp[c * M + m] = z[m * C + c];
-  }
-  act_row(y, (ow1 - ow0) * CM, act);
-  return true;
-}
-
-template <class T>
-static void dw_fwd_nhwc_row(const DwGeom& g, const T* PYDSCONV_RESTRICT x,
-                            const T* PYDSCONV_RESTRICT w, const T* bias,
-                            Act act, int64_t oh, int64_t ow0, int64_t ow1,
-                            T* PYDSCONV_RESTRICT y) {
-  if (g.M == 1) {
-    dw_fwd_nhwc_row_m1(g, x, w, bias, act, oh, ow0, ow1, y);
-    return;
-  }
-  if (dw_fwd_nhwc_row_mult(g, x, w, bias, act, oh, ow0, ow1, y)) return;
-  const int64_t C = g.C, M = g.M, CM = g.C * g.M;
-  for (int64_t ow = ow0; ow < ow1; ++ow) {
-    T* yp = y + (ow - ow0) * CM;
-    if (bias) for (int64_t c = 0; c < CM; ++c) yp[c] = bias[c];
-    else for (int64_t c = 0; c < CM; ++c) yp[c] = T(0);
-    for (int64_t i = 0; i < g.kh; ++i) {
-      const int64_t ih = oh * g.sh - g.pt + i * g.dh;
-      if (ih < 0 || ih >= g.H) continue;
-      for (int64_t j = 0; j < g.kw; ++j) {
-        const int64_t iw = ow * g.sw - g.pl + j * g.dw;
-        if (iw < 0 || iw >= g.W) continue;
-        const T* xp = x + (ih * g.W + iw) * C;
-        const T* wp = w + (i * g.kw + j) * CM;
-        if (M == 1) {
-          for (int64_t c = 0; c < C; ++c) yp[c] += wp[c] * xp[c];
-        } else {
-          for (int64_t c = 0; c < C; ++c)
-            for (int64_t m = 0; m < M; ++m) yp[c * M + m] += wp[c * M + m] * xp[c];
-        }
-      }
-    }
-  }
-  act_row(y, (ow1 - ow0) * CM, act);
-}
-
+#include "dw_nhwc-inl.h"  // the NHWC forward kernels
 #include "dw_bwd-inl.h"  // the backward kernels
 
 #include "gemm-inl.h"  // the GEMM kernels
@@ -468,6 +334,8 @@ static const KernelTable<T>* make_table(const char* isa) {
       &dw_fwd_nchw_rows<T>,
       &dw_rows_scratch<T>,
       &dw_fwd_nhwc_row<T>,
+      &dw_nhwc_pack<T>,
+      &dw_nhwc_pack_elems<T>,
       &dw_bwd_data_nchw_row<T>,
       &dw_bwd_data_nchw_scratch<T>,
       &dw_bwd_data_nhwc_row<T>,

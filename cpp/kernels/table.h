@@ -68,11 +68,14 @@ struct KernelTable {
                            int64_t oh0, int64_t oh1, T* y, T* scratch);
   int64_t (*dw_rows_scratch)(const DwGeom&, int64_t rows);
   // NHWC forward: outputs [ow0, ow1) of row `oh` of one image, all C*M
-  // channels.  x_img is (H, W, C), w_packed (kh, kw, C*M), bias (C*M) or
-  // null; y receives (ow1 - ow0, C*M).
+  // channels.  x_img is (H, W, C), w_packed the weights as dw_nhwc_pack
+  // lays them out (dw_nhwc_pack_elems(g) elements), bias (C*M) or null; y
+  // receives (ow1 - ow0, C*M).
   void (*dw_fwd_nhwc_row)(const DwGeom&, const T* x_img, const T* w_packed,
                           const T* bias, Act act, int64_t oh, int64_t ow0,
                           int64_t ow1, T* y);
+  void (*dw_nhwc_pack)(const DwGeom&, const T* w, T* out);  // w: (C*M, kh*kw)
+  int64_t (*dw_nhwc_pack_elems)(const DwGeom&);
   // NCHW grad-input: one input row `ih` of input channel c.  gy_planes are
   // the M output planes (OH, OW) of channels c*M..c*M+M-1, w their M*kh*kw
   // taps; gx_row (W) is overwritten.  scratch: dw_bwd_data_nchw_scratch(g)

@@ -1,13 +1,18 @@
 // Depthwise operators: loops over images, channels and rows; kernels do rows.
+#include <algorithm>
 #include <vector>
 
+#include "buffer.h"
 #include "dispatch.h"
+#include "layout.h"
 #include "ops.h"
 #include "threads.h"
 
 namespace pydsconv {
 
 namespace {
+constexpr int64_t kViaBytes = 16 << 20;  // input per transposed group (dw_nchw_via_nhwc)
+
 // (C*M, 1, kh, kw) -> (kh, kw, C*M): the NHWC kernels read all channels of
 // one tap contiguously.
 template <class T>
@@ -30,7 +35,20 @@ void depthwise_forward(const Problem& p, const T* x, const T* w, const T* b, Act
   // One channel (M = 1): NHWC is byte for byte the NCHW layout, whose kernels
   // vectorise along the row instead of over a single channel.
   const bool nchw = p.layout == Layout::NCHW || (g.C == 1 && g.M == 1);
-  if (nchw && dw_use_rows_kernel(g)) {
+  if (nchw && dw_nchw_via_nhwc(g, k.dw_nhwc_pack_elems(g) > taps * CM, false)) {
+    // Small planes: transpose in, the NHWC kernels, transpose out, for at
+    // most kViaBytes of input at a time.
+    const int64_t gn = std::min(p.N, std::max<int64_t>(1, kViaBytes / (HW * g.C * int64_t(sizeof(T)))));
+    Buffer<T> xt(gn * HW * g.C), yt(gn * OHW * CM);
+    for (int64_t n0 = 0; n0 < p.N; n0 += gn) {
+      Problem q = p;
+      q.layout = Layout::NHWC;
+      q.N = std::min(gn, p.N - n0);
+      nchw_to_nhwc(k, q.N, g.C, HW, x + n0 * g.C * HW, xt.data(), threads);
+      depthwise_forward(q, xt.data(), w, b, act, yt.data(), threads);
+      nhwc_to_nchw(k, q.N, CM, OHW, yt.data(), y + n0 * CM * OHW, threads);
+    }
+  } else if (nchw && dw_use_rows_kernel(g)) {
     // Narrow rows: blocks of rows per call, ~1024 outputs each.
     const int64_t rb = g.OW >= 1024 ? 1 : (1024 / g.OW < g.OH ? 1024 / g.OW : g.OH);
     const int64_t blocks = ceil_div(g.OH, rb), tasks = p.N * CM * blocks;

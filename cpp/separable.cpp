@@ -12,10 +12,12 @@
 // the GEMM (under 2% for MobileNet).  A thread keeps its tile across its
 // consecutive tasks (the schedule is static and tile-major), so a tile is
 // computed once per thread that needs it.
+#include <algorithm>
 #include <vector>
 
 #include "buffer.h"
 #include "dispatch.h"
+#include "layout.h"
 #include "ops.h"
 #include "packed.h"
 #include "threads.h"
@@ -24,6 +26,7 @@ namespace pydsconv {
 
 namespace {
 constexpr int64_t kTileBytes = 256 * 1024;  // depthwise tile: fits L2 with room for weights
+constexpr int64_t kViaBytes = 16 << 20;     // channels-last input copy per image group
 
 // Pixels per tile: as many as fit kTileBytes (at least 8), balanced over the
 // image, a multiple of `align` (the GEMM's register block along pixels) when
@@ -53,15 +56,23 @@ void separable_forward(const Problem& p, const T* x, const T* dw, const T* db, c
   const bool nchw = p.layout == Layout::NCHW;
   const int64_t macs = p.N * OHW * CM * (taps + Co);
   const int want = plan_threads(threads, int64_t(1) << 30, macs);
-  const bool rows_kernel = nchw && dw_use_rows_kernel(g);
+  // NCHW small planes: the depthwise stage runs on a channels-last copy of x
+  // (mid tiles are then (pixels, C*M), the GEMM's B read transposed).
+  const bool via_nhwc = nchw && dw_nchw_via_nhwc(g, k.dw_nhwc_pack_elems(g) > g.kh * g.kw * CM, true);
+  const bool mid_nhwc = !nchw || via_nhwc;
+  const bool rows_kernel = nchw && !via_nhwc && dw_use_rows_kernel(g);
   const int64_t tp = tile_pixels(p, sizeof(T), nchw ? k.gemm_nr : k.gemm_mr, rows_kernel);
-  const int64_t tiles_per_image = ceil_div(OHW, tp), tiles = p.N * tiles_per_image;
+  const int64_t tiles_per_image = ceil_div(OHW, tp);
+  // Images in groups: all at once, except that the channels-last copy of x
+  // is made for at most kViaBytes of input at a time.
+  const int64_t group = via_nhwc ? std::max<int64_t>(1, kViaBytes / (HW * g.C * int64_t(sizeof(T))))
+                                 : p.N;
+  const int64_t gn = std::min(group, p.N), tiles = gn * tiles_per_image;
   // Output-channel chunks: rows of the GEMM's A (NCHW) or columns of B (NHWC).
   const int64_t unit = nchw ? k.gemm_mr : k.gemm_nr;
   const int64_t split = balance_split(tiles, want, ceil_div(Co, 4 * unit));
   const int64_t clen = ceil_div(ceil_div(Co, split), unit) * unit, chunks = ceil_div(Co, clen);
-  const int64_t tasks = tiles * chunks;
-  const int nt = plan_threads(threads, tasks, macs);
+  const int nt = plan_threads(threads, tiles * chunks, macs);
 
   // The pointwise weight is the GEMM's A, read in place (NCHW), or its B
   // (NHWC): packed once when several tiles share it, else packed by the GEMM
@@ -69,63 +80,77 @@ void separable_forward(const Problem& p, const T* x, const T* dw, const T* db, c
   // weight is used by one task, so the whole packed copy would only add a
   // round trip through memory).  The NHWC depthwise weights are packed by
   // the kernel set (dw_nhwc_pack).
-  const bool pack_once = !nchw && tiles > 1;
+  const bool pack_once = !nchw && p.N * tiles_per_image > 1;
   Packed<T> pwp;
   std::vector<T> dwp;
   if (pack_once) pwp = pack_b(k, CM, Co, pw, 1, CM, threads);
-  if (!nchw) {
+  if (mid_nhwc) {
     dwp.resize(static_cast<size_t>(k.dw_nhwc_pack_elems(g)));
     k.dw_nhwc_pack(g, dw, dwp.data());
   }
+  Buffer<T> xt(via_nhwc ? gn * HW * g.C : 0);
   // Per thread: the depthwise tile, then the GEMM's packing space.
   const int64_t dw_scratch = rows_kernel ? k.dw_rows_scratch(g, tp / g.OW) : 0;
   const int64_t per_thread = tp * CM + k.gemm_work + dw_scratch;
   Buffer<T> scratch(nt * per_thread);
-  std::vector<int64_t> held(static_cast<size_t>(nt), -1);  // the tile in each thread's scratch
+  std::vector<int64_t> held(static_cast<size_t>(nt));  // the tile in each thread's scratch
 
-  parallel_for_tid(tasks, nt, [&](int64_t task, int tid) {
-    const int64_t tile = task / chunks, co0 = (task % chunks) * clen;
-    const int64_t co1 = co0 + clen < Co ? co0 + clen : Co;
-    const int64_t n = tile / tiles_per_image;
-    const int64_t p0 = (tile % tiles_per_image) * tp;
-    const int64_t p1 = p0 + tp < OHW ? p0 + tp : OHW, np = p1 - p0;
-    T* mid = scratch.data() + tid * per_thread;
-    T* work = mid + tp * CM;
-    if (held[tid] != tile) {
-      held[tid] = tile;
-      if (rows_kernel) {  // whole rows [p0 / OW, p1 / OW)
-        for (int64_t c = 0; c < CM; ++c)
-          k.dw_fwd_nchw_rows(g, x + (n * g.C + c / g.M) * HW, dw + c * taps, db ? db[c] : T(0),
-                             mid_act, p0 / g.OW, p1 / g.OW, mid + c * np, work + k.gemm_work);
-      }
-      // Otherwise: walk the tile's pixels row segment by row segment.
-      for (int64_t q = rows_kernel ? p1 : p0; q < p1;) {
-        const int64_t oh = q / g.OW, ow0 = q % g.OW;
-        const int64_t ow1 = (p1 - oh * g.OW) < g.OW ? p1 - oh * g.OW : g.OW;
-        if (nchw) {
-          for (int64_t c = 0; c < CM; ++c)
-            k.dw_fwd_nchw_row(g, x + (n * g.C + c / g.M) * HW, dw + c * taps, db ? db[c] : T(0),
-                              mid_act, oh, ow0, ow1, mid + c * np + (q - p0));
-        } else {
-          k.dw_fwd_nhwc_row(g, x + n * HW * g.C, dwp.data(), db, mid_act, oh, ow0, ow1,
-                            mid + (q - p0) * CM);
-        }
-        q += ow1 - ow0;
-      }
-    }
-    // Pointwise on the tile, output channels [co0, co1).
-    const T* bias = pb ? pb + co0 : nullptr;
-    if (nchw) {
-      GemmArgs<T> a{co1 - co0, np, CM, pw + co0 * CM, CM, 1, mid, np, 1,
-                    y + (n * Co + co0) * OHW + p0, OHW, false, bias, pb ? 0 : -1, act, work};
-      k.gemm(a);
+  for (int64_t n0 = 0; n0 < p.N; n0 += gn) {
+    const int64_t n1 = std::min(n0 + gn, p.N), tasks = (n1 - n0) * tiles_per_image * chunks;
+    const T* xs = x;  // what the depthwise stage reads, image n0 first
+    if (via_nhwc) {
+      nchw_to_nhwc(k, n1 - n0, g.C, HW, x + n0 * g.C * HW, xt.data(), threads);
+      xs = xt.data();
     } else {
-      GemmArgs<T> a{np, co1 - co0, CM, mid, CM, 1, pw + co0 * CM, 1, CM,
-                    y + (n * OHW + p0) * Co + co0, Co, false, bias, pb ? 1 : -1, act, work};
-      if (pack_once) use_packed_b(a, pwp, co0);
-      k.gemm(a);
+      xs = x + n0 * HW * g.C;
     }
-  });
+    for (int64_t& h : held) h = -1;
+    parallel_for_tid(tasks, plan_threads(threads, tasks, macs), [&](int64_t task, int tid) {
+      const int64_t tile = task / chunks, co0 = (task % chunks) * clen;
+      const int64_t co1 = co0 + clen < Co ? co0 + clen : Co;
+      const int64_t ni = tile / tiles_per_image, n = n0 + ni;  // image in the group, in the batch
+      const int64_t p0 = (tile % tiles_per_image) * tp;
+      const int64_t p1 = p0 + tp < OHW ? p0 + tp : OHW, np = p1 - p0;
+      T* mid = scratch.data() + tid * per_thread;
+      T* work = mid + tp * CM;
+      if (held[tid] != tile) {
+        held[tid] = tile;
+        if (rows_kernel) {  // whole rows [p0 / OW, p1 / OW)
+          for (int64_t c = 0; c < CM; ++c)
+            k.dw_fwd_nchw_rows(g, xs + (ni * g.C + c / g.M) * HW, dw + c * taps,
+                               db ? db[c] : T(0), mid_act, p0 / g.OW, p1 / g.OW, mid + c * np,
+                               work + k.gemm_work);
+        }
+        // Otherwise: walk the tile's pixels row segment by row segment.
+        for (int64_t q = rows_kernel ? p1 : p0; q < p1;) {
+          const int64_t oh = q / g.OW, ow0 = q % g.OW;
+          const int64_t ow1 = (p1 - oh * g.OW) < g.OW ? p1 - oh * g.OW : g.OW;
+          if (!mid_nhwc) {
+            for (int64_t c = 0; c < CM; ++c)
+              k.dw_fwd_nchw_row(g, xs + (ni * g.C + c / g.M) * HW, dw + c * taps,
+                                db ? db[c] : T(0), mid_act, oh, ow0, ow1, mid + c * np + (q - p0));
+          } else {
+            k.dw_fwd_nhwc_row(g, xs + ni * HW * g.C, dwp.data(), db, mid_act, oh, ow0, ow1,
+                              mid + (q - p0) * CM);
+          }
+          q += ow1 - ow0;
+        }
+      }
+      // Pointwise on the tile, output channels [co0, co1).
+      const T* bias = pb ? pb + co0 : nullptr;
+      if (nchw) {  // B = the tile, (C*M, pixels) or transposed
+        GemmArgs<T> a{co1 - co0, np, CM, pw + co0 * CM, CM, 1, mid, via_nhwc ? 1 : np,
+                      via_nhwc ? CM : 1, y + (n * Co + co0) * OHW + p0, OHW, false, bias,
+                      pb ? 0 : -1, act, work};
+        k.gemm(a);
+      } else {
+        GemmArgs<T> a{np, co1 - co0, CM, mid, CM, 1, pw + co0 * CM, 1, CM,
+                      y + (n * OHW + p0) * Co + co0, Co, false, bias, pb ? 1 : -1, act, work};
+        if (pack_once) use_packed_b(a, pwp, co0);
+        k.gemm(a);
+      }
+    });
+  }
 }
 
 template void separable_forward<float>(const Problem&, const float*, const float*, const float*,

@@ -233,6 +233,16 @@ def test_few_pixels_many_channels(isa, rng, case, layout, dtype):
     assert_close(ys[0], _unfused(x, dw, pw, db, pb, kw), dtype)
 
 
+def test_nchw_small_planes_in_groups(isa, rng):
+    """The fused NCHW op on small planes transposes at most 16 MiB of input
+    at a time: 9 float64 images of 64 x 64 x 64 are two groups."""
+    cfg = (64, 1, 24, (64, 64), (3, 3), 1, 1, "same", "relu6", None, True, True)
+    x, dw, pw, db, pb, kw = _make(rng, cfg, np.float64, "NCHW", n=9)
+    y = pydsconv.separable_conv2d(x, dw, pw, db, pb, **kw)
+    for n in (0, 7, 8):
+        assert_close(y[n:n + 1], ref.separable_conv2d(x[n:n + 1], dw, pw, db, pb, **kw), np.float64)
+
+
 def test_concurrent_python_threads(rng):
     """Several Python threads at once (the GIL is released; each call has its
     own scratch tiles) give the same results as one at a time."""

@@ -128,6 +128,24 @@ static inline void transpose_block(const T* PYDSCONV_RESTRICT s, int64_t ld_s,
   for (int k = 0; k < L; ++k) vstore(d + k * ld_d, v[k]);
 }
 
+// d[c*ldd + r] = s[r*lds + c] for r < R, c < Cn: L x L register blocks,
+// one group of L source rows along all columns at a time (see pack_panels),
+// scalar edges.  Layout changes (NCHW <-> NHWC) use it.
+template <class T>
+static void transpose(int64_t R, int64_t Cn, const T* PYDSCONV_RESTRICT s, int64_t lds,
+                      T* PYDSCONV_RESTRICT d, int64_t ldd) {
+  typedef typename VecOf<T>::type V;
+  constexpr int64_t L = static_cast<int64_t>(sizeof(V) / sizeof(T));
+  const int64_t rv = R / L * L, cv = Cn / L * L;
+  for (int64_t r = 0; r < rv; r += L) {
+    for (int64_t c = 0; c < cv; c += L) transpose_block<T>(s + r * lds + c, lds, d + c * ldd + r, ldd);
+    for (int64_t c = cv; c < Cn; ++c)
+      for (int64_t i = 0; i < L; ++i) d[c * ldd + r + i] = s[(r + i) * lds + c];
+  }
+  for (int64_t r = rv; r < R; ++r)
+    for (int64_t c = 0; c < Cn; ++c) d[c * ldd + r] = s[r * lds + c];
+}
+
 // Panels of W-wide rows: for k in [pc, pc+kc), element (k, j) of the
 // (rows x W) panel starting at column j0 is src[k*ks + (j0 + j)*js], zero
 // past n0 + n.  Panel p (columns n0 + p*W ...) lands at dst + p*W*kc.

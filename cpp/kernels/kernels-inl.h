@@ -350,6 +350,7 @@ static const KernelTable<T>* make_table(const char* isa) {
       &gemm_pack_b_elems<T>,
       kGemmMR,
       gemm_nr<T>(),
+      &transpose<T>,
       &fma_peak_loop<T>,
   };
   return &t;

@@ -56,12 +56,12 @@ void separable_forward(const Problem& p, const T* x, const T* dw, const T* db, c
   const bool nchw = p.layout == Layout::NCHW;
   const int64_t macs = p.N * OHW * CM * (taps + Co);
   const int want = plan_threads(threads, int64_t(1) << 30, macs);
-  // NCHW small planes: the depthwise stage runs on a channels-last copy of x
-  // (mid tiles are then (pixels, C*M), the GEMM's B read transposed).
+  // NCHW small planes: computed as NHWC on a channels-last copy of x, each
+  // tile's output transposed into y.
   const bool via_nhwc = nchw && dw_nchw_via_nhwc(g, k.dw_nhwc_pack_elems(g) > g.kh * g.kw * CM, true);
   const bool mid_nhwc = !nchw || via_nhwc;
   const bool rows_kernel = nchw && !via_nhwc && dw_use_rows_kernel(g);
-  const int64_t tp = tile_pixels(p, sizeof(T), nchw ? k.gemm_nr : k.gemm_mr, rows_kernel);
+  const int64_t tp = tile_pixels(p, sizeof(T), mid_nhwc ? k.gemm_mr : k.gemm_nr, rows_kernel);
   const int64_t tiles_per_image = ceil_div(OHW, tp);
   // Images in groups: all at once, except that the channels-last copy of x
   // is made for at most kViaBytes of input at a time.
@@ -69,7 +69,7 @@ void separable_forward(const Problem& p, const T* x, const T* dw, const T* db, c
                                  : p.N;
   const int64_t gn = std::min(group, p.N), tiles = gn * tiles_per_image;
   // Output-channel chunks: rows of the GEMM's A (NCHW) or columns of B (NHWC).
-  const int64_t unit = nchw ? k.gemm_mr : k.gemm_nr;
+  const int64_t unit = mid_nhwc ? k.gemm_nr : k.gemm_mr;
   const int64_t split = balance_split(tiles, want, ceil_div(Co, 4 * unit));
   const int64_t clen = ceil_div(ceil_div(Co, split), unit) * unit, chunks = ceil_div(Co, clen);
   const int nt = plan_threads(threads, tiles * chunks, macs);
@@ -80,7 +80,7 @@ void separable_forward(const Problem& p, const T* x, const T* dw, const T* db, c
   // weight is used by one task, so the whole packed copy would only add a
   // round trip through memory).  The NHWC depthwise weights are packed by
   // the kernel set (dw_nhwc_pack).
-  const bool pack_once = !nchw && p.N * tiles_per_image > 1;
+  const bool pack_once = mid_nhwc && p.N * tiles_per_image > 1;
   Packed<T> pwp;
   std::vector<T> dwp;
   if (pack_once) pwp = pack_b(k, CM, Co, pw, 1, CM, threads);
@@ -89,9 +89,10 @@ void separable_forward(const Problem& p, const T* x, const T* dw, const T* db, c
     k.dw_nhwc_pack(g, dw, dwp.data());
   }
   Buffer<T> xt(via_nhwc ? gn * HW * g.C : 0);
-  // Per thread: the depthwise tile, then the GEMM's packing space.
-  const int64_t dw_scratch = rows_kernel ? k.dw_rows_scratch(g, tp / g.OW) : 0;
-  const int64_t per_thread = tp * CM + k.gemm_work + dw_scratch;
+  // Per thread: the depthwise tile, the GEMM's packing space, then the
+  // row kernel's scratch or (NCHW via NHWC) the tile's output to transpose.
+  const int64_t extra = rows_kernel ? k.dw_rows_scratch(g, tp / g.OW) : via_nhwc ? tp * clen : 0;
+  const int64_t per_thread = tp * CM + k.gemm_work + extra;
   Buffer<T> scratch(nt * per_thread);
   std::vector<int64_t> held(static_cast<size_t>(nt));  // the tile in each thread's scratch
 
@@ -138,16 +139,18 @@ void separable_forward(const Problem& p, const T* x, const T* dw, const T* db, c
       }
       // Pointwise on the tile, output channels [co0, co1).
       const T* bias = pb ? pb + co0 : nullptr;
-      if (nchw) {  // B = the tile, (C*M, pixels) or transposed
-        GemmArgs<T> a{co1 - co0, np, CM, pw + co0 * CM, CM, 1, mid, via_nhwc ? 1 : np,
-                      via_nhwc ? CM : 1, y + (n * Co + co0) * OHW + p0, OHW, false, bias,
-                      pb ? 0 : -1, act, work};
+      if (!mid_nhwc) {  // y (co, pixels) = W . tile (C*M, pixels)
+        GemmArgs<T> a{co1 - co0, np, CM, pw + co0 * CM, CM, 1, mid, np, 1,
+                      y + (n * Co + co0) * OHW + p0, OHW, false, bias, pb ? 0 : -1, act, work};
         k.gemm(a);
-      } else {
-        GemmArgs<T> a{np, co1 - co0, CM, mid, CM, 1, pw + co0 * CM, 1, CM,
-                      y + (n * OHW + p0) * Co + co0, Co, false, bias, pb ? 1 : -1, act, work};
+      } else {  // (pixels, co) = tile (pixels, C*M) . W^T, into y or (NCHW) a buffer
+        T* out = via_nhwc ? work + k.gemm_work : y + (n * OHW + p0) * Co + co0;
+        const int64_t ld = via_nhwc ? co1 - co0 : Co;
+        GemmArgs<T> a{np, co1 - co0, CM, mid, CM, 1, pw + co0 * CM, 1, CM, out, ld, false, bias,
+                      pb ? 1 : -1, act, work};
         if (pack_once) use_packed_b(a, pwp, co0);
         k.gemm(a);
+        if (via_nhwc) k.transpose(np, co1 - co0, out, ld, y + (n * Co + co0) * OHW + p0, OHW);
       }
     });
   }

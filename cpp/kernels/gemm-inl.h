@@ -137,11 +137,18 @@ static void transpose(int64_t R, int64_t Cn, const T* PYDSCONV_RESTRICT s, int64
   typedef typename VecOf<T>::type V;
   constexpr int64_t L = static_cast<int64_t>(sizeof(V) / sizeof(T));
   const int64_t rv = R / L * L, cv = Cn / L * L;
-  for (int64_t r = 0; r < rv; r += L) {
-    for (int64_t c = 0; c < cv; c += L) transpose_block<T>(s + r * lds + c, lds, d + c * ldd + r, ldd);
+  // Column tiles of kTT: the destination rows a tile writes (kTT of them,
+  // R values each) stay in L1 while every source row group fills its part.
+  constexpr int64_t kTT = 64;
+  for (int64_t c0 = 0; c0 < cv; c0 += kTT) {
+    const int64_t c1 = c0 + kTT < cv ? c0 + kTT : cv;
+    for (int64_t r = 0; r < rv; r += L)
+      for (int64_t c = c0; c < c1; c += L)
+        transpose_block<T>(s + r * lds + c, lds, d + c * ldd + r, ldd);
+  }
+  for (int64_t r = 0; r < rv; r += L)
     for (int64_t c = cv; c < Cn; ++c)
       for (int64_t i = 0; i < L; ++i) d[c * ldd + r + i] = s[(r + i) * lds + c];
-  }
   for (int64_t r = rv; r < R; ++r)
     for (int64_t c = 0; c < Cn; ++c) d[c * ldd + r] = s[r * lds + c];
 }

@@ -1,8 +1,7 @@
-// Weights packed once per call into the GEMM kernel's panel layout (see
-// GemmArgs::packed_a / packed_b), shared read-only by every thread.  Large
-// weights are packed by several threads: the panels of a column (B) or row
-// (A) range are independent, and packing 4 MiB is memory-bound work that a
-// second core speeds up.
+// Weights packed once per call into the GEMM kernel's B panel layout (see
+// GemmArgs::packed_b), shared read-only by every thread.  Large weights are
+// packed by several threads: the panels of a column range are independent,
+// and packing 4 MiB is memory-bound work that a second core speeds up.
 #pragma once
 #include "buffer.h"
 #include "kernels/table.h"
@@ -13,12 +12,12 @@ namespace pydsconv {
 template <class T>
 struct Packed {
   Buffer<T> data;
-  int64_t pad = 0;  // padded rows (A) or columns (B) of the packed matrix
+  int64_t pad = 0;  // padded columns of the packed matrix
 };
 
 namespace detail {
-// Packs `n` rows (A) or columns (B) in ranges of `unit` (the panel width)
-// across threads; fill(n0, n1, out) packs [n0, n1).
+// Packs `n` columns in ranges of `unit` (the panel width) across threads;
+// fill(n0, n1, out) packs [n0, n1).
 template <class T, class Fill>
 Packed<T> packed(int64_t elems, int64_t K, int64_t n, int64_t unit, int threads,
                  const Fill& fill) {
@@ -39,16 +38,6 @@ Packed<T> packed(int64_t elems, int64_t K, int64_t n, int64_t unit, int threads,
 }
 }  // namespace detail
 
-// A is M x K with element (m, k) at A[m*rs + k*cs].
-template <class T>
-Packed<T> pack_a(const KernelTable<T>& k, int64_t M, int64_t K, const T* A, int64_t rs,
-                 int64_t cs, int threads) {
-  return detail::packed<T>(k.gemm_pack_a_elems(M, K), K, M, k.gemm_mr, threads,
-                           [&](int64_t m0, int64_t m1, T* out) {
-                             k.gemm_pack_a(M, K, A, rs, cs, m0, m1, out);
-                           });
-}
-
 // B is K x N with element (k, n) at B[k*rs + n*cs].
 template <class T>
 Packed<T> pack_b(const KernelTable<T>& k, int64_t K, int64_t N, const T* B, int64_t rs,
@@ -59,13 +48,7 @@ Packed<T> pack_b(const KernelTable<T>& k, int64_t K, int64_t N, const T* B, int6
                            });
 }
 
-// Points `g` at rows [row0, row0 + g.M) of packed A (columns for B).
-template <class T>
-void use_packed_a(GemmArgs<T>& g, const Packed<T>& p, int64_t row0) {
-  g.packed_a = p.data.data();
-  g.pa_mpad = p.pad;
-  g.pa_row0 = row0;
-}
+// Points `g` at columns [col0, col0 + g.N) of packed B.
 template <class T>
 void use_packed_b(GemmArgs<T>& g, const Packed<T>& p, int64_t col0) {
   g.packed_b = p.data.data();

@@ -38,8 +38,9 @@ static inline V act_vec(V v, Act act) {  // relu/relu6 on a vector; NaN stays Na
 
 // C[0:ROWS, 0:NR] (ldc apart) = act(init + A . Bp) over kc, where init is C
 // itself (load_c), the bias (per row / per column) or 0.  A element (r, k):
-// PACKED: Ap[k*MR + r] (an MR-high panel); else A[r*lda + k] (rows in place).
-template <class T, int ROWS, bool PACKED>
+// COLS: A[k*lda + r] (columns contiguous: an MR-high packed panel, lda = MR,
+// or a column-major matrix in place); else A[r*lda + k] (rows in place).
+template <class T, int ROWS, bool COLS>
 static inline void gemm_ukernel(int64_t kc, const T* PYDSCONV_RESTRICT A, int64_t lda,
                                 const T* PYDSCONV_RESTRICT Bp, T* C, int64_t ldc, bool load_c,
                                 const T* bias_row, const T* bias_col, Act act) {
@@ -58,7 +59,7 @@ static inline void gemm_ukernel(int64_t kc, const T* PYDSCONV_RESTRICT A, int64_
     V b[NV];
     for (int v = 0; v < NV; ++v) b[v] = vload<V>(Bp + k * NV * L + v * L);
     for (int r = 0; r < ROWS; ++r) {
-      const T av = PACKED ? A[k * kGemmMR + r] : ar[r][k];
+      const T av = COLS ? A[k * lda + r] : ar[r][k];
       for (int v = 0; v < NV; ++v) acc[r][v] += b[v] * av;
     }
   }
@@ -66,18 +67,18 @@ static inline void gemm_ukernel(int64_t kc, const T* PYDSCONV_RESTRICT A, int64_
     for (int v = 0; v < NV; ++v) vstore(C + r * ldc + v * L, act_vec<V, T>(acc[r][v], act));
 }
 
-template <class T, bool PACKED>
+template <class T, bool COLS>
 static inline void gemm_ukernel_rows(int64_t rows, int64_t kc, const T* A, int64_t lda,
                                      const T* Bp, T* C, int64_t ldc, bool load_c,
                                      const T* bias_row, const T* bias_col, Act act) {
   static_assert(kGemmMR == 6, "one case per row count");
   switch (rows) {
-    case 6: gemm_ukernel<T, 6, PACKED>(kc, A, lda, Bp, C, ldc, load_c, bias_row, bias_col, act); break;
-    case 5: gemm_ukernel<T, 5, PACKED>(kc, A, lda, Bp, C, ldc, load_c, bias_row, bias_col, act); break;
-    case 4: gemm_ukernel<T, 4, PACKED>(kc, A, lda, Bp, C, ldc, load_c, bias_row, bias_col, act); break;
-    case 3: gemm_ukernel<T, 3, PACKED>(kc, A, lda, Bp, C, ldc, load_c, bias_row, bias_col, act); break;
-    case 2: gemm_ukernel<T, 2, PACKED>(kc, A, lda, Bp, C, ldc, load_c, bias_row, bias_col, act); break;
-    default: gemm_ukernel<T, 1, PACKED>(kc, A, lda, Bp, C, ldc, load_c, bias_row, bias_col, act); break;
+    case 6: gemm_ukernel<T, 6, COLS>(kc, A, lda, Bp, C, ldc, load_c, bias_row, bias_col, act); break;
+    case 5: gemm_ukernel<T, 5, COLS>(kc, A, lda, Bp, C, ldc, load_c, bias_row, bias_col, act); break;
+    case 4: gemm_ukernel<T, 4, COLS>(kc, A, lda, Bp, C, ldc, load_c, bias_row, bias_col, act); break;
+    case 3: gemm_ukernel<T, 3, COLS>(kc, A, lda, Bp, C, ldc, load_c, bias_row, bias_col, act); break;
+    case 2: gemm_ukernel<T, 2, COLS>(kc, A, lda, Bp, C, ldc, load_c, bias_row, bias_col, act); break;
+    default: gemm_ukernel<T, 1, COLS>(kc, A, lda, Bp, C, ldc, load_c, bias_row, bias_col, act); break;
   }
 }
 
@@ -191,7 +192,15 @@ static void pack_panels(const T* src, int64_t ks, int64_t js, int64_t pc, int64_
       }
       continue;
     }
-    for (int64_t k = 0; k < kc; ++k) {
+    int64_t k = 0;
+    if (js == 1 && w == W && W < L && j0 + L <= n) {
+      // Rows narrower than a vector (A's 6-row panels of a column-major
+      // operand): a vector each, its spare lanes overwritten by the next
+      // row's; the last rows, whose spare lanes would leave the panel, below.
+      const int64_t vk = kc - (L - W + W - 1) / W;
+      for (; k < vk; ++k) vstore(d + k * W, vload<V>(src + (pc + k) * ks + n0 + j0));
+    }
+    for (; k < kc; ++k) {
       const T* s = src + (pc + k) * ks + (n0 + j0) * js;
       if (js == 1) for (int64_t j = 0; j < w; ++j) d[k * W + j] = s[j];
       else for (int64_t j = 0; j < w; ++j) d[k * W + j] = s[j * js];
@@ -200,16 +209,12 @@ static void pack_panels(const T* src, int64_t ks, int64_t js, int64_t pc, int64_
   }
 }
 
-// Whole-matrix packing, once per call, for an operand reused by many GEMMs
-// (the weights): B (K x N, strides rs/cs) -> gemm_pack_b_elems(K, N)
-// elements; A (M x K) likewise with pack_a.  GemmArgs::packed_a/_b take them.
+// Whole-matrix packing, once per call, for a B operand reused by many GEMMs
+// (the NHWC weights): B (K x N, strides rs/cs) -> gemm_pack_b_elems(K, N)
+// elements, which GemmArgs::packed_b takes.
 template <class T>
 static int64_t gemm_pack_b_elems(int64_t K, int64_t N) {
   return K * gemm_round_up(N, gemm_nr<T>());
-}
-template <class T>
-static int64_t gemm_pack_a_elems(int64_t M, int64_t K) {
-  return K * gemm_round_up(M, kGemmMR);
 }
 template <class T>
 static void gemm_pack_b(int64_t K, int64_t N, const T* B, int64_t rs, int64_t cs, int64_t n0,
@@ -220,16 +225,6 @@ static void gemm_pack_b(int64_t K, int64_t N, const T* B, int64_t rs, int64_t cs
     pack_panels(B, rs, cs, pc, kc, n0, n1 - n0, gemm_nr<T>(), out + pc * npad + n0 * kc);
   }
 }
-template <class T>
-static void gemm_pack_a(int64_t M, int64_t K, const T* A, int64_t rs, int64_t cs, int64_t m0,
-                        int64_t m1, T* out) {
-  const int64_t mpad = gemm_round_up(M, kGemmMR);
-  for (int64_t pc = 0; pc < K; pc += kGemmKC) {
-    const int64_t kc = K - pc < kGemmKC ? K - pc : kGemmKC;
-    pack_panels(A, cs, rs, pc, kc, m0, m1 - m0, kGemmMR, out + pc * mpad + m0 * kc);
-  }
-}
-
 // C = bias (per row or column, or 0), then act: the K = 0 product.
 template <class T>
 static void gemm_bias_only(const GemmArgs<T>& a) {
@@ -250,7 +245,12 @@ static void gemm(const GemmArgs<T>& a) {
   }
   T* Bp = a.work;                      // KC x NC, NR-wide panels
   T* Ap = a.work + kGemmKC * kGemmNC;  // MC x KC, MR-high panels
-  const bool a_rows = !a.packed_a && a.a_cs == 1;  // A read in place
+  // A is read in place when its rows are contiguous (a_cs == 1), or its
+  // columns (a_rs == 1) and close together: columns 2 KiB apart (a weight
+  // gradient's grad_out with 512 channels) would each take a cache line per
+  // k, all in one L1 set.  Other strides are packed per MC x KC block.
+  const bool a_rows = a.a_cs == 1;
+  const bool a_cols = !a_rows && a.a_rs == 1 && a.a_cs * int64_t(sizeof(T)) <= 256;
   for (int64_t jc = 0; jc < a.N; jc += kGemmNC) {
     const int64_t nc = a.N - jc < kGemmNC ? a.N - jc : kGemmNC;
     for (int64_t pc = 0; pc < a.K; pc += kGemmKC) {
@@ -266,21 +266,20 @@ static void gemm(const GemmArgs<T>& a) {
       }
       for (int64_t ic = 0; ic < a.M; ic += kGemmMC) {
         const int64_t mc = a.M - ic < kGemmMC ? a.M - ic : kGemmMC;
-        const T* Apc;  // this block's A: panels indexed from row ic, or rows in place
-        if (a.packed_a) {
-          Apc = a.packed_a + pc * a.pa_mpad + (a.pa_row0 + ic) * kc;
-        } else if (a_rows) {
-          Apc = a.A + ic * a.a_rs + pc;
-        } else {  // A^T has A's columns as rows: pack it like B
+        const T* Apc = a.A + ic * a.a_rs + pc * a.a_cs;  // this block's A, in place
+        int64_t lda = a_rows ? a.a_rs : a.a_cs, step = a_rows ? a.a_rs : 1;  // per k, per row
+        if (!a_rows && !a_cols) {  // A^T has A's columns as rows: pack it like B
           pack_panels(a.A, a.a_cs, a.a_rs, pc, kc, ic, mc, MR, Ap);
           Apc = Ap;
+          lda = MR;
+          step = kc;  // (panels: rows i0.. start at i0 * kc)
         }
         for (int64_t j0 = 0; j0 < nc; j0 += NR) {
           const int64_t nr = nc - j0 < NR ? nc - j0 : NR;
           for (int64_t i0 = 0; i0 < mc; i0 += MR) {
             const int64_t mr = mc - i0 < MR ? mc - i0 : MR;
             const int64_t m = ic + i0, n = jc + j0;
-            const T* Ai = a_rows ? Apc + i0 * a.a_rs : Apc + i0 * kc;
+            const T* Ai = Apc + i0 * (a_cols ? 1 : step);
             const T* Bj = Bpc + j0 * kc;
             T* c = a.C + m * a.c_rs + n;
             const T* brow = !load_c && a.bias_axis == 0 ? a.bias + m : nullptr;
@@ -300,9 +299,9 @@ static void gemm(const GemmArgs<T>& a) {
               ldc = NR;
             }
             if (a_rows)
-              gemm_ukernel_rows<T, false>(mr, kc, Ai, a.a_rs, Bj, ct, ldc, load_c, brow, bcol, act);
+              gemm_ukernel_rows<T, false>(mr, kc, Ai, lda, Bj, ct, ldc, load_c, brow, bcol, act);
             else
-              gemm_ukernel_rows<T, true>(mr, kc, Ai, 0, Bj, ct, ldc, load_c, brow, bcol, act);
+              gemm_ukernel_rows<T, true>(mr, kc, Ai, lda, Bj, ct, ldc, load_c, brow, bcol, act);
             if (nr < NR)
               for (int64_t i = 0; i < mr; ++i)
                 for (int64_t j = 0; j < nr; ++j) c[i * a.c_rs + j] = tile[i * NR + j];

@@ -30,13 +30,14 @@ struct DwGeom {
 // with element (r, c) of A at A[r*a_rs + c*a_cs] (same for B); C rows are
 // c_rs apart, columns contiguous.  bias_axis: 0 = one bias per row m,
 // 1 = one per column n, -1 = none.  act is applied only when !accumulate.
-// work: KernelTable::gemm_work elements of scratch owned by the caller's
-// thread (the kernel packs A and B panels there).  packed_a / packed_b, if
-// set, are A / B already packed whole by KernelTable::gemm_pack_a / _b (the
-// weights, packed once per call and shared by every thread); A / B and their
-// strides are then not read.  pa_mpad / pb_npad are the packed matrix's
-// padded row / column count (gemm_pack_*_elems / K), pa_row0 / pb_col0 where
-// this GEMM's rows / columns start in it (multiples of the block size).
+// A is read in place when its rows or its columns are contiguous (a_cs == 1
+// or a_rs == 1).  work: KernelTable::gemm_work elements of scratch owned by
+// the caller's thread (the kernel packs B panels, and A of other strides,
+// there).  packed_b, if set, is B already packed whole by
+// KernelTable::gemm_pack_b (the weights, packed once per call and shared by
+// every thread); B and its strides are then not read.  pb_npad is the packed
+// matrix's padded column count (gemm_pack_b_elems / K), pb_col0 where this
+// GEMM's columns start in it (a multiple of gemm_nr).
 template <class T>
 struct GemmArgs {
   int64_t M, N, K;
@@ -47,8 +48,6 @@ struct GemmArgs {
   const T* bias; int bias_axis;
   Act act;
   T* work;
-  const T* packed_a = nullptr;
-  int64_t pa_mpad = 0, pa_row0 = 0;
   const T* packed_b = nullptr;
   int64_t pb_npad = 0, pb_col0 = 0;
 };
@@ -103,15 +102,12 @@ struct KernelTable {
                              T* gw_packed, T* gb);
   void (*gemm)(const GemmArgs<T>&);
   int64_t gemm_work;  // scratch elements one gemm call needs
-  // Pack a whole GEMM operand once (A is M x K, B is K x N, given by strides)
-  // into the layout GemmArgs::packed_a / packed_b expect; *_elems: its size.
-  // A call packs rows [r0, r1) of A (columns [r0, r1) of B) of that layout,
-  // r0 a multiple of gemm_mr (gemm_nr), so ranges can be packed in parallel.
-  void (*gemm_pack_a)(int64_t M, int64_t K, const T* A, int64_t rs, int64_t cs, int64_t r0,
-                      int64_t r1, T* out);
-  void (*gemm_pack_b)(int64_t K, int64_t N, const T* B, int64_t rs, int64_t cs, int64_t r0,
-                      int64_t r1, T* out);
-  int64_t (*gemm_pack_a_elems)(int64_t M, int64_t K);
+  // Pack a whole GEMM B operand once (K x N, given by strides) into the
+  // layout GemmArgs::packed_b expects; *_elems: its size.  A call packs
+  // columns [n0, n1) of that layout, n0 a multiple of gemm_nr, so ranges can
+  // be packed in parallel.
+  void (*gemm_pack_b)(int64_t K, int64_t N, const T* B, int64_t rs, int64_t cs, int64_t n0,
+                      int64_t n1, T* out);
   int64_t (*gemm_pack_b_elems)(int64_t K, int64_t N);
   int64_t gemm_mr, gemm_nr;  // the register tile: MR rows x NR columns
   // d[c*ldd + r] = s[r*lds + c] for r < R, c < Cn (a layout change).

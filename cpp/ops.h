@@ -26,8 +26,8 @@ inline bool dw_use_rows_kernel(const DwGeom& g) {
 // across channels.  Batch 1, 1 thread, fused MobileNetV1 blocks: 14x14x512
 // 1.53 -> 1.28 ms, 7x7x1024 1.72 -> 1.56 ms, but 64x112x112 1.01 -> 1.28
 // ms; unfused (two transposes), 14x14x512: 216 -> 124 us, 56x56x128: 338 ->
-// 436 us.  `fast`: the NHWC interior path applies (M = 1, 3x3 / 5x5,
-// strides 1 / 2).
+// 436 us.  `fast`: the NHWC blocked paths apply (M = 1, C at least one
+// channel block).
 inline bool dw_nchw_via_nhwc(const DwGeom& g, bool fast, bool fused) {
   return fast && g.W <= (fused ? 64 : 32);
 }

@@ -4,15 +4,18 @@
 // later, so this file has its own.  Like kernels-inl.h it includes nothing.
 //
 // Every output takes one chain: the bias, then its valid taps in (i, j)
-// order.  The register-blocked interior path and the per-pixel path perform
-// the same operations in the same order, so an output has the same bits
-// whichever computes it (a fused tile may start anywhere in a row).
+// order.  The register-blocked paths (column-sharing tiles for 3x3 / 5x5 at
+// stride 1 / 2, tiles for any other kernel, single edge pixels) and the
+// per-pixel path perform the same operations in the same order, so an
+// output has the same bits whichever computes it (a fused tile may start
+// anywhere in a row).
 //
 // Weights (dw_nhwc_pack): the taps-last copy (kh, kw, C*M) that the
-// per-pixel paths read, then, where the interior path applies, the same taps
-// blocked by channel: for each block of B = kDwCB * L channels, its
-// kh * kw taps of B values each, contiguous (no 4 KiB strides between the
-// taps of a block, which C = 1024 would give the taps-last copy).
+// per-pixel paths read, then, where the blocked paths apply, the same taps
+// blocked by channel: for each block of B = kDwCB * L channels (the last
+// one ending at C, see dw_nhwc_block_start), its kh * kw taps of B values
+// each, contiguous (no 4 KiB strides between the taps of a block, which
+// C = 1024 would give the taps-last copy).
 
 // Register block of the interior path: NP output pixels x kDwCB channel
 // vectors (one cache line of channels), NP * kDwCB accumulators.
@@ -24,18 +27,30 @@ static constexpr int64_t dw_nhwc_block() {
   return kDwCB * PYDSCONV_VEC_BYTES / static_cast<int64_t>(sizeof(T));
 }
 
-// The interior path: M = 1, 3x3 or 5x5 wide, horizontal stride 1 or 2, no
-// horizontal dilation, at least one channel block.
+// The blocked paths: M = 1, at least one channel block, a kernel whose
+// blocked taps stay small.  Among them the column-sharing interior tiles:
+// 3 or 5 wide, horizontal stride 1 or 2, no horizontal dilation.
 template <class T>
 static bool dw_nhwc_fast(const DwGeom& g) {
-  return g.M == 1 && g.dw == 1 && (g.kw == 3 || g.kw == 5) && (g.sw == 1 || g.sw == 2) &&
-         g.C >= dw_nhwc_block<T>();
+  return g.M == 1 && g.C >= dw_nhwc_block<T>() && g.kh * g.kw <= 256;
+}
+static inline bool dw_nhwc_cols(const DwGeom& g) {
+  return g.dw == 1 && (g.kw == 3 || g.kw == 5) && (g.sw == 1 || g.sw == 2);
+}
+
+// Channel block q covers [start, start + B): the last one ends at C and
+// overlaps its neighbour when B does not divide C (those channels are
+// computed twice, bit for bit the same).
+template <class T>
+static inline int64_t dw_nhwc_block_start(const DwGeom& g, int64_t q) {
+  constexpr int64_t B = dw_nhwc_block<T>();
+  return q * B + B <= g.C ? q * B : g.C - B;
 }
 
 template <class T>
 static int64_t dw_nhwc_pack_elems(const DwGeom& g) {
   const int64_t taps = g.kh * g.kw, B = dw_nhwc_block<T>();
-  return taps * g.C * g.M + (dw_nhwc_fast<T>(g) ? g.C / B * B * taps : 0);
+  return taps * g.C * g.M + (dw_nhwc_fast<T>(g) ? (g.C + B - 1) / B * B * taps : 0);
 }
 
 // w (C*M, kh*kw) -> the layout above.
@@ -46,9 +61,11 @@ static void dw_nhwc_pack(const DwGeom& g, const T* w, T* out) {
     for (int64_t c = 0; c < CM; ++c) out[t * CM + c] = w[c * taps + t];  // taps 4 KiB apart
   if (!dw_nhwc_fast<T>(g)) return;
   T* blk = out + taps * CM;
-  for (int64_t c0 = 0; c0 + B <= g.C; c0 += B)
+  for (int64_t q = 0; q < (g.C + B - 1) / B; ++q) {
+    const int64_t c0 = dw_nhwc_block_start<T>(g, q);
     for (int64_t t = 0; t < taps; ++t)
-      for (int64_t b = 0; b < B; ++b) blk[(c0 / B * taps + t) * B + b] = w[(c0 + b) * taps + t];
+      for (int64_t b = 0; b < B; ++b) blk[(q * taps + t) * B + b] = w[(c0 + b) * taps + t];
+  }
 }
 
 template <class V, class T>
@@ -97,26 +114,72 @@ static inline void dw_nhwc_tile(const DwGeom& g, const T* PYDSCONV_RESTRICT x,
     for (int b = 0; b < CB; ++b) vstore(yp + p * C + b * L, dw_act_vec<V, T>(acc[p][b], act));
 }
 
-// Outputs [owa, owb) of row oh, channels [0, C / B * B), all interior; y
+// Any kernel, stride and dilation: outputs ow .. ow+NP-1 of row oh sharing
+// the horizontal taps [j0, j1) (all interior, or one edge pixel), channels
+// [c, c + B), kernel rows [i0, i1); each tap's weights are loaded once for
+// the NP outputs.  Same chain per output as every other path.
+template <class T, int NP>
+static inline void dw_nhwc_tile_any(const DwGeom& g, const T* PYDSCONV_RESTRICT x,
+                                    const T* PYDSCONV_RESTRICT wb, const T* bias, Act act,
+                                    int64_t oh, int64_t i0, int64_t i1, int64_t j0, int64_t j1,
+                                    int64_t ow, int64_t c, T* PYDSCONV_RESTRICT yp) {
+  typedef typename VecOf<T>::type V;
+  constexpr int L = static_cast<int>(sizeof(V) / sizeof(T)), CB = kDwCB, B = CB * L;
+  const int64_t C = g.C, ps = g.sw * C, js = g.dw * C;
+  V acc[NP][CB];
+  for (int p = 0; p < NP; ++p)
+    for (int b = 0; b < CB; ++b) acc[p][b] = bias ? vload<V>(bias + c + b * L) : V{};
+  for (int64_t i = i0; i < i1; ++i) {
+    const T* xr = x + ((oh * g.sh - g.pt + i * g.dh) * g.W + ow * g.sw - g.pl) * C + c;
+    const T* wr = wb + i * g.kw * B;
+    for (int64_t j = j0; j < j1; ++j) {
+      V wv[CB];
+      for (int b = 0; b < CB; ++b) wv[b] = vload<V>(wr + j * B + b * L);
+      for (int p = 0; p < NP; ++p)
+        for (int b = 0; b < CB; ++b) acc[p][b] += wv[b] * vload<V>(xr + p * ps + j * js + b * L);
+    }
+  }
+  for (int p = 0; p < NP; ++p)
+    for (int b = 0; b < CB; ++b) vstore(yp + p * C + b * L, dw_act_vec<V, T>(acc[p][b], act));
+}
+
+template <class T>
+static void dw_nhwc_interior_any(const DwGeom& g, const T* x, const T* wb, const T* bias, Act act,
+                                 int64_t oh, int64_t i0, int64_t i1, int64_t owa, int64_t owb,
+                                 int64_t ow0, T* y) {
+  constexpr int64_t B = dw_nhwc_block<T>();
+  const int64_t taps = g.kh * g.kw, C = g.C, nb = (C + B - 1) / B;
+  int64_t ow = owa;
+  for (; ow + kDwNP <= owb; ow += kDwNP)
+    for (int64_t q = 0, c = 0; q < nb; c = dw_nhwc_block_start<T>(g, ++q))
+      dw_nhwc_tile_any<T, kDwNP>(g, x, wb + q * taps * B, bias, act, oh, i0, i1, 0, g.kw, ow, c,
+                                 y + (ow - ow0) * C + c);
+  for (; ow < owb; ++ow)
+    for (int64_t q = 0, c = 0; q < nb; c = dw_nhwc_block_start<T>(g, ++q))
+      dw_nhwc_tile_any<T, 1>(g, x, wb + q * taps * B, bias, act, oh, i0, i1, 0, g.kw, ow, c,
+                             y + (ow - ow0) * C + c);
+}
+
+// Outputs [owa, owb) of row oh, every channel block, all interior; y
 // holds the row's outputs from column ow0 on.
 template <class T, int KW, int S>
 static void dw_nhwc_interior(const DwGeom& g, const T* x, const T* wb, const T* bias, Act act,
                              int64_t oh, int64_t i0, int64_t i1, int64_t owa, int64_t owb,
                              int64_t ow0, T* y) {
   constexpr int64_t B = dw_nhwc_block<T>();
-  const int64_t taps = g.kh * g.kw, C = g.C;
+  const int64_t taps = g.kh * g.kw, C = g.C, nb = (C + B - 1) / B;
   // Pixel blocks outside, channel blocks inside: the other order would load
   // x right after storing y at the same channels, and x and y rows are often
   // a multiple of 4 KiB apart (C = 1024), which the store-to-load check
   // cannot tell apart (14x14x512 layers ran 30% slower).
   int64_t ow = owa;
   for (; ow + kDwNP <= owb; ow += kDwNP)
-    for (int64_t c = 0; c + B <= C; c += B)
-      dw_nhwc_tile<T, KW, S, kDwNP>(g, x, wb + c / B * taps * B, bias, act, oh, i0, i1, ow, c,
+    for (int64_t q = 0, c = 0; q < nb; c = dw_nhwc_block_start<T>(g, ++q))
+      dw_nhwc_tile<T, KW, S, kDwNP>(g, x, wb + q * taps * B, bias, act, oh, i0, i1, ow, c,
                                     y + (ow - ow0) * C + c);
   for (; ow < owb; ++ow)
-    for (int64_t c = 0; c + B <= C; c += B)
-      dw_nhwc_tile<T, KW, S, 1>(g, x, wb + c / B * taps * B, bias, act, oh, i0, i1, ow, c,
+    for (int64_t q = 0, c = 0; q < nb; c = dw_nhwc_block_start<T>(g, ++q))
+      dw_nhwc_tile<T, KW, S, 1>(g, x, wb + q * taps * B, bias, act, oh, i0, i1, ow, c,
                                 y + (ow - ow0) * C + c);
 }
 
@@ -191,19 +254,32 @@ static void dw_fwd_nhwc_row_m1(const DwGeom& g, const T* x, const T* w, const T*
     owa = lo < ow0 ? ow0 : lo > ow1 ? ow1 : lo;
     owb = hi > ow1 ? ow1 : hi < owa ? owa : hi;
   }
+  const T* wb = w + g.kh * g.kw * C;  // the blocked copy (dw_nhwc_fast)
   if (owb > owa) {
-    const T* wb = w + g.kh * g.kw * C;  // the blocked copy
-    const int64_t key = g.kw * 10 + g.sw;
+    const int64_t key = dw_nhwc_cols(g) ? g.kw * 10 + g.sw : 0;
     if (key == 31) dw_nhwc_interior<T, 3, 1>(g, x, wb, bias, act, oh, i0, i1, owa, owb, ow0, y);
     else if (key == 32) dw_nhwc_interior<T, 3, 2>(g, x, wb, bias, act, oh, i0, i1, owa, owb, ow0, y);
     else if (key == 51) dw_nhwc_interior<T, 5, 1>(g, x, wb, bias, act, oh, i0, i1, owa, owb, ow0, y);
-    else dw_nhwc_interior<T, 5, 2>(g, x, wb, bias, act, oh, i0, i1, owa, owb, ow0, y);
-    if (C % B)
-      for (int64_t ow = owa; ow < owb; ++ow)
-        dw_nhwc_pixel(g, x, w, bias, act, oh, ow, i0, i1, C / B * B, y + (ow - ow0) * C);
+    else if (key == 52) dw_nhwc_interior<T, 5, 2>(g, x, wb, bias, act, oh, i0, i1, owa, owb, ow0, y);
+    else dw_nhwc_interior_any<T>(g, x, wb, bias, act, oh, i0, i1, owa, owb, ow0, y);
   }
-  for (int64_t ow = ow0; ow < ow1; ++ow)
-    if (ow < owa || ow >= owb) dw_nhwc_pixel(g, x, w, bias, act, oh, ow, i0, i1, 0, y + (ow - ow0) * C);
+  // Edges (some horizontal taps outside the image): blocked where it applies
+  // (large kernels on small images leave many edge pixels), then the tail.
+  const bool fast = dw_nhwc_fast<T>(g);
+  const int64_t taps = g.kh * g.kw, nb = (C + B - 1) / B;
+  for (int64_t ow = ow0; ow < ow1; ++ow) {
+    if (ow >= owa && ow < owb) continue;
+    T* yp = y + (ow - ow0) * C;
+    if (fast) {
+      int64_t j0, j1;
+      valid_range(g.W, g.dw, ow * g.sw - g.pl, g.kw, &j0, &j1);
+      for (int64_t q = 0, c = 0; q < nb; c = dw_nhwc_block_start<T>(g, ++q))
+        dw_nhwc_tile_any<T, 1>(g, x, wb + q * taps * B, bias, act, oh, i0, i1, j0, j1, ow, c,
+                               yp + c);
+    } else {
+      dw_nhwc_pixel(g, x, w, bias, act, oh, ow, i0, i1, 0, yp);
+    }
+  }
 }
 
 // NHWC, M > 1: output channel c*M + m reads input channel c.  For each m,

@@ -1,5 +1,7 @@
 // Layout changes between NCHW and NHWC, split across threads by (image,
-// block of channels) or (image, block of pixels).  The NCHW operators use
+// block of pixels): the thread that transposes a block of pixels is the one
+// whose output rows -- under the operators' static schedules -- read or
+// wrote them, so the data stays in its core's cache.  The NCHW operators use
 // them where the NHWC kernels are much faster (small planes: the NCHW
 // kernels vectorise along rows of 7 or 14 pixels).
 #pragma once
@@ -8,15 +10,21 @@
 
 namespace pydsconv {
 
+namespace detail {
+constexpr int64_t kLayoutBlock = 64;  // pixels per task
+// A transposed element costs about as much as 16 multiply-adds of the thread
+// policy's budget (plan_threads).
+constexpr int64_t kLayoutWork = 16;
+}  // namespace detail
+
 // y (N, P, C) = x (N, C, P) transposed image by image.
 template <class T>
 void nchw_to_nhwc(const KernelTable<T>& k, int64_t N, int64_t C, int64_t P, const T* x, T* y,
                   int threads) {
-  constexpr int64_t kBlock = 64;  // channels per task
-  const int64_t cb = ceil_div(C, kBlock), tasks = N * cb;
-  parallel_for(tasks, plan_threads(threads, tasks, N * C * P / 4), [&](int64_t t) {
-    const int64_t n = t / cb, c0 = (t % cb) * kBlock, c1 = c0 + kBlock < C ? c0 + kBlock : C;
-    k.transpose(c1 - c0, P, x + (n * C + c0) * P, P, y + n * P * C + c0, C);
+  const int64_t B = detail::kLayoutBlock, pb = ceil_div(P, B), tasks = N * pb;
+  parallel_for(tasks, plan_threads(threads, tasks, N * C * P * detail::kLayoutWork), [&](int64_t t) {
+    const int64_t n = t / pb, p0 = (t % pb) * B, p1 = p0 + B < P ? p0 + B : P;
+    k.transpose(C, p1 - p0, x + n * C * P + p0, P, y + (n * P + p0) * C, C);
   });
 }
 
@@ -24,10 +32,9 @@ void nchw_to_nhwc(const KernelTable<T>& k, int64_t N, int64_t C, int64_t P, cons
 template <class T>
 void nhwc_to_nchw(const KernelTable<T>& k, int64_t N, int64_t C, int64_t P, const T* x, T* y,
                   int threads) {
-  constexpr int64_t kBlock = 64;  // pixels per task
-  const int64_t pb = ceil_div(P, kBlock), tasks = N * pb;
-  parallel_for(tasks, plan_threads(threads, tasks, N * C * P / 4), [&](int64_t t) {
-    const int64_t n = t / pb, p0 = (t % pb) * kBlock, p1 = p0 + kBlock < P ? p0 + kBlock : P;
+  const int64_t B = detail::kLayoutBlock, pb = ceil_div(P, B), tasks = N * pb;
+  parallel_for(tasks, plan_threads(threads, tasks, N * C * P * detail::kLayoutWork), [&](int64_t t) {
+    const int64_t n = t / pb, p0 = (t % pb) * B, p1 = p0 + B < P ? p0 + B : P;
     k.transpose(p1 - p0, C, x + (n * P + p0) * C, C, y + n * C * P + p0, P);
   });
 }

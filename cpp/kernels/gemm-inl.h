@@ -140,7 +140,7 @@ static void transpose(int64_t R, int64_t Cn, const T* PYDSCONV_RESTRICT s, int64
   const int64_t rv = R / L * L, cv = Cn / L * L;
   // Column tiles of kTT: the destination rows a tile writes (kTT of them,
   // R values each) stay in L1 while every source row group fills its part.
-  constexpr int64_t kTT = 64;
+  constexpr int64_t kTT = 16;
   for (int64_t c0 = 0; c0 < cv; c0 += kTT) {
     const int64_t c1 = c0 + kTT < cv ? c0 + kTT : cv;
     for (int64_t r = 0; r < rv; r += L)

@@ -17,26 +17,34 @@ constexpr int64_t kLayoutBlock = 64;  // pixels per task
 constexpr int64_t kLayoutWork = 16;
 }  // namespace detail
 
+// y_n = x_n^T for each of N images, x_n (rows, cols), in tasks of blocks of
+// pixels: pixels are x's columns (to NHWC) or rows (to NCHW).
+template <class T>
+void transpose_images(const KernelTable<T>& k, int64_t N, int64_t rows, int64_t cols,
+                      bool pixel_cols, const T* x, T* y, int threads) {
+  const int64_t P = pixel_cols ? cols : rows, B = detail::kLayoutBlock;
+  const int64_t pb = ceil_div(P, B), tasks = N * pb, im = rows * cols;
+  parallel_for(tasks, plan_threads(threads, tasks, N * im * detail::kLayoutWork), [&](int64_t t) {
+    const int64_t n = t / pb, p0 = (t % pb) * B, np = p0 + B < P ? B : P - p0;
+    if (pixel_cols)
+      k.transpose(rows, np, x + n * im + p0, cols, y + n * im + p0 * rows, rows);
+    else
+      k.transpose(np, cols, x + n * im + p0 * cols, cols, y + n * im + p0, rows);
+  });
+}
+
 // y (N, P, C) = x (N, C, P) transposed image by image.
 template <class T>
 void nchw_to_nhwc(const KernelTable<T>& k, int64_t N, int64_t C, int64_t P, const T* x, T* y,
                   int threads) {
-  const int64_t B = detail::kLayoutBlock, pb = ceil_div(P, B), tasks = N * pb;
-  parallel_for(tasks, plan_threads(threads, tasks, N * C * P * detail::kLayoutWork), [&](int64_t t) {
-    const int64_t n = t / pb, p0 = (t % pb) * B, p1 = p0 + B < P ? p0 + B : P;
-    k.transpose(C, p1 - p0, x + n * C * P + p0, P, y + (n * P + p0) * C, C);
-  });
+  transpose_images(k, N, C, P, true, x, y, threads);
 }
 
 // y (N, C, P) = x (N, P, C) transposed image by image.
 template <class T>
 void nhwc_to_nchw(const KernelTable<T>& k, int64_t N, int64_t C, int64_t P, const T* x, T* y,
                   int threads) {
-  const int64_t B = detail::kLayoutBlock, pb = ceil_div(P, B), tasks = N * pb;
-  parallel_for(tasks, plan_threads(threads, tasks, N * C * P * detail::kLayoutWork), [&](int64_t t) {
-    const int64_t n = t / pb, p0 = (t % pb) * B, p1 = p0 + B < P ? p0 + B : P;
-    k.transpose(p1 - p0, C, x + (n * P + p0) * C, C, y + n * C * P + p0, P);
-  });
+  transpose_images(k, N, P, C, false, x, y, threads);
 }
 
 }  // namespace pydsconv

@@ -1,7 +1,7 @@
 // NHWC depthwise forward kernels, compiled once per ISA: included by
 // kernels-inl.h inside `namespace pydsconv::<isa>`, after the SIMD vocabulary
-// (VecOf, vload, vstore), valid_range and act_row; gemm-inl.h's act_vec comes
-// later, so this file has its own.  Like kernels-inl.h it includes nothing.
+// (VecOf, vload, vstore), valid_range, act_row and act_vec.  Like
+// kernels-inl.h it includes nothing.
 //
 // Every output takes one chain: the bias, then its valid taps in (i, j)
 // order.  The register-blocked paths (column-sharing tiles for 3x3 / 5x5 at
@@ -68,18 +68,6 @@ static void dw_nhwc_pack(const DwGeom& g, const T* w, T* out) {
   }
 }
 
-template <class V, class T>
-static inline V dw_act_vec(V v, Act act) {  // relu/relu6 on a vector; NaN stays NaN
-  if (act == Act::None) return v;
-  const V zero = V{};
-  v = v < zero ? zero : v;
-  if (act == Act::Relu6) {
-    const V six = zero + T(6);
-    v = v > six ? six : v;
-  }
-  return v;
-}
-
 // Interior: outputs ow .. ow+NP-1 of row oh (every horizontal tap inside the
 // image), channels [c, c + B), kernel rows [i0, i1).  Input columns are
 // loaded once per kernel row and fed to every output that reads them; for
@@ -111,7 +99,7 @@ static inline void dw_nhwc_tile(const DwGeom& g, const T* PYDSCONV_RESTRICT x,
     }
   }
   for (int p = 0; p < NP; ++p)
-    for (int b = 0; b < CB; ++b) vstore(yp + p * C + b * L, dw_act_vec<V, T>(acc[p][b], act));
+    for (int b = 0; b < CB; ++b) vstore(yp + p * C + b * L, act_vec<V, T>(acc[p][b], act));
 }
 
 // Any kernel, stride and dilation: outputs ow .. ow+NP-1 of row oh sharing
@@ -140,24 +128,19 @@ static inline void dw_nhwc_tile_any(const DwGeom& g, const T* PYDSCONV_RESTRICT 
     }
   }
   for (int p = 0; p < NP; ++p)
-    for (int b = 0; b < CB; ++b) vstore(yp + p * C + b * L, dw_act_vec<V, T>(acc[p][b], act));
+    for (int b = 0; b < CB; ++b) vstore(yp + p * C + b * L, act_vec<V, T>(acc[p][b], act));
 }
 
-template <class T>
-static void dw_nhwc_interior_any(const DwGeom& g, const T* x, const T* wb, const T* bias, Act act,
-                                 int64_t oh, int64_t i0, int64_t i1, int64_t owa, int64_t owb,
-                                 int64_t ow0, T* y) {
-  constexpr int64_t B = dw_nhwc_block<T>();
-  const int64_t taps = g.kh * g.kw, C = g.C, nb = (C + B - 1) / B;
-  int64_t ow = owa;
-  for (; ow + kDwNP <= owb; ow += kDwNP)
-    for (int64_t q = 0, c = 0; q < nb; c = dw_nhwc_block_start<T>(g, ++q))
-      dw_nhwc_tile_any<T, kDwNP>(g, x, wb + q * taps * B, bias, act, oh, i0, i1, 0, g.kw, ow, c,
-                                 y + (ow - ow0) * C + c);
-  for (; ow < owb; ++ow)
-    for (int64_t q = 0, c = 0; q < nb; c = dw_nhwc_block_start<T>(g, ++q))
-      dw_nhwc_tile_any<T, 1>(g, x, wb + q * taps * B, bias, act, oh, i0, i1, 0, g.kw, ow, c,
-                             y + (ow - ow0) * C + c);
+// The interior tile of NP pixels: column-sharing for KW x S, else (KW = 0)
+// any kernel.
+template <class T, int KW, int S, int NP>
+static inline void dw_nhwc_tile_k(const DwGeom& g, const T* x, const T* wb, const T* bias, Act act,
+                                  int64_t oh, int64_t i0, int64_t i1, int64_t ow, int64_t c,
+                                  T* yp) {
+  if constexpr (KW == 0)
+    dw_nhwc_tile_any<T, NP>(g, x, wb, bias, act, oh, i0, i1, 0, g.kw, ow, c, yp);
+  else
+    dw_nhwc_tile<T, KW, S, NP>(g, x, wb, bias, act, oh, i0, i1, ow, c, yp);
 }
 
 // Outputs [owa, owb) of row oh, every channel block, all interior; y
@@ -175,12 +158,12 @@ static void dw_nhwc_interior(const DwGeom& g, const T* x, const T* wb, const T* 
   int64_t ow = owa;
   for (; ow + kDwNP <= owb; ow += kDwNP)
     for (int64_t q = 0, c = 0; q < nb; c = dw_nhwc_block_start<T>(g, ++q))
-      dw_nhwc_tile<T, KW, S, kDwNP>(g, x, wb + q * taps * B, bias, act, oh, i0, i1, ow, c,
-                                    y + (ow - ow0) * C + c);
+      dw_nhwc_tile_k<T, KW, S, kDwNP>(g, x, wb + q * taps * B, bias, act, oh, i0, i1, ow, c,
+                                      y + (ow - ow0) * C + c);
   for (; ow < owb; ++ow)
     for (int64_t q = 0, c = 0; q < nb; c = dw_nhwc_block_start<T>(g, ++q))
-      dw_nhwc_tile<T, KW, S, 1>(g, x, wb + q * taps * B, bias, act, oh, i0, i1, ow, c,
-                                y + (ow - ow0) * C + c);
+      dw_nhwc_tile_k<T, KW, S, 1>(g, x, wb + q * taps * B, bias, act, oh, i0, i1, ow, c,
+                                  y + (ow - ow0) * C + c);
 }
 
 // NHWC, M = 1: channel blocks of NB vectors, c in [c0, c1) (multiples of L).
@@ -261,7 +244,7 @@ static void dw_fwd_nhwc_row_m1(const DwGeom& g, const T* x, const T* w, const T*
     else if (key == 32) dw_nhwc_interior<T, 3, 2>(g, x, wb, bias, act, oh, i0, i1, owa, owb, ow0, y);
     else if (key == 51) dw_nhwc_interior<T, 5, 1>(g, x, wb, bias, act, oh, i0, i1, owa, owb, ow0, y);
     else if (key == 52) dw_nhwc_interior<T, 5, 2>(g, x, wb, bias, act, oh, i0, i1, owa, owb, ow0, y);
-    else dw_nhwc_interior_any<T>(g, x, wb, bias, act, oh, i0, i1, owa, owb, ow0, y);
+    else dw_nhwc_interior<T, 0, 0>(g, x, wb, bias, act, oh, i0, i1, owa, owb, ow0, y);
   }
   // Edges (some horizontal taps outside the image): blocked where it applies
   // (large kernels on small images leave many edge pixels), then the tail.

@@ -1,6 +1,6 @@
 // GEMM kernels, compiled once per ISA: included by kernels-inl.h inside
 // `namespace pydsconv::<isa>`, after the SIMD vocabulary (VecOf, vload,
-// vstore) and act_row.  Like kernels-inl.h it includes nothing.
+// vstore, act_row, act_vec).  Like kernels-inl.h it includes nothing.
 //
 // gemm: C[m, n] = act(init + sum_k A[m, k] B[k, n]), the BLIS loop nest.
 // B in NR-wide panels (packed here, or once per call by gemm_pack_b), an
@@ -22,18 +22,6 @@ static constexpr int gemm_nr() {
 template <class T>
 static constexpr int64_t gemm_work_elems() {
   return kGemmKC * (kGemmMC + kGemmNC);
-}
-
-template <class V, class T>
-static inline V act_vec(V v, Act act) {  // relu/relu6 on a vector; NaN stays NaN
-  if (act == Act::None) return v;
-  const V zero = V{};
-  v = v < zero ? zero : v;
-  if (act == Act::Relu6) {
-    const V six = zero + T(6);
-    v = v > six ? six : v;
-  }
-  return v;
 }
 
 // C[0:ROWS, 0:NR] (ldc apart) = act(init + A . Bp) over kc, where init is C

@@ -303,6 +303,19 @@ static void dw_fwd_nchw_rows(const DwGeom& g, const T* x, const T* w, T bias, Ac
   }
 }
 
+// relu/relu6 on a vector, as act_row; NaN stays NaN.
+template <class V, class T>
+static inline V act_vec(V v, Act act) {
+  if (act == Act::None) return v;
+  const V zero = V{};
+  v = v < zero ? zero : v;
+  if (act == Act::Relu6) {
+    const V six = zero + T(6);
+    v = v > six ? six : v;
+  }
+  return v;
+}
+
 #include "dw_nhwc-inl.h"  // the NHWC forward kernels
 #include "dw_bwd-inl.h"  // the backward kernels
 

@@ -11,8 +11,6 @@
 namespace pydsconv {
 
 namespace {
-constexpr int64_t kViaBytes = 16 << 20;  // input per transposed group (dw_nchw_via_nhwc)
-
 // (C*M, 1, kh, kw) -> (kh, kw, C*M): the NHWC kernels read all channels of
 // one tap contiguously.
 template <class T>
@@ -37,8 +35,8 @@ void depthwise_forward(const Problem& p, const T* x, const T* w, const T* b, Act
   const bool nchw = p.layout == Layout::NCHW || (g.C == 1 && g.M == 1);
   if (nchw && dw_nchw_via_nhwc(g, k.dw_nhwc_pack_elems(g) > taps * CM, false)) {
     // Small planes: transpose in, the NHWC kernels, transpose out, for at
-    // most kViaBytes of input at a time.
-    const int64_t gn = std::min(p.N, std::max<int64_t>(1, kViaBytes / (HW * g.C * int64_t(sizeof(T)))));
+    // most 16 MiB of input at a time (via_group).
+    const int64_t gn = via_group(p.N, HW * g.C, sizeof(T));
     Buffer<T> xt(gn * HW * g.C), yt(gn * OHW * CM);
     for (int64_t n0 = 0; n0 < p.N; n0 += gn) {
       Problem q = p;

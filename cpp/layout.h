@@ -17,6 +17,14 @@ constexpr int64_t kLayoutBlock = 64;  // pixels per task
 constexpr int64_t kLayoutWork = 16;
 }  // namespace detail
 
+// Images per group of a layout copy: as many as keep a copy of `elems`
+// elements an image within 16 MiB, at least one.
+inline int64_t via_group(int64_t N, int64_t elems, size_t elem_size) {
+  const int64_t per = int64_t(16 << 20) / (elems * int64_t(elem_size));
+  const int64_t g = per > 1 ? per : 1;
+  return g < N ? g : N;
+}
+
 // y_n = x_n^T for each of N images, x_n (rows, cols), in tasks of blocks of
 // pixels: pixels are x's columns (to NHWC) or rows (to NCHW).
 template <class T>

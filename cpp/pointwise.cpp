@@ -182,12 +182,16 @@ void pointwise_forward(const Problem& p, const T* x, const T* w, const T* b, Act
     // Small planes (7x7): pixels are the GEMM's columns in NCHW, 16 to a
     // register tile, so 49 of them fill 64; as NHWC rows they fill 54.  The
     // two transposes cost a few percent (batch 8, 7x7x1024: 12.1 -> 10.8 ms).
-    Buffer<T> xt(p.N * P * Ci), yt(p.N * P * Co);
-    nchw_to_nhwc(kernels<T>(), p.N, Ci, P, x, xt.data(), threads);
-    Problem q = p;
-    q.layout = Layout::NHWC;
-    pointwise_forward(q, xt.data(), w, b, act, yt.data(), threads);
-    nhwc_to_nchw(kernels<T>(), p.N, Co, P, yt.data(), y, threads);
+    const int64_t gn = via_group(p.N, P * Ci, sizeof(T));
+    Buffer<T> xt(gn * P * Ci), yt(gn * P * Co);
+    for (int64_t n0 = 0; n0 < p.N; n0 += gn) {
+      Problem q = p;
+      q.layout = Layout::NHWC;
+      q.N = gn < p.N - n0 ? gn : p.N - n0;
+      nchw_to_nhwc(kernels<T>(), q.N, Ci, P, x + n0 * Ci * P, xt.data(), threads);
+      pointwise_forward(q, xt.data(), w, b, act, yt.data(), threads);
+      nhwc_to_nchw(kernels<T>(), q.N, Co, P, yt.data(), y + n0 * Co * P, threads);
+    }
   } else {
     GemmArgs<T> a{p.N * P, Co, Ci, x, Ci, 1, w, 1, Ci, y, Co, false, b, b ? 1 : -1, act, nullptr};
     run_gemm_packing_b(a, threads);
@@ -202,12 +206,16 @@ void pointwise_backward(const Problem& p, const T* gy, const T* x, const T* w, T
   const bool nchw = p.layout == Layout::NCHW;
   if (gx && NP > 0) {
     if (nchw && P <= kNchwMinPixels) {  // small planes through NHWC, as the forward
-      Buffer<T> gyt(NP * Co), gxt(NP * Ci);
-      nchw_to_nhwc(k, p.N, Co, P, gy, gyt.data(), threads);
-      GemmArgs<T> a{NP, Ci, Co, gyt.data(), Co, 1, w, Ci, 1, gxt.data(), Ci, false, nullptr, -1,
-                    Act::None, nullptr};
-      run_gemm_packing_b(a, threads);
-      nhwc_to_nchw(k, p.N, Ci, P, gxt.data(), gx, threads);
+      const int64_t gn = via_group(p.N, P * Co, sizeof(T));
+      Buffer<T> gyt(gn * P * Co), gxt(gn * P * Ci);
+      for (int64_t n0 = 0; n0 < p.N; n0 += gn) {
+        const int64_t n = gn < p.N - n0 ? gn : p.N - n0;
+        nchw_to_nhwc(k, n, Co, P, gy + n0 * Co * P, gyt.data(), threads);
+        GemmArgs<T> a{n * P, Ci, Co, gyt.data(), Co, 1, w, Ci, 1, gxt.data(), Ci, false, nullptr,
+                      -1, Act::None, nullptr};
+        run_gemm_packing_b(a, threads);
+        nhwc_to_nchw(k, n, Ci, P, gxt.data(), gx + n0 * Ci * P, threads);
+      }
     } else if (nchw) {  // gx_n (Ci, P) = W^T (Ci, Co) . gy_n (Co, P)
       // W^T made row-major once, so every task reads its rows in place (its
       // columns are C_in apart: packed per task, that is N times over).

@@ -26,7 +26,6 @@ namespace pydsconv {
 
 namespace {
 constexpr int64_t kTileBytes = 256 * 1024;  // depthwise tile: fits L2 with room for weights
-constexpr int64_t kViaBytes = 16 << 20;     // channels-last input copy per image group
 
 // Pixels per tile: as many as fit kTileBytes (at least 8), balanced over the
 // image, a multiple of `align` (the GEMM's register block along pixels) when
@@ -64,10 +63,9 @@ void separable_forward(const Problem& p, const T* x, const T* dw, const T* db, c
   const int64_t tp = tile_pixels(p, sizeof(T), mid_nhwc ? k.gemm_mr : k.gemm_nr, rows_kernel);
   const int64_t tiles_per_image = ceil_div(OHW, tp);
   // Images in groups: all at once, except that the channels-last copy of x
-  // is made for at most kViaBytes of input at a time.
-  const int64_t group = via_nhwc ? std::max<int64_t>(1, kViaBytes / (HW * g.C * int64_t(sizeof(T))))
-                                 : p.N;
-  const int64_t gn = std::min(group, p.N), tiles = gn * tiles_per_image;
+  // is made for at most 16 MiB of input at a time (via_group).
+  const int64_t gn = via_nhwc ? via_group(p.N, HW * g.C, sizeof(T)) : p.N;
+  const int64_t tiles = gn * tiles_per_image;
   // Output-channel chunks: rows of the GEMM's A (NCHW) or columns of B (NHWC).
   const int64_t unit = mid_nhwc ? k.gemm_nr : k.gemm_mr;
   const int64_t split = balance_split(tiles, want, ceil_div(Co, 4 * unit));

@@ -116,6 +116,22 @@ def test_forward_few_pixels(isa, rng, n, hw, ci, co, layout, dtype):
         assert_close(g, r, dtype)
 
 
+def test_nchw_small_planes_in_groups(isa, rng):
+    """NCHW planes of up to 64 pixels run as NHWC on copies of at most 16 MiB
+    at a time: 42 float64 images of 1024 x 7 x 7 are two groups, for the
+    forward (input copy) and the input gradient (grad_out copy)."""
+    x = rand(rng, (42, 1024, 7, 7), np.float64)
+    w = rand(rng, (1024, 1024), np.float64)
+    b = rand(rng, (1024,), np.float64)
+    y = pydsconv.pointwise_conv2d(x, w, b, activation="relu")
+    go = rand(rng, y.shape, np.float64)
+    gx, _, _ = pydsconv.pointwise_conv2d_backward(go, x, w, weight_grad=False, bias_grad=False)
+    for n in (0, 40, 41):
+        sl = slice(n, n + 1)
+        assert_close(y[sl], ref.pointwise_conv2d(x[sl], w, b, activation="relu"), np.float64)
+        assert_close(gx[sl], ref.pointwise_conv2d_backward(go[sl], x[sl], w)[0], np.float64)
+
+
 @pytest.mark.parametrize("layout", LAYOUTS)
 @pytest.mark.parametrize("hw", [(1, 1), (1, 7), (16, 16), (17, 17)])
 def test_forward_image_sizes(isa, rng, layout, hw):

@@ -23,15 +23,29 @@ namespace pydsconv {
 
 namespace detail {
 constexpr size_t kArenaAlign = 64;
+// Under AddressSanitizer every Buffer is its own heap block, so that an
+// overrun of one is reported instead of landing in its arena neighbour.
+#if defined(__SANITIZE_ADDRESS__)
+constexpr size_t kArenaKeep = 0;
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+constexpr size_t kArenaKeep = 0;
+#else
 constexpr size_t kArenaKeep = size_t(256) << 20;
+#endif
+#else
+constexpr size_t kArenaKeep = size_t(256) << 20;
+#endif
 
 struct Arena {
   char* base = nullptr;
   size_t cap = 0, top = 0;  // arena bytes in use: [0, top)
   size_t live = 0, high = 0;  // bytes of live Buffers (arena and heap), its peak
   ~Arena() { ::operator delete(base, std::align_val_t(kArenaAlign)); }
-  // n bytes (a multiple of kArenaAlign); *heap = true when not from the arena.
-  void* take(size_t n, bool* heap) {
+  // n bytes (a multiple of kArenaAlign) for a Buffer of `exact` bytes;
+  // *heap = true when not from the arena (then exactly `exact` bytes, so
+  // AddressSanitizer sees the Buffer's own end).
+  void* take(size_t n, size_t exact, bool* heap) {
     if (live == 0 && high > cap && high <= kArenaKeep) {  // grow while empty
       ::operator delete(base, std::align_val_t(kArenaAlign));
       base = nullptr;
@@ -42,7 +56,7 @@ struct Arena {
     live += n;
     if (live > high) high = live;
     *heap = top + n > cap;
-    if (*heap) return ::operator new(n, std::align_val_t(kArenaAlign));
+    if (*heap) return ::operator new(exact, std::align_val_t(kArenaAlign));
     void* p = base + top;
     top += n;
     return p;
@@ -71,9 +85,9 @@ class Buffer {
   Buffer() = default;
   explicit Buffer(int64_t n) {
     if (n <= 0) return;
-    const size_t a = detail::kArenaAlign;
-    bytes_ = (static_cast<size_t>(n) * sizeof(T) + a - 1) / a * a;
-    p_ = static_cast<T*>(detail::arena().take(bytes_, &heap_));
+    const size_t a = detail::kArenaAlign, exact = static_cast<size_t>(n) * sizeof(T);
+    bytes_ = (exact + a - 1) / a * a;
+    p_ = static_cast<T*>(detail::arena().take(bytes_, exact, &heap_));
   }
   Buffer(Buffer&& o) noexcept { swap(o); }
   Buffer& operator=(Buffer&& o) noexcept {

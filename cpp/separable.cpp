@@ -104,7 +104,11 @@ void separable_forward(const Problem& p, const T* x, const T* dw, const T* db, c
       xs = x + n0 * HW * g.C;
     }
     for (int64_t& h : held) h = -1;
-    parallel_for_tid(tasks, plan_threads(threads, tasks, macs), [&](int64_t task, int tid) {
+    // At most nt threads, whatever the module default is now: `scratch` and
+    // `held` were sized for nt (another Python thread may have called
+    // set_num_threads since).
+    const int gt = std::min(nt, plan_threads(threads, tasks, macs));
+    parallel_for_tid(tasks, gt, [&](int64_t task, int tid) {
       const int64_t tile = task / chunks, co0 = (task % chunks) * clen;
       const int64_t co1 = co0 + clen < Co ? co0 + clen : Co;
       const int64_t ni = tile / tiles_per_image, n = n0 + ni;  // image in the group, in the batch

@@ -33,7 +33,7 @@ void depthwise_forward(const Problem& p, const T* x, const T* w, const T* b, Act
   // One channel (M = 1): NHWC is byte for byte the NCHW layout, whose kernels
   // vectorise along the row instead of over a single channel.
   const bool nchw = p.layout == Layout::NCHW || (g.C == 1 && g.M == 1);
-  if (nchw && dw_nchw_via_nhwc(g, k.dw_nhwc_pack_elems(g) > taps * CM, false)) {
+  if (nchw && dw_nchw_via_nhwc(k, g, false)) {
     // Small planes: transpose in, the NHWC kernels, transpose out, for at
     // most 16 MiB of input at a time (via_group).
     const int64_t gn = via_group(p.N, HW * g.C, sizeof(T));

@@ -26,9 +26,11 @@ inline bool dw_use_rows_kernel(const DwGeom& g) {
 // across channels.  Batch 1, 1 thread, fused MobileNetV1 blocks: 14x14x512
 // 1.53 -> 1.28 ms, 7x7x1024 1.72 -> 1.56 ms, but 64x112x112 1.01 -> 1.28
 // ms; unfused (two transposes), 14x14x512: 216 -> 124 us, 56x56x128: 338 ->
-// 436 us.  `fast`: the NHWC blocked paths apply (M = 1, C at least one
-// channel block).
-inline bool dw_nchw_via_nhwc(const DwGeom& g, bool fast, bool fused) {
+// 436 us.  Only where the NHWC blocked paths apply (M = 1, C at least one
+// channel block): their pack is larger than the taps-last copy alone.
+template <class T>
+bool dw_nchw_via_nhwc(const KernelTable<T>& k, const DwGeom& g, bool fused) {
+  const bool fast = k.dw_nhwc_pack_elems(g) > g.kh * g.kw * g.C * g.M;
   return fast && g.W <= (fused ? 64 : 32);
 }
 

@@ -57,7 +57,7 @@ void separable_forward(const Problem& p, const T* x, const T* dw, const T* db, c
   const int want = plan_threads(threads, int64_t(1) << 30, macs);
   // NCHW small planes: computed as NHWC on a channels-last copy of x, each
   // tile's output transposed into y.
-  const bool via_nhwc = nchw && dw_nchw_via_nhwc(g, k.dw_nhwc_pack_elems(g) > g.kh * g.kw * CM, true);
+  const bool via_nhwc = nchw && dw_nchw_via_nhwc(k, g, true);
   const bool mid_nhwc = !nchw || via_nhwc;
   const bool rows_kernel = nchw && !via_nhwc && dw_use_rows_kernel(g);
   const int64_t tp = tile_pixels(p, sizeof(T), mid_nhwc ? k.gemm_mr : k.gemm_nr, rows_kernel);
@@ -96,13 +96,8 @@ void separable_forward(const Problem& p, const T* x, const T* dw, const T* db, c
 
   for (int64_t n0 = 0; n0 < p.N; n0 += gn) {
     const int64_t n1 = std::min(n0 + gn, p.N), tasks = (n1 - n0) * tiles_per_image * chunks;
-    const T* xs = x;  // what the depthwise stage reads, image n0 first
-    if (via_nhwc) {
-      nchw_to_nhwc(k, n1 - n0, g.C, HW, x + n0 * g.C * HW, xt.data(), threads);
-      xs = xt.data();
-    } else {
-      xs = x + n0 * HW * g.C;
-    }
+    if (via_nhwc) nchw_to_nhwc(k, n1 - n0, g.C, HW, x + n0 * g.C * HW, xt.data(), threads);
+    const T* xs = via_nhwc ? xt.data() : x + n0 * HW * g.C;  // what the depthwise stage reads
     for (int64_t& h : held) h = -1;
     // At most nt threads, whatever the module default is now: `scratch` and
     // `held` were sized for nt (another Python thread may have called

@@ -193,24 +193,20 @@ static inline int64_t dw_nhwc_m1_blocks(const DwGeom& g, const T* x, const T* w,
   return c;
 }
 
-// One pixel ow of row oh, channels [c0, C), taps-last weights w; then act
-// on every channel written (the overlapping last vector may start below c0;
-// it recomputes those channels bit for bit).
+// One pixel ow of row oh, all channels, taps-last weights w, then act (the
+// path for C narrower than a channel block).
 template <class T>
 static void dw_nhwc_pixel(const DwGeom& g, const T* x, const T* w, const T* bias, Act act,
-                          int64_t oh, int64_t ow, int64_t i0, int64_t i1, int64_t c0, T* yp) {
+                          int64_t oh, int64_t ow, int64_t i0, int64_t i1, T* yp) {
   typedef typename VecOf<T>::type V;
   constexpr int64_t L = static_cast<int64_t>(sizeof(V) / sizeof(T));
-  const int64_t C = g.C, cv = c0 + (C - c0) / L * L;
+  const int64_t C = g.C, cv = C / L * L;
   int64_t j0, j1;
   valid_range(g.W, g.dw, ow * g.sw - g.pl, g.kw, &j0, &j1);
-  int64_t low = c0;
-  int64_t c = dw_nhwc_m1_blocks<T, 4>(g, x, w, bias, oh, ow, i0, i1, j0, j1, c0, cv, yp);
+  int64_t c = dw_nhwc_m1_blocks<T, 4>(g, x, w, bias, oh, ow, i0, i1, j0, j1, 0, cv, yp);
   c = dw_nhwc_m1_blocks<T, 1>(g, x, w, bias, oh, ow, i0, i1, j0, j1, c, cv, yp);
-  if (c < C && C >= L) {  // last channels: one overlapping vector (same chain per channel)
-    low = C - L < low ? C - L : low;
+  if (c < C && C >= L)  // last channels: one overlapping vector (same chain per channel)
     c = dw_nhwc_m1_blocks<T, 1>(g, x, w, bias, oh, ow, i0, i1, j0, j1, C - L, C, yp);
-  }
   for (; c < C; ++c) {
     T acc = bias ? bias[c] : T(0);
     for (int64_t i = i0; i < i1; ++i)
@@ -219,7 +215,7 @@ static void dw_nhwc_pixel(const DwGeom& g, const T* x, const T* w, const T* bias
                x[((oh * g.sh - g.pt + i * g.dh) * g.W + ow * g.sw - g.pl + j * g.dw) * C + c];
     yp[c] = acc;
   }
-  act_row(yp + low, C - low, act);
+  act_row(yp, C, act);
 }
 
 template <class T>
@@ -230,8 +226,9 @@ static void dw_fwd_nhwc_row_m1(const DwGeom& g, const T* x, const T* w, const T*
   int64_t i0, i1;
   valid_range(g.H, g.dh, oh * g.sh - g.pt, g.kh, &i0, &i1);
   // Interior columns: ow*s - pl >= 0 and ow*s - pl + (kw-1)*dw < W.
+  const bool fast = dw_nhwc_fast<T>(g);
   int64_t owa = ow1, owb = ow1;
-  if (dw_nhwc_fast<T>(g)) {
+  if (fast) {
     int64_t lo, hi;
     valid_range(g.W - (g.kw - 1) * g.dw, g.sw, -g.pl, g.OW, &lo, &hi);
     owa = lo < ow0 ? ow0 : lo > ow1 ? ow1 : lo;
@@ -247,8 +244,7 @@ static void dw_fwd_nhwc_row_m1(const DwGeom& g, const T* x, const T* w, const T*
     else dw_nhwc_interior<T, 0, 0>(g, x, wb, bias, act, oh, i0, i1, owa, owb, ow0, y);
   }
   // Edges (some horizontal taps outside the image): blocked where it applies
-  // (large kernels on small images leave many edge pixels), then the tail.
-  const bool fast = dw_nhwc_fast<T>(g);
+  // (large kernels on small images leave many edge pixels).
   const int64_t taps = g.kh * g.kw, nb = (C + B - 1) / B;
   for (int64_t ow = ow0; ow < ow1; ++ow) {
     if (ow >= owa && ow < owb) continue;
@@ -260,7 +256,7 @@ static void dw_fwd_nhwc_row_m1(const DwGeom& g, const T* x, const T* w, const T*
         dw_nhwc_tile_any<T, 1>(g, x, wb + q * taps * B, bias, act, oh, i0, i1, j0, j1, ow, c,
                                yp + c);
     } else {
-      dw_nhwc_pixel(g, x, w, bias, act, oh, ow, i0, i1, 0, yp);
+      dw_nhwc_pixel(g, x, w, bias, act, oh, ow, i0, i1, yp);
     }
   }
 }

@@ -6,10 +6,11 @@
 // B in NR-wide panels (packed here, or once per call by gemm_pack_b), an
 // MR x NR register tile of broadcast-A x vector-B FMAs.  A is read in place
 // when its rows are contiguous along k (a_cs == 1: the NCHW weights, NHWC
-// pixels), else packed per MC x KC block.  Every element of C is one FMA
-// chain over k in order (slices store to C and reload exactly), so its bits
-// depend only on K, never on where it falls in a tile or block: any tiling,
-// any thread count, gives the same result.
+// pixels) or its columns are, close together (a weight gradient's grad_out
+// with few channels), else packed per MC x KC block.  Every element of C is
+// one FMA chain over k in order (slices store to C and reload exactly), so
+// its bits depend only on K, never on where it falls in a tile or block: any
+// tiling, any thread count, gives the same result.
 constexpr int kGemmMR = 6, kGemmNV = 2;
 constexpr int64_t kGemmKC = 256, kGemmMC = 72, kGemmNC = 256;
 
@@ -117,9 +118,9 @@ static inline void transpose_block(const T* PYDSCONV_RESTRICT s, int64_t ld_s,
   for (int k = 0; k < L; ++k) vstore(d + k * ld_d, v[k]);
 }
 
-// d[c*ldd + r] = s[r*lds + c] for r < R, c < Cn: L x L register blocks,
-// one group of L source rows along all columns at a time (see pack_panels),
-// scalar edges.  Layout changes (NCHW <-> NHWC) use it.
+// d[c*ldd + r] = s[r*lds + c] for r < R, c < Cn: L x L register blocks in
+// column tiles (below), scalar edges.  Layout changes (NCHW <-> NHWC) and
+// the NCHW input gradient's W^T use it.
 template <class T>
 static void transpose(int64_t R, int64_t Cn, const T* PYDSCONV_RESTRICT s, int64_t lds,
                       T* PYDSCONV_RESTRICT d, int64_t ldd) {
@@ -255,7 +256,7 @@ static void gemm(const GemmArgs<T>& a) {
       for (int64_t ic = 0; ic < a.M; ic += kGemmMC) {
         const int64_t mc = a.M - ic < kGemmMC ? a.M - ic : kGemmMC;
         const T* Apc = a.A + ic * a.a_rs + pc * a.a_cs;  // this block's A, in place
-        int64_t lda = a_rows ? a.a_rs : a.a_cs, step = a_rows ? a.a_rs : 1;  // per k, per row
+        int64_t lda = a_rows ? a.a_rs : a.a_cs, step = a_rows ? a.a_rs : 1;  // row r at r*step
         if (!a_rows && !a_cols) {  // A^T has A's columns as rows: pack it like B
           pack_panels(a.A, a.a_cs, a.a_rs, pc, kc, ic, mc, MR, Ap);
           Apc = Ap;
@@ -267,7 +268,7 @@ static void gemm(const GemmArgs<T>& a) {
           for (int64_t i0 = 0; i0 < mc; i0 += MR) {
             const int64_t mr = mc - i0 < MR ? mc - i0 : MR;
             const int64_t m = ic + i0, n = jc + j0;
-            const T* Ai = Apc + i0 * (a_cols ? 1 : step);
+            const T* Ai = Apc + i0 * step;
             const T* Bj = Bpc + j0 * kc;
             T* c = a.C + m * a.c_rs + n;
             const T* brow = !load_c && a.bias_axis == 0 ? a.bias + m : nullptr;

@@ -71,6 +71,9 @@ void separable_forward(const Problem& p, const T* x, const T* dw, const T* db, c
   const int64_t split = balance_split(tiles, want, ceil_div(Co, 4 * unit));
   const int64_t clen = ceil_div(ceil_div(Co, split), unit) * unit, chunks = ceil_div(Co, clen);
   const int nt = plan_threads(threads, tiles * chunks, macs);
+  // The GEMM prefetches y's lines when y is too large to be in cache (not
+  // for the via-NHWC tile buffer, which is).
+  const bool prefetch_y = !via_nhwc && gemm_prefetch_c(p.N * OHW * Co * int64_t(sizeof(T)));
 
   // The pointwise weight is the GEMM's A, read in place (NCHW), or its B
   // (NHWC): packed once when several tiles share it, else packed by the GEMM
@@ -139,6 +142,7 @@ void separable_forward(const Problem& p, const T* x, const T* dw, const T* db, c
       if (!mid_nhwc) {  // y (co, pixels) = W . tile (C*M, pixels)
         GemmArgs<T> a{co1 - co0, np, CM, pw + co0 * CM, CM, 1, mid, np, 1,
                       y + (n * Co + co0) * OHW + p0, OHW, false, bias, pb ? 0 : -1, act, work};
+        a.prefetch_c = prefetch_y;
         k.gemm(a);
       } else {  // (pixels, co) = tile (pixels, C*M) . W^T, into y or (NCHW) a buffer
         T* out = via_nhwc ? work + k.gemm_work : y + (n * OHW + p0) * Co + co0;
@@ -146,6 +150,7 @@ void separable_forward(const Problem& p, const T* x, const T* dw, const T* db, c
         GemmArgs<T> a{np, co1 - co0, CM, mid, CM, 1, pw + co0 * CM, 1, CM, out, ld, false, bias,
                       pb ? 1 : -1, act, work};
         if (pack_once) use_packed_b(a, pwp, co0);
+        a.prefetch_c = prefetch_y;
         k.gemm(a);
         if (via_nhwc) k.transpose(np, co1 - co0, out, ld, y + (n * Co + co0) * OHW + p0, OHW);
       }

@@ -13,6 +13,7 @@
 // tiling, any thread count, gives the same result.
 constexpr int kGemmMR = 6, kGemmNV = 2;
 constexpr int64_t kGemmKC = 256, kGemmMC = 72, kGemmNC = 256;
+constexpr int kGemmPrefetchTiles = 2;  // how far ahead C lines are prefetched
 
 template <class T>
 static constexpr int gemm_nr() {
@@ -286,6 +287,23 @@ static void gemm(const GemmArgs<T>& a) {
               }
               ct = tile;
               ldc = NR;
+            }
+            // The C lines of the tile two steps ahead (down this column
+            // panel, else at the top of the next): stores to lines not in
+            // cache wait for them, and C is written in MR-row steps c_rs
+            // apart, a pattern the hardware prefetchers do not follow.
+            if (a.prefetch_c) {
+              int64_t ti = i0 + kGemmPrefetchTiles * MR, tj = j0;
+              if (ti >= mc) ti -= gemm_round_up(mc, MR), tj += NR;
+              if (ti < mc && tj < nc) {
+                const T* pc0 = a.C + (ic + ti) * a.c_rs + jc + tj;
+                const int64_t prow = mc - ti < MR ? mc - ti : MR;
+                const int64_t plast = (nc - tj < NR ? nc - tj : NR) - 1;
+                for (int64_t i = 0; i < prow; ++i) {
+                  __builtin_prefetch(pc0 + i * a.c_rs, 1, 3);
+                  __builtin_prefetch(pc0 + i * a.c_rs + plast, 1, 3);
+                }
+              }
             }
             if (a_rows)
               gemm_ukernel_rows<T, false>(mr, kc, Ai, lda, Bj, ct, ldc, load_c, brow, bcol, act);

@@ -50,6 +50,10 @@ struct GemmArgs {
   T* work;
   const T* packed_b = nullptr;
   int64_t pb_npad = 0, pb_col0 = 0;
+  // Prefetch C's lines a few register tiles ahead of their stores: set by
+  // operators whose whole output is too large to be in cache
+  // (gemm_prefetch_c).  Costs 1-4 % when C is already cached.
+  bool prefetch_c = false;
 };
 
 template <class T>

@@ -35,8 +35,8 @@ void depthwise_forward(const Problem& p, const T* x, const T* w, const T* b, Act
   const bool nchw = p.layout == Layout::NCHW || (g.C == 1 && g.M == 1);
   if (nchw && dw_nchw_via_nhwc(k, g, false)) {
     // Small planes: transpose in, the NHWC kernels, transpose out, for at
-    // most 16 MiB of input at a time (via_group).
-    const int64_t gn = via_group(p.N, HW * g.C, sizeof(T));
+    // most 1 MiB of input (or one image) at a time (via_group).
+    const int64_t gn = via_group(p.N, HW * g.C, sizeof(T), kViaCached);
     Buffer<T> xt(gn * HW * g.C), yt(gn * OHW * CM);
     for (int64_t n0 = 0; n0 < p.N; n0 += gn) {
       Problem q = p;

@@ -183,7 +183,7 @@ void pointwise_forward(const Problem& p, const T* x, const T* w, const T* b, Act
     // Small planes (7x7): pixels are the GEMM's columns in NCHW, 16 to a
     // register tile, so 49 of them fill 64; as NHWC rows they fill 54.  The
     // two transposes cost a few percent (batch 8, 7x7x1024: 12.1 -> 10.8 ms).
-    const int64_t gn = via_group(p.N, P * Ci, sizeof(T));
+    const int64_t gn = via_group(p.N, P * Ci, sizeof(T), kViaLarge);
     Buffer<T> xt(gn * P * Ci), yt(gn * P * Co);
     for (int64_t n0 = 0; n0 < p.N; n0 += gn) {
       Problem q = p;
@@ -208,7 +208,7 @@ void pointwise_backward(const Problem& p, const T* gy, const T* x, const T* w, T
   const bool nchw = p.layout == Layout::NCHW;
   if (gx && NP > 0) {
     if (nchw && P <= kNchwMinPixels) {  // small planes through NHWC, as the forward
-      const int64_t gn = via_group(p.N, P * Co, sizeof(T));
+      const int64_t gn = via_group(p.N, P * Co, sizeof(T), kViaLarge);
       Buffer<T> gyt(gn * P * Co), gxt(gn * P * Ci);
       for (int64_t n0 = 0; n0 < p.N; n0 += gn) {
         const int64_t n = gn < p.N - n0 ? gn : p.N - n0;

@@ -63,8 +63,8 @@ void separable_forward(const Problem& p, const T* x, const T* dw, const T* db, c
   const int64_t tp = tile_pixels(p, sizeof(T), mid_nhwc ? k.gemm_mr : k.gemm_nr, rows_kernel);
   const int64_t tiles_per_image = ceil_div(OHW, tp);
   // Images in groups: all at once, except that the channels-last copy of x
-  // is made for at most 16 MiB of input at a time (via_group).
-  const int64_t gn = via_nhwc ? via_group(p.N, HW * g.C, sizeof(T)) : p.N;
+  // is made for at most 1 MiB of input (or one image) at a time (via_group).
+  const int64_t gn = via_nhwc ? via_group(p.N, HW * g.C, sizeof(T), kViaCached) : p.N;
   const int64_t tiles = gn * tiles_per_image;
   // Output-channel chunks: rows of the GEMM's A (NCHW) or columns of B (NHWC).
   const int64_t unit = mid_nhwc ? k.gemm_nr : k.gemm_mr;

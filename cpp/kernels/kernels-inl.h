@@ -59,6 +59,19 @@ static inline void vstore(T* p, V v) {
   __builtin_memcpy(p, &v, sizeof(V));
 }
 
+// relu/relu6 on a vector, as act_row; NaN stays NaN.
+template <class V, class T>
+static inline V act_vec(V v, Act act) {
+  if (act == Act::None) return v;
+  const V zero = V{};
+  v = v < zero ? zero : v;
+  if (act == Act::Relu6) {
+    const V six = zero + T(6);
+    v = v > six ? six : v;
+  }
+  return v;
+}
+
 // The even lanes of a and b concatenated (stride-2 de-interleave).
 template <class V, int L> struct EvenLanes;
 template <class V> struct EvenLanes<V, 2> {
@@ -281,6 +294,48 @@ static void dw_phase_planes(const DwGeom& g, const T* x, int64_t oh0, int64_t hq
     }
 }
 
+// 3x3, stride 1, no dilation, on the one phase plane: R output rows at a
+// time, one vector of columns, so each input vector loaded feeds up to 3
+// rows' chains (3 (R + 2) loads for 9 R FMAs instead of 9 R) and R chains
+// are in flight; the taps stay in registers.  Output (r, c) adds the bias,
+// then taps (i, j) in order, as dw_nchw_phase_blocks.  The last column
+// vector ends at OW (overlapping its neighbour, same bits); y gets rows
+// [r0, r0 + R) with act.
+template <class T, int R>
+static inline void dw_nchw_3x3s1_rows(const T* ph, int64_t wq, int64_t r0, int64_t OW,
+                                      const typename VecOf<T>::type* wv, T bias, Act act,
+                                      T* y) {
+  typedef typename VecOf<T>::type V;
+  constexpr int64_t L = static_cast<int64_t>(sizeof(V) / sizeof(T));
+  for (int64_t c0 = 0; c0 < OW; c0 += L) {
+    const int64_t c = c0 + L <= OW ? c0 : OW - L;
+    V acc[R];
+    for (int k = 0; k < R; ++k) acc[k] = V{} + bias;
+    const T* base = ph + r0 * wq + c;
+    // Unrolled whole, so that acc and wv live in registers (GCC's own limit
+    // stops short of this loop nest, and then keeps acc on the stack).
+#pragma GCC unroll 8
+    for (int rho = 0; rho < R + 2; ++rho)
+#pragma GCC unroll 3
+      for (int j = 0; j < 3; ++j) {
+        const V xv = vload<V>(base + rho * wq + j);
+#pragma GCC unroll 6
+        for (int k = 0; k < R; ++k) {
+          const int i = rho - k;
+          if (i >= 0 && i < 3) acc[k] += wv[i * 3 + j] * xv;
+        }
+      }
+    for (int k = 0; k < R; ++k) vstore(y + (r0 + k) * OW + c, act_vec<V, T>(acc[k], act));
+  }
+}
+
+template <class T>
+static inline bool dw_nchw_3x3s1(const DwGeom& g) {
+  constexpr int64_t L = PYDSCONV_VEC_BYTES / static_cast<int64_t>(sizeof(T));
+  return g.kh == 3 && g.kw == 3 && g.sh == 1 && g.sw == 1 && g.dh == 1 && g.dw == 1 &&
+         g.OW >= L;
+}
+
 template <class T>
 static void dw_fwd_nchw_rows(const DwGeom& g, const T* x, const T* w, T bias, Act act,
                              int64_t oh0, int64_t oh1, T* y, T* scratch) {
@@ -295,6 +350,22 @@ static void dw_fwd_nchw_rows(const DwGeom& g, const T* x, const T* w, T bias, Ac
   for (int64_t i = rows * wq; i < rows * wq + 2 * L; ++i) out[i] = T(0);
   int64_t offs[kDwMaxTaps];
   dw_phase_planes(g, x, oh0, hq, wq, ph, offs);
+  if (dw_nchw_3x3s1<T>(g)) {
+    constexpr int kR = 6;
+    V wv[9];
+    for (int t = 0; t < 9; ++t) wv[t] = V{} + w[t];
+    int64_t r = 0;
+    for (; r + kR <= rows; r += kR) dw_nchw_3x3s1_rows<T, kR>(ph, wq, r, g.OW, wv, bias, act, y);
+    switch (rows - r) {
+      case 5: dw_nchw_3x3s1_rows<T, 5>(ph, wq, r, g.OW, wv, bias, act, y); break;
+      case 4: dw_nchw_3x3s1_rows<T, 4>(ph, wq, r, g.OW, wv, bias, act, y); break;
+      case 3: dw_nchw_3x3s1_rows<T, 3>(ph, wq, r, g.OW, wv, bias, act, y); break;
+      case 2: dw_nchw_3x3s1_rows<T, 2>(ph, wq, r, g.OW, wv, bias, act, y); break;
+      case 1: dw_nchw_3x3s1_rows<T, 1>(ph, wq, r, g.OW, wv, bias, act, y); break;
+      default: break;
+    }
+    return;
+  }
   // Only outputs q < nq - (wq - OW) are kept; reads stay inside the planes
   // because the last kept output's taps are inside them.
   const int64_t nkeep = (rows - 1) * wq + g.OW;
@@ -309,19 +380,6 @@ static void dw_fwd_nchw_rows(const DwGeom& g, const T* x, const T* w, T bias, Ac
     copy_strided(yr, out + r * wq, g.OW, 1);
     act_row(yr, g.OW, act);
   }
-}
-
-// relu/relu6 on a vector, as act_row; NaN stays NaN.
-template <class V, class T>
-static inline V act_vec(V v, Act act) {
-  if (act == Act::None) return v;
-  const V zero = V{};
-  v = v < zero ? zero : v;
-  if (act == Act::Relu6) {
-    const V six = zero + T(6);
-    v = v > six ? six : v;
-  }
-  return v;
 }
 
 #include "dw_nhwc-inl.h"  // the NHWC forward kernels

@@ -35,12 +35,15 @@ bool dw_nchw_via_nhwc(const KernelTable<T>& k, const DwGeom& g, bool fused) {
 }
 
 // Whether a GEMM writing an output of `bytes` in all should prefetch its C
-// lines (GemmArgs::prefetch_c): outputs this large come from DRAM (the L3
-// here is 16 MiB).  MobileNetV1 at batch 8, 1 thread, NHWC pointwise:
-// 112x112 32->64 8.3 -> 7.3 ms, 56x56 64->128 7.2 -> 5.8 ms, 56x56 128->128
-// 12.8 -> 11.9 ms; batch 1 (outputs <= 3.2 MB, in cache): 1-4 % slower
-// with it, hence the threshold.
-inline bool gemm_prefetch_c(int64_t bytes) { return bytes >= (int64_t(4) << 20); }
+// lines (GemmArgs::prefetch_c): outputs larger than half an L2 are not in
+// L1/L2 when written, and in a chain of layers, each writing a freshly
+// allocated output, not in L3 either.  MobileNetV1 body, batch 1, 1 thread,
+// NHWC, each layer's output fresh (Python, as a user runs it): 15.9 ->
+// 15.1 ms, every layer with an output of 0.4 MB or more faster (112x112
+// 64->128 s2: 1.24 -> 0.92 ms); batch 8, 1 thread, pointwise 112x112
+// 32->64: 8.3 -> 7.3 ms.  When the output is already in L3 (a loop
+// rewriting one buffer, as pydsconv-bench does) it costs 1-4 %.
+inline bool gemm_prefetch_c(int64_t bytes) { return bytes >= (int64_t(256) << 10); }
 
 // y = act(depthwise(x, w) + b).  w (C*M, 1, kh, kw); b (C*M) or null.
 template <class T>

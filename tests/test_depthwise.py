@@ -429,21 +429,22 @@ def test_out_filled_and_returned(cfg, layout, dtype, isa, rng):
 # ---------------------------------------------------------------------------
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+@pytest.mark.parametrize("stride", [1, 2])
 @pytest.mark.parametrize("w", [8, 9, 17, 40, 70])
 @pytest.mark.parametrize("h", [1, 2, 5, 6, 7, 12, 13, 20])
-def test_nchw_3x3_stride1_row_blocks(h, w, dtype, isa, rng):
-    """NCHW 3x3 stride 1 runs 6 output rows at a time, then a 1-5 row
-    remainder, with the last column vector overlapping (OW at least one
+def test_nchw_3x3_row_blocks(h, w, stride, dtype, isa, rng):
+    """NCHW 3x3 at stride 1 or 2 runs 6 output rows at a time, then a 1-5
+    row remainder, with the last column vector overlapping (OW at least one
     vector; narrower rows take the generic run).  5 channels keep it on the
-    NCHW kernels at every width; "same" and "valid" padding; 1-3 threads
-    give the same bits."""
-    for padding in ("same", "valid"):
+    NCHW kernels at every width; "same", "valid" and symmetric padding; 1-3
+    threads give the same bits."""
+    for padding in ("same", "valid", 1):
         if padding == "valid" and h < 3:
             continue
         x = rand(rng, (2, 5, h, w), dtype)
         wt = rand(rng, (5, 1, 3, 3), dtype)
         b = rand(rng, (5,), dtype)
-        kw = dict(padding=padding, activation="relu6")
+        kw = dict(stride=stride, padding=padding, activation="relu6")
         ys = [pydsconv.depthwise_conv2d(x, wt, b, num_threads=t, **kw) for t in (1, 2, 3)]
         for y in ys[1:]:
             np.testing.assert_array_equal(y, ys[0])

@@ -294,34 +294,36 @@ static void dw_phase_planes(const DwGeom& g, const T* x, int64_t oh0, int64_t hq
     }
 }
 
-// 3x3, stride 1, no dilation, on the one phase plane: R output rows at a
-// time, one vector of columns, so each input vector loaded feeds up to 3
-// rows' chains (3 (R + 2) loads for 9 R FMAs instead of 9 R) and R chains
-// are in flight; the taps stay in registers.  Output (r, c) adds the bias,
-// then taps (i, j) in order, as dw_nchw_phase_blocks.  The last column
-// vector ends at OW (overlapping its neighbour, same bits); y gets rows
-// [r0, r0 + R) with act.
-template <class T, int R>
-static inline void dw_nchw_3x3s1_rows(const T* ph, int64_t wq, int64_t r0, int64_t OW,
-                                      const typename VecOf<T>::type* wv, T bias, Act act,
-                                      T* y) {
+// 3x3, stride S = 1 or 2, no dilation, on the S x S phase planes: R output
+// rows at a time, one vector of columns, so each input vector loaded feeds
+// the chains of every row that reads it (S = 1: 3 (R + 2) loads for 9 R
+// FMAs instead of 9 R; S = 2: 3 (2R + 1)) and R chains are in flight; the
+// taps stay in registers.  Padded input row rho of the block (image row
+// (r0 + k) S + i - pt for output row k, tap row i) lies in phase rho % S,
+// row r0 + rho / S.  Output (r, c) adds the bias, then taps (i, j) in
+// order, as dw_nchw_phase_blocks.  The last column vector ends at OW
+// (overlapping its neighbour, same bits); y gets rows [r0, r0 + R) with act.
+template <class T, int S, int R>
+static inline void dw_nchw_3x3_rows(const T* ph, int64_t plane, int64_t wq, int64_t r0,
+                                    int64_t OW, const typename VecOf<T>::type* wv, T bias,
+                                    Act act, T* y) {
   typedef typename VecOf<T>::type V;
   constexpr int64_t L = static_cast<int64_t>(sizeof(V) / sizeof(T));
   for (int64_t c0 = 0; c0 < OW; c0 += L) {
     const int64_t c = c0 + L <= OW ? c0 : OW - L;
     V acc[R];
     for (int k = 0; k < R; ++k) acc[k] = V{} + bias;
-    const T* base = ph + r0 * wq + c;
     // Unrolled whole, so that acc and wv live in registers (GCC's own limit
     // stops short of this loop nest, and then keeps acc on the stack).
-#pragma GCC unroll 8
-    for (int rho = 0; rho < R + 2; ++rho)
+#pragma GCC unroll 16
+    for (int rho = 0; rho < S * (R - 1) + 3; ++rho)
 #pragma GCC unroll 3
       for (int j = 0; j < 3; ++j) {
-        const V xv = vload<V>(base + rho * wq + j);
+        const T* src = ph + ((rho % S) * S + j % S) * plane + (r0 + rho / S) * wq + c + j / S;
+        const V xv = vload<V>(src);
 #pragma GCC unroll 6
         for (int k = 0; k < R; ++k) {
-          const int i = rho - k;
+          const int i = rho - S * k;
           if (i >= 0 && i < 3) acc[k] += wv[i * 3 + j] * xv;
         }
       }
@@ -329,11 +331,35 @@ static inline void dw_nchw_3x3s1_rows(const T* ph, int64_t wq, int64_t r0, int64
   }
 }
 
+// All output rows of a dw_fwd_nchw_rows call through dw_nchw_3x3_rows: six
+// at a time, then the rest.
+template <class T, int S>
+static void dw_nchw_3x3(const T* ph, int64_t plane, int64_t wq, int64_t rows, int64_t OW,
+                        const T* w, T bias, Act act, T* y) {
+  typedef typename VecOf<T>::type V;
+  constexpr int kR = 6;
+  V wv[9];
+  for (int t = 0; t < 9; ++t) wv[t] = V{} + w[t];
+  int64_t r = 0;
+  for (; r + kR <= rows; r += kR) dw_nchw_3x3_rows<T, S, kR>(ph, plane, wq, r, OW, wv, bias, act, y);
+  switch (rows - r) {
+    case 5: dw_nchw_3x3_rows<T, S, 5>(ph, plane, wq, r, OW, wv, bias, act, y); break;
+    case 4: dw_nchw_3x3_rows<T, S, 4>(ph, plane, wq, r, OW, wv, bias, act, y); break;
+    case 3: dw_nchw_3x3_rows<T, S, 3>(ph, plane, wq, r, OW, wv, bias, act, y); break;
+    case 2: dw_nchw_3x3_rows<T, S, 2>(ph, plane, wq, r, OW, wv, bias, act, y); break;
+    case 1: dw_nchw_3x3_rows<T, S, 1>(ph, plane, wq, r, OW, wv, bias, act, y); break;
+    default: break;
+  }
+}
+
+// dw_nchw_3x3 applies: 3x3, equal strides 1 or 2, no dilation, rows at
+// least one vector wide.
 template <class T>
-static inline bool dw_nchw_3x3s1(const DwGeom& g) {
+static inline int dw_nchw_3x3_stride(const DwGeom& g) {
   constexpr int64_t L = PYDSCONV_VEC_BYTES / static_cast<int64_t>(sizeof(T));
-  return g.kh == 3 && g.kw == 3 && g.sh == 1 && g.sw == 1 && g.dh == 1 && g.dw == 1 &&
-         g.OW >= L;
+  const bool ok = g.kh == 3 && g.kw == 3 && g.sh == g.sw && (g.sh == 1 || g.sh == 2) &&
+                  g.dh == 1 && g.dw == 1 && g.OW >= L;
+  return ok ? static_cast<int>(g.sh) : 0;
 }
 
 template <class T>
@@ -350,20 +376,9 @@ static void dw_fwd_nchw_rows(const DwGeom& g, const T* x, const T* w, T bias, Ac
   for (int64_t i = rows * wq; i < rows * wq + 2 * L; ++i) out[i] = T(0);
   int64_t offs[kDwMaxTaps];
   dw_phase_planes(g, x, oh0, hq, wq, ph, offs);
-  if (dw_nchw_3x3s1<T>(g)) {
-    constexpr int kR = 6;
-    V wv[9];
-    for (int t = 0; t < 9; ++t) wv[t] = V{} + w[t];
-    int64_t r = 0;
-    for (; r + kR <= rows; r += kR) dw_nchw_3x3s1_rows<T, kR>(ph, wq, r, g.OW, wv, bias, act, y);
-    switch (rows - r) {
-      case 5: dw_nchw_3x3s1_rows<T, 5>(ph, wq, r, g.OW, wv, bias, act, y); break;
-      case 4: dw_nchw_3x3s1_rows<T, 4>(ph, wq, r, g.OW, wv, bias, act, y); break;
-      case 3: dw_nchw_3x3s1_rows<T, 3>(ph, wq, r, g.OW, wv, bias, act, y); break;
-      case 2: dw_nchw_3x3s1_rows<T, 2>(ph, wq, r, g.OW, wv, bias, act, y); break;
-      case 1: dw_nchw_3x3s1_rows<T, 1>(ph, wq, r, g.OW, wv, bias, act, y); break;
-      default: break;
-    }
+  if (const int s3 = dw_nchw_3x3_stride<T>(g)) {
+    if (s3 == 1) dw_nchw_3x3<T, 1>(ph, plane, wq, rows, g.OW, w, bias, act, y);
+    else dw_nchw_3x3<T, 2>(ph, plane, wq, rows, g.OW, w, bias, act, y);
     return;
   }
   // Only outputs q < nq - (wq - OW) are kept; reads stay inside the planes

@@ -90,8 +90,29 @@ template <class V> struct EvenLanes<V, 16> {
   }
 };
 
+// The odd lanes of a and b concatenated.
+template <class V, int L> struct OddLanes;
+template <class V> struct OddLanes<V, 2> {
+  static V of(V a, V b) { return __builtin_shufflevector(a, b, 1, 3); }
+};
+template <class V> struct OddLanes<V, 4> {
+  static V of(V a, V b) { return __builtin_shufflevector(a, b, 1, 3, 5, 7); }
+};
+template <class V> struct OddLanes<V, 8> {
+  static V of(V a, V b) { return __builtin_shufflevector(a, b, 1, 3, 5, 7, 9, 11, 13, 15); }
+};
+template <class V> struct OddLanes<V, 16> {
+  static V of(V a, V b) {
+    return __builtin_shufflevector(a, b, 1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29,
+                                   31);
+  }
+};
+
 // d[q] = s[q * st] for q in [0, n).  Stride 2 de-interleaves two vectors at a
-// time; it reads only s[0 .. 2(n-1)], like the scalar loop.
+// time; it reads only s[0 .. 2(n-1)], like the scalar loop: the last L
+// outputs come from the odd lanes of the two vectors that start one element
+// early (a scalar tail of up to L elements a row cost more than the vector
+// part at 56 outputs a row).
 template <class T>
 static inline void copy_strided(T* PYDSCONV_RESTRICT d, const T* PYDSCONV_RESTRICT s, int64_t n,
                                 int64_t st) {
@@ -103,9 +124,13 @@ static inline void copy_strided(T* PYDSCONV_RESTRICT d, const T* PYDSCONV_RESTRI
     if (q < n) vstore(d + n - L, vload<V>(s + n - L));
     return;
   }
-  if (st == 2)
+  if (st == 2 && n > L) {
     for (; q + L < n; q += L)  // last read 2q + 2L - 1 <= 2(n - 1) - 1
       vstore(d + q, EvenLanes<V, L>::of(vload<V>(s + 2 * q), vload<V>(s + 2 * q + L)));
+    const T* t = s + 2 * (n - L) - 1;  // reads s[2(n - L) - 1 .. 2(n - 1)]
+    vstore(d + n - L, OddLanes<V, L>::of(vload<V>(t), vload<V>(t + L)));
+    return;
+  }
   for (; q < n; ++q) d[q] = s[q * st];
 }
 

@@ -72,39 +72,24 @@ static inline V act_vec(V v, Act act) {
   return v;
 }
 
-// The even lanes of a and b concatenated (stride-2 de-interleave).
-template <class V, int L> struct EvenLanes;
-template <class V> struct EvenLanes<V, 2> {
-  static V of(V a, V b) { return __builtin_shufflevector(a, b, 0, 2); }
+// Lanes O, O + 2, O + 4, ... of a and b concatenated (stride-2
+// de-interleave: O = 0 the even lanes, O = 1 the odd ones).
+template <class V, int L, int O> struct HalfLanes;
+template <class V, int O> struct HalfLanes<V, 2, O> {
+  static V of(V a, V b) { return __builtin_shufflevector(a, b, O, O + 2); }
 };
-template <class V> struct EvenLanes<V, 4> {
-  static V of(V a, V b) { return __builtin_shufflevector(a, b, 0, 2, 4, 6); }
+template <class V, int O> struct HalfLanes<V, 4, O> {
+  static V of(V a, V b) { return __builtin_shufflevector(a, b, O, O + 2, O + 4, O + 6); }
 };
-template <class V> struct EvenLanes<V, 8> {
-  static V of(V a, V b) { return __builtin_shufflevector(a, b, 0, 2, 4, 6, 8, 10, 12, 14); }
-};
-template <class V> struct EvenLanes<V, 16> {
+template <class V, int O> struct HalfLanes<V, 8, O> {
   static V of(V a, V b) {
-    return __builtin_shufflevector(a, b, 0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28,
-                                   30);
+    return __builtin_shufflevector(a, b, O, O + 2, O + 4, O + 6, O + 8, O + 10, O + 12, O + 14);
   }
 };
-
-// The odd lanes of a and b concatenated.
-template <class V, int L> struct OddLanes;
-template <class V> struct OddLanes<V, 2> {
-  static V of(V a, V b) { return __builtin_shufflevector(a, b, 1, 3); }
-};
-template <class V> struct OddLanes<V, 4> {
-  static V of(V a, V b) { return __builtin_shufflevector(a, b, 1, 3, 5, 7); }
-};
-template <class V> struct OddLanes<V, 8> {
-  static V of(V a, V b) { return __builtin_shufflevector(a, b, 1, 3, 5, 7, 9, 11, 13, 15); }
-};
-template <class V> struct OddLanes<V, 16> {
+template <class V, int O> struct HalfLanes<V, 16, O> {
   static V of(V a, V b) {
-    return __builtin_shufflevector(a, b, 1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29,
-                                   31);
+    return __builtin_shufflevector(a, b, O, O + 2, O + 4, O + 6, O + 8, O + 10, O + 12, O + 14,
+                                   O + 16, O + 18, O + 20, O + 22, O + 24, O + 26, O + 28, O + 30);
   }
 };
 
@@ -126,9 +111,9 @@ static inline void copy_strided(T* PYDSCONV_RESTRICT d, const T* PYDSCONV_RESTRI
   }
   if (st == 2 && n > L) {
     for (; q + L < n; q += L)  // last read 2q + 2L - 1 <= 2(n - 1) - 1
-      vstore(d + q, EvenLanes<V, L>::of(vload<V>(s + 2 * q), vload<V>(s + 2 * q + L)));
+      vstore(d + q, HalfLanes<V, L, 0>::of(vload<V>(s + 2 * q), vload<V>(s + 2 * q + L)));
     const T* t = s + 2 * (n - L) - 1;  // reads s[2(n - L) - 1 .. 2(n - 1)]
-    vstore(d + n - L, OddLanes<V, L>::of(vload<V>(t), vload<V>(t + L)));
+    vstore(d + n - L, HalfLanes<V, L, 1>::of(vload<V>(t), vload<V>(t + L)));
     return;
   }
   for (; q < n; ++q) d[q] = s[q * st];

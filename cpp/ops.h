@@ -34,16 +34,19 @@ bool dw_nchw_via_nhwc(const KernelTable<T>& k, const DwGeom& g, bool fused) {
   return fast && g.W <= (fused ? 64 : 32);
 }
 
-// Whether a GEMM writing an output of `bytes` in all should prefetch its C
-// lines (GemmArgs::prefetch_c): outputs larger than half an L2 are not in
-// L1/L2 when written, and in a chain of layers, each writing a freshly
-// allocated output, not in L3 either.  MobileNetV1 body, batch 1, 1 thread,
-// NHWC, each layer's output fresh (Python, as a user runs it): 15.9 ->
-// 15.1 ms, every layer with an output of 0.4 MB or more faster (112x112
-// 64->128 s2: 1.24 -> 0.92 ms); batch 8, 1 thread, pointwise 112x112
-// 32->64: 8.3 -> 7.3 ms.  When the output is already in L3 (a loop
-// rewriting one buffer, as pydsconv-bench does) it costs 1-4 %.
-inline bool gemm_prefetch_c(int64_t bytes) { return bytes >= (int64_t(256) << 10); }
+// Whether a GEMM writing an output of `elems` elements of T in all should
+// prefetch its C lines (GemmArgs::prefetch_c): outputs of half an L2 and
+// more (256 KiB) are not in L1/L2 when written, and in a chain of layers,
+// each writing a freshly allocated output, not in L3 either.  MobileNetV1
+// body, batch 1, 1 thread, NHWC, each layer's output fresh (Python, as a
+// user runs it): 15.9 -> 15.1 ms, every layer with an output of 0.4 MB or
+// more faster (112x112 64->128 s2: 1.24 -> 0.92 ms); batch 8, 1 thread,
+// pointwise 112x112 32->64: 8.3 -> 7.3 ms.  When the output is already in
+// L3 (a loop rewriting one buffer, as pydsconv-bench does) it costs 1-4 %.
+template <class T>
+inline bool gemm_prefetch_c(int64_t elems) {
+  return elems * int64_t(sizeof(T)) >= (int64_t(256) << 10);
+}
 
 // y = act(depthwise(x, w) + b).  w (C*M, 1, kh, kw); b (C*M) or null.
 template <class T>

@@ -177,7 +177,7 @@ void pointwise_forward(const Problem& p, const T* x, const T* w, const T* b, Act
   if (p.N == 0) return;
   if (p.layout == Layout::NCHW && P > kNchwMinPixels) {
     GemmArgs<T> a{Co, P, Ci, w, Ci, 1, x, P, 1, y, P, false, b, b ? 0 : -1, act, nullptr};
-    a.prefetch_c = gemm_prefetch_c(p.N * P * Co * int64_t(sizeof(T)));
+    a.prefetch_c = gemm_prefetch_c<T>(p.N * P * Co);
     run_gemm(a, p.N, Ci * P, Co * P, threads, Shared::A);
   } else if (p.layout == Layout::NCHW) {
     // Small planes (7x7): pixels are the GEMM's columns in NCHW, 16 to a
@@ -195,7 +195,7 @@ void pointwise_forward(const Problem& p, const T* x, const T* w, const T* b, Act
     }
   } else {
     GemmArgs<T> a{p.N * P, Co, Ci, x, Ci, 1, w, 1, Ci, y, Co, false, b, b ? 1 : -1, act, nullptr};
-    a.prefetch_c = gemm_prefetch_c(p.N * P * Co * int64_t(sizeof(T)));
+    a.prefetch_c = gemm_prefetch_c<T>(p.N * P * Co);
     run_gemm_packing_b(a, threads);
   }
 }
@@ -215,7 +215,7 @@ void pointwise_backward(const Problem& p, const T* gy, const T* x, const T* w, T
         nchw_to_nhwc(k, n, Co, P, gy + n0 * Co * P, gyt.data(), threads);
         GemmArgs<T> a{n * P, Ci, Co, gyt.data(), Co, 1, w, Ci, 1, gxt.data(), Ci, false, nullptr,
                       -1, Act::None, nullptr};
-        a.prefetch_c = gemm_prefetch_c(n * P * Ci * int64_t(sizeof(T)));
+        a.prefetch_c = gemm_prefetch_c<T>(n * P * Ci);
         run_gemm_packing_b(a, threads);
         nhwc_to_nchw(k, n, Ci, P, gxt.data(), gx + n0 * Ci * P, threads);
       }
@@ -226,11 +226,11 @@ void pointwise_backward(const Problem& p, const T* gy, const T* x, const T* w, T
       k.transpose(Co, Ci, w, Ci, wt.data(), Co);
       GemmArgs<T> a{Ci, P, Co, wt.data(), Co, 1, gy, P, 1, gx, P, false, nullptr, -1, Act::None,
                     nullptr};
-      a.prefetch_c = gemm_prefetch_c(NP * Ci * int64_t(sizeof(T)));
+      a.prefetch_c = gemm_prefetch_c<T>(NP * Ci);
       run_gemm(a, p.N, Co * P, Ci * P, threads, Shared::A);
     } else {  // gx (NP, Ci) = gy (NP, Co) . W (Co, Ci)
       GemmArgs<T> a{NP, Ci, Co, gy, Co, 1, w, Ci, 1, gx, Ci, false, nullptr, -1, Act::None, nullptr};
-      a.prefetch_c = gemm_prefetch_c(NP * Ci * int64_t(sizeof(T)));
+      a.prefetch_c = gemm_prefetch_c<T>(NP * Ci);
       run_gemm_packing_b(a, threads);
     }
   }

@@ -73,7 +73,7 @@ void separable_forward(const Problem& p, const T* x, const T* dw, const T* db, c
   const int nt = plan_threads(threads, tiles * chunks, macs);
   // The GEMM prefetches y's lines when y is too large to be in cache (not
   // for the via-NHWC tile buffer, which is).
-  const bool prefetch_y = !via_nhwc && gemm_prefetch_c(p.N * OHW * Co * int64_t(sizeof(T)));
+  const bool prefetch_y = !via_nhwc && gemm_prefetch_c<T>(p.N * OHW * Co);
 
   // The pointwise weight is the GEMM's A, read in place (NCHW), or its B
   // (NHWC): packed once when several tiles share it, else packed by the GEMM

@@ -294,7 +294,10 @@ static void gemm(const GemmArgs<T>& a) {
             // apart, a pattern the hardware prefetchers do not follow.
             if (a.prefetch_c) {
               int64_t ti = i0 + kGemmPrefetchTiles * MR, tj = j0;
-              if (ti >= mc) ti -= gemm_round_up(mc, MR), tj += NR;
+              if (ti >= mc) {
+                ti -= gemm_round_up(mc, MR);
+                tj += NR;
+              }
               if (ti < mc && tj < nc) {
                 const T* pc0 = a.C + (ic + ti) * a.c_rs + jc + tj;
                 const int64_t prow = mc - ti < MR ? mc - ti : MR;

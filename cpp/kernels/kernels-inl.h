@@ -263,8 +263,8 @@ static int64_t dw_rows_scratch(const DwGeom& g, int64_t rows) {
 // The sh x sw phase planes (hq x wq each, see dw_fwd_nchw_rows) of the
 // input rows that output rows oh0.. read, zero outside the image, into ph;
 // offs[t]: where tap t's run starts in them.  Up to one vector of zeros may
-// land after the planes: the callers' scratch has room there, and they
-// write it afterwards.
+// land after the planes: the callers' scratch has room there and holds
+// nothing of theirs yet.
 template <class T>
 static void dw_phase_planes(const DwGeom& g, const T* x, int64_t oh0, int64_t hq, int64_t wq,
                             T* ph, int64_t* offs) {
@@ -278,7 +278,7 @@ static void dw_phase_planes(const DwGeom& g, const T* x, int64_t oh0, int64_t hq
   // Row by row, in order: zeros over the row's left padding, its inside
   // run copied, zeros from the run's end to the row's end, in whole vectors.
   // The vectors spill into the next row (or, after the last plane, into the
-  // L elements of scratch that follow, which the callers write later), but
+  // L elements of scratch that follow, not yet in use), but
   // only ahead of where data is copied, never over it: each element written
   // last is its row's data or zero.  (Zeroing the planes whole first cost as
   // much as the copies: 112x112x64 stride 2, 464 -> 375 us.)
@@ -383,7 +383,6 @@ static void dw_fwd_nchw_rows(const DwGeom& g, const T* x, const T* w, T bias, Ac
   const int64_t plane = hq * wq;
   T* ph = scratch;                     // sh*sw phase planes
   T* out = ph + g.sh * g.sw * plane;   // rows x wq wide outputs, then slack
-  for (int64_t i = rows * wq; i < rows * wq + 2 * L; ++i) out[i] = T(0);
   int64_t offs[kDwMaxTaps];
   dw_phase_planes(g, x, oh0, hq, wq, ph, offs);
   if (const int s3 = dw_nchw_3x3_stride<T>(g)) {
@@ -391,6 +390,7 @@ static void dw_fwd_nchw_rows(const DwGeom& g, const T* x, const T* w, T bias, Ac
     else dw_nchw_3x3<T, 2>(ph, plane, wq, rows, g.OW, w, bias, act, y);
     return;
   }
+  for (int64_t i = rows * wq; i < rows * wq + 2 * L; ++i) out[i] = T(0);
   // Only outputs q < nq - (wq - OW) are kept; reads stay inside the planes
   // because the last kept output's taps are inside them.
   const int64_t nkeep = (rows - 1) * wq + g.OW;

@@ -11,8 +11,20 @@
 // one FMA chain over k in order (slices store to C and reload exactly), so
 // its bits depend only on K, never on where it falls in a tile or block: any
 // tiling, any thread count, gives the same result.
-constexpr int kGemmMR = 6, kGemmNV = 2;
-constexpr int64_t kGemmKC = 256, kGemmMC = 72, kGemmNC = 256;
+#ifndef PYDSCONV_GEMM_MR
+#define PYDSCONV_GEMM_MR 6
+#endif
+#ifndef PYDSCONV_GEMM_NV
+#define PYDSCONV_GEMM_NV 2
+#endif
+#ifndef PYDSCONV_GEMM_MC
+#define PYDSCONV_GEMM_MC 72
+#endif
+#ifndef PYDSCONV_GEMM_NC
+#define PYDSCONV_GEMM_NC 256
+#endif
+constexpr int kGemmMR = PYDSCONV_GEMM_MR, kGemmNV = PYDSCONV_GEMM_NV;
+constexpr int64_t kGemmKC = 256, kGemmMC = PYDSCONV_GEMM_MC, kGemmNC = PYDSCONV_GEMM_NC;
 constexpr int kGemmPrefetchTiles = 2;  // how far ahead C lines are prefetched
 
 template <class T>
@@ -57,19 +69,15 @@ static inline void gemm_ukernel(int64_t kc, const T* PYDSCONV_RESTRICT A, int64_
     for (int v = 0; v < NV; ++v) vstore(C + r * ldc + v * L, act_vec<V, T>(acc[r][v], act));
 }
 
-template <class T, bool COLS>
+template <class T, bool COLS, int R = kGemmMR>
 static inline void gemm_ukernel_rows(int64_t rows, int64_t kc, const T* A, int64_t lda,
                                      const T* Bp, T* C, int64_t ldc, bool load_c,
                                      const T* bias_row, const T* bias_col, Act act) {
-  static_assert(kGemmMR == 6, "one case per row count");
-  switch (rows) {
-    case 6: gemm_ukernel<T, 6, COLS>(kc, A, lda, Bp, C, ldc, load_c, bias_row, bias_col, act); break;
-    case 5: gemm_ukernel<T, 5, COLS>(kc, A, lda, Bp, C, ldc, load_c, bias_row, bias_col, act); break;
-    case 4: gemm_ukernel<T, 4, COLS>(kc, A, lda, Bp, C, ldc, load_c, bias_row, bias_col, act); break;
-    case 3: gemm_ukernel<T, 3, COLS>(kc, A, lda, Bp, C, ldc, load_c, bias_row, bias_col, act); break;
-    case 2: gemm_ukernel<T, 2, COLS>(kc, A, lda, Bp, C, ldc, load_c, bias_row, bias_col, act); break;
-    default: gemm_ukernel<T, 1, COLS>(kc, A, lda, Bp, C, ldc, load_c, bias_row, bias_col, act); break;
-  }
+  if (R == 1 || rows >= R)
+    gemm_ukernel<T, R, COLS>(kc, A, lda, Bp, C, ldc, load_c, bias_row, bias_col, act);
+  else
+    gemm_ukernel_rows<T, COLS, (R > 1 ? R - 1 : 1)>(rows, kc, A, lda, Bp, C, ldc, load_c,
+                                                     bias_row, bias_col, act);
 }
 
 // Lane index packs 0, 1, ..., N-1 for __builtin_shufflevector.

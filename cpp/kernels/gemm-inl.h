@@ -32,6 +32,12 @@ static constexpr int gemm_nr() {
   return kGemmNV * PYDSCONV_VEC_BYTES / static_cast<int>(sizeof(T));
 }
 
+// Tiling preconditions (the PYDSCONV_GEMM_* overrides included): the packed
+// B is indexed by NC-wide column blocks of whole NR panels, and MC blocks
+// hold whole MR tiles.
+static_assert(kGemmNC % gemm_nr<float>() == 0, "PYDSCONV_GEMM_NC: a multiple of NR");
+static_assert(kGemmMC % kGemmMR == 0, "PYDSCONV_GEMM_MC: a multiple of MR");
+
 // Scratch elements one gemm() call needs (GemmArgs::work).
 template <class T>
 static constexpr int64_t gemm_work_elems() {

@@ -33,6 +33,9 @@
 // concurrent loops, total flops over wall time).  Caches are warm: a layer's
 // buffers are reused across its runs.  Small layers may use fewer threads
 // than asked (plan_threads); %peak is still against the T-thread peak.
+// The header also gives the memory bandwidth measured on T threads (a
+// 256 MiB read and copy), the roof for layers whose data do not stay in
+// cache (not these warm runs: the Python comparison's batch-8 layers).
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -317,6 +320,49 @@ double fma_peak_gflops(int threads) {
   return median(rates);
 }
 
+// Memory bandwidth on `threads` threads, for the roofline of layers whose
+// data do not fit in cache (the Python comparison's batch-8 depthwise, say):
+// a 256 MiB buffer read (a sum of 64-bit words) and copied into another
+// (read + write counted; the written lines are also read for ownership, so
+// the DRAM traffic is higher), each the median of 5 passes after one untimed.
+struct Bandwidth {
+  double read_gbs, copy_gbs;
+};
+Bandwidth memory_bandwidth(int threads) {
+  constexpr int64_t kWords = int64_t(32) << 20;  // 256 MiB of uint64
+  std::vector<uint64_t> a(kWords), b(kWords);
+  for (int64_t i = 0; i < kWords; ++i) a[i] = static_cast<uint64_t>(i);
+  const int64_t chunks = 4096, per = kWords / chunks;
+  uint64_t sink = 0;
+  auto read = [&] {
+    uint64_t s = 0;
+#ifdef _OPENMP
+#pragma omp parallel for num_threads(threads) schedule(static) reduction(^ : s)
+#endif
+    for (int64_t c = 0; c < chunks; ++c) {
+      uint64_t t[4] = {0, 0, 0, 0};
+      for (int64_t i = c * per; i < (c + 1) * per; i += 4)
+        for (int j = 0; j < 4; ++j) t[j] += a[i + j];
+      s ^= t[0] ^ t[1] ^ t[2] ^ t[3];
+    }
+    sink ^= s;
+  };
+  auto copy = [&] {
+#ifdef _OPENMP
+#pragma omp parallel for num_threads(threads) schedule(static)
+#endif
+    for (int64_t c = 0; c < chunks; ++c)
+      std::memcpy(b.data() + c * per, a.data() + c * per, per * sizeof(uint64_t));
+  };
+  const double bytes = double(kWords) * sizeof(uint64_t);
+  Bandwidth bw;
+  bw.read_gbs = bytes / median_seconds(5, read) / 1e9;
+  bw.copy_gbs = 2 * bytes / median_seconds(5, copy) / 1e9;
+  volatile uint64_t keep = sink ^ b[kWords / 2];
+  (void)keep;
+  return bw;
+}
+
 int run_bench(const std::vector<Layer>& layers, bool nhwc, int threads, int repeats,
               std::string* json) {
   const char* isa = isa_name(current_isa());
@@ -326,6 +372,10 @@ int run_bench(const std::vector<Layer>& layers, bool nhwc, int threads, int repe
   std::printf("# measured %s FMA peak: %.1f GFLOP/s on 1 thread", isa, peak1);
   if (threads > 1) std::printf(", %.1f on %d threads", peak, threads);
   std::printf(" (%%peak is against %.1f)\n", peak);
+  const Bandwidth bw = memory_bandwidth(threads);
+  std::printf("# measured memory bandwidth on %d thread%s (256 MiB): read %.1f GB/s, "
+              "copy %.1f GB/s (read + write)\n", threads, threads > 1 ? "s" : "", bw.read_gbs,
+              bw.copy_gbs);
   std::printf("%-5s %4s %5s %4s %4s %2s %2s %5s %10s %8s %8s %6s\n", "op", "N", "C", "H", "W|L",
               "k", "s", "C_out", "time_us", "GFLOP/s", "GB/s", "%peak");
   std::ostringstream js;
@@ -350,6 +400,7 @@ int run_bench(const std::vector<Layer>& layers, bool nhwc, int threads, int repe
   o << "{\"mode\": \"bench\", \"isa\": \"" << isa << "\", \"threads\": " << threads
     << ", \"layout\": \"" << (nhwc ? "NHWC" : "NCHW") << "\", \"repeats\": " << repeats
     << ", \"peak_gflops_1thread\": " << peak1 << ", \"peak_gflops\": " << peak
+    << ", \"mem_read_gbs\": " << bw.read_gbs << ", \"mem_copy_gbs\": " << bw.copy_gbs
     << ",\n  \"total\": {\"time_us\": " << tt * 1e6 << ", \"gflops\": " << tf / tt / 1e9
     << ", \"gbs\": " << tb / tt / 1e9 << ", \"pct_peak\": " << 100 * tf / tt / 1e9 / peak
     << "},\n  \"layers\": [\n    " << js.str() << "]}\n";

@@ -10,11 +10,14 @@
 #include <pybind11/stl.h>
 
 #include <climits>
+#include <memory>
+#include <type_traits>
 #include <string>
 #include <vector>
 
 #include "dispatch.h"
 #include "ops.h"
+#include "packed.h"
 #include "threads.h"
 
 namespace py = pybind11;
@@ -233,22 +236,72 @@ py::object depthwise_fwd(py::object x, py::object w, py::object b, int spatial, 
                  });
 }
 
+// A pointwise weight packed once (pydsconv.prepack_pointwise): its own
+// C-contiguous copy of the weight (what the ops validate and, where they read
+// the weight in place, use) and the packed panels of that copy.
+struct PackedPointwise {
+  py::array weight;
+  std::shared_ptr<Prepacked<float>> f32;
+  std::shared_ptr<Prepacked<double>> f64;
+  template <class T>
+  PackedView<T> view() const {
+    if constexpr (sizeof(T) == sizeof(float)) return f32 ? f32->view() : PackedView<T>{};
+    else return f64 ? f64->view() : PackedView<T>{};
+  }
+};
+
+// w: a float32/float64 array (C_out, C_in[, 1[, 1]]), copied here (the ops
+// check it against x as for any weight).
+PackedPointwise prepack_pointwise(py::object w, int threads) {
+  const Arg a{w, "weight"};
+  const DType dt = common_dtype({a});
+  py::array arr = a.arr();
+  bool ok = arr.ndim() >= 2 && arr.ndim() <= 4;
+  for (py::ssize_t i = 2; ok && i < arr.ndim(); ++i) ok = arr.shape(i) == 1;
+  if (!ok)
+    throw py::value_error("weight must have shape (C_out, C_in), (C_out, C_in, 1) or "
+                          "(C_out, C_in, 1, 1), got " + std::string(py::str(arr.attr("shape"))));
+  PackedPointwise p;
+  p.weight = arr.attr("copy")("C");  // a snapshot: later changes to w do not reach it
+  p.weight.attr("setflags")(py::arg("write") = false);
+  const int64_t cout = arr.shape(0), cin = arr.shape(1);
+  const void* data = p.weight.data();
+  py::gil_scoped_release nogil;
+  if (dt == DType::F32)
+    p.f32 = std::make_shared<Prepacked<float>>(static_cast<const float*>(data), cout, cin, threads);
+  else
+    p.f64 = std::make_shared<Prepacked<double>>(static_cast<const double*>(data), cout, cin,
+                                                threads);
+  return p;
+}
+
+// The packed panels for this call's dtype and the current ISA, or null.
+template <class T>
+const PackedView<T>* packed_view(const py::object& packed, PackedView<T>* storage) {
+  if (packed.is_none()) return nullptr;
+  *storage = packed.cast<const PackedPointwise&>().view<T>();
+  return storage->data ? storage : nullptr;
+}
+
 py::object pointwise_fwd(py::object x, py::object w, py::object b, int spatial, std::string layout,
-                         py::object act, py::object out, int threads) {
+                         py::object act, py::object out, int threads, py::object packed) {
   const Act a = parse_act(act, "activation");
   const Request r = request(OpKind::Pointwise,
                             params(spatial, layout, {1, 1}, {1, 1}, "valid", {0, 0, 0, 0}));
   return forward(r, {{{x, "x"}, &Request::x}, {{w, "weight"}, &Request::pw_weight},
                      {{b, "bias"}, &Request::pw_bias}},
                  {out, "out"}, [&](const Problem& pb, auto in, auto y) {
-                   pointwise_forward(pb, in[0], in[1], in[2], a, y, threads);
+                   using T = std::remove_const_t<std::remove_pointer_t<decltype(y)>>;
+                   PackedView<T> v;
+                   pointwise_forward(pb, in[0], in[1], in[2], a, y, threads,
+                                     packed_view<T>(packed, &v));
                  });
 }
 
 py::object separable_fwd(py::object x, py::object dw, py::object pw, py::object db,
                          py::object pb_, int spatial, std::string layout, Stride stride,
                          Stride dilation, std::string pad_mode, Pad pad, py::object mid_act,
-                         py::object act, py::object out, int threads) {
+                         py::object act, py::object out, int threads, py::object packed) {
   const Act ma = parse_act(mid_act, "mid_activation"), a = parse_act(act, "activation");
   const Request r = request(OpKind::Separable,
                             params(spatial, layout, stride, dilation, pad_mode, pad));
@@ -257,7 +310,10 @@ py::object separable_fwd(py::object x, py::object dw, py::object pw, py::object 
                      {{db, "depthwise_bias"}, &Request::dw_bias},
                      {{pb_, "pointwise_bias"}, &Request::pw_bias}},
                  {out, "out"}, [&](const Problem& pb, auto in, auto y) {
-                   separable_forward(pb, in[0], in[1], in[3], in[2], in[4], ma, a, y, threads);
+                   using T = std::remove_const_t<std::remove_pointer_t<decltype(y)>>;
+                   PackedView<T> v;
+                   separable_forward(pb, in[0], in[1], in[3], in[2], in[4], ma, a, y, threads,
+                                     packed_view<T>(packed, &v));
                  });
 }
 
@@ -323,8 +379,14 @@ py::dict features() {
 PYBIND11_MODULE(_core, m) {
   m.doc() = "pydsconv's C++ core; use the functions of the pydsconv package instead.";
   m.def("depthwise_forward", &depthwise_fwd);
-  m.def("pointwise_forward", &pointwise_fwd);
-  m.def("separable_forward", &separable_fwd);
+  // `packed` (a PackedPointwise or None) last and optional.
+  m.def("pointwise_forward", &pointwise_fwd, py::arg("x"), py::arg("w"), py::arg("b"),
+        py::arg("spatial"), py::arg("layout"), py::arg("act"), py::arg("out"),
+        py::arg("threads"), py::arg("packed") = py::none());
+  m.def("separable_forward", &separable_fwd, py::arg("x"), py::arg("dw"), py::arg("pw"),
+        py::arg("db"), py::arg("pb"), py::arg("spatial"), py::arg("layout"), py::arg("stride"),
+        py::arg("dilation"), py::arg("pad_mode"), py::arg("pad"), py::arg("mid_act"),
+        py::arg("act"), py::arg("out"), py::arg("threads"), py::arg("packed") = py::none());
   m.def("depthwise_backward",
         [](py::object gy, py::object x, py::object w, int spatial, std::string layout, Stride s,
            Stride d, std::string pm, Pad pad, bool gxw, bool gww, bool gbw, int threads) {
@@ -336,6 +398,17 @@ PYBIND11_MODULE(_core, m) {
     return backward(OpKind::PointwiseBackward, gy, x, w, spatial, layout, {1, 1}, {1, 1}, "valid",
                     {0, 0, 0, 0}, gxw, gww, gbw, threads);
   });
+  py::class_<PackedPointwise>(m, "PackedPointwise")
+      .def_readonly("weight", &PackedPointwise::weight)
+      .def_property_readonly("isa", [](const PackedPointwise& p) {
+        return std::string(p.f32 ? p.f32->isa() : p.f64->isa());
+      })
+      .def("__repr__", [](const PackedPointwise& p) {
+        return "PackedPointwise(shape=" + std::string(py::str(p.weight.attr("shape"))) +
+               ", dtype=" + std::string(py::str(p.weight.dtype())) + ", isa='" +
+               (p.f32 ? p.f32->isa() : p.f64->isa()) + "')";
+      });
+  m.def("prepack_pointwise", &prepack_pointwise);
   m.def("cpu_features", &features);
   m.def("set_isa", &set_isa);
   m.def("set_num_threads", &set_num_threads);

@@ -8,6 +8,9 @@
 
 namespace pydsconv {
 
+template <class T>
+struct PackedView;  // packed.h: a pointwise weight packed once (Prepacked)
+
 // NCHW depthwise rows narrower than 1024 go through the multi-row kernel
 // (KernelTable::dw_fwd_nchw_rows), which copies each input row once per row
 // block instead of once per kernel row (112x112x32, batch 1: 0.46 -> 0.32 ms);
@@ -54,16 +57,20 @@ void depthwise_forward(const Problem& p, const T* x, const T* w, const T* b, Act
                        int threads);
 
 // y = act(w . x + b) over channels.  w (C_out, C_in); b (C_out) or null.
+// pre: w already packed (Prepacked::view() of this w), or null; used where
+// the GEMM takes w as its B (NHWC, and NCHW planes of up to 64 pixels).
 template <class T>
 void pointwise_forward(const Problem& p, const T* x, const T* w, const T* b, Act act, T* y,
-                       int threads);
+                       int threads, const PackedView<T>* pre = nullptr);
 
 // y = act(pw . mid_act(depthwise(x, dw) + db) + pb), fused: each thread
 // computes a tile of depthwise outputs into its own small buffer and feeds
 // it to the GEMM at once; the intermediate tensor never exists in full.
+// pre: pw already packed, or null (as for pointwise_forward).
 template <class T>
 void separable_forward(const Problem& p, const T* x, const T* dw, const T* db, const T* pw,
-                       const T* pb, Act mid_act, Act act, T* y, int threads);
+                       const T* pb, Act mid_act, Act act, T* y, int threads,
+                       const PackedView<T>* pre = nullptr);
 
 // Gradients of the depthwise op (before activation).  Any of gx, gw, gb may
 // be null (not wanted).

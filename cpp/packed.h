@@ -3,7 +3,11 @@
 // packed by several threads: the panels of a column range are independent,
 // and packing 4 MiB is memory-bound work that a second core speeds up.
 #pragma once
+#include <cstddef>
+#include <new>
+
 #include "buffer.h"
+#include "dispatch.h"
 #include "kernels/table.h"
 #include "threads.h"
 
@@ -51,12 +55,57 @@ Packed<T> pack_b(const KernelTable<T>& k, int64_t K, int64_t N, const T* B, int6
                            });
 }
 
+// A packed B as the GEMM reads it: the panels and their padded column count.
+template <class T>
+struct PackedView {
+  const T* data = nullptr;
+  int64_t pad = 0;
+};
+
 // Points `g` at columns [col0, col0 + g.N) of packed B.
 template <class T>
-void use_packed_b(GemmArgs<T>& g, const Packed<T>& p, int64_t col0) {
-  g.packed_b = p.data.data();
+void use_packed_b(GemmArgs<T>& g, const PackedView<T>& p, int64_t col0) {
+  g.packed_b = p.data;
   g.pb_npad = p.pad;
   g.pb_col0 = col0;
 }
+template <class T>
+void use_packed_b(GemmArgs<T>& g, const Packed<T>& p, int64_t col0) {
+  use_packed_b(g, PackedView<T>{p.data.data(), p.pad}, col0);
+}
+
+// A pointwise weight (C_out, C_in) packed once and kept across calls
+// (pydsconv.prepack_pointwise): the B panels of the NHWC GEMM (pixels x C_in)
+// . W^T, for the kernel table current when it was made.  Its memory is its
+// own (64-byte aligned heap), not the calling thread's arena, whose Buffers
+// are scoped.  view() is empty once another table is current (PYDSCONV_ISA,
+// set_isa): another ISA's panels are laid out differently, and the
+// operators then pack per call as without it.
+template <class T>
+class Prepacked {
+ public:
+  Prepacked(const T* w, int64_t cout, int64_t cin, int threads) : table_(&kernels<T>()) {
+    const Packed<T> p = pack_b(*table_, cin, cout, w, 1, cin, threads);
+    const int64_t elems = table_->gemm_pack_b_elems(cin, cout);
+    pad_ = p.pad;
+    bytes_ = static_cast<size_t>(elems > 0 ? elems : 1) * sizeof(T);
+    data_ = static_cast<T*>(::operator new(bytes_, std::align_val_t(64)));
+    for (int64_t i = 0; i < elems; ++i) data_[i] = p.data.data()[i];
+  }
+  ~Prepacked() { ::operator delete(data_, std::align_val_t(64)); }
+  Prepacked(const Prepacked&) = delete;
+  Prepacked& operator=(const Prepacked&) = delete;
+  // The panels if they are for the current kernel table, else empty (null data).
+  PackedView<T> view() const {
+    return table_ == &kernels<T>() ? PackedView<T>{data_, pad_} : PackedView<T>{};
+  }
+  const char* isa() const { return table_->isa; }
+
+ private:
+  const KernelTable<T>* table_;
+  T* data_ = nullptr;
+  size_t bytes_ = 0;
+  int64_t pad_ = 0;
+};
 
 }  // namespace pydsconv

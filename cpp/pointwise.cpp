@@ -34,7 +34,7 @@ enum class Shared { A, B };
 // alone cannot keep the threads busy.  pb: B packed once for all tasks.
 template <class T>
 void run_gemm(const GemmArgs<T>& a, int64_t batch, int64_t b_step, int64_t c_step, int threads,
-              Shared shared, const Packed<T>* pb = nullptr) {
+              Shared shared, const PackedView<T>* pb = nullptr) {
   if (batch == 0 || a.M == 0 || a.N == 0) return;
   const KernelTable<T>& k = kernels<T>();
   const bool sa = shared == Shared::A;
@@ -70,14 +70,20 @@ void run_gemm(const GemmArgs<T>& a, int64_t batch, int64_t b_step, int64_t c_ste
 // blocks use it, else packed by the GEMM per block into the task's work area
 // (a single block -- a few pixels -- uses each weight once, and a packed copy
 // of a large weight would only add a round trip through memory).
+// pre: B packed already (a prepacked weight), used as is.
 template <class T>
-void run_gemm_packing_b(const GemmArgs<T>& a, int threads) {
+void run_gemm_packing_b(const GemmArgs<T>& a, int threads, const PackedView<T>* pre = nullptr) {
+  if (pre) {
+    run_gemm(a, 1, 0, 0, threads, Shared::B, pre);
+    return;
+  }
   if (a.M <= kRowBlock) {
     run_gemm(a, 1, 0, 0, threads, Shared::B);
     return;
   }
   const Packed<T> pb = pack_b(kernels<T>(), a.K, a.N, a.B, a.b_rs, a.b_cs, threads);
-  run_gemm(a, 1, 0, 0, threads, Shared::B, &pb);
+  const PackedView<T> v{pb.data.data(), pb.pad};
+  run_gemm(a, 1, 0, 0, threads, Shared::B, &v);
 }
 
 // Weight and bias gradients, summed over all N*P pixels k (flattened image by
@@ -172,7 +178,7 @@ void weight_grads(const Problem& p, const T* gy, const T* x, T* gw, T* gb, int t
 // and the weight is B, transposed into NR-wide panels (run_gemm_packing_b).
 template <class T>
 void pointwise_forward(const Problem& p, const T* x, const T* w, const T* b, Act act, T* y,
-                       int threads) {
+                       int threads, const PackedView<T>* pre) {
   const int64_t P = p.H * p.W, Ci = p.Cmid, Co = p.Cout;
   if (p.N == 0) return;
   if (p.layout == Layout::NCHW && P > kNchwMinPixels) {
@@ -190,13 +196,13 @@ void pointwise_forward(const Problem& p, const T* x, const T* w, const T* b, Act
       q.layout = Layout::NHWC;
       q.N = gn < p.N - n0 ? gn : p.N - n0;
       nchw_to_nhwc(kernels<T>(), q.N, Ci, P, x + n0 * Ci * P, xt.data(), threads);
-      pointwise_forward(q, xt.data(), w, b, act, yt.data(), threads);
+      pointwise_forward(q, xt.data(), w, b, act, yt.data(), threads, pre);
       nhwc_to_nchw(kernels<T>(), q.N, Co, P, yt.data(), y + n0 * Co * P, threads);
     }
   } else {
     GemmArgs<T> a{p.N * P, Co, Ci, x, Ci, 1, w, 1, Ci, y, Co, false, b, b ? 1 : -1, act, nullptr};
     a.prefetch_c = gemm_prefetch_c<T>(p.N * P * Co);
-    run_gemm_packing_b(a, threads);
+    run_gemm_packing_b(a, threads, pre);
   }
 }
 
@@ -238,9 +244,10 @@ void pointwise_backward(const Problem& p, const T* gy, const T* x, const T* w, T
 }
 
 template void pointwise_forward<float>(const Problem&, const float*, const float*, const float*,
-                                       Act, float*, int);
+                                       Act, float*, int, const PackedView<float>*);
 template void pointwise_forward<double>(const Problem&, const double*, const double*,
-                                        const double*, Act, double*, int);
+                                        const double*, Act, double*, int,
+                                        const PackedView<double>*);
 template void pointwise_backward<float>(const Problem&, const float*, const float*, const float*,
                                         float*, float*, float*, int);
 template void pointwise_backward<double>(const Problem&, const double*, const double*,

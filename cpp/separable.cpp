@@ -46,7 +46,8 @@ int64_t tile_pixels(const Problem& p, int64_t elem, int64_t align, bool rows) {
 
 template <class T>
 void separable_forward(const Problem& p, const T* x, const T* dw, const T* db, const T* pw,
-                       const T* pb, Act mid_act, Act act, T* y, int threads) {
+                       const T* pb, Act mid_act, Act act, T* y, int threads,
+                       const PackedView<T>* pre) {
   if (p.N == 0) return;
   const KernelTable<T>& k = kernels<T>();
   const DwGeom& g = p.g;
@@ -80,8 +81,10 @@ void separable_forward(const Problem& p, const T* x, const T* dw, const T* db, c
   // block by block into the thread's L2-sized work area (one tile: each
   // weight is used by one task, so the whole packed copy would only add a
   // round trip through memory).  The NHWC depthwise weights are packed by
-  // the kernel set (dw_nhwc_pack).
-  const bool pack_once = mid_nhwc && p.N * tiles_per_image > 1;
+  // the kernel set (dw_nhwc_pack).  A prepacked weight (`pre`) is used by
+  // every tile as it is.
+  const bool use_pre = mid_nhwc && pre;
+  const bool pack_once = mid_nhwc && !use_pre && p.N * tiles_per_image > 1;
   Packed<T> pwp;
   std::vector<T> dwp;
   if (pack_once) pwp = pack_b(k, CM, Co, pw, 1, CM, threads);
@@ -149,7 +152,8 @@ void separable_forward(const Problem& p, const T* x, const T* dw, const T* db, c
         const int64_t ld = via_nhwc ? co1 - co0 : Co;
         GemmArgs<T> a{np, co1 - co0, CM, mid, CM, 1, pw + co0 * CM, 1, CM, out, ld, false, bias,
                       pb ? 1 : -1, act, work};
-        if (pack_once) use_packed_b(a, pwp, co0);
+        if (use_pre) use_packed_b(a, *pre, co0);
+        else if (pack_once) use_packed_b(a, pwp, co0);
         a.prefetch_c = prefetch_y;
         k.gemm(a);
         if (via_nhwc) k.transpose(np, co1 - co0, out, ld, y + (n * Co + co0) * OHW + p0, OHW);
@@ -159,9 +163,10 @@ void separable_forward(const Problem& p, const T* x, const T* dw, const T* db, c
 }
 
 template void separable_forward<float>(const Problem&, const float*, const float*, const float*,
-                                       const float*, const float*, Act, Act, float*, int);
+                                       const float*, const float*, Act, Act, float*, int,
+                                       const PackedView<float>*);
 template void separable_forward<double>(const Problem&, const double*, const double*,
                                         const double*, const double*, const double*, Act, Act,
-                                        double*, int);
+                                        double*, int, const PackedView<double>*);
 
 }  // namespace pydsconv

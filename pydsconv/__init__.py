@@ -28,9 +28,11 @@ from .conv import (
     pointwise_conv1d_backward,
     pointwise_conv2d,
     pointwise_conv2d_backward,
+    prepack_pointwise,
     separable_conv1d,
     separable_conv2d,
 )
+from ._core import PackedPointwise  # noqa: E402  (prepack_pointwise's result type)
 from . import cost, reference, weights  # noqa: E402  (submodules users reach as attributes)
 
 __version__ = "0.1.0"
@@ -40,6 +42,7 @@ __all__ = [
     "depthwise_conv2d_backward", "pointwise_conv2d_backward",
     "depthwise_conv1d", "pointwise_conv1d", "separable_conv1d",
     "depthwise_conv1d_backward", "pointwise_conv1d_backward",
+    "prepack_pointwise", "PackedPointwise",
     "set_num_threads", "get_num_threads", "cpu_features",
     "cost", "reference", "weights",
 ]

@@ -162,24 +162,36 @@ def _depthwise(spatial, x, weight, bias, stride, padding, dilation, layout, acti
                                    _threads(num_threads))
 
 
+def _pw_weight(name, value):
+    """(weight array, packed or None): a :func:`prepack_pointwise` result
+    stands for its own copy of the weight, checked like any weight array."""
+    if isinstance(value, _core.PackedPointwise):
+        return value.weight, value
+    return _array(name, value), None
+
+
+def _prepack_pointwise(weight, num_threads):
+    return _core.prepack_pointwise(_array("weight", weight), _threads(num_threads))
+
+
 def _pointwise(spatial, x, weight, bias, layout, activation, out, num_threads):
     x = _array("x", x)
-    weight = _array("weight", weight)
+    weight, packed = _pw_weight("weight", weight)
     bias = _array("bias", bias, optional=True)
     return _core.pointwise_forward(x, weight, bias, spatial, _layout(layout, spatial), activation,
-                                   _out(out), _threads(num_threads))
+                                   _out(out), _threads(num_threads), packed)
 
 
 def _separable(spatial, x, dw, pw, db, pb, stride, padding, dilation, layout, mid_activation,
                activation, out, num_threads):
     x = _array("x", x)
     dw = _array("depthwise_weight", dw)
-    pw = _array("pointwise_weight", pw)
+    pw, packed = _pw_weight("pointwise_weight", pw)
     db = _array("depthwise_bias", db, optional=True)
     pb = _array("pointwise_bias", pb, optional=True)
     args = _conv_args(spatial, stride, padding, dilation, layout)
     return _core.separable_forward(x, dw, pw, db, pb, *args, mid_activation, activation,
-                                   _out(out), _threads(num_threads))
+                                   _out(out), _threads(num_threads), packed)
 
 
 def _depthwise_backward(spatial, grad_out, x, weight, stride, padding, dilation, layout,

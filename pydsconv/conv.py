@@ -82,7 +82,8 @@ pointwise_conv2d.__doc__ = _doc("""Pointwise (1x1) 2-D convolution: a matrix pro
     Parameters
     ----------
     x : ndarray, (N, C_in, H, W) or (N, H, W, C_in)
-    weight : ndarray, (C_out, C_in, 1, 1) or (C_out, C_in)
+    weight : ndarray, (C_out, C_in, 1, 1) or (C_out, C_in), or PackedPointwise
+        A :func:`prepack_pointwise` result is used as its weight, unpacked.
     bias : ndarray (C_out,), optional
     layout : "NCHW" or "NHWC"{ACT}{TAIL}
 
@@ -111,7 +112,9 @@ separable_conv2d.__doc__ = _doc("""Depthwise separable 2-D convolution, fused.
     ----------
     x : ndarray, (N, C, H, W) or (N, H, W, C)
     depthwise_weight : ndarray, (C*M, 1, kH, kW)
-    pointwise_weight : ndarray, (C_out, C*M, 1, 1) or (C_out, C*M)
+    pointwise_weight : ndarray, (C_out, C*M, 1, 1) or (C_out, C*M), or PackedPointwise
+        A :func:`prepack_pointwise` result: the same result, without packing
+        the weight again on every call.
     depthwise_bias : ndarray (C*M,), optional
     pointwise_bias : ndarray (C_out,), optional{COMMON}
     mid_activation : None, "relu" or "relu6"
@@ -153,7 +156,7 @@ pointwise_conv1d.__doc__ = _doc("""Pointwise 1-D convolution (a matrix product o
     Parameters
     ----------
     x : ndarray, (N, C_in, L) or (N, L, C_in)
-    weight : ndarray, (C_out, C_in, 1) or (C_out, C_in)
+    weight : ndarray, (C_out, C_in, 1) or (C_out, C_in), or PackedPointwise
     bias : ndarray (C_out,), optional
     layout : "NCL" or "NLC"{ACT}{TAIL}
 
@@ -177,7 +180,7 @@ separable_conv1d.__doc__ = _doc("""Depthwise separable 1-D convolution, fused (s
     ----------
     x : ndarray, (N, C, L) or (N, L, C)
     depthwise_weight : ndarray, (C*M, 1, k)
-    pointwise_weight : ndarray, (C_out, C*M, 1) or (C_out, C*M)
+    pointwise_weight : ndarray, (C_out, C*M, 1) or (C_out, C*M), or PackedPointwise
     depthwise_bias, pointwise_bias : ndarray, optional{COMMON_1D}
     mid_activation : None, "relu" or "relu6"{ACT}{TAIL}
 
@@ -185,6 +188,40 @@ separable_conv1d.__doc__ = _doc("""Depthwise separable 1-D convolution, fused (s
     -------
     ndarray, (N, C_out, OL) or (N, OL, C_out)
     """)
+
+
+def prepack_pointwise(weight, *, num_threads=None):
+    return _ops._prepack_pointwise(weight, num_threads)
+
+
+prepack_pointwise.__doc__ = """Pack a pointwise weight once, for many forward calls.
+
+    Every forward call rearranges the 1x1 weight into the panels its matrix
+    kernel reads (NHWC, and NCHW planes of up to 64 pixels) -- a pass over
+    the whole weight, which at batch 1 is a few percent of a MobileNet layer
+    and more when the weight is not in cache.  Inference with fixed weights
+    can do it once: pass the result as ``pointwise_weight`` of
+    :func:`separable_conv2d` / :func:`separable_conv1d` or as ``weight`` of
+    :func:`pointwise_conv2d` / :func:`pointwise_conv1d`.  The results are the
+    same bits as with the array.
+
+    The packed object holds a read-only copy of ``weight`` (its ``weight``
+    attribute), checked by each call like any weight: changing the original
+    array afterwards does not change it -- pack again after a weight update.
+    The panels are for the kernel set current when packing (``isa``
+    attribute); if another is selected later (``PYDSCONV_ISA``), calls still
+    give the right result and pack per call.  The backward ops take arrays only.
+
+    Parameters
+    ----------
+    weight : ndarray, float32 or float64, (C_out, C_in), (C_out, C_in, 1) or (C_out, C_in, 1, 1)
+    num_threads : int, optional
+        Threads for the packing.
+
+    Returns
+    -------
+    PackedPointwise
+    """
 
 
 _BWD = """

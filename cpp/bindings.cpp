@@ -398,7 +398,11 @@ PYBIND11_MODULE(_core, m) {
     return backward(OpKind::PointwiseBackward, gy, x, w, spatial, layout, {1, 1}, {1, 1}, "valid",
                     {0, 0, 0, 0}, gxw, gww, gbw, threads);
   });
-  py::class_<PackedPointwise>(m, "PackedPointwise")
+  py::class_<PackedPointwise>(m, "PackedPointwise",
+                              "A pointwise weight packed by pydsconv.prepack_pointwise: pass it "
+                              "as the weight of the pointwise and separable ops.  Attributes: "
+                              "weight (its read-only copy of the weight), isa (the kernel set "
+                              "it was packed for).")
       .def_readonly("weight", &PackedPointwise::weight)
       .def_property_readonly("isa", [](const PackedPointwise& p) {
         return std::string(p.f32 ? p.f32->isa() : p.f64->isa());

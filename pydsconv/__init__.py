@@ -42,7 +42,7 @@ __all__ = [
     "depthwise_conv2d_backward", "pointwise_conv2d_backward",
     "depthwise_conv1d", "pointwise_conv1d", "separable_conv1d",
     "depthwise_conv1d_backward", "pointwise_conv1d_backward",
-    "prepack_pointwise", "PackedPointwise",
+    "prepack_pointwise",
     "set_num_threads", "get_num_threads", "cpu_features",
     "cost", "reference", "weights",
 ]

@@ -83,7 +83,7 @@ pointwise_conv2d.__doc__ = _doc("""Pointwise (1x1) 2-D convolution: a matrix pro
     ----------
     x : ndarray, (N, C_in, H, W) or (N, H, W, C_in)
     weight : ndarray, (C_out, C_in, 1, 1) or (C_out, C_in), or PackedPointwise
-        A :func:`prepack_pointwise` result is used as its weight, unpacked.
+        A :func:`prepack_pointwise` result: the same result, packed once instead of per call.
     bias : ndarray (C_out,), optional
     layout : "NCHW" or "NHWC"{ACT}{TAIL}
 

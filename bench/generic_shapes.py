@@ -15,14 +15,13 @@ Needs torch (the CPU wheel is enough).  A benchmark, never a test.
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 import pydsconv
+from interleave import interleaved_medians_ms
 
 # name, N, C, M, H, W, k, stride, dilation, padding
 SHAPES = [
@@ -63,16 +62,8 @@ def main():
             "torch": lambda: F.conv2d(tx, tw, tb, groups=c, **kw),
             "torch CL": lambda: F.conv2d(txc, twc, tb, groups=c, **kw),
         }
-        times = {key: [] for key in runs}
         with torch.no_grad():
-            for f in runs.values():
-                f()  # warm-up
-            for _ in range(args.repeats):
-                for key, f in runs.items():
-                    t0 = time.perf_counter()
-                    f()
-                    times[key].append(time.perf_counter() - t0)
-        med = {key: statistics.median(v) * 1e3 for key, v in times.items()}
+            med = interleaved_medians_ms(runs, args.repeats)
         best = min(med["torch"], med["torch CL"])
         print(f"{name:<18} {med['pyds NCHW']:9.3f} {med['pyds NHWC']:9.3f} {med['torch']:9.3f} "
               f"{med['torch CL']:9.3f} {best / med['pyds NCHW']:10.2f} {best / med['pyds NHWC']:10.2f}")

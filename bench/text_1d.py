@@ -20,15 +20,14 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import sys
-import time
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 import pydsconv
+from interleave import interleaved_medians_ms
 
 MODEL = os.path.join(os.path.dirname(os.path.abspath(__file__)), "models", "text_1d.txt")
 
@@ -117,13 +116,7 @@ def main():
                     err = np.max(np.abs(got - ref)) if got.shape == ref.shape else "shape"
                     sys.exit(f"CORRECTNESS CHECK FAILED: {name} on {op} C={c} k={k} s={stride}: "
                              f"max |diff| {err}")
-            times = {key: [] for key in runs}
-            for _ in range(args.repeats):
-                for key, f in runs.items():
-                    t0 = time.perf_counter()
-                    f()
-                    times[key].append(time.perf_counter() - t0)
-            med = {key: statistics.median(v) * 1e3 for key, v in times.items()}
+            med = interleaved_medians_ms(runs, args.repeats, warmup=False)  # checked = warm
             for key, v in med.items():
                 totals[key] = totals.get(key, 0.0) + v
             best = min(med["torch NCL"], med["torch NLC"])

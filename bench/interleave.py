@@ -7,14 +7,17 @@ import statistics
 import time
 
 
-def interleaved_medians_ms(runs, repeats, warmup=True):
-    """{name: median ms} for ``runs`` ({name: zero-argument callable})."""
+def interleaved_medians_ms(runs, repeats, warmup=True, before=None):
+    """{name: median ms} for ``runs`` ({name: zero-argument callable});
+    ``before()``, if given, runs untimed before each timed call."""
     if warmup:
         for f in runs.values():
             f()
     times = {key: [] for key in runs}
     for _ in range(repeats):
         for key, f in runs.items():
+            if before is not None:
+                before()
             t0 = time.perf_counter()
             f()
             times[key].append(time.perf_counter() - t0)

@@ -1,7 +1,9 @@
-// Weights packed once per call into the GEMM kernel's B panel layout (see
-// GemmArgs::packed_b), shared read-only by every thread.  Large weights are
-// packed by several threads: the panels of a column range are independent,
-// and packing 4 MiB is memory-bound work that a second core speeds up.
+// Weights packed into the GEMM kernel's B panel layout (see
+// GemmArgs::packed_b), shared read-only by every thread: once per call
+// (pack_b, into the calling thread's arena), or once for many calls
+// (Prepacked, below).  Large weights are packed by several threads: the
+// panels of a column range are independent, and packing 4 MiB is
+// memory-bound work that a second core speeds up.
 #pragma once
 #include <cstddef>
 #include <new>
@@ -20,15 +22,11 @@ struct Packed {
 };
 
 namespace detail {
-// Packs `n` columns in ranges of `unit` (the panel width) across threads;
-// fill(n0, n1, out) packs [n0, n1).
+// Packs `n` columns into `out` in ranges of `unit` (the panel width) across
+// threads; fill(n0, n1, out) packs [n0, n1).
 template <class T, class Fill>
-Packed<T> packed(int64_t elems, int64_t K, int64_t n, int64_t unit, int threads,
-                 const Fill& fill) {
-  Packed<T> p;
-  p.data = Buffer<T>(elems);
-  p.pad = K > 0 ? elems / K : 0;
-  if (K == 0 || n == 0) return p;
+void pack_into(T* out, int64_t K, int64_t n, int64_t unit, int threads, const Fill& fill) {
+  if (K == 0 || n == 0) return;
   const int64_t panels = ceil_div(n, unit);
   const int64_t per = ceil_div(panels, int64_t(8));  // up to 8 ranges
   const int64_t tasks = ceil_div(panels, per);
@@ -39,20 +37,31 @@ Packed<T> packed(int64_t elems, int64_t K, int64_t n, int64_t unit, int threads,
   // and keeps 128 x 128 (2 us, no faster on two) on the calling thread.
   parallel_for(tasks, plan_threads(threads, tasks, K * n * 2), [&](int64_t t) {
     const int64_t n0 = t * per * unit, n1 = (t + 1) * per * unit < n ? (t + 1) * per * unit : n;
-    fill(n0, n1, p.data.data());
+    fill(n0, n1, out);
   });
-  return p;
 }
 }  // namespace detail
 
-// B is K x N with element (k, n) at B[k*rs + n*cs].
+// B is K x N with element (k, n) at B[k*rs + n*cs]; packed into `out`
+// (k.gemm_pack_b_elems(K, N) elements).
+template <class T>
+void pack_b_into(const KernelTable<T>& k, int64_t K, int64_t N, const T* B, int64_t rs,
+                 int64_t cs, int threads, T* out) {
+  detail::pack_into(out, K, N, k.gemm_nr, threads, [&](int64_t n0, int64_t n1, T* o) {
+    k.gemm_pack_b(K, N, B, rs, cs, n0, n1, o);
+  });
+}
+
+// The same into a Buffer of the calling thread's arena, for one call.
 template <class T>
 Packed<T> pack_b(const KernelTable<T>& k, int64_t K, int64_t N, const T* B, int64_t rs,
                  int64_t cs, int threads) {
-  return detail::packed<T>(k.gemm_pack_b_elems(K, N), K, N, k.gemm_nr, threads,
-                           [&](int64_t n0, int64_t n1, T* out) {
-                             k.gemm_pack_b(K, N, B, rs, cs, n0, n1, out);
-                           });
+  Packed<T> p;
+  const int64_t elems = k.gemm_pack_b_elems(K, N);
+  p.data = Buffer<T>(elems);
+  p.pad = K > 0 ? elems / K : 0;
+  pack_b_into(k, K, N, B, rs, cs, threads, p.data.data());
+  return p;
 }
 
 // A packed B as the GEMM reads it: the panels and their padded column count.
@@ -85,12 +94,11 @@ template <class T>
 class Prepacked {
  public:
   Prepacked(const T* w, int64_t cout, int64_t cin, int threads) : table_(&kernels<T>()) {
-    const Packed<T> p = pack_b(*table_, cin, cout, w, 1, cin, threads);
     const int64_t elems = table_->gemm_pack_b_elems(cin, cout);
-    pad_ = p.pad;
+    pad_ = cin > 0 ? elems / cin : 0;
     bytes_ = static_cast<size_t>(elems > 0 ? elems : 1) * sizeof(T);
     data_ = static_cast<T*>(::operator new(bytes_, std::align_val_t(64)));
-    for (int64_t i = 0; i < elems; ++i) data_[i] = p.data.data()[i];
+    pack_b_into(*table_, cin, cout, w, 1, cin, threads, data_);
   }
   ~Prepacked() { ::operator delete(data_, std::align_val_t(64)); }
   Prepacked(const Prepacked&) = delete;

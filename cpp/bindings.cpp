@@ -248,6 +248,7 @@ struct PackedPointwise {
     if constexpr (sizeof(T) == sizeof(float)) return f32 ? f32->view() : PackedView<T>{};
     else return f64 ? f64->view() : PackedView<T>{};
   }
+  std::string isa() const { return f32 ? f32->isa() : f64->isa(); }
 };
 
 // w: a float32/float64 array (C_out, C_in[, 1[, 1]]), copied here (the ops
@@ -404,13 +405,10 @@ PYBIND11_MODULE(_core, m) {
                               "weight (its read-only copy of the weight), isa (the kernel set "
                               "it was packed for).")
       .def_readonly("weight", &PackedPointwise::weight)
-      .def_property_readonly("isa", [](const PackedPointwise& p) {
-        return std::string(p.f32 ? p.f32->isa() : p.f64->isa());
-      })
+      .def_property_readonly("isa", &PackedPointwise::isa)
       .def("__repr__", [](const PackedPointwise& p) {
         return "PackedPointwise(shape=" + std::string(py::str(p.weight.attr("shape"))) +
-               ", dtype=" + std::string(py::str(p.weight.dtype())) + ", isa='" +
-               (p.f32 ? p.f32->isa() : p.f64->isa()) + "')";
+               ", dtype=" + std::string(py::str(p.weight.dtype())) + ", isa='" + p.isa() + "')";
       });
   m.def("prepack_pointwise", &prepack_pointwise);
   m.def("cpu_features", &features);

@@ -452,6 +452,7 @@ static const KernelTable<T>* make_table(const char* isa) {
       &gemm_pack_b_elems<T>,
       kGemmMR,
       gemm_nr<T>(),
+      int64_t(PYDSCONV_VEC_BYTES / sizeof(T)),
       &transpose<T>,
       &fma_peak_loop<T>,
   };

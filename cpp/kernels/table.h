@@ -114,6 +114,7 @@ struct KernelTable {
                       int64_t n1, T* out);
   int64_t (*gemm_pack_b_elems)(int64_t K, int64_t N);
   int64_t gemm_mr, gemm_nr;  // the register tile: MR rows x NR columns
+  int64_t lanes;  // elements of T in one SIMD vector of this kernel set
   // d[c*ldd + r] = s[r*lds + c] for r < R, c < Cn (a layout change).
   void (*transpose)(int64_t R, int64_t Cn, const T* s, int64_t lds, T* d, int64_t ldd);
   // Benchmark probe: `iters` rounds of independent vector FMAs; returns flops.

@@ -15,10 +15,18 @@
 
 namespace pydsconv {
 
+// A packed B as the GEMM reads it: the panels and their padded column count.
+template <class T>
+struct PackedView {
+  const T* data = nullptr;
+  int64_t pad = 0;
+};
+
 template <class T>
 struct Packed {
   Buffer<T> data;
   int64_t pad = 0;  // padded columns of the packed matrix
+  PackedView<T> view() const { return PackedView<T>{data.data(), pad}; }
 };
 
 namespace detail {
@@ -64,13 +72,6 @@ Packed<T> pack_b(const KernelTable<T>& k, int64_t K, int64_t N, const T* B, int6
   return p;
 }
 
-// A packed B as the GEMM reads it: the panels and their padded column count.
-template <class T>
-struct PackedView {
-  const T* data = nullptr;
-  int64_t pad = 0;
-};
-
 // Points `g` at columns [col0, col0 + g.N) of packed B.
 template <class T>
 void use_packed_b(GemmArgs<T>& g, const PackedView<T>& p, int64_t col0) {
@@ -80,7 +81,7 @@ void use_packed_b(GemmArgs<T>& g, const PackedView<T>& p, int64_t col0) {
 }
 template <class T>
 void use_packed_b(GemmArgs<T>& g, const Packed<T>& p, int64_t col0) {
-  use_packed_b(g, PackedView<T>{p.data.data(), p.pad}, col0);
+  use_packed_b(g, p.view(), col0);
 }
 
 // A pointwise weight (C_out, C_in) packed once and kept across calls
@@ -96,8 +97,8 @@ class Prepacked {
   Prepacked(const T* w, int64_t cout, int64_t cin, int threads) : table_(&kernels<T>()) {
     const int64_t elems = table_->gemm_pack_b_elems(cin, cout);
     pad_ = cin > 0 ? elems / cin : 0;
-    bytes_ = static_cast<size_t>(elems > 0 ? elems : 1) * sizeof(T);
-    data_ = static_cast<T*>(::operator new(bytes_, std::align_val_t(64)));
+    const size_t bytes = static_cast<size_t>(elems > 0 ? elems : 1) * sizeof(T);
+    data_ = static_cast<T*>(::operator new(bytes, std::align_val_t(64)));
     pack_b_into(*table_, cin, cout, w, 1, cin, threads, data_);
   }
   ~Prepacked() { ::operator delete(data_, std::align_val_t(64)); }
@@ -112,7 +113,6 @@ class Prepacked {
  private:
   const KernelTable<T>* table_;
   T* data_ = nullptr;
-  size_t bytes_ = 0;
   int64_t pad_ = 0;
 };
 

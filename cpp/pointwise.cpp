@@ -82,7 +82,7 @@ void run_gemm_packing_b(const GemmArgs<T>& a, int threads, const PackedView<T>* 
     return;
   }
   const Packed<T> pb = pack_b(kernels<T>(), a.K, a.N, a.B, a.b_rs, a.b_cs, threads);
-  const PackedView<T> v{pb.data.data(), pb.pad};
+  const PackedView<T> v = pb.view();
   run_gemm(a, 1, 0, 0, threads, Shared::B, &v);
 }
 

@@ -1,0 +1,117 @@
+#!/usr/bin/env python3
+"""Pointwise (1x1) layers alone: pydsconv vs ONNX Runtime vs PyTorch.
+
+Each contestant runs a chain of ``--chain`` identical C -> C 1x1 layers
+(bias, ReLU6), so that ONNX Runtime, run as one graph, pays its layout
+changes (to and from its blocked NCHWc layout) once per chain, as it does
+in a whole network; times are per layer.  pydsconv runs NHWC with the
+weights packed once before timing (``prepack_pointwise``, the analogue of
+ORT packing its initializers at session creation) and, separately, with the
+weight arrays; PyTorch runs channels_last under ``torch.no_grad``.  Float32,
+batch 1 by default, MobileNetV1's four pointwise shapes with C_in = C_out.
+Interleaved, same thread count, median of the repeats; every chain's result
+is checked against ORT's before timing.
+
+    PYTHONPATH=. python3 bench/pointwise_chain.py [--threads 1] [--repeats 31] [--chain 4] [--batch 1]
+
+Needs torch, onnx and onnxruntime.  A benchmark, never a test.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+import compare as C
+import pydsconv
+from interleave import interleaved_medians_ms
+
+# (C, H = W): 14x14x512, 28x28x256, 56x56x128, 7x7x1024
+SHAPES = [(512, 14), (256, 28), (128, 56), (1024, 7)]
+
+
+def ort_chain(weights, bias, batch, c, hw, threads):
+    inits = [C.numpy_helper.from_array(np.array(0.0, np.float32), "zero"),
+             C.numpy_helper.from_array(np.array(6.0, np.float32), "six")]
+    nodes, cur = [], "x"
+    for i, w in enumerate(weights):
+        inits += [C.numpy_helper.from_array(w, f"w{i}"), C.numpy_helper.from_array(bias, f"b{i}")]
+        nodes.append(C.helper.make_node("Conv", [cur, f"w{i}", f"b{i}"], [f"c{i}"],
+                                        kernel_shape=[1, 1]))
+        nodes.append(C.helper.make_node("Clip", [f"c{i}", "zero", "six"], [f"r{i}"]))
+        cur = f"r{i}"
+    nodes.append(C.helper.make_node("Identity", [cur], ["y"]))
+    shape = [batch, c, hw, hw]
+    graph = C.helper.make_graph(
+        nodes, "pointwise_chain",
+        [C.helper.make_tensor_value_info("x", C.TensorProto.FLOAT, shape)],
+        [C.helper.make_tensor_value_info("y", C.TensorProto.FLOAT, shape)], initializer=inits)
+    model = C.helper.make_model(graph, opset_imports=[C.helper.make_opsetid("", C.ONNX_OPSET)])
+    model.ir_version = C.ONNX_IR_VERSION
+    return C.ort_session(model, threads)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--repeats", type=int, default=31)
+    ap.add_argument("--chain", type=int, default=4)
+    ap.add_argument("--batch", type=int, default=1)
+    args = ap.parse_args(argv)
+    if min(args.threads, args.repeats, args.chain, args.batch) < 1:
+        ap.error("--threads, --repeats, --chain and --batch must be at least 1")
+    torch.set_num_threads(args.threads)
+    pydsconv.set_num_threads(args.threads)
+    rng = np.random.default_rng(0)
+    print(f"# pointwise chains of {args.chain}, batch {args.batch}, {args.threads} thread(s), "
+          f"float32, median of {args.repeats}; ms per layer")
+    print(f"{'layer':>18s} {'pyds prepacked':>15s} {'pyds array':>11s} {'ORT':>8s} "
+          f"{'torch CL':>9s} {'best peer/pyds':>15s}")
+    for c, hw in SHAPES:
+        x = rng.uniform(0.0, 6.0, (args.batch, c, hw, hw)).astype(np.float32)
+        ws = [(rng.standard_normal((c, c, 1, 1)) * np.sqrt(2.0 / c)).astype(np.float32)
+              for _ in range(args.chain)]
+        b = (rng.standard_normal(c) * 0.1).astype(np.float32)
+        packed = [pydsconv.prepack_pointwise(w) for w in ws]
+        xh = C.nhwc(x)
+        ort_run = C.OrtRunner(ort_chain(ws, b, args.batch, c, hw, args.threads), x)
+        tx = torch.from_numpy(xh).permute(0, 3, 1, 2)
+        tws = [torch.from_numpy(w).contiguous(memory_format=torch.channels_last) for w in ws]
+        tb = torch.from_numpy(b)
+
+        def pyds(wl):
+            y = xh
+            for w in wl:
+                y = pydsconv.pointwise_conv2d(y, w, b, layout="NHWC", activation="relu6")
+            return y
+
+        def tor():
+            y = tx
+            for w in tws:
+                y = F.conv2d(y, w, tb).clamp_(0.0, 6.0)
+            return y
+
+        runs = {"pyds prepacked": lambda: pyds(packed), "pyds array": lambda: pyds(ws),
+                "ORT": ort_run, "torch CL": tor}
+        want = ort_run.result()
+        with torch.no_grad():
+            for name, f in runs.items():
+                if name == "ORT":
+                    continue
+                got = f()
+                got = got.numpy() if isinstance(got, torch.Tensor) else C.to_nchw(got, "NHWC")
+                err = float(np.max(np.abs(got - want)))
+                if err > 1e-3 * max(1.0, float(np.max(np.abs(want)))):
+                    sys.exit(f"{c}x{hw}x{hw}: {name} differs from ORT by {err:g}")
+            m = interleaved_medians_ms(runs, args.repeats)
+        per = {k: v / args.chain for k, v in m.items()}
+        best = min(per["ORT"], per["torch CL"])
+        print(f"{f'{c}->{c} {hw}x{hw}':>18s} {per['pyds prepacked']:15.3f} {per['pyds array']:11.3f} "
+              f"{per['ORT']:8.3f} {per['torch CL']:9.3f} {best / per['pyds prepacked']:15.2f}")
+
+
+if __name__ == "__main__":
+    main()

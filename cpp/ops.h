@@ -34,8 +34,9 @@ inline bool dw_use_rows_kernel(const DwGeom& g) {
 // than they save -- 128x56x56 -> 128 (s1 / s2), batch 1, 1 thread: 2.9 ->
 // 2.1 ms / 1.9 -> 1.4 ms; batch 8: 23 -> 19 ms / 16 -> 12 ms; 28 and 14
 // wide within noise; float64 (four lanes): 56 wide 6.3 -> 4.9 ms, 28 wide
-// s2 3.0 -> 2.5 ms, 14 wide the same.  Only where the NHWC blocked paths apply (M = 1, C at
-// least one channel block): their pack is larger than the taps-last copy.
+// s2 3.0 -> 2.5 ms, 14 wide the same.  Only where the NHWC blocked paths
+// apply (M = 1, C at least one channel block): their pack is larger than
+// the taps-last copy alone.
 template <class T>
 bool dw_nchw_via_nhwc(const KernelTable<T>& k, const DwGeom& g, bool fused) {
   const bool fast = k.dw_nhwc_pack_elems(g) > g.kh * g.kw * g.C * g.M;

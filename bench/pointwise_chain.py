@@ -103,9 +103,10 @@ def main(argv=None):
                     continue
                 got = f()
                 got = got.numpy() if isinstance(got, torch.Tensor) else C.to_nchw(got, "NHWC")
-                err = float(np.max(np.abs(got - want)))
-                if err > 1e-3 * max(1.0, float(np.max(np.abs(want)))):
-                    sys.exit(f"{c}x{hw}x{hw}: {name} differs from ORT by {err:g}")
+                ok, err = C._max_err(got, want)
+                if not ok:
+                    sys.exit(f"{c}x{hw}x{hw}: {name} differs from ORT by {err:g} "
+                             f"(rtol = atol = {C.RTOL:g})")
             m = interleaved_medians_ms(runs, args.repeats)
         per = {k: v / args.chain for k, v in m.items()}
         best = min(per["ORT"], per["torch CL"])

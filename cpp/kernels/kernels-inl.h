@@ -7,6 +7,10 @@
 // (contiguous, no aliasing, trip count known on entry) with the unit's flags.
 
 #define PYDSCONV_RESTRICT __restrict__
+// The compiler forgets what it knew about p's value (no code emitted): a
+// pointer stepped by a run-time stride stays one register instead of being
+// re-derived as base + k*stride at every use.
+#define PYDSCONV_OPAQUE(p) __asm__("" : "+r"(p))
 
 // relu/relu6 in place; NaN stays NaN (as in PyTorch), since NaN < 0 is false.
 template <class T>

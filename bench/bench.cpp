@@ -9,6 +9,8 @@
 //   --batch N     overrides the N of every line
 //   --nhwc        channels-last data: NHWC (2-D ops), NLC (1-D); default NCHW, NCL
 //   --isa NAME    scalar | avx2 | avx512: a kernel set no higher than the CPU's
+//   --offset B    every buffer starts B bytes (0-63, a multiple of 4) past a
+//                 64-byte boundary; default 0 (16: where NumPy puts large arrays)
 //   --check       no timing: runs every layer with every ISA the CPU has, in
 //                 both layouts, and compares with scalar NCHW; fails if
 //                 max|a - b| / max(1, max|b|) > 1e-4 anywhere
@@ -43,6 +45,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <new>
 #include <sstream>
 #include <stdexcept>
 #include <string>
@@ -184,6 +187,33 @@ std::string layer_json(const Layer& l) {
 
 // ------------------------------------------------------------ data and runs
 
+
+// Every buffer starts `g_offset` bytes past a 64-byte boundary (--offset; 0,
+// the default, is how pydsconv allocates its own results).  NumPy's large
+// arrays start 16 bytes past one, which --offset 16 reproduces: AVX-512
+// loads and stores of such data straddle two cache lines.
+size_t g_offset = 0;
+
+template <class T>
+struct OffsetAlloc {
+  typedef T value_type;
+  OffsetAlloc() = default;
+  template <class U>
+  OffsetAlloc(const OffsetAlloc<U>&) {}
+  T* allocate(size_t n) {
+    char* b = static_cast<char*>(::operator new(n * sizeof(T) + 64, std::align_val_t(64)));
+    return reinterpret_cast<T*>(b + g_offset);
+  }
+  void deallocate(T* p, size_t) {
+    ::operator delete(reinterpret_cast<char*>(p) - g_offset, std::align_val_t(64));
+  }
+  template <class U>
+  bool operator==(const OffsetAlloc<U>&) const { return true; }
+  template <class U>
+  bool operator!=(const OffsetAlloc<U>&) const { return false; }
+};
+typedef std::vector<float, OffsetAlloc<float>> FVec;
+
 struct Rng {  // splitmix64: the same numbers on every platform
   uint64_t s;
   float uniform(float lo, float hi) {
@@ -196,8 +226,8 @@ struct Rng {  // splitmix64: the same numbers on every platform
 };
 
 // (N, C, P) <-> (N, P, C), P = pixels: the data of NCHW/NCL <-> NHWC/NLC.
-std::vector<float> transpose(const std::vector<float>& v, int64_t N, int64_t rows, int64_t cols) {
-  std::vector<float> t(v.size());
+FVec transpose(const FVec& v, int64_t N, int64_t rows, int64_t cols) {
+  FVec t(v.size());
   for (int64_t n = 0; n < N; ++n)
     for (int64_t r = 0; r < rows; ++r)
       for (int64_t c = 0; c < cols; ++c)
@@ -208,11 +238,11 @@ std::vector<float> transpose(const std::vector<float>& v, int64_t N, int64_t row
 // One layer's problem and buffers in one layout.
 struct Case {
   Problem p;
-  std::vector<float> x, dw, db, pw, pb, y;
+  FVec x, dw, db, pw, pb, y;
 
   Case(const Layer& l, bool nhwc, uint64_t seed) : p(validate(request(l, nhwc))) {
     Rng r{seed};  // x is drawn in NCHW order, so both layouts hold the same tensor
-    const auto fill = [&r](std::vector<float>& v, size_t n, float a) {
+    const auto fill = [&r](FVec& v, size_t n, float a) {
       v.resize(n);
       for (float& e : v) e = r.uniform(-a, a);
     };
@@ -243,7 +273,7 @@ struct Case {
     }
   }
 
-  std::vector<float> y_nchw() const {  // the output in NCHW/NCL order
+  FVec y_nchw() const {  // the output in NCHW/NCL order
     return p.layout == Layout::NHWC ? transpose(y, p.N, p.OH * p.OW, p.Cout) : y;
   }
 
@@ -367,8 +397,8 @@ int run_bench(const std::vector<Layer>& layers, bool nhwc, int threads, int repe
               std::string* json) {
   const char* isa = isa_name(current_isa());
   const double peak1 = fma_peak_gflops(1), peak = threads > 1 ? fma_peak_gflops(threads) : peak1;
-  std::printf("# isa %s, threads %d, layout %s, float32, median of %d\n", isa, threads,
-              nhwc ? "NHWC/NLC" : "NCHW/NCL", repeats);
+  std::printf("# isa %s, threads %d, layout %s, float32, median of %d, buffers at 64n+%zu bytes\n",
+              isa, threads, nhwc ? "NHWC/NLC" : "NCHW/NCL", repeats, g_offset);
   std::printf("# measured %s FMA peak: %.1f GFLOP/s on 1 thread", isa, peak1);
   if (threads > 1) std::printf(", %.1f on %d threads", peak, threads);
   std::printf(" (%%peak is against %.1f)\n", peak);
@@ -399,7 +429,7 @@ int run_bench(const std::vector<Layer>& layers, bool nhwc, int threads, int repe
   std::ostringstream o;
   o << "{\"mode\": \"bench\", \"isa\": \"" << isa << "\", \"threads\": " << threads
     << ", \"layout\": \"" << (nhwc ? "NHWC" : "NCHW") << "\", \"repeats\": " << repeats
-    << ", \"peak_gflops_1thread\": " << peak1 << ", \"peak_gflops\": " << peak
+    << ", \"offset\": " << g_offset << ", \"peak_gflops_1thread\": " << peak1 << ", \"peak_gflops\": " << peak
     << ", \"mem_read_gbs\": " << bw.read_gbs << ", \"mem_copy_gbs\": " << bw.copy_gbs
     << ",\n  \"total\": {\"time_us\": " << tt * 1e6 << ", \"gflops\": " << tf / tt / 1e9
     << ", \"gbs\": " << tb / tt / 1e9 << ", \"pct_peak\": " << 100 * tf / tt / 1e9 / peak
@@ -414,7 +444,7 @@ struct Error {
   double abs = 0, rel = 0;
 };
 
-Error compare(const std::vector<float>& a, const std::vector<float>& ref) {
+Error compare(const FVec& a, const FVec& ref) {
   double diff = 0, scale = 1;
   for (size_t i = 0; i < a.size(); ++i) {
     double d = std::fabs(double(a[i]) - ref[i]);
@@ -490,7 +520,7 @@ int64_t parse_int(const std::string& flag, const char* s) {
 
 constexpr const char* kUsage =
     "usage: pydsconv-bench MODEL.txt [--threads T] [--repeats R] [--batch N] [--nhwc]\n"
-    "                      [--isa scalar|avx2|avx512] [--check] [--json PATH]\n";
+    "                      [--isa scalar|avx2|avx512] [--offset B] [--check] [--json PATH]\n";
 
 }  // namespace
 
@@ -513,6 +543,12 @@ int main(int argc, char** argv) {
       else if (a == "--batch" && has_value) batch = parse_int(a, argv[++i]);
       else if (a == "--isa" && has_value) set_isa(argv[++i]);
       else if (a == "--json" && has_value) json_path = argv[++i];
+      else if (a == "--offset" && has_value) {
+        const int64_t o = parse_int(a, argv[++i]);
+        if (o < 0 || o > 63 || o % 4)
+          throw std::runtime_error("--offset: 0-63 bytes, a multiple of 4, got " + std::to_string(o));
+        g_offset = static_cast<size_t>(o);
+      }
       else if (a[0] != '-' && file.empty()) file = a;
       else throw std::runtime_error("unexpected argument '" + a + "'\n" + kUsage);
     }

@@ -11,6 +11,16 @@
 namespace pydsconv {
 
 namespace {
+// Channels per task of the via-NHWC path: multiples of 16 (a channel block
+// of every NHWC kernel set, float32 and float64), enough of them for ~3K
+// outputs a task.  Alternated per-layer timings, AVX-512, one thread, 16 /
+// 32 / 64 channels: 28x28 100 / 107-118 / 106-109 us, 14x14 55 / 59 / 57,
+// 7x7 38 / 34 / 32.
+inline int64_t via_channels(int64_t C, int64_t HW) {
+  const int64_t want = ceil_div(ceil_div(3072, HW), 16) * 16;
+  return std::min(C, std::max<int64_t>(16, want));
+}
+
 // (C*M, 1, kh, kw) -> (kh, kw, C*M): the NHWC kernels read all channels of
 // one tap contiguously.
 template <class T>
@@ -34,18 +44,32 @@ void depthwise_forward(const Problem& p, const T* x, const T* w, const T* b, Act
   // vectorise along the row instead of over a single channel.
   const bool nchw = p.layout == Layout::NCHW || (g.C == 1 && g.M == 1);
   if (nchw && dw_nchw_via_nhwc(k, g, false)) {
-    // Small planes: transpose in, the NHWC kernels, transpose out, for at
-    // most 1 MiB of input (or one image) at a time (via_group).
-    const int64_t gn = via_group(p.N, HW * g.C, sizeof(T), kViaCached);
-    Buffer<T> xt(gn * HW * g.C), yt(gn * OHW * CM);
-    for (int64_t n0 = 0; n0 < p.N; n0 += gn) {
-      Problem q = p;
-      q.layout = Layout::NHWC;
-      q.N = std::min(gn, p.N - n0);
-      nchw_to_nhwc(k, q.N, g.C, HW, x + n0 * g.C * HW, xt.data(), threads);
-      depthwise_forward(q, xt.data(), w, b, act, yt.data(), threads);
-      nhwc_to_nchw(k, q.N, CM, OHW, yt.data(), y + n0 * CM * OHW, threads);
-    }
+    // Small planes (M = 1): a task takes a block of cb channels of one image,
+    // transposes them into a channels-last copy (HW x cb), runs the NHWC
+    // kernels on it and transposes the result into y.  The copies stay in
+    // L1/L2 (a 28x28 block: 50 KiB each way), and the transposes read and
+    // write cb planes at a time, streams the prefetchers follow; a whole
+    // image's copies (0.8 MiB each way at 256x28x28) made the transposes
+    // cost 2.5x the depthwise itself.  The last block ends at C, overlapping
+    // its neighbour (those channels computed twice, bit for bit the same).
+    const int64_t cb = via_channels(g.C, HW), nb = ceil_div(g.C, cb);
+    DwGeom gb = g;
+    gb.C = cb;
+    const int64_t per = HW * cb + OHW * cb + k.dw_nhwc_pack_elems(gb);
+    const int64_t tasks = p.N * nb;
+    const int nt = plan_threads(threads, tasks, macs);
+    Buffer<T> work(nt * per);
+    parallel_for_tid(tasks, nt, [&](int64_t t, int tid) {
+      const int64_t n = t / nb, c0 = std::min((t % nb) * cb, g.C - cb);
+      T* xt = work.data() + tid * per;
+      T* yt = xt + HW * cb;
+      T* wp = yt + OHW * cb;
+      k.transpose(cb, HW, x + (n * g.C + c0) * HW, HW, xt, cb);
+      k.dw_nhwc_pack(gb, w + c0 * taps, wp);
+      for (int64_t oh = 0; oh < g.OH; ++oh)
+        k.dw_fwd_nhwc_row(gb, xt, wp, b ? b + c0 : nullptr, act, oh, 0, g.OW, yt + oh * g.OW * cb);
+      k.transpose(OHW, cb, yt, cb, y + (n * CM + c0) * OHW, OHW);
+    });
   } else if (nchw && dw_use_rows_kernel(g)) {
     // Narrow rows: blocks of rows per call, ~1024 outputs each.
     const int64_t rb = g.OW >= 1024 ? 1 : (1024 / g.OW < g.OH ? 1024 / g.OW : g.OH);

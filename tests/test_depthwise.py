@@ -481,18 +481,19 @@ TORCH_CONFIGS = [
 ]
 
 
-def test_nchw_small_planes_in_groups(isa, rng):
-    """NCHW small planes run in NHWC on a transposed copy of at most 1 MiB of
-    input at a time: 5 float64 images of 64 x 32 x 32 (512 KiB each) are
-    groups of 2, 2 and 1, and an image of each group matches the
-    reference."""
-    x = rand(rng, (5, 64, 32, 32), np.float64)
-    w = rand(rng, (64, 1, 3, 3), np.float64)
-    b = rand(rng, (64,), np.float64)
-    y = pydsconv.depthwise_conv2d(x, w, b, stride=2, padding="same", activation="relu6")
-    for n in (0, 3, 4):
-        assert_close(y[n:n + 1], ref.depthwise_conv2d(x[n:n + 1], w, b, stride=2, padding="same",
-                                                      activation="relu6"), np.float64)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("stride", [1, 2])
+def test_nchw_small_planes_in_channel_blocks(isa, rng, dtype, stride):
+    """NCHW small planes run in NHWC, a task per block of 16+ channels of
+    one image (transposed in, NHWC kernels, transposed out): 40 channels of
+    16 x 16 are blocks at 0, 16 and 24 (the last overlapping its
+    neighbour), in each of 3 images; every output matches the reference."""
+    x = rand(rng, (3, 40, 16, 16), dtype)
+    w = rand(rng, (40, 1, 3, 3), dtype)
+    b = rand(rng, (40,), dtype)
+    y = pydsconv.depthwise_conv2d(x, w, b, stride=stride, padding="same", activation="relu6")
+    assert_close(y, ref.depthwise_conv2d(x, w, b, stride=stride, padding="same",
+                                         activation="relu6"), dtype)
 
 
 @pytest.mark.filterwarnings("ignore:Using padding='same'")

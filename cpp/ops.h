@@ -4,6 +4,8 @@
 // module default.  Results never depend on the thread count: work is split
 // by outputs, and every reduction runs in a fixed order inside one task.
 #pragma once
+#include <algorithm>
+
 #include "problem.h"
 
 namespace pydsconv {
@@ -29,18 +31,21 @@ inline bool dw_use_rows_kernel(const DwGeom& g) {
 // across channels.  Batch 1, 1 thread, fused MobileNetV1 blocks: 14x14x512
 // 1.53 -> 1.28 ms, 7x7x1024 1.72 -> 1.56 ms, but 64x112x112 1.01 -> 1.28
 // ms; unfused (two transposes), 14x14x512: 216 -> 124 us, 56x56x128: 338 ->
-// 436 us.  Fused, rows of up to four vectors (AVX-512: 64 pixels, AVX2: 32):
+// 436 us.  Fused, rows of up to four vectors (AVX2: 32 pixels):
 // on AVX2 a 56-wide row is seven whole vectors, and the copies cost more
 // than they save -- 128x56x56 -> 128 (s1 / s2), batch 1, 1 thread: 2.9 ->
 // 2.1 ms / 1.9 -> 1.4 ms; batch 8: 23 -> 19 ms / 16 -> 12 ms; 28 and 14
 // wide within noise; float64 (four lanes): 56 wide 6.3 -> 4.9 ms, 28 wide
-// s2 3.0 -> 2.5 ms, 14 wide the same.  Only where the NHWC blocked paths
-// apply (M = 1, C at least one channel block): their pack is larger than
-// the taps-last copy alone.
+// s2 3.0 -> 2.5 ms, 14 wide the same.  And at most 32 pixels: on AVX-512
+// (float32) 56-wide fused rows also run faster in the NCHW kernels, 3.5
+// vectors (pydsconv-bench, alternated, 1 thread: 128x56x56 s1 / s2 860 ->
+// 696 / 515 -> 380 us, the other layers the same).  Only where the NHWC
+// blocked paths apply (M = 1, C at least one channel block): their pack is
+// larger than the taps-last copy alone.
 template <class T>
 bool dw_nchw_via_nhwc(const KernelTable<T>& k, const DwGeom& g, bool fused) {
   const bool fast = k.dw_nhwc_pack_elems(g) > g.kh * g.kw * g.C * g.M;
-  return fast && g.W <= (fused ? 4 * k.lanes : 32);
+  return fast && g.W <= (fused ? std::min<int64_t>(32, 4 * k.lanes) : 32);
 }
 
 // Whether a GEMM writing an output of `elems` elements of T in all should

@@ -77,9 +77,8 @@ void pointwise_forward(const Problem& p, const T* x, const T* w, const T* b, Act
 // y = act(pw . mid_act(depthwise(x, dw) + db) + pb), fused: each thread
 // computes a tile of depthwise outputs into its own small buffer and feeds
 // it to the GEMM at once; the intermediate tensor never exists in full.
-// pre: pw already packed, or null; used where the depthwise tile is
-// channels-last (NHWC, and NCHW planes that dw_nchw_via_nhwc sends through
-// NHWC), as the GEMM then takes pw as its B.
+// pre: pw already packed, or null; used for NHWC, where the GEMM takes pw
+// as its B (for NCHW it is the GEMM's A, read in place).
 template <class T>
 void separable_forward(const Problem& p, const T* x, const T* dw, const T* db, const T* pw,
                        const T* pb, Act mid_act, Act act, T* y, int threads,

@@ -56,25 +56,28 @@ void separable_forward(const Problem& p, const T* x, const T* dw, const T* db, c
   const bool nchw = p.layout == Layout::NCHW;
   const int64_t macs = p.N * OHW * CM * (taps + Co);
   const int want = plan_threads(threads, int64_t(1) << 30, macs);
-  // NCHW small planes: computed as NHWC on a channels-last copy of x, each
-  // tile's output transposed into y.
+  // NCHW small planes: the depthwise tile computed as NHWC on a
+  // channels-last copy of x (the GEMM writes y in NCHW, below).
   const bool via_nhwc = nchw && dw_nchw_via_nhwc(k, g, true);
   const bool mid_nhwc = !nchw || via_nhwc;
   const bool rows_kernel = nchw && !via_nhwc && dw_use_rows_kernel(g);
-  const int64_t tp = tile_pixels(p, sizeof(T), mid_nhwc ? k.gemm_mr : k.gemm_nr, rows_kernel);
+  // NCHW output: the GEMM is y (co, pixels) = W . tile, W its A (read in
+  // place) and the tile its B, whatever the tile's layout (the via-NHWC
+  // tile (pixels, C*M) is packed as a transposed operand, in cache), so y
+  // is written in place, with no transpose of the output.
+  const int64_t tp = tile_pixels(p, sizeof(T), nchw ? k.gemm_nr : k.gemm_mr, rows_kernel);
   const int64_t tiles_per_image = ceil_div(OHW, tp);
   // Images in groups: all at once, except that the channels-last copy of x
   // is made for at most 1 MiB of input (or one image) at a time (via_group).
   const int64_t gn = via_nhwc ? via_group(p.N, HW * g.C, sizeof(T), kViaCached) : p.N;
   const int64_t tiles = gn * tiles_per_image;
   // Output-channel chunks: rows of the GEMM's A (NCHW) or columns of B (NHWC).
-  const int64_t unit = mid_nhwc ? k.gemm_nr : k.gemm_mr;
+  const int64_t unit = nchw ? k.gemm_mr : k.gemm_nr;
   const int64_t split = balance_split(tiles, want, ceil_div(Co, 4 * unit));
   const int64_t clen = ceil_div(ceil_div(Co, split), unit) * unit, chunks = ceil_div(Co, clen);
   const int nt = plan_threads(threads, tiles * chunks, macs);
-  // The GEMM prefetches y's lines when y is too large to be in cache (not
-  // for the via-NHWC tile buffer, which is).
-  const bool prefetch_y = !via_nhwc && gemm_prefetch_c<T>(p.N * OHW * Co);
+  // The GEMM prefetches y's lines when y is too large to be in cache.
+  const bool prefetch_y = gemm_prefetch_c<T>(p.N * OHW * Co);
 
   // The pointwise weight is the GEMM's A, read in place (NCHW), or its B
   // (NHWC): packed once when several tiles share it, else packed by the GEMM
@@ -83,8 +86,8 @@ void separable_forward(const Problem& p, const T* x, const T* dw, const T* db, c
   // round trip through memory).  The NHWC depthwise weights are packed by
   // the kernel set (dw_nhwc_pack).  A prepacked weight (`pre`) is used by
   // every tile as it is.
-  const bool use_pre = mid_nhwc && pre;
-  const bool pack_once = mid_nhwc && !use_pre && p.N * tiles_per_image > 1;
+  const bool use_pre = !nchw && pre;
+  const bool pack_once = !nchw && !use_pre && p.N * tiles_per_image > 1;
   Packed<T> pwp;
   std::vector<T> dwp;
   if (pack_once) pwp = pack_b(k, CM, Co, pw, 1, CM, threads);
@@ -94,8 +97,8 @@ void separable_forward(const Problem& p, const T* x, const T* dw, const T* db, c
   }
   Buffer<T> xt(via_nhwc ? gn * HW * g.C : 0);
   // Per thread: the depthwise tile, the GEMM's packing space, then the
-  // row kernel's scratch or (NCHW via NHWC) the tile's output to transpose.
-  const int64_t extra = rows_kernel ? k.dw_rows_scratch(g, tp / g.OW) : via_nhwc ? tp * clen : 0;
+  // row kernel's scratch.
+  const int64_t extra = rows_kernel ? k.dw_rows_scratch(g, tp / g.OW) : 0;
   const int64_t per_thread = tp * CM + k.gemm_work + extra;
   Buffer<T> scratch(nt * per_thread);
   std::vector<int64_t> held(static_cast<size_t>(nt));  // the tile in each thread's scratch
@@ -142,21 +145,19 @@ void separable_forward(const Problem& p, const T* x, const T* dw, const T* db, c
       }
       // Pointwise on the tile, output channels [co0, co1).
       const T* bias = pb ? pb + co0 : nullptr;
-      if (!mid_nhwc) {  // y (co, pixels) = W . tile (C*M, pixels)
-        GemmArgs<T> a{co1 - co0, np, CM, pw + co0 * CM, CM, 1, mid, np, 1,
-                      y + (n * Co + co0) * OHW + p0, OHW, false, bias, pb ? 0 : -1, act, work};
+      if (nchw) {  // y (co, pixels) = W . tile: (C*M, pixels), or (pixels, C*M) via NHWC
+        GemmArgs<T> a{co1 - co0, np, CM, pw + co0 * CM, CM, 1, mid, mid_nhwc ? 1 : np,
+                      mid_nhwc ? CM : 1, y + (n * Co + co0) * OHW + p0, OHW, false, bias,
+                      pb ? 0 : -1, act, work};
         a.prefetch_c = prefetch_y;
         k.gemm(a);
-      } else {  // (pixels, co) = tile (pixels, C*M) . W^T, into y or (NCHW) a buffer
-        T* out = via_nhwc ? work + k.gemm_work : y + (n * OHW + p0) * Co + co0;
-        const int64_t ld = via_nhwc ? co1 - co0 : Co;
-        GemmArgs<T> a{np, co1 - co0, CM, mid, CM, 1, pw + co0 * CM, 1, CM, out, ld, false, bias,
-                      pb ? 1 : -1, act, work};
+      } else {  // y (pixels, co) = tile (pixels, C*M) . W^T
+        GemmArgs<T> a{np, co1 - co0, CM, mid, CM, 1, pw + co0 * CM, 1, CM,
+                      y + (n * OHW + p0) * Co + co0, Co, false, bias, pb ? 1 : -1, act, work};
         if (use_pre) use_packed_b(a, *pre, co0);
         else if (pack_once) use_packed_b(a, pwp, co0);
         a.prefetch_c = prefetch_y;
         k.gemm(a);
-        if (via_nhwc) k.transpose(np, co1 - co0, out, ld, y + (n * Co + co0) * OHW + p0, OHW);
       }
     });
   }

@@ -197,8 +197,8 @@ def prepack_pointwise(weight, *, num_threads=None):
 prepack_pointwise.__doc__ = """Pack a pointwise weight once, for many forward calls.
 
     Every forward call rearranges the 1x1 weight into the panels its matrix
-    kernel reads (NHWC, and NCHW on small planes) -- a pass over
-    the whole weight, which at batch 1 is a few percent of a MobileNet layer
+    kernel reads (NHWC; NCHW only in the pointwise op on small planes) -- a
+    pass over the whole weight, which at batch 1 is a few percent of a MobileNet layer
     and more when the weight is not in cache.  Inference with fixed weights
     can do it once: pass the result as ``pointwise_weight`` of
     :func:`separable_conv2d` / :func:`separable_conv1d` or as ``weight`` of

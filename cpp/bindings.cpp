@@ -11,11 +11,11 @@
 
 #include <climits>
 #include <memory>
-#include <new>
 #include <type_traits>
 #include <string>
 #include <vector>
 
+#include "buffer.h"
 #include "dispatch.h"
 #include "ops.h"
 #include "packed.h"
@@ -134,13 +134,27 @@ const T* ptr(const py::object& a) {  // a: readable()'s result
 // slower).  Results of a chain of calls are then all aligned.
 template <class T>
 py::array new_array(const std::vector<int64_t>& shape) {
-  constexpr std::align_val_t kAlign{64};
+  struct Block {
+    void* p;
+    size_t bytes;
+  };
   size_t n = 1;
   for (int64_t d : shape) n *= static_cast<size_t>(d);  // validated sizes: no overflow
-  void* p = ::operator new(n ? n * sizeof(T) : 1, kAlign);
-  py::capsule owner(p, [](void* q) { ::operator delete(q, std::align_val_t{64}); });
-  return py::array_t<T>(std::vector<py::ssize_t>(shape.begin(), shape.end()), static_cast<T*>(p),
-                        owner);
+  std::unique_ptr<Block> b(new Block{nullptr, n * sizeof(T)});
+  b->p = result_alloc(b->bytes);
+  py::capsule owner;
+  try {
+    owner = py::capsule(b.get(), [](void* v) {
+      const Block* k = static_cast<Block*>(v);
+      result_free(k->p, k->bytes);
+      delete k;
+    });
+  } catch (...) {
+    result_free(b->p, b->bytes);
+    throw;
+  }
+  T* data = static_cast<T*>(b.release()->p);  // the capsule owns the block now
+  return py::array_t<T>(std::vector<py::ssize_t>(shape.begin(), shape.end()), data, owner);
 }
 
 // The result array: `out` after its checks, or a new one.

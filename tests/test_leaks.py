@@ -272,3 +272,36 @@ measure(step, [x, w], 1000, 10)
     res = json.loads(r.stdout.strip().splitlines()[-1])
     assert res["growth"] > 16 * MiB, res
     assert [k for k, _, _ in res["refs_changed"]] == [1], res
+
+
+def test_recycled_result_memory_is_bounded():
+    """Freed results are kept for reuse (buffer.h's ResultPool), 256 MiB at
+    most: 600 results of distinct sizes (1-2 MiB each, 0.9 GiB in all), each
+    freed at once, leave RSS less than 256 + 64 MiB above where it started;
+    the last 100 sizes again (kept: the newest blocks stay) reuse them, with
+    RSS within 16 MiB."""
+    code = _PRELUDE + r"""
+w = rand(1, 1, 3, 3)
+def sweep(sizes):
+    for i in sizes:
+        x = np.ones((1, 1, 512, 512 + i), np.float32)
+        y = pydsconv.depthwise_conv2d(x, w, padding=1)
+        assert y[0, 0, 1, 1] != 0
+        del x, y
+    gc.collect()
+with open("/proc/self/maps") as f:
+    asan = "libasan" in f.read()
+r0 = rss()
+sweep(range(600))
+r1 = rss()
+sweep(range(500, 600))
+r2 = rss()
+print(json.dumps({"first": r1 - r0, "again": r2 - r1, "asan": asan}))
+"""
+    r = run_python(code, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    res = json.loads(r.stdout.strip().splitlines()[-1])
+    if res["asan"]:
+        pytest.skip("RSS is not meaningful under AddressSanitizer")
+    assert res["first"] < 320 * MiB, res
+    assert res["again"] < 16 * MiB, res

@@ -511,10 +511,11 @@ int run_check(const std::vector<Layer>& layers, int threads, std::string* json) 
 
 // --------------------------------------------------------------------- main
 
-int64_t parse_int(const std::string& flag, const char* s) {
+int64_t parse_int(const std::string& flag, const char* s, int64_t lo = 1) {
   char* end = nullptr;
   const long long v = std::strtoll(s, &end, 10);
-  if (end == s || *end || v < 1) throw std::runtime_error(flag + " needs a positive integer");
+  if (end == s || *end || v < lo)
+    throw std::runtime_error(flag + (lo > 0 ? " needs a positive integer" : " needs an integer >= 0"));
   return v;
 }
 
@@ -544,7 +545,7 @@ int main(int argc, char** argv) {
       else if (a == "--isa" && has_value) set_isa(argv[++i]);
       else if (a == "--json" && has_value) json_path = argv[++i];
       else if (a == "--offset" && has_value) {
-        const int64_t o = parse_int(a, argv[++i]);
+        const int64_t o = parse_int(a, argv[++i], 0);
         if (o < 0 || o > 63 || o % 4)
           throw std::runtime_error("--offset: 0-63 bytes, a multiple of 4, got " + std::to_string(o));
         g_offset = static_cast<size_t>(o);

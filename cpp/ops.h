@@ -41,11 +41,16 @@ inline bool dw_use_rows_kernel(const DwGeom& g) {
 // vectors (pydsconv-bench, alternated, 1 thread: 128x56x56 s1 / s2 860 ->
 // 696 / 515 -> 380 us, the other layers the same).  Only where the NHWC
 // blocked paths apply (M = 1, C at least one channel block): their pack is
-// larger than the taps-last copy alone.
+// larger than the taps-last copy alone.  Unfused, 17-32 wide rows only at
+// stride 2 (blocks of channels, depthwise.cpp): 28-wide rows at stride 1
+// run faster in the NCHW row kernels (256x28x28, 1 thread: AVX-512 100 ->
+// 70 us, batch 8 1.04 -> 0.68 ms; AVX2 130 -> 92 us), at stride 2 and
+// 14 wide much slower (28 s2: 44 -> 245 us; 14 s1: 55 -> 315 us).
 template <class T>
 bool dw_nchw_via_nhwc(const KernelTable<T>& k, const DwGeom& g, bool fused) {
   const bool fast = k.dw_nhwc_pack_elems(g) > g.kh * g.kw * g.C * g.M;
-  return fast && g.W <= (fused ? std::min<int64_t>(32, 4 * k.lanes) : 32);
+  if (fused) return fast && g.W <= std::min<int64_t>(32, 4 * k.lanes);
+  return fast && (g.W <= 16 || (g.W <= 32 && g.sw > 1));
 }
 
 // Whether a GEMM writing an output of `elems` elements of T in all should

@@ -533,16 +533,17 @@ def test_matches_torch(cfg, memory_format, isa, rng):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("k,stride", [(3, 1), (3, 2), (5, 1), (5, 2)])
+@pytest.mark.parametrize("k,stride", [(3, 1), (3, 2), (5, 1), (5, 2), (7, 1), (7, 2)])
 def test_nhwc_every_row_width(isa, rng, k, stride, dtype):
     """The NHWC tiles cover a row's interior with register tiles of 8 (or 4)
     pixels, a last tile overlapping its neighbour, half tiles and single
-    pixels: rows 1 to 40 wide, 24 channels (one block and an overlapping
+    pixels, and its edge pixels four channel blocks at a time: rows 1 to 40
+    wide, 72 channels (float32 AVX-512: four blocks of 16 and an overlapping
     one), each matching the reference."""
-    w = rand(rng, (24, 1, k, k), dtype)
-    b = rand(rng, (24,), dtype)
+    w = rand(rng, (72, 1, k, k), dtype)
+    b = rand(rng, (72,), dtype)
     for width in range(1, 41):
-        x = rand(rng, (1, 3, width, 24), dtype)
+        x = rand(rng, (1, 3, width, 72), dtype)
         y = pydsconv.depthwise_conv2d(x, w, b, stride=stride, padding="same", layout="NHWC",
                                       activation="relu6")
         want = ref.depthwise_conv2d(x.transpose(0, 3, 1, 2), w, b, stride=stride, padding="same",

@@ -35,7 +35,7 @@ static bool dw_nhwc_fast(const DwGeom& g) {
   return g.M == 1 && g.C >= dw_nhwc_block<T>() && g.kh * g.kw <= 256;
 }
 static inline bool dw_nhwc_cols(const DwGeom& g) {
-  return g.dw == 1 && (g.kw == 3 || g.kw == 5) && (g.sw == 1 || g.sw == 2);
+  return g.dw == 1 && (g.kw == 3 || g.kw == 5 || g.kw == 7) && (g.sw == 1 || g.sw == 2);
 }
 
 // Channel block q covers [start, start + B): the last one ends at C and
@@ -193,6 +193,42 @@ static void dw_nhwc_interior(const DwGeom& g, const T* x, const T* wb, const T* 
   for (; ow < owb; ++ow) tiles(std::integral_constant<int, 1>(), ow);
 }
 
+// One edge pixel ow of row oh (valid horizontal taps [j0, j1)), channel
+// blocks q0 .. q0 + NQ - 1 at once: NQ independent chains instead of one
+// (an edge pixel's chain is up to kh * kw dependent multiply-adds, 42 for
+// a 7x7 kernel, and 7x7 layers on 14-wide rows have six edge pixels of
+// fourteen).  Each output's chain as in dw_nhwc_tile_any: the bias, then
+// the taps in (i, j) order.  wb: all blocks' taps (dw_nhwc_pack), yp:
+// pixel ow's outputs.
+constexpr int kDwEdgeBlocks = 4;
+
+template <class T, int NQ>
+static inline void dw_nhwc_edge_blocks(const DwGeom& g, const T* PYDSCONV_RESTRICT x,
+                                       const T* PYDSCONV_RESTRICT wb, const T* bias, Act act,
+                                       int64_t oh, int64_t i0, int64_t i1, int64_t j0, int64_t j1,
+                                       int64_t ow, int64_t q0, T* PYDSCONV_RESTRICT yp) {
+  typedef typename VecOf<T>::type V;
+  constexpr int L = static_cast<int>(sizeof(V) / sizeof(T)), CB = kDwCB, B = CB * L;
+  const int64_t taps = g.kh * g.kw, js = g.dw * g.C;
+  int64_t c[NQ];
+  V acc[NQ][CB];
+  for (int u = 0; u < NQ; ++u) {
+    c[u] = dw_nhwc_block_start<T>(g, q0 + u);
+    for (int b = 0; b < CB; ++b) acc[u][b] = bias ? vload<V>(bias + c[u] + b * L) : V{};
+  }
+  for (int64_t i = i0; i < i1; ++i) {
+    const T* xr = x + ((oh * g.sh - g.pt + i * g.dh) * g.W + ow * g.sw - g.pl) * g.C;
+    for (int64_t j = j0; j < j1; ++j)
+      for (int u = 0; u < NQ; ++u) {
+        const T* wr = wb + ((q0 + u) * taps + i * g.kw + j) * B;
+        for (int b = 0; b < CB; ++b)
+          acc[u][b] += vload<V>(wr + b * L) * vload<V>(xr + j * js + c[u] + b * L);
+      }
+  }
+  for (int u = 0; u < NQ; ++u)
+    for (int b = 0; b < CB; ++b) vstore(yp + c[u] + b * L, act_vec<V, T>(acc[u][b], act));
+}
+
 // NHWC, M = 1: channel blocks of NB vectors, c in [c0, c1) (multiples of L).
 template <class T, int NB>
 static inline int64_t dw_nhwc_m1_blocks(const DwGeom& g, const T* x, const T* w,
@@ -268,20 +304,24 @@ static void dw_fwd_nhwc_row_m1(const DwGeom& g, const T* x, const T* w, const T*
     else if (key == 32) dw_nhwc_interior<T, 3, 2>(g, x, wb, bias, act, oh, i0, i1, owa, owb, ow0, y);
     else if (key == 51) dw_nhwc_interior<T, 5, 1>(g, x, wb, bias, act, oh, i0, i1, owa, owb, ow0, y);
     else if (key == 52) dw_nhwc_interior<T, 5, 2>(g, x, wb, bias, act, oh, i0, i1, owa, owb, ow0, y);
+    else if (key == 71) dw_nhwc_interior<T, 7, 1>(g, x, wb, bias, act, oh, i0, i1, owa, owb, ow0, y);
+    else if (key == 72) dw_nhwc_interior<T, 7, 2>(g, x, wb, bias, act, oh, i0, i1, owa, owb, ow0, y);
     else dw_nhwc_interior<T, 0, 0>(g, x, wb, bias, act, oh, i0, i1, owa, owb, ow0, y);
   }
   // Edges (some horizontal taps outside the image): blocked where it applies
   // (large kernels on small images leave many edge pixels).
-  const int64_t taps = g.kh * g.kw, nb = (C + B - 1) / B;
+  const int64_t nb = (C + B - 1) / B;
   for (int64_t ow = ow0; ow < ow1; ++ow) {
     if (ow >= owa && ow < owb) continue;
     T* yp = y + (ow - ow0) * C;
     if (fast) {
       int64_t j0, j1;
       valid_range(g.W, g.dw, ow * g.sw - g.pl, g.kw, &j0, &j1);
-      for (int64_t q = 0, c = 0; q < nb; c = dw_nhwc_block_start<T>(g, ++q))
-        dw_nhwc_tile_any<T, 1>(g, x, wb + q * taps * B, bias, act, oh, i0, i1, j0, j1, ow, c,
-                               yp + c);
+      int64_t q = 0;
+      for (; q + kDwEdgeBlocks <= nb; q += kDwEdgeBlocks)
+        dw_nhwc_edge_blocks<T, kDwEdgeBlocks>(g, x, wb, bias, act, oh, i0, i1, j0, j1, ow, q, yp);
+      for (; q < nb; ++q)
+        dw_nhwc_edge_blocks<T, 1>(g, x, wb, bias, act, oh, i0, i1, j0, j1, ow, q, yp);
     } else {
       dw_nhwc_pixel(g, x, w, bias, act, oh, ow, i0, i1, yp);
     }

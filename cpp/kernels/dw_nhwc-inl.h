@@ -4,8 +4,9 @@
 // kernels-inl.h it includes nothing.
 //
 // Every output takes one chain: the bias, then its valid taps in (i, j)
-// order.  The register-blocked paths (column-sharing tiles for 3x3 / 5x5 at
-// stride 1 / 2, tiles for any other kernel, single edge pixels) and the
+// order.  The register-blocked paths (column-sharing tiles for 3, 5 and 7
+// wide kernels at stride 1 / 2, tiles for any other kernel, edge pixels a
+// few channel blocks at a time) and the
 // per-pixel path perform the same operations in the same order, so an
 // output has the same bits whichever computes it (a fused tile may start
 // anywhere in a row).
@@ -154,6 +155,12 @@ static inline void dw_nhwc_tile_k(const DwGeom& g, const T* x, const T* wb, cons
     dw_nhwc_tile<T, KW, S, NP>(g, x, wb, bias, act, oh, i0, i1, ow, c, yp);
 }
 
+// A tile width as a type (dw_nhwc_interior's tiles()).
+template <int N>
+struct DwPixels {
+  static constexpr int value = N;
+};
+
 // Outputs [owa, owb) of row oh, every channel block, all interior; y
 // holds the row's outputs from column ow0 on.
 template <class T, int KW, int S>
@@ -171,8 +178,8 @@ static void dw_nhwc_interior(const DwGeom& g, const T* x, const T* wb, const T* 
       dw_nhwc_tile_k<T, KW, S, decltype(np)::value>(g, x, wb + q * taps * B, bias, act, oh, i0,
                                                     i1, ow, c, y + (ow - ow0) * C + c);
   };
-  typedef std::integral_constant<int, kDwNP> Full;
-  typedef std::integral_constant<int, (kDwNP > 1 ? kDwNP / 2 : 1)> Half;
+  typedef DwPixels<kDwNP> Full;
+  typedef DwPixels<(kDwNP > 1 ? kDwNP / 2 : 1)> Half;
   int64_t ow = owa;
   for (; ow + kDwNP <= owb; ow += kDwNP) tiles(Full(), ow);
   // The last outputs: more than half a tile left, one more tile ending at
@@ -190,7 +197,7 @@ static void dw_nhwc_interior(const DwGeom& g, const T* x, const T* wb, const T* 
     tiles(Half(), owb - Half::value);
     return;
   }
-  for (; ow < owb; ++ow) tiles(std::integral_constant<int, 1>(), ow);
+  for (; ow < owb; ++ow) tiles(DwPixels<1>(), ow);
 }
 
 // One edge pixel ow of row oh (valid horizontal taps [j0, j1)), channel

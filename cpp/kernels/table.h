@@ -12,7 +12,6 @@
 // picks for everyone would crash older CPUs.
 #pragma once
 #include <cstddef>
-#include <type_traits>
 #include <cstdint>
 
 namespace pydsconv {

@@ -6,10 +6,9 @@
 // Every output takes one chain: the bias, then its valid taps in (i, j)
 // order.  The register-blocked paths (column-sharing tiles for 3, 5 and 7
 // wide kernels at stride 1 / 2, tiles for any other kernel, edge pixels a
-// few channel blocks at a time) and the
-// per-pixel path perform the same operations in the same order, so an
-// output has the same bits whichever computes it (a fused tile may start
-// anywhere in a row).
+// few channel blocks at a time) and the per-pixel path perform the same
+// operations in the same order, so an output has the same bits whichever
+// computes it (a fused tile may start anywhere in a row).
 //
 // Weights (dw_nhwc_pack): the taps-last copy (kh, kw, C*M) that the
 // per-pixel paths read, then, where the blocked paths apply, the same taps

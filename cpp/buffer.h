@@ -105,7 +105,11 @@ class ResultPool {
         return p;
       }
     }
-    return ::operator new(bytes > 0 ? bytes : 1, std::align_val_t(kArenaAlign));
+    // nothrow, then bad_alloc (Python's MemoryError): AddressSanitizer
+    // aborts on a failed throwing new even where malloc may return null.
+    void* p = ::operator new(bytes > 0 ? bytes : 1, std::align_val_t(kArenaAlign), std::nothrow);
+    if (!p) throw std::bad_alloc();
+    return p;
   }
   void give(void* p, size_t bytes) noexcept {
     if (bytes >= kResultMin && bytes <= kResultKeep) {

@@ -247,9 +247,9 @@ def test_large_output_prefetching(isa, rng, layout):
 
 def test_nchw_small_planes_in_groups(isa, rng):
     """The fused NCHW op on small planes (rows of at most four vectors and
-    32 pixels: 16 float32 pixels on the scalar set, 32 on AVX2 and AVX-512) transposes
-    at most 1 MiB of input (or one image) at a time: 3 float32 images of
-    576 x 16 x 16 (576 KiB each) are three groups."""
+    32 pixels: 16 float32 pixels on the scalar set, 32 on AVX2 and
+    AVX-512) transposes at most 1 MiB of input (or one image) at a time: 3
+    float32 images of 576 x 16 x 16 (576 KiB each) are three groups."""
     cfg = (576, 1, 24, (16, 16), (3, 3), 1, 1, "same", "relu6", None, True, True)
     x, dw, pw, db, pb, kw = _make(rng, cfg, np.float32, "NCHW", n=3)
     y = pydsconv.separable_conv2d(x, dw, pw, db, pb, **kw)

@@ -187,7 +187,6 @@ std::string layer_json(const Layer& l) {
 
 // ------------------------------------------------------------ data and runs
 
-
 // Every buffer starts `g_offset` bytes past a 64-byte boundary (--offset; 0,
 // the default, is how pydsconv allocates its own results).  NumPy's large
 // arrays start 16 bytes past one, which --offset 16 reproduces: AVX-512
@@ -546,7 +545,7 @@ int main(int argc, char** argv) {
       else if (a == "--json" && has_value) json_path = argv[++i];
       else if (a == "--offset" && has_value) {
         const int64_t o = parse_int(a, argv[++i], 0);
-        if (o < 0 || o > 63 || o % 4)
+        if (o > 63 || o % 4)  // (parse_int: o >= 0)
           throw std::runtime_error("--offset: 0-63 bytes, a multiple of 4, got " + std::to_string(o));
         g_offset = static_cast<size_t>(o);
       }

@@ -4,7 +4,6 @@
 
 #include "buffer.h"
 #include "dispatch.h"
-#include "layout.h"
 #include "ops.h"
 #include "threads.h"
 

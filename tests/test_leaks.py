@@ -277,9 +277,11 @@ measure(step, [x, w], 1000, 10)
 def test_recycled_result_memory_is_bounded():
     """Freed results are kept for reuse (buffer.h's ResultPool), 256 MiB at
     most: 600 results of distinct sizes (1-2 MiB each, 0.9 GiB in all), each
-    freed at once, leave RSS less than 256 + 64 MiB above where it started;
-    the last 100 sizes again (kept: the newest blocks stay) reuse them, with
-    RSS within 16 MiB."""
+    freed at once, leave RSS less than 256 + 16 MiB above where it started
+    (kept blocks are mapped apart from malloc's heap, so they pin no free
+    holes there: taken from the heap they once left 95 MiB more); the last
+    100 sizes again (kept: the newest blocks stay) reuse them, with RSS
+    within 16 MiB."""
     code = _PRELUDE + r"""
 w = rand(1, 1, 3, 3)
 def sweep(sizes):
@@ -303,5 +305,5 @@ print(json.dumps({"first": r1 - r0, "again": r2 - r1, "asan": asan}))
     res = json.loads(r.stdout.strip().splitlines()[-1])
     if res["asan"]:
         pytest.skip("RSS is not meaningful under AddressSanitizer")
-    assert res["first"] < 320 * MiB, res
+    assert res["first"] < 272 * MiB, res
     assert res["again"] < 16 * MiB, res

@@ -94,6 +94,31 @@ def test_forward_nhwc_wide_output(isa, rng, dtype):
         assert_close(g, r, dtype)
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("cols", [100, 104, 112])
+def test_narrow_last_panel(isa, rng, cols, layout, dtype):
+    """GEMM columns whose last panel fills fewer vectors than the register
+    tile (gemm-inl.h gemm_narrow_panel): 100, 104, 112 = 3 panels of 32 and
+    4, 8, 16 columns in float32 on AVX-512 (6 of 16 and 4, 8, 0 in float64),
+    so part of a vector or whole ones; NCHW: the columns are pixels, 85 =
+    72 + 12 + 1 rows; NHWC: they are output channels, 85 pixels.  C_in = 300
+    takes two K slices (the second accumulates into C), bias per row (NCHW)
+    and per column (NHWC); the gradients run the packed-A and transposed
+    cases of the same GEMM."""
+    hw = {100: (10, 10), 104: (8, 13), 112: (8, 14)}[cols] if layout == "NCHW" else (5, 17)
+    co = 85 if layout == "NCHW" else cols
+    x = _x(rng, 1, 300, hw, dtype, layout)
+    w = rand(rng, (co, 300), dtype)
+    b = rand(rng, (co,), dtype)
+    got = pydsconv.pointwise_conv2d(x, w, b, layout=layout, activation="relu6", num_threads=1)
+    assert_close(got, ref.pointwise_conv2d(x, w, b, layout=layout, activation="relu6"), dtype)
+    go = rand(rng, got.shape, dtype)
+    for g, r in zip(pydsconv.pointwise_conv2d_backward(go, x, w, layout=layout, num_threads=1),
+                    ref.pointwise_conv2d_backward(go, x, w, layout=layout)):
+        assert_close(g, r, dtype)
+
+
 @pytest.mark.parametrize("layout", LAYOUTS)
 def test_large_output_prefetching(isa, rng, layout):
     """Outputs of 256 KiB and more: the GEMM prefetches C's lines ahead of its

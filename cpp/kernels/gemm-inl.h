@@ -44,16 +44,18 @@ static constexpr int64_t gemm_work_elems() {
   return kGemmKC * (kGemmMC + kGemmNC);
 }
 
-// C[0:ROWS, 0:NR] (ldc apart) = act(init + A . Bp) over kc, where init is C
-// itself (load_c), the bias (per row / per column) or 0.  A element (r, k):
-// COLS: A[k*lda + r] (columns contiguous: an MR-high packed panel, lda = MR,
-// or a column-major matrix in place); else A[r*lda + k] (rows in place).
-template <class T, int ROWS, bool COLS>
+// C[0:ROWS, 0:NV*L] (ldc apart) = act(init + A . Bp) over kc, where init is
+// C itself (load_c), the bias (per row / per column) or 0: the first NV
+// vectors of each NR-wide row of the B panel (NV < kGemmNV: a panel's last
+// columns).  A element (r, k): COLS: A[k*lda + r] (columns contiguous: an
+// MR-high packed panel, lda = MR, or a column-major matrix in place); else
+// A[r*lda + k] (rows in place).
+template <class T, int ROWS, bool COLS, int NV = kGemmNV>
 static inline void gemm_ukernel(int64_t kc, const T* PYDSCONV_RESTRICT A, int64_t lda,
                                 const T* PYDSCONV_RESTRICT Bp, T* C, int64_t ldc, bool load_c,
                                 const T* bias_row, const T* bias_col, Act act) {
   typedef typename VecOf<T>::type V;
-  constexpr int L = static_cast<int>(sizeof(V) / sizeof(T)), NV = kGemmNV;
+  constexpr int L = static_cast<int>(sizeof(V) / sizeof(T));
   V acc[ROWS][NV];
   for (int r = 0; r < ROWS; ++r)
     for (int v = 0; v < NV; ++v)
@@ -65,7 +67,7 @@ static inline void gemm_ukernel(int64_t kc, const T* PYDSCONV_RESTRICT A, int64_
   for (int r = 0; r < ROWS; ++r) ar[r] = A + r * lda;
   for (int64_t k = 0; k < kc; ++k) {
     V b[NV];
-    for (int v = 0; v < NV; ++v) b[v] = vload<V>(Bp + k * NV * L + v * L);
+    for (int v = 0; v < NV; ++v) b[v] = vload<V>(Bp + k * kGemmNV * L + v * L);
     for (int r = 0; r < ROWS; ++r) {
       const T av = COLS ? A[k * lda + r] : ar[r][k];
       for (int v = 0; v < NV; ++v) acc[r][v] += b[v] * av;
@@ -75,15 +77,30 @@ static inline void gemm_ukernel(int64_t kc, const T* PYDSCONV_RESTRICT A, int64_
     for (int v = 0; v < NV; ++v) vstore(C + r * ldc + v * L, act_vec<V, T>(acc[r][v], act));
 }
 
-template <class T, bool COLS, int R = kGemmMR>
+template <class T, bool COLS, int R = kGemmMR, int NV = kGemmNV>
 static inline void gemm_ukernel_rows(int64_t rows, int64_t kc, const T* A, int64_t lda,
                                      const T* Bp, T* C, int64_t ldc, bool load_c,
                                      const T* bias_row, const T* bias_col, Act act) {
   if (R == 1 || rows >= R)
-    gemm_ukernel<T, R, COLS>(kc, A, lda, Bp, C, ldc, load_c, bias_row, bias_col, act);
+    gemm_ukernel<T, R, COLS, NV>(kc, A, lda, Bp, C, ldc, load_c, bias_row, bias_col, act);
   else
-    gemm_ukernel_rows<T, COLS, (R > 1 ? R - 1 : 1)>(rows, kc, A, lda, Bp, C, ldc, load_c,
-                                                     bias_row, bias_col, act);
+    gemm_ukernel_rows<T, COLS, (R > 1 ? R - 1 : 1), NV>(rows, kc, A, lda, Bp, C, ldc, load_c,
+                                                         bias_row, bias_col, act);
+}
+
+// A panel's last columns, nv < kGemmNV vectors of them (NCHW 14x14 planes:
+// 196 pixels = 6 panels of 32 and 4 columns), up to 2*MR rows at once: the
+// tile keeps rows x nv >= 2*MR independent FMA chains where it can.
+template <class T, bool COLS, int NV = (kGemmNV > 1 ? kGemmNV - 1 : 1)>
+static inline void gemm_ukernel_narrow(int nv, int64_t rows, int64_t kc, const T* A,
+                                       int64_t lda, const T* Bp, T* C, int64_t ldc, bool load_c,
+                                       const T* bias_row, const T* bias_col, Act act) {
+  if (NV > 1 && nv < NV)
+    gemm_ukernel_narrow<T, COLS, (NV > 1 ? NV - 1 : 1)>(nv, rows, kc, A, lda, Bp, C, ldc, load_c,
+                                                         bias_row, bias_col, act);
+  else
+    gemm_ukernel_rows<T, COLS, 2 * kGemmMR, NV>(rows, kc, A, lda, Bp, C, ldc, load_c, bias_row,
+                                                bias_col, act);
 }
 
 // Lane index packs 0, 1, ..., N-1 for __builtin_shufflevector.
@@ -240,9 +257,57 @@ static void gemm_bias_only(const GemmArgs<T>& a) {
   }
 }
 
+// One column panel of an MC x KC block whose nr columns fill fewer vectors
+// than NR (the last columns of C), through gemm_ukernel_narrow, `rs` rows at
+// a time (2*MR, or MR from packed MR-high A panels).  Out of line, so that
+// the full-panel loop of gemm() is compiled as if this case did not exist.
+// A's row r at A + r*step; C: the panel's first element; bias: per row (from
+// the block's first row) or per column (from the panel's first), by
+// a.bias_axis, used unless load_c.
+template <class T>
+__attribute__((noinline)) static void gemm_narrow_panel(const GemmArgs<T>& a, int64_t mc,
+                                                        int64_t nr, int64_t kc, const T* A,
+                                                        int64_t lda, int64_t step, bool a_rows,
+                                                        int64_t rs, const T* Bp, T* C,
+                                                        bool load_c, const T* bias, Act act) {
+  typedef typename VecOf<T>::type V;
+  constexpr int NR = gemm_nr<T>(), L = static_cast<int>(sizeof(V) / sizeof(T));
+  const int nv = static_cast<int>((nr + L - 1) / L);
+  const T* bcol = !load_c && a.bias_axis == 1 ? bias : nullptr;
+  T cpad[NR], tile[2 * kGemmMR * NR];
+  if (bcol && nr < nv * L) {
+    for (int64_t j = 0; j < NR; ++j) cpad[j] = j < nr ? bcol[j] : T(0);
+    bcol = cpad;
+  }
+  for (int64_t i0 = 0; i0 < mc; i0 += rs) {
+    const int64_t mr = mc - i0 < rs ? mc - i0 : rs;
+    T* c = C + i0 * a.c_rs;
+    const T* brow = !load_c && a.bias_axis == 0 ? bias + i0 : nullptr;
+    T* ct = c;
+    int64_t ldc = a.c_rs;
+    if (nr < nv * L) {  // partial vectors through a stack tile
+      for (int64_t i = 0; i < mr; ++i)
+        for (int64_t j = 0; j < nv * L; ++j)
+          tile[i * NR + j] = load_c && j < nr ? c[i * a.c_rs + j] : T(0);
+      ct = tile;
+      ldc = NR;
+    }
+    if (a_rows)
+      gemm_ukernel_narrow<T, false>(nv, mr, kc, A + i0 * step, lda, Bp, ct, ldc, load_c, brow,
+                                    bcol, act);
+    else
+      gemm_ukernel_narrow<T, true>(nv, mr, kc, A + i0 * step, lda, Bp, ct, ldc, load_c, brow,
+                                   bcol, act);
+    if (nr < nv * L)
+      for (int64_t i = 0; i < mr; ++i)
+        for (int64_t j = 0; j < nr; ++j) c[i * a.c_rs + j] = tile[i * NR + j];
+  }
+}
+
 template <class T>
 static void gemm(const GemmArgs<T>& a) {
-  constexpr int MR = kGemmMR, NR = gemm_nr<T>();
+  typedef typename VecOf<T>::type V;
+  constexpr int MR = kGemmMR, NR = gemm_nr<T>(), L = static_cast<int>(sizeof(V) / sizeof(T));
   if (a.K == 0) {
     if (!a.accumulate) gemm_bias_only(a);
     return;
@@ -280,6 +345,15 @@ static void gemm(const GemmArgs<T>& a) {
         }
         for (int64_t j0 = 0; j0 < nc; j0 += NR) {
           const int64_t nr = nc - j0 < NR ? nc - j0 : NR;
+          if (nr <= NR - L) {  // a panel's last columns, fewer vectors than NR
+            gemm_narrow_panel(a, mc, nr, kc, Apc, lda, step, a_rows,
+                              a_rows || a_cols ? 2 * MR : MR, Bpc + j0 * kc,
+                              a.C + ic * a.c_rs + jc + j0, load_c,
+                              a.bias_axis == 0 ? a.bias + ic : a.bias_axis == 1 ? a.bias + jc + j0
+                                                                                 : nullptr,
+                              act);
+            continue;
+          }
           for (int64_t i0 = 0; i0 < mc; i0 += MR) {
             const int64_t mr = mc - i0 < MR ? mc - i0 : MR;
             const int64_t m = ic + i0, n = jc + j0;

@@ -67,6 +67,20 @@ inline bool gemm_prefetch_c(int64_t elems) {
   return elems * int64_t(sizeof(T)) >= (int64_t(256) << 10);
 }
 
+// Whether a weight that `blocks` GEMM blocks use (NHWC pixel row blocks,
+// fused tiles) on `threads` threads is packed once for all of them, rather
+// than by each block's GEMM, chunk by chunk, into its thread's work area.
+// Once saves the repacking; but the packed copy is a round trip through
+// memory, and with several threads each reads panels that another core
+// packed (cross-core transfers).  Batch 1, AVX-512 host, NHWC, 14x14x512
+// (2 fused tiles, 3 pointwise row blocks): 1 thread, once is faster
+// (pointwise 564 -> 522 us); 2 threads, per block is (fused 364 -> 302 us,
+// pointwise 343 -> 305 us; 28x28x256 fused, 4 tiles: 296 -> 281 us); batch
+// 8 (16 tiles), once is faster on both.
+inline bool pack_weight_once(int64_t blocks, int threads) {
+  return threads <= 1 ? blocks > 1 : blocks >= 4 * int64_t(threads);
+}
+
 // y = act(depthwise(x, w) + b).  w (C*M, 1, kh, kw); b (C*M) or null.
 template <class T>
 void depthwise_forward(const Problem& p, const T* x, const T* w, const T* b, Act act, T* y,

@@ -66,18 +66,19 @@ void run_gemm(const GemmArgs<T>& a, int64_t batch, int64_t b_step, int64_t c_ste
   });
 }
 
-// run_gemm with B the shared weight (NHWC): packed once when several row
-// blocks use it, else packed by the GEMM per block into the task's work area
-// (a single block -- a few pixels -- uses each weight once, and a packed copy
-// of a large weight would only add a round trip through memory).
-// pre: B packed already (a prepacked weight), used as is.
+// run_gemm with B the shared weight (NHWC): packed once when enough row
+// blocks use it (pack_weight_once), else packed by the GEMM per block into
+// the task's work area (a single block -- a few pixels -- uses each weight
+// once, and a packed copy of a large weight would only add a round trip
+// through memory).  pre: B packed already (a prepacked weight), used as is.
 template <class T>
 void run_gemm_packing_b(const GemmArgs<T>& a, int threads, const PackedView<T>* pre = nullptr) {
   if (pre) {
     run_gemm(a, 1, 0, 0, threads, Shared::B, pre);
     return;
   }
-  if (a.M <= kRowBlock) {
+  const int want = plan_threads(threads, int64_t(1) << 30, a.M * a.N * a.K);
+  if (!pack_weight_once(ceil_div(a.M, kRowBlock), want)) {
     run_gemm(a, 1, 0, 0, threads, Shared::B);
     return;
   }

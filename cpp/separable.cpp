@@ -80,14 +80,14 @@ void separable_forward(const Problem& p, const T* x, const T* dw, const T* db, c
   const bool prefetch_y = gemm_prefetch_c<T>(p.N * OHW * Co);
 
   // The pointwise weight is the GEMM's A, read in place (NCHW), or its B
-  // (NHWC): packed once when several tiles share it, else packed by the GEMM
-  // block by block into the thread's L2-sized work area (one tile: each
-  // weight is used by one task, so the whole packed copy would only add a
-  // round trip through memory).  The NHWC depthwise weights are packed by
+  // (NHWC): packed once when enough tiles share it (pack_weight_once), else
+  // packed by the GEMM block by block into the thread's L2-sized work area
+  // (one tile: each weight is used by one task, so the whole packed copy
+  // would only add a round trip through memory).  The NHWC depthwise weights are packed by
   // the kernel set (dw_nhwc_pack).  A prepacked weight (`pre`) is used by
   // every tile as it is.
   const bool use_pre = !nchw && pre;
-  const bool pack_once = !nchw && !use_pre && p.N * tiles_per_image > 1;
+  const bool pack_once = !nchw && !use_pre && pack_weight_once(p.N * tiles_per_image, nt);
   Packed<T> pwp;
   std::vector<T> dwp;
   if (pack_once) pwp = pack_b(k, CM, Co, pw, 1, CM, threads);

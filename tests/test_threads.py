@@ -148,6 +148,34 @@ def test_bitwise_identical_across_thread_counts_every_isa(isa, idx):
             _same_bits(_run(fn, arrays, kw, num_threads=n), base)
 
 
+@pytest.mark.parametrize("n", [1, 8])
+def test_weight_packed_once_or_per_block_same_bits(n):
+    """NHWC weights are packed once for all GEMM blocks or by each block
+    (ops.h pack_weight_once), by block count and thread count: 14x14 pixels,
+    512 -> 256 channels, batch 1 (3 pointwise row blocks, 2 fused tiles:
+    packed once on 1 thread, per block on 2 and 3) and 8 (once on all).
+    Either way the bits are those of one thread, and right."""
+    rng = np.random.default_rng(7)
+    x = to_nhwc(rand(rng, (n, 512, 14, 14), np.float32))
+    dw = rand(rng, (512, 1, 3, 3), np.float32)
+    pw = rand(rng, (256, 512, 1, 1), np.float32)
+    pb = rand(rng, (256,), np.float32)
+    runs = {
+        "pointwise": lambda t: pydsconv.pointwise_conv2d(x, pw, pb, layout="NHWC",
+                                                         activation="relu", num_threads=t),
+        "separable": lambda t: pydsconv.separable_conv2d(
+            x, dw, pw, pointwise_bias=pb, padding=1, layout="NHWC", num_threads=t),
+    }
+    for name, f in runs.items():
+        base = f(1)
+        for t in (2, 3):
+            _same_bits((f(t),), (base,))
+    assert_close(runs["pointwise"](1),
+                 ref.pointwise_conv2d(x, pw, pb, layout="NHWC", activation="relu"))
+    assert_close(runs["separable"](2),
+                 ref.separable_conv2d(x, dw, pw, pointwise_bias=pb, padding=1, layout="NHWC"))
+
+
 @pytest.mark.parametrize("which", [(True, False, False), (False, True, False),
                                    (False, False, True), (False, True, True)])
 def test_backward_partial_gradients_same_bits(which):

@@ -65,7 +65,11 @@ void separable_forward(const Problem& p, const T* x, const T* dw, const T* db, c
   // place) and the tile its B, whatever the tile's layout (the via-NHWC
   // tile (pixels, C*M) is packed as a transposed operand, in cache), so y
   // is written in place, with no transpose of the output.
-  const int64_t tp = tile_pixels(p, sizeof(T), nchw ? k.gemm_nr : k.gemm_mr, rows_kernel);
+  // Tiles are aligned to the GEMM's register block along pixels: MR rows
+  // (NHWC), or one vector of columns (NCHW: a panel's last vector is a
+  // narrower tile; aligned to whole 2-vector panels, 14x14 split into 128 +
+  // 68 pixels, and on 2 threads one waited for the other).
+  const int64_t tp = tile_pixels(p, sizeof(T), nchw ? k.lanes : k.gemm_mr, rows_kernel);
   const int64_t tiles_per_image = ceil_div(OHW, tp);
   // Images in groups: all at once, except that the channels-last copy of x
   // is made for at most 1 MiB of input (or one image) at a time (via_group).

@@ -42,7 +42,23 @@ void depthwise_forward(const Problem& p, const T* x, const T* w, const T* b, Act
   // One channel (M = 1): NHWC is byte for byte the NCHW layout, whose kernels
   // vectorise along the row instead of over a single channel.
   const bool nchw = p.layout == Layout::NCHW || (g.C == 1 && g.M == 1);
-  if (nchw && dw_nchw_via_nhwc(k, g, false)) {
+  if (nchw && dw_nchw_flat(k, g)) {
+    // Small planes at stride 1: the flat kernel, a task per block of 16
+    // channels of one image (of a tall plane: per block of ~2K outputs of
+    // 16 channels).
+    const int64_t qb = OHW <= 4096 ? OHW : std::max<int64_t>(1, 2048 / g.OW) * g.OW;
+    const int64_t blocks = ceil_div(OHW, qb), cb = 16, ncb = ceil_div(CM, cb);
+    const int64_t tasks = p.N * ncb * blocks;
+    const int nt = plan_threads(threads, tasks, macs);
+    const int64_t per = k.dw_flat_scratch(g, qb);
+    Buffer<T> scratch(nt * per);
+    parallel_for_tid(tasks, nt, [&](int64_t t, int tid) {
+      const int64_t bi = t % blocks, u = t / blocks, c0 = (u % ncb) * cb, n = u / ncb;
+      const int64_t q0 = bi * qb, q1 = std::min(q0 + qb, OHW), c1 = std::min(c0 + cb, CM);
+      k.dw_fwd_nchw_flat(g, x + n * g.C * HW, w, b, act, c0, c1, q0, q1,
+                         y + (n * CM + c0) * OHW + q0, OHW, scratch.data() + tid * per);
+    });
+  } else if (nchw && dw_nchw_via_nhwc(k, g, false)) {
     // Small planes (M = 1): a task takes a block of cb channels of one image,
     // transposes them into a channels-last copy (HW x cb), runs the NHWC
     // kernels on it and transposes the result into y.  The copies stay in

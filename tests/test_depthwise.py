@@ -496,6 +496,40 @@ def test_nchw_small_planes_in_channel_blocks(isa, rng, dtype, stride):
                                          activation="relu6"), dtype)
 
 
+# (C, M, H, W, (kh, kw), padding): stride 1, rows as wide as the input's.
+FLAT_CASES = [
+    (37, 1, 14, 14, (3, 3), "same"),          # 37: groups of 16 and 4 channels, and single ones
+    (20, 1, 14, 14, (5, 5), "same"),
+    (18, 2, 12, 12, (7, 7), ((3, 3), (3, 3))),  # M = 2
+    (17, 1, 9, 15, (4, 4), ((1, 2), (1, 2))),   # even kernel: one column more on the right
+    (16, 1, 11, 16, (3, 3), ((0, 2), (1, 1))),  # rows padded only below
+    (16, 1, 14, 13, (1, 3), ((0, 0), (0, 2))),  # left-aligned taps (pl = 0)
+    (16, 1, 14, 10, (3, 1), ((2, 0), (0, 0))),
+    (5, 1, 300, 16, (3, 3), "same"),          # tall: blocks of 128 rows
+]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("case", FLAT_CASES)
+def test_nchw_flat_planes(isa, rng, dtype, case):
+    """NCHW at stride 1 on planes of up to 16 columns takes the flat kernel
+    on 512-bit vectors (ops.h dw_nchw_flat): each vector of outputs spans
+    row ends, its lanes whose taps fall outside their row masked, rows
+    outside the image read from a padded copy.  Channel counts that 4 and 16
+    do not divide, M = 2, kernels 1x3 to 7x7 (an even one), padding on one
+    side only, a plane taller than a task's block; every ISA against the
+    reference, and the same bits on 1 and 2 threads."""
+    c, m, h, w_, k, padding = case
+    x = rand(rng, (2, c, h, w_), dtype)
+    w = rand(rng, (c * m, 1) + k, dtype)
+    b = rand(rng, (c * m,), dtype)
+    y = pydsconv.depthwise_conv2d(x, w, b, padding=padding, activation="relu6", num_threads=1)
+    assert y.shape[2:] == (h, w_)
+    assert_close(y, ref.depthwise_conv2d(x, w, b, padding=padding, activation="relu6"), dtype)
+    y2 = pydsconv.depthwise_conv2d(x, w, b, padding=padding, activation="relu6", num_threads=2)
+    np.testing.assert_array_equal(y, y2)
+
+
 @pytest.mark.filterwarnings("ignore:Using padding='same'")
 @pytest.mark.parametrize("memory_format", ["contiguous", "channels_last"])
 @pytest.mark.parametrize("cfg", TORCH_CONFIGS)

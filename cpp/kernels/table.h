@@ -70,6 +70,15 @@ struct KernelTable {
   void (*dw_fwd_nchw_rows)(const DwGeom&, const T* x_plane, const T* w, T bias, Act act,
                            int64_t oh0, int64_t oh1, T* y, T* scratch);
   int64_t (*dw_rows_scratch)(const DwGeom&, int64_t rows);
+  // NCHW forward, stride 1, no dilation, OW == W (ops.h dw_nchw_flat): flat
+  // outputs [q0, q1) (q = oh*OW + ow) of output channels [c0, c1) of one
+  // image (x_img its C planes, w all C*M taps, b all biases or null) into
+  // y + (c - c0)*y_cs, using `scratch` of dw_flat_scratch(g, q1 - q0)
+  // elements.
+  void (*dw_fwd_nchw_flat)(const DwGeom&, const T* x_img, const T* w, const T* b, Act act,
+                           int64_t c0, int64_t c1, int64_t q0, int64_t q1, T* y, int64_t y_cs,
+                           T* scratch);
+  int64_t (*dw_flat_scratch)(const DwGeom&, int64_t outputs);
   // NHWC forward: outputs [ow0, ow1) of row `oh` of one image, all C*M
   // channels.  x_img is (H, W, C), w_packed the weights as dw_nhwc_pack
   // lays them out (dw_nhwc_pack_elems(g) elements), bias (C*M) or null; y

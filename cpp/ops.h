@@ -26,17 +26,18 @@ inline bool dw_use_rows_kernel(const DwGeom& g) {
 }
 
 // Whether NCHW depthwise takes the flat kernel (KernelTable::dw_fwd_nchw_flat):
-// it applies at stride 1, no dilation, output rows as wide as the input's;
-// it is taken on 512-bit vectors (masked loads), for planes of up to 16
-// columns and at least 8 vectors of outputs.  Alternated, one 3x3 layer,
-// against the via-NHWC channel blocks: 14x14x512 batch 1 56 -> 48 us (2
-// threads 32 -> 26), batch 8 675 -> 486 us; 5x5 at batch 8 986 -> 778 us;
-// but 7x7x1024 (3 vectors and a lane) 30 -> 38 us, 28x28x256 (the row
-// kernels) 73 -> 96 us, and on AVX2 14x14x512 67 -> 75 us.
+// it applies at stride 1, no dilation, 3x3 and 5x5, output rows as wide as
+// the input's; it is taken on 512-bit vectors (masked loads), for planes
+// of up to 16 columns and at least 8 vectors of outputs.  Alternated, one
+// layer, against the via-NHWC channel blocks: 3x3 14x14x512 batch 1 56 ->
+// 48 us (2 threads 32 -> 26), batch 8 675 -> 486 us; 5x5 batch 1 90 -> 87
+// us, batch 8 986 -> 778 us; but 7x7x1024 (3 vectors and a lane) 30 -> 38
+// us, 28x28x256 (the row kernels) 73 -> 96 us, and on AVX2 14x14x512
+// 67 -> 75 us.
 template <class T>
 bool dw_nchw_flat(const KernelTable<T>& k, const DwGeom& g) {
   const bool applies = g.sh == 1 && g.sw == 1 && g.dh == 1 && g.dw == 1 && g.OW == g.W &&
-                       g.kh <= 64 && g.kw <= 64 && g.kh * g.kw <= 256;
+                       g.kh == g.kw && (g.kh == 3 || g.kh == 5);
   return applies && k.lanes * int64_t(sizeof(T)) == 64 && g.W <= 16 &&
          g.OH * g.OW >= 8 * k.lanes;
 }

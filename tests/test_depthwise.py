@@ -500,11 +500,11 @@ def test_nchw_small_planes_in_channel_blocks(isa, rng, dtype, stride):
 FLAT_CASES = [
     (37, 1, 14, 14, (3, 3), "same"),          # 37: groups of 16 and 4 channels, and single ones
     (20, 1, 14, 14, (5, 5), "same"),
-    (18, 2, 12, 12, (7, 7), ((3, 3), (3, 3))),  # M = 2
-    (17, 1, 9, 15, (4, 4), ((1, 2), (1, 2))),   # even kernel: one column more on the right
+    (18, 2, 12, 12, (3, 3), ((1, 1), (1, 1))),  # M = 2
+    (17, 1, 9, 15, (5, 5), ((1, 3), (0, 4))),   # taps left-aligned (pl = 0)
     (16, 1, 11, 16, (3, 3), ((0, 2), (1, 1))),  # rows padded only below
-    (16, 1, 14, 13, (1, 3), ((0, 0), (0, 2))),  # left-aligned taps (pl = 0)
-    (16, 1, 14, 10, (3, 1), ((2, 0), (0, 0))),
+    (16, 1, 14, 13, (3, 3), ((2, 0), (2, 0))),  # taps right-aligned (pl = kw - 1)
+    (16, 1, 14, 10, (5, 5), ((4, 0), (3, 1))),
     (5, 1, 300, 16, (3, 3), "same"),          # tall: blocks of 128 rows
 ]
 
@@ -515,10 +515,11 @@ def test_nchw_flat_planes(isa, rng, dtype, case):
     """NCHW at stride 1 on planes of up to 16 columns takes the flat kernel
     on 512-bit vectors (ops.h dw_nchw_flat): each vector of outputs spans
     row ends, its lanes whose taps fall outside their row masked, rows
-    outside the image read from a padded copy.  Channel counts that 4 and 16
-    do not divide, M = 2, kernels 1x3 to 7x7 (an even one), padding on one
-    side only, a plane taller than a task's block; every ISA against the
-    reference, and the same bits on 1 and 2 threads."""
+    outside the image read from a padded copy.  3x3 and 5x5, channel counts
+    that 4 and 16 do not divide, M = 2, the taps' columns from left- to
+    right-aligned, rows padded on one side only, a plane taller than a
+    task's block; every ISA against the reference, and the same bits on 1
+    and 2 threads."""
     c, m, h, w_, k, padding = case
     x = rand(rng, (2, c, h, w_), dtype)
     w = rand(rng, (c * m, 1) + k, dtype)

@@ -70,7 +70,8 @@ struct KernelTable {
   void (*dw_fwd_nchw_rows)(const DwGeom&, const T* x_plane, const T* w, T bias, Act act,
                            int64_t oh0, int64_t oh1, T* y, T* scratch);
   int64_t (*dw_rows_scratch)(const DwGeom&, int64_t rows);
-  // NCHW forward, stride 1, no dilation, OW == W (ops.h dw_nchw_flat): flat
+  // NCHW forward, 3x3 or 5x5, stride 1, no dilation, OW == W (ops.h
+  // dw_nchw_flat): flat
   // outputs [q0, q1) (q = oh*OW + ow) of output channels [c0, c1) of one
   // image (x_img its C planes, w all C*M taps, b all biases or null) into
   // y + (c - c0)*y_cs, using `scratch` of dw_flat_scratch(g, q1 - q0)

@@ -119,6 +119,26 @@ def test_narrow_last_panel(isa, rng, cols, layout, dtype):
         assert_close(g, r, dtype)
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("pixels", [(7, 7), (5, 10), (3, 17), (1, 79), (5, 5)])
+def test_tall_last_tile(isa, rng, pixels, dtype):
+    """NHWC GEMM rows (pixels) that leave one or two after the last full
+    6-row tile: on AVX-512 they join it as a 7- or 8-row tile (gemm-inl.h
+    kGemmTall): 49 = 7 x 6 + 7, 50, 51 (+ 9: no), 79 = 72 + 7 (the second
+    MC block), 25 = 3 x 6 + 7; with C_in = 300 (two K slices), C_out = 100
+    (a partial last panel, through the stack tile), bias and relu6; the
+    gradients' GEMMs read the same operands in place by columns."""
+    x = _x(rng, 1, 300, pixels, dtype, "NHWC")
+    w = rand(rng, (100, 300), dtype)
+    b = rand(rng, (100,), dtype)
+    got = pydsconv.pointwise_conv2d(x, w, b, layout="NHWC", activation="relu6", num_threads=1)
+    assert_close(got, ref.pointwise_conv2d(x, w, b, layout="NHWC", activation="relu6"), dtype)
+    go = rand(rng, got.shape, dtype)
+    for g, r in zip(pydsconv.pointwise_conv2d_backward(go, x, w, layout="NHWC", num_threads=1),
+                    ref.pointwise_conv2d_backward(go, x, w, layout="NHWC")):
+        assert_close(g, r, dtype)
+
+
 @pytest.mark.parametrize("layout", LAYOUTS)
 def test_large_output_prefetching(isa, rng, layout):
     """Outputs of 256 KiB and more: the GEMM prefetches C's lines ahead of its

@@ -26,6 +26,12 @@
 constexpr int kGemmMR = PYDSCONV_GEMM_MR, kGemmNV = PYDSCONV_GEMM_NV;
 constexpr int64_t kGemmKC = 256, kGemmMC = PYDSCONV_GEMM_MC, kGemmNC = PYDSCONV_GEMM_NC;
 constexpr int kGemmPrefetchTiles = 2;  // how far ahead C lines are prefetched
+// The last tile of a block may take up to kGemmTall rows: a remainder of
+// one or two rows after a full tile joins it, instead of a tile of 2-4
+// dependent chains that takes 2/3 of a full tile's time (49 pixels of a
+// 7x7 layer: 8 x 6 + 1).  Only where the registers hold 8 x NV
+// accumulators (AVX-512's 32).
+constexpr int kGemmTall = PYDSCONV_VEC_BYTES == 64 ? kGemmMR + 2 : kGemmMR;
 
 template <class T>
 static constexpr int gemm_nr() {
@@ -257,6 +263,21 @@ static void gemm_bias_only(const GemmArgs<T>& a) {
   }
 }
 
+// A tile of MR < rows <= kGemmTall rows (A in place), out of line like
+// gemm_narrow_panel.
+template <class T>
+__attribute__((noinline)) static void gemm_tall_tile(bool a_rows, int64_t rows, int64_t kc,
+                                                     const T* A, int64_t lda, const T* Bp, T* C,
+                                                     int64_t ldc, bool load_c, const T* bias_row,
+                                                     const T* bias_col, Act act) {
+  if (a_rows)
+    gemm_ukernel_rows<T, false, kGemmTall>(rows, kc, A, lda, Bp, C, ldc, load_c, bias_row,
+                                           bias_col, act);
+  else
+    gemm_ukernel_rows<T, true, kGemmTall>(rows, kc, A, lda, Bp, C, ldc, load_c, bias_row,
+                                          bias_col, act);
+}
+
 // One column panel of an MC x KC block whose nr columns fill fewer vectors
 // than NR (the last columns of C), through gemm_ukernel_narrow, `rs` rows at
 // a time (2*MR, or MR from packed MR-high A panels).  Out of line, so that
@@ -320,6 +341,7 @@ static void gemm(const GemmArgs<T>& a) {
   // k, all in one L1 set.  Other strides are packed per MC x KC block.
   const bool a_rows = a.a_cs == 1;
   const bool a_cols = !a_rows && a.a_rs == 1 && a.a_cs * int64_t(sizeof(T)) <= 256;
+  const bool a_packed = !a_rows && !a_cols;  // MR-high panels (no tall tiles)
   for (int64_t jc = 0; jc < a.N; jc += kGemmNC) {
     const int64_t nc = a.N - jc < kGemmNC ? a.N - jc : kGemmNC;
     for (int64_t pc = 0; pc < a.K; pc += kGemmKC) {
@@ -355,14 +377,15 @@ static void gemm(const GemmArgs<T>& a) {
             continue;
           }
           for (int64_t i0 = 0; i0 < mc; i0 += MR) {
-            const int64_t mr = mc - i0 < MR ? mc - i0 : MR;
+            const bool tall = kGemmTall > MR && !a_packed && mc - i0 > MR && mc - i0 <= kGemmTall;
+            const int64_t mr = tall ? mc - i0 : mc - i0 < MR ? mc - i0 : MR;
             const int64_t m = ic + i0, n = jc + j0;
             const T* Ai = Apc + i0 * step;
             const T* Bj = Bpc + j0 * kc;
             T* c = a.C + m * a.c_rs + n;
             const T* brow = !load_c && a.bias_axis == 0 ? a.bias + m : nullptr;
             const T* bcol = !load_c && a.bias_axis == 1 ? a.bias + n : nullptr;
-            T tile[MR * NR], cpad[NR];
+            T tile[kGemmTall * NR], cpad[NR];
             T* ct = c;
             int64_t ldc = a.c_rs;
             if (nr < NR) {  // partial columns through a full-width stack tile
@@ -396,13 +419,16 @@ static void gemm(const GemmArgs<T>& a) {
                 }
               }
             }
-            if (a_rows)
+            if (tall)
+              gemm_tall_tile<T>(a_rows, mr, kc, Ai, lda, Bj, ct, ldc, load_c, brow, bcol, act);
+            else if (a_rows)
               gemm_ukernel_rows<T, false>(mr, kc, Ai, lda, Bj, ct, ldc, load_c, brow, bcol, act);
             else
               gemm_ukernel_rows<T, true>(mr, kc, Ai, lda, Bj, ct, ldc, load_c, brow, bcol, act);
             if (nr < NR)
               for (int64_t i = 0; i < mr; ++i)
                 for (int64_t j = 0; j < nr; ++j) c[i * a.c_rs + j] = tile[i * NR + j];
+            if (tall) break;
           }
         }
       }

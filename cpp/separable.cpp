@@ -64,19 +64,28 @@ void separable_forward(const Problem& p, const T* x, const T* dw, const T* db, c
   // NCHW output: the GEMM is y (co, pixels) = W . tile, W its A (read in
   // place) and the tile its B, whatever the tile's layout (the via-NHWC
   // tile (pixels, C*M) is packed as a transposed operand, in cache), so y
-  // is written in place, with no transpose of the output.
+  // is written in place, with no transpose of the output (256x28x28: 655
+  // -> 615 us against a transposed output tile).
   // Tiles are aligned to the GEMM's register block along pixels: MR rows
   // (NHWC), or one vector of columns (NCHW: a panel's last vector is a
   // narrower tile; aligned to whole 2-vector panels, 14x14 split into 128 +
   // 68 pixels, and on 2 threads one waited for the other).
-  const int64_t tp = tile_pixels(p, sizeof(T), nchw ? k.lanes : k.gemm_mr, rows_kernel);
+  int64_t tp = tile_pixels(p, sizeof(T), nchw ? k.lanes : k.gemm_mr, rows_kernel);
+  // Except where a via-NHWC tile's pixels fill their vectors badly (7x7:
+  // 49 of 64 lanes): there the GEMM runs as in NHWC, pixels its rows, into
+  // a per-thread tile that is then transposed into y (`flip`; 7x7x1024,
+  // alternated: 736 -> 706 us on 1 thread, 400 -> 376 on 2, batch 8 6.25
+  // -> 5.15 ms).
+  const bool flip = via_nhwc && 5 * tp < 4 * (ceil_div(tp, k.lanes) * k.lanes);
+  if (flip) tp = tile_pixels(p, sizeof(T), k.gemm_mr, false);
+  const bool pix_rows = !nchw || flip;  // the GEMM's rows are pixels
   const int64_t tiles_per_image = ceil_div(OHW, tp);
   // Images in groups: all at once, except that the channels-last copy of x
   // is made for at most 1 MiB of input (or one image) at a time (via_group).
   const int64_t gn = via_nhwc ? via_group(p.N, HW * g.C, sizeof(T), kViaCached) : p.N;
   const int64_t tiles = gn * tiles_per_image;
   // Output-channel chunks: rows of the GEMM's A (NCHW) or columns of B (NHWC).
-  const int64_t unit = nchw ? k.gemm_mr : k.gemm_nr;
+  const int64_t unit = pix_rows ? k.gemm_nr : k.gemm_mr;
   const int64_t split = balance_split(tiles, want, ceil_div(Co, 4 * unit));
   const int64_t clen = ceil_div(ceil_div(Co, split), unit) * unit, chunks = ceil_div(Co, clen);
   const int nt = plan_threads(threads, tiles * chunks, macs);
@@ -87,11 +96,11 @@ void separable_forward(const Problem& p, const T* x, const T* dw, const T* db, c
   // (NHWC): packed once when enough tiles share it (pack_weight_once), else
   // packed by the GEMM block by block into the thread's L2-sized work area
   // (one tile: each weight is used by one task, so the whole packed copy
-  // would only add a round trip through memory).  The NHWC depthwise weights are packed by
-  // the kernel set (dw_nhwc_pack).  A prepacked weight (`pre`) is used by
-  // every tile as it is.
-  const bool use_pre = !nchw && pre;
-  const bool pack_once = !nchw && !use_pre && pack_weight_once(p.N * tiles_per_image, nt);
+  // would only add a round trip through memory).  The NHWC depthwise
+  // weights are packed by the kernel set (dw_nhwc_pack).  A prepacked
+  // weight (`pre`) is used by every tile as it is.
+  const bool use_pre = pix_rows && pre;
+  const bool pack_once = pix_rows && !use_pre && pack_weight_once(p.N * tiles_per_image, nt);
   Packed<T> pwp;
   std::vector<T> dwp;
   if (pack_once) pwp = pack_b(k, CM, Co, pw, 1, CM, threads);
@@ -101,8 +110,8 @@ void separable_forward(const Problem& p, const T* x, const T* dw, const T* db, c
   }
   Buffer<T> xt(via_nhwc ? gn * HW * g.C : 0);
   // Per thread: the depthwise tile, the GEMM's packing space, then the
-  // row kernel's scratch.
-  const int64_t extra = rows_kernel ? k.dw_rows_scratch(g, tp / g.OW) : 0;
+  // row kernel's scratch or the flipped GEMM's output tile.
+  const int64_t extra = rows_kernel ? k.dw_rows_scratch(g, tp / g.OW) : flip ? tp * clen : 0;
   const int64_t per_thread = tp * CM + k.gemm_work + extra;
   Buffer<T> scratch(nt * per_thread);
   std::vector<int64_t> held(static_cast<size_t>(nt));  // the tile in each thread's scratch
@@ -149,19 +158,23 @@ void separable_forward(const Problem& p, const T* x, const T* dw, const T* db, c
       }
       // Pointwise on the tile, output channels [co0, co1).
       const T* bias = pb ? pb + co0 : nullptr;
-      if (nchw) {  // y (co, pixels) = W . tile: (C*M, pixels), or (pixels, C*M) via NHWC
+      if (!pix_rows) {  // y (co, pixels) = W . tile: (C*M, pixels), or (pixels, C*M) via NHWC
         GemmArgs<T> a{co1 - co0, np, CM, pw + co0 * CM, CM, 1, mid, mid_nhwc ? 1 : np,
                       mid_nhwc ? CM : 1, y + (n * Co + co0) * OHW + p0, OHW, false, bias,
                       pb ? 0 : -1, act, work};
         a.prefetch_c = prefetch_y;
         k.gemm(a);
-      } else {  // y (pixels, co) = tile (pixels, C*M) . W^T
-        GemmArgs<T> a{np, co1 - co0, CM, mid, CM, 1, pw + co0 * CM, 1, CM,
-                      y + (n * OHW + p0) * Co + co0, Co, false, bias, pb ? 1 : -1, act, work};
+      } else {  // y (pixels, co) = tile (pixels, C*M) . W^T: into y (NHWC) or a tile (flip)
+        const int64_t cn = co1 - co0;
+        T* yt = work + k.gemm_work;
+        GemmArgs<T> a{np, cn, CM, mid, CM, 1, pw + co0 * CM, 1, CM,
+                      flip ? yt : y + (n * OHW + p0) * Co + co0, flip ? cn : Co, false, bias,
+                      pb ? 1 : -1, act, work};
         if (use_pre) use_packed_b(a, *pre, co0);
         else if (pack_once) use_packed_b(a, pwp, co0);
-        a.prefetch_c = prefetch_y;
+        a.prefetch_c = !flip && prefetch_y;
         k.gemm(a);
+        if (flip) k.transpose(np, cn, yt, cn, y + (n * Co + co0) * OHW + p0, OHW);
       }
     });
   }

@@ -197,9 +197,11 @@ def prepack_pointwise(weight, *, num_threads=None):
 prepack_pointwise.__doc__ = """Pack a pointwise weight once, for many forward calls.
 
     Every forward call rearranges the 1x1 weight into the panels its matrix
-    kernel reads (NHWC; NCHW only in the pointwise op on small planes) -- a
-    pass over the whole weight, which at batch 1 is a few percent of a MobileNet layer
-    and more when the weight is not in cache.  Inference with fixed weights
+    kernel reads (NHWC; NCHW only on small planes: the pointwise op up to 64
+    pixels, the separable op where a plane's pixels fill their vectors
+    badly, as 7x7 does) -- a pass over the whole weight, which at batch 1 is
+    a few percent of a MobileNet layer and more when the weight is not in
+    cache.  Inference with fixed weights
     can do it once: pass the result as ``pointwise_weight`` of
     :func:`separable_conv2d` / :func:`separable_conv1d` or as ``weight`` of
     :func:`pointwise_conv2d` / :func:`pointwise_conv1d`.  The results are the

@@ -506,6 +506,7 @@ FLAT_CASES = [
     (16, 1, 14, 13, (3, 3), ((2, 0), (2, 0))),  # taps right-aligned (pl = kw - 1)
     (16, 1, 14, 10, (5, 5), ((4, 0), (3, 1))),
     (5, 1, 300, 16, (3, 3), "same"),          # tall: blocks of 128 rows
+    (3, 1, 682, 9, (3, 3), "same"),           # blocks of 227 rows and one of 9 outputs
 ]
 
 
@@ -517,9 +518,9 @@ def test_nchw_flat_planes(isa, rng, dtype, case):
     row ends, its lanes whose taps fall outside their row masked, rows
     outside the image read from a padded copy.  3x3 and 5x5, channel counts
     that 4 and 16 do not divide, M = 2, the taps' columns from left- to
-    right-aligned, rows padded on one side only, a plane taller than a
-    task's block; every ISA against the reference, and the same bits on 1
-    and 2 threads."""
+    right-aligned, rows padded on one side only, planes taller than a
+    task's block (the last block of one shorter than a vector); every ISA
+    against the reference, and the same bits on 1 and 2 threads."""
     c, m, h, w_, k, padding = case
     x = rand(rng, (2, c, h, w_), dtype)
     w = rand(rng, (c * m, 1) + k, dtype)

@@ -441,7 +441,7 @@ static inline void dw_flat_dims(const DwGeom& g, int64_t q0, int64_t q1, int64_t
 // (up to 16, in at most 32 KiB, so that they stay in L1): the channels of
 // a group are computed four at a time, sharing the lane masks, as four
 // independent FMA chains (one chain a channel: 14x14x512 57 us; four:
-// 48 us).
+// 48 us, 43.5 with the kernel size a compile-time constant).
 template <class T>
 static void dw_flat_layout(const DwGeom& g, int64_t n, int64_t* per, int64_t* group) {
   constexpr int64_t L = PYDSCONV_VEC_BYTES / static_cast<int64_t>(sizeof(T));

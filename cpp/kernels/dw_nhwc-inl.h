@@ -114,44 +114,59 @@ static inline void dw_nhwc_tile(const DwGeom& g, const T* PYDSCONV_RESTRICT x,
 }
 
 // Any kernel, stride and dilation: outputs ow .. ow+NP-1 of row oh sharing
-// the horizontal taps [j0, j1) (all interior, or one edge pixel), channels
-// [c, c + B), kernel rows [i0, i1); each tap's weights are loaded once for
-// the NP outputs.  Same chain per output as every other path.
-template <class T, int NP>
+// the horizontal taps [j0, j1) (all interior, or one edge pixel), channel
+// blocks q0 .. q0 + NQ - 1, kernel rows [i0, i1); each tap's weights are
+// loaded once for the NP outputs.  NQ > 1 gives an edge pixel NQ
+// independent chains instead of one (its chain is up to kh * kw dependent
+// multiply-adds, 42 for a 7x7 kernel, and 7x7 layers on 14-wide rows have
+// six edge pixels of fourteen).  Same chain per output as every other
+// path: the bias, then the taps in (i, j) order.  wb: all blocks' taps
+// (dw_nhwc_pack), yp: pixel ow's outputs.
+template <class T, int NP, int NQ>
 static inline void dw_nhwc_tile_any(const DwGeom& g, const T* PYDSCONV_RESTRICT x,
                                     const T* PYDSCONV_RESTRICT wb, const T* bias, Act act,
                                     int64_t oh, int64_t i0, int64_t i1, int64_t j0, int64_t j1,
-                                    int64_t ow, int64_t c, T* PYDSCONV_RESTRICT yp) {
+                                    int64_t ow, int64_t q0, T* PYDSCONV_RESTRICT yp) {
   typedef typename VecOf<T>::type V;
   constexpr int L = static_cast<int>(sizeof(V) / sizeof(T)), CB = kDwCB, B = CB * L;
-  const int64_t C = g.C, ps = g.sw * C, js = g.dw * C;
-  V acc[NP][CB];
-  for (int p = 0; p < NP; ++p)
-    for (int b = 0; b < CB; ++b) acc[p][b] = bias ? vload<V>(bias + c + b * L) : V{};
+  const int64_t C = g.C, ps = g.sw * C, js = g.dw * C, taps = g.kh * g.kw;
+  int64_t c[NQ];
+  V acc[NP][NQ][CB];
+  for (int u = 0; u < NQ; ++u) {
+    c[u] = dw_nhwc_block_start<T>(g, q0 + u);
+    for (int p = 0; p < NP; ++p)
+      for (int b = 0; b < CB; ++b) acc[p][u][b] = bias ? vload<V>(bias + c[u] + b * L) : V{};
+  }
   for (int64_t i = i0; i < i1; ++i) {
-    const T* xr = x + ((oh * g.sh - g.pt + i * g.dh) * g.W + ow * g.sw - g.pl) * C + c;
-    const T* wr = wb + i * g.kw * B;
-    for (int64_t j = j0; j < j1; ++j) {
-      V wv[CB];
-      for (int b = 0; b < CB; ++b) wv[b] = vload<V>(wr + j * B + b * L);
-      for (int p = 0; p < NP; ++p)
-        for (int b = 0; b < CB; ++b) acc[p][b] += wv[b] * vload<V>(xr + p * ps + j * js + b * L);
-    }
+    const T* xr = x + ((oh * g.sh - g.pt + i * g.dh) * g.W + ow * g.sw - g.pl) * C;
+    for (int64_t j = j0; j < j1; ++j)
+      for (int u = 0; u < NQ; ++u) {
+        const T* wr = wb + ((q0 + u) * taps + i * g.kw + j) * B;
+        V wv[CB];
+        for (int b = 0; b < CB; ++b) wv[b] = vload<V>(wr + b * L);
+        for (int p = 0; p < NP; ++p)
+          for (int b = 0; b < CB; ++b)
+            acc[p][u][b] += wv[b] * vload<V>(xr + p * ps + j * js + c[u] + b * L);
+      }
   }
   for (int p = 0; p < NP; ++p)
-    for (int b = 0; b < CB; ++b) vstore(yp + p * C + b * L, act_vec<V, T>(acc[p][b], act));
+    for (int u = 0; u < NQ; ++u)
+      for (int b = 0; b < CB; ++b)
+        vstore(yp + p * C + c[u] + b * L, act_vec<V, T>(acc[p][u][b], act));
 }
 
-// The interior tile of NP pixels: column-sharing for KW x S, else (KW = 0)
-// any kernel.
+// The interior tile of NP pixels, channel block q (from channel c): column-
+// sharing for KW x S, else (KW = 0) any kernel.  wb: all blocks' taps, yp:
+// pixel ow's outputs.
 template <class T, int KW, int S, int NP>
 static inline void dw_nhwc_tile_k(const DwGeom& g, const T* x, const T* wb, const T* bias, Act act,
-                                  int64_t oh, int64_t i0, int64_t i1, int64_t ow, int64_t c,
-                                  T* yp) {
+                                  int64_t oh, int64_t i0, int64_t i1, int64_t ow, int64_t q,
+                                  int64_t c, T* yp) {
   if constexpr (KW == 0)
-    dw_nhwc_tile_any<T, NP>(g, x, wb, bias, act, oh, i0, i1, 0, g.kw, ow, c, yp);
+    dw_nhwc_tile_any<T, NP, 1>(g, x, wb, bias, act, oh, i0, i1, 0, g.kw, ow, q, yp);
   else
-    dw_nhwc_tile<T, KW, S, NP>(g, x, wb, bias, act, oh, i0, i1, ow, c, yp);
+    dw_nhwc_tile<T, KW, S, NP>(g, x, wb + q * g.kh * g.kw * dw_nhwc_block<T>(), bias, act, oh,
+                               i0, i1, ow, c, yp + c);
 }
 
 // A tile width as a type (dw_nhwc_interior's tiles()).
@@ -167,15 +182,15 @@ static void dw_nhwc_interior(const DwGeom& g, const T* x, const T* wb, const T* 
                              int64_t oh, int64_t i0, int64_t i1, int64_t owa, int64_t owb,
                              int64_t ow0, T* y) {
   constexpr int64_t B = dw_nhwc_block<T>();
-  const int64_t taps = g.kh * g.kw, C = g.C, nb = (C + B - 1) / B;
+  const int64_t C = g.C, nb = (C + B - 1) / B;
   // Pixel blocks outside, channel blocks inside: the other order would load
   // x right after storing y at the same channels, and x and y rows are often
   // a multiple of 4 KiB apart (C = 1024), which the store-to-load check
   // cannot tell apart (14x14x512 layers ran 30% slower).
   const auto tiles = [&](auto np, int64_t ow) {
     for (int64_t q = 0, c = 0; q < nb; c = dw_nhwc_block_start<T>(g, ++q))
-      dw_nhwc_tile_k<T, KW, S, decltype(np)::value>(g, x, wb + q * taps * B, bias, act, oh, i0,
-                                                    i1, ow, c, y + (ow - ow0) * C + c);
+      dw_nhwc_tile_k<T, KW, S, decltype(np)::value>(g, x, wb, bias, act, oh, i0, i1, ow, q, c,
+                                                    y + (ow - ow0) * C);
   };
   typedef DwPixels<kDwNP> Full;
   typedef DwPixels<(kDwNP > 1 ? kDwNP / 2 : 1)> Half;
@@ -199,41 +214,8 @@ static void dw_nhwc_interior(const DwGeom& g, const T* x, const T* wb, const T* 
   for (; ow < owb; ++ow) tiles(DwPixels<1>(), ow);
 }
 
-// One edge pixel ow of row oh (valid horizontal taps [j0, j1)), channel
-// blocks q0 .. q0 + NQ - 1 at once: NQ independent chains instead of one
-// (an edge pixel's chain is up to kh * kw dependent multiply-adds, 42 for
-// a 7x7 kernel, and 7x7 layers on 14-wide rows have six edge pixels of
-// fourteen).  Each output's chain as in dw_nhwc_tile_any: the bias, then
-// the taps in (i, j) order.  wb: all blocks' taps (dw_nhwc_pack), yp:
-// pixel ow's outputs.
+// Edge pixels take kDwEdgeBlocks channel blocks at once (dw_nhwc_tile_any).
 constexpr int kDwEdgeBlocks = 4;
-
-template <class T, int NQ>
-static inline void dw_nhwc_edge_blocks(const DwGeom& g, const T* PYDSCONV_RESTRICT x,
-                                       const T* PYDSCONV_RESTRICT wb, const T* bias, Act act,
-                                       int64_t oh, int64_t i0, int64_t i1, int64_t j0, int64_t j1,
-                                       int64_t ow, int64_t q0, T* PYDSCONV_RESTRICT yp) {
-  typedef typename VecOf<T>::type V;
-  constexpr int L = static_cast<int>(sizeof(V) / sizeof(T)), CB = kDwCB, B = CB * L;
-  const int64_t taps = g.kh * g.kw, js = g.dw * g.C;
-  int64_t c[NQ];
-  V acc[NQ][CB];
-  for (int u = 0; u < NQ; ++u) {
-    c[u] = dw_nhwc_block_start<T>(g, q0 + u);
-    for (int b = 0; b < CB; ++b) acc[u][b] = bias ? vload<V>(bias + c[u] + b * L) : V{};
-  }
-  for (int64_t i = i0; i < i1; ++i) {
-    const T* xr = x + ((oh * g.sh - g.pt + i * g.dh) * g.W + ow * g.sw - g.pl) * g.C;
-    for (int64_t j = j0; j < j1; ++j)
-      for (int u = 0; u < NQ; ++u) {
-        const T* wr = wb + ((q0 + u) * taps + i * g.kw + j) * B;
-        for (int b = 0; b < CB; ++b)
-          acc[u][b] += vload<V>(wr + b * L) * vload<V>(xr + j * js + c[u] + b * L);
-      }
-  }
-  for (int u = 0; u < NQ; ++u)
-    for (int b = 0; b < CB; ++b) vstore(yp + c[u] + b * L, act_vec<V, T>(acc[u][b], act));
-}
 
 // NHWC, M = 1: channel blocks of NB vectors, c in [c0, c1) (multiples of L).
 template <class T, int NB>
@@ -325,9 +307,9 @@ static void dw_fwd_nhwc_row_m1(const DwGeom& g, const T* x, const T* w, const T*
       valid_range(g.W, g.dw, ow * g.sw - g.pl, g.kw, &j0, &j1);
       int64_t q = 0;
       for (; q + kDwEdgeBlocks <= nb; q += kDwEdgeBlocks)
-        dw_nhwc_edge_blocks<T, kDwEdgeBlocks>(g, x, wb, bias, act, oh, i0, i1, j0, j1, ow, q, yp);
+        dw_nhwc_tile_any<T, 1, kDwEdgeBlocks>(g, x, wb, bias, act, oh, i0, i1, j0, j1, ow, q, yp);
       for (; q < nb; ++q)
-        dw_nhwc_edge_blocks<T, 1>(g, x, wb, bias, act, oh, i0, i1, j0, j1, ow, q, yp);
+        dw_nhwc_tile_any<T, 1, 1>(g, x, wb, bias, act, oh, i0, i1, j0, j1, ow, q, yp);
     } else {
       dw_nhwc_pixel(g, x, w, bias, act, oh, ow, i0, i1, yp);
     }

@@ -30,10 +30,10 @@
 // Per layer it prints the median time, GFLOP/s (2 flops per multiply-add,
 // padding taps counted, bias and activation not), GB/s (compulsory traffic:
 // input, weights, biases and output once each) and %peak: GFLOP/s over the
-// FMA peak measured here for the ISA and thread count in use (the kernel
-// table's fma_peak_loop, ~0.2 s a run, median of 5; with T threads, T
-// concurrent loops, total flops over wall time).  Caches are warm: a layer's
-// buffers are reused across its runs.  Small layers may use fewer threads
+// FMA peak measured here for the ISA and thread count in use (peak.h: the
+// kernel table's fma_peak_loop, ~0.2 s a run, median of 5; with T threads,
+// T concurrent loops, total flops over wall time).  Caches are warm: a
+// layer's buffers are reused across its runs.  Small layers may use fewer threads
 // than asked (plan_threads); %peak is still against the T-thread peak.
 // The header also gives the memory bandwidth measured on T threads (a
 // 256 MiB read and copy), the roof for layers whose data do not stay in
@@ -53,6 +53,7 @@
 
 #include "dispatch.h"
 #include "ops.h"
+#include "peak.h"
 #include "threads.h"
 
 using namespace pydsconv;
@@ -311,42 +312,6 @@ double median_seconds(int repeats, const F& f) {
     t.push_back(seconds_since(t0));
   }
   return median(t);
-}
-
-// FMA peak of the current ISA in GFLOP/s on `threads` threads, each running
-// the kernel table's fma_peak_loop for ~0.2 s; median of 5.
-double fma_peak_gflops(int threads) {
-  const auto loop = kernels<float>().fma_peak_loop;
-  float sink = 0;
-  int64_t iters = 1 << 12;
-  double t;
-  for (;;) {  // calibrate on one thread
-    const auto t0 = std::chrono::steady_clock::now();
-    loop(iters, &sink);
-    if ((t = seconds_since(t0)) > 0.02) break;
-    iters *= 2;
-  }
-  iters = static_cast<int64_t>(iters * 0.2 / t);
-  std::vector<double> rates;
-  for (int r = 0; r < 5; ++r) {
-    const auto t0 = std::chrono::steady_clock::now();
-    double flops = 0;
-#ifdef _OPENMP
-#pragma omp parallel num_threads(threads) reduction(+ : flops)
-#endif
-    {
-      float s = 0;
-      flops += loop(iters, &s);
-#ifdef _OPENMP
-#pragma omp atomic
-#endif
-      sink += s;
-    }
-    rates.push_back(flops / seconds_since(t0) / 1e9);
-  }
-  volatile float keep = sink;  // the loops' results are used
-  (void)keep;
-  return median(rates);
 }
 
 // Memory bandwidth on `threads` threads, for the roofline of layers whose

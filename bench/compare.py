@@ -99,11 +99,13 @@ runtime (OpenMP, ORT's pool) have parked before the next one runs (sleep is
 not timed).
 
 Peak.  "% peak" is pydsconv's GFLOP/s (2 flops per MAC, MACs from
-pydsconv.cost, x batch) over the theoretical FP32 FMA peak of the cores used:
-GHz from /proc/cpuinfo "cpu MHz" (may be a nominal value) x flops/cycle/core
-(AVX-512F: 2 FMA pipes x 16 lanes x 2 = 64; AVX2+FMA: 2 x 8 x 2 = 32) x
-threads.  An achievable peak is also measured: a 2048^3 float32 torch matmul
-at 1 thread, median of 5.
+pydsconv.cost, x batch) over the FMA peak measured at the start on the same
+number of threads, with the probe pydsconv-bench uses (``_core.
+fma_peak_gflops``: the kernel table's FMA loop, 0.2 s a run, median of 5),
+so the two report against one yardstick.  The JSON also keeps the share of
+the theoretical peak from /proc/cpuinfo's "cpu MHz" (often the nominal clock:
+2.6 GHz on the AVX-512 host, where the cores run the loop at ~3.6) and of a
+2048^3 float32 torch matmul at 1 thread.
 
 Bench-only dependencies: torch (also for ``pydsconv.torch``), onnxruntime, onnx (``pip install onnx``),
 matplotlib for ``--plot`` (``pip install .[bench]`` covers all but torch).
@@ -741,8 +743,7 @@ def check_correctness(op, blist, weights, xs, layouts, contestants, pad_mode, ba
     return errors
 
 
-def train_cell(args, blist, weights, batch, threads, t_start, cells_left, refs, peak_core,
-               gemm_peak):
+def train_cell(args, blist, weights, batch, threads, t_start, cells_left, refs, peaks):
     """Build, check and time the train op for one (batch, threads); returns its rows."""
     x, g = make_inputs("train", blist, batch, np.random.default_rng([args.seed, batch, 1]))
     if batch not in refs:
@@ -764,11 +765,12 @@ def train_cell(args, blist, weights, batch, threads, t_start, cells_left, refs, 
         rows.append(dict(
             batch=batch, threads=threads, op="train", contestant=name, repeats=len(samples[name]),
             blocks=[b.index for b in blist], macs=macs, ms=med[name],
-            ratio_best_torch=best_torch / med[name], gflops=gflops,
-            pct_peak=(100.0 * gflops / (peak_core * threads) if peak_core else float("nan")),
-            pct_gemm_peak_1thread_x_threads=100.0 * gflops / (gemm_peak * threads),
+            ratio_best_torch=best_torch / med[name], gflops=gflops, **peaks.pct(gflops, threads),
             max_rel_l2_err=errors[name], samples_ms=[t * 1e3 for t in samples[name]]))
     return rows
+
+
+PEAK_NOTE = "the FMA peak measured on the same number of threads (header)"
 
 
 def time_interleaved(contestants, names, repeats, warmup, gap_s, budget_s=None, min_repeats=5):
@@ -860,6 +862,24 @@ def measured_gemm_peak(n=2048, reps=5):
     finally:
         torch.set_num_threads(old)
     return 2.0 * n ** 3 / statistics.median(ts) / 1e9
+
+
+class Peaks:
+    """The yardsticks of "% peak": the measured FMA peak per thread count
+    (the one printed), the theoretical per-core peak and the torch matmul."""
+
+    def __init__(self, threads, mhz, flags):
+        self.core, self.ghz, self.fpc, self.how = theoretical_peak(mhz, flags)
+        self.gemm = measured_gemm_peak()
+        self.fma = {t: pydsconv._core.fma_peak_gflops(t) for t in sorted(set(threads))}
+
+    def pct(self, gflops, threads):
+        """The row fields: % of each yardstick at this thread count."""
+        return dict(
+            pct_peak=100.0 * gflops / self.fma[threads],
+            pct_theoretical_peak=(100.0 * gflops / (self.core * threads) if self.core
+                                  else float("nan")),
+            pct_gemm_peak_1thread_x_threads=100.0 * gflops / (self.gemm * threads))
 
 
 def machine_info():
@@ -1041,10 +1061,11 @@ def main(argv=None):
         pass
 
     info, mhz, flags = machine_info()
-    peak_core, ghz, fpc, how = theoretical_peak(mhz, flags)
-    gemm_peak = measured_gemm_peak()
-    info.update(theoretical_peak_gflops_per_core=peak_core, ghz=ghz, flops_per_cycle_per_core=fpc,
-                peak_basis=how, measured_gemm_peak_gflops_1thread=gemm_peak)
+    peaks = Peaks(args.threads, mhz, flags)
+    info.update(theoretical_peak_gflops_per_core=peaks.core, ghz=peaks.ghz,
+                flops_per_cycle_per_core=peaks.fpc, peak_basis=peaks.how,
+                measured_gemm_peak_gflops_1thread=peaks.gemm,
+                measured_fma_peak_gflops={str(t): g for t, g in peaks.fma.items()})
 
     print("pydsconv vs PyTorch vs ONNX Runtime: MobileNetV1 1.0-224 separable blocks, float32")
     print(f"date      {info['date']}   host {info['host']}")
@@ -1053,12 +1074,14 @@ def main(argv=None):
     print(f"versions  pydsconv {info['pydsconv']} (isa {info['pydsconv_isa']}, {info['pydsconv_path']}), "
           f"torch {info['torch']}, onnxruntime {info['onnxruntime']}, onnx {info['onnx']}, "
           f"numpy {info['numpy']}, python {info['python']}")
-    if peak_core:
-        print(f"peak      theoretical {peak_core:.1f} GFLOP/s/core = {ghz:.3f} GHz ('cpu MHz', may be "
-              f"nominal) x {fpc} flops/cycle ({how}); used for %peak, x threads")
-    else:
-        print("peak      theoretical: unknown (no 'cpu MHz' in /proc/cpuinfo); %peak not computed")
-    print(f"          measured: 2048^3 float32 torch matmul, 1 thread, median of 5 = {gemm_peak:.1f} GFLOP/s")
+    fma = ", ".join(f"{g:.1f} GFLOP/s on {t} thread{'s' if t > 1 else ''}"
+                    for t, g in peaks.fma.items())
+    print(f"peak      measured {info['pydsconv_isa']} FMA peak: {fma} (pydsconv-bench's probe); "
+          "used for %peak")
+    if peaks.core:
+        print(f"          theoretical {peaks.core:.1f} GFLOP/s/core = {peaks.ghz:.3f} GHz ('cpu MHz', "
+              f"may be nominal) x {peaks.fpc} flops/cycle ({peaks.how}); JSON only")
+    print(f"          2048^3 float32 torch matmul, 1 thread, median of 5 = {peaks.gemm:.1f} GFLOP/s")
     la = info["loadavg_start"]
     if la:
         print(f"load      {la[0]:.2f} {la[1]:.2f} {la[2]:.2f} (1/5/15 min) at start")
@@ -1094,7 +1117,7 @@ def main(argv=None):
                 if op == "train":
                     cells_left -= 1
                     rows += train_cell(args, blist, weights, batch, threads, t_start, cells_left + 1,
-                                       train_refs, peak_core, gemm_peak)
+                                       train_refs, peaks)
                     continue
                 xs = make_inputs(op, blist, batch, rng)
                 contestants = build_contestants(op, blist, weights, xs, args.layouts,
@@ -1122,8 +1145,7 @@ def main(argv=None):
                         pydsconv_ms=ms, torch_nchw_ms=med["torch NCHW"],
                         torch_cl_ms=med["torch CL"], ort_ms=med["ORT"],
                         ratio_best_peer=best_peer / ms, gflops=gflops,
-                        pct_peak=(100.0 * gflops / (peak_core * threads) if peak_core else float("nan")),
-                        pct_gemm_peak_1thread_x_threads=100.0 * gflops / (gemm_peak * threads),
+                        **peaks.pct(gflops, threads),
                         max_abs_err=errors,
                         samples_ms={n: [t * 1e3 for t in s] for n, s in samples.items()
                                     if not n.startswith("pydsconv") or n == f"pydsconv {layout}"},
@@ -1142,14 +1164,14 @@ def main(argv=None):
     if any(op != "train" for op in args.ops):
         print("\npeer/pyds = fastest of torch NCHW, torch CL, ORT divided by pydsconv "
               "(>1: pydsconv faster).")
-        print(f"GFLOP/s = 2 x MACs x batch / pydsconv time; %peak of {threads_note(peak_core)}.")
+        print(f"GFLOP/s = 2 x MACs x batch / pydsconv time; %peak of {PEAK_NOTE}.")
         print("All contestants matched an exact TF-'same' PyTorch computation "
               f"(rtol={RTOL}, atol={ATOL}) before timing.")
     if "train" in args.ops:
         print("\ntrain: torch/this = faster of torch NCHW and torch CL divided by the row's time "
               "(>1: faster than PyTorch).")
         print("GFLOP/s = 2 x 3 x forward MACs x batch / time (forward, input grad, weight grad); "
-              f"%peak of {threads_note(peak_core)}.")
+              f"%peak of {PEAK_NOTE}.")
         print("grad err = worst relative L2 error over the gradients of x and the 52 weights and "
               f"biases vs float64 torch (limit {TRAIN_RTOL}), checked before timing.")
     if la_end:
@@ -1168,12 +1190,6 @@ def main(argv=None):
         plot(results, args.plot)
         print(f"wrote {args.plot}")
     return 0
-
-
-def threads_note(peak_core):
-    if not peak_core:
-        return "theoretical peak (unknown here)"
-    return f"{peak_core:.1f} GFLOP/s/core x threads (theoretical FMA peak)"
 
 
 if __name__ == "__main__":

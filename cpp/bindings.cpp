@@ -19,6 +19,7 @@
 #include "dispatch.h"
 #include "ops.h"
 #include "packed.h"
+#include "peak.h"
 #include "threads.h"
 
 namespace py = pybind11;
@@ -446,4 +447,8 @@ PYBIND11_MODULE(_core, m) {
   m.def("set_isa", &set_isa);
   m.def("set_num_threads", &set_num_threads);
   m.def("get_num_threads", &get_num_threads);
+  // For benchmarks (bench/compare.py), not the public API: the FMA peak the
+  // C++ benchmark binary measures, on `threads` threads, GIL released.
+  m.def("fma_peak_gflops", &fma_peak_gflops, py::arg("threads"),
+        py::call_guard<py::gil_scoped_release>());
 }

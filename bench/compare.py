@@ -376,7 +376,9 @@ def onnx_model(chain, weights, stages):
     return model
 
 
-def ort_session(model, threads):
+def ort_session(model, threads, profile_prefix=None):
+    """A CPU session at `threads` intra-op threads; with profile_prefix, ORT's
+    own per-node profiler on (bench/ort_profile.py reads it)."""
     so = ort.SessionOptions()
     so.intra_op_num_threads = threads
     so.inter_op_num_threads = 1
@@ -388,6 +390,9 @@ def ort_session(model, threads):
     # next (measured: pydsconv's 2-thread depthwise 4 ms alone, 200 ms right
     # after an ORT run).  ORT documents this switch for shared cores.
     so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    if profile_prefix:
+        so.enable_profiling = True
+        so.profile_file_prefix = profile_prefix
     return ort.InferenceSession(model.SerializeToString(), so,
                                 providers=["CPUExecutionProvider"])
 

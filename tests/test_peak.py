@@ -31,7 +31,7 @@ def test_fma_peak_follows_the_kernel_set():
         assert rates[hi] > 1.3 * rates[lo], rates
 
 
-def test_fma_peak_rejects_nothing_and_clamps_threads():
+def test_fma_peak_runs_one_thread_below_one():
     # threads < 1 runs one thread (like num_threads elsewhere), not zero.
     r = _core.fma_peak_gflops(0)
     assert math.isfinite(r) and r > 0

@@ -33,8 +33,9 @@
 // FMA peak measured here for the ISA and thread count in use (peak.h: the
 // kernel table's fma_peak_loop, ~0.2 s a run, median of 5; with T threads,
 // T concurrent loops, total flops over wall time).  Caches are warm: a
-// layer's buffers are reused across its runs.  Small layers may use fewer threads
-// than asked (plan_threads); %peak is still against the T-thread peak.
+// layer's buffers are reused across its runs.  Small layers may use fewer
+// threads than asked (plan_threads); %peak is still against the T-thread
+// peak.
 // The header also gives the memory bandwidth measured on T threads (a
 // 256 MiB read and copy), the roof for layers whose data do not stay in
 // cache (not these warm runs: the Python comparison's batch-8 layers).

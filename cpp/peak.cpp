@@ -6,9 +6,6 @@
 #include <vector>
 
 #include "dispatch.h"
-#ifdef _OPENMP
-#include <omp.h>
-#endif
 
 namespace pydsconv {
 

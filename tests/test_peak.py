@@ -3,8 +3,6 @@ report "% of peak" against: it measures the kernel set in use, so the wider
 the vectors, the higher the rate."""
 import math
 
-import pytest
-
 import pydsconv
 from pydsconv import _core
 

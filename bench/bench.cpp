@@ -2,7 +2,7 @@
 // forward operators on layer shapes read from a plain-text model file.  It
 // links the same library as the Python module, so both measure the same code.
 //
-// Usage: pydsconv-bench MODEL.txt [flags]
+// Usage: pydsconv-bench MODEL.txt [flags]    or    pydsconv-bench --peak [--threads T]
 //   --threads T   threads per call (default: the library default,
 //                 OMP_NUM_THREADS, else all cores)
 //   --repeats R   median over R timed runs after one warm-up (default 21)
@@ -15,6 +15,8 @@
 //                 both layouts, and compares with scalar NCHW; fails if
 //                 max|a - b| / max(1, max|b|) > 1e-4 anywhere
 //   --json PATH   also writes the results (timing or check) as JSON
+//   --peak        no model file: the FMA probe (peak.h) on every ISA the CPU
+//                 has, 1 and T threads, with each ISA's ratio to the one below
 // Exit status: 0 ok, 1 a --check mismatch, 2 bad arguments or model file.
 //
 // Model file: one layer a line, blank-separated; '#' starts a comment.
@@ -474,6 +476,41 @@ int run_check(const std::vector<Layer>& layers, int threads, std::string* json) 
   return failed ? 1 : 0;
 }
 
+// --------------------------------------------------------------------- peak
+
+// The FMA probe on every kernel set the CPU has, 1 and `threads` threads, each
+// with its ratio to the set below.  Speed expectations (each set about twice
+// the one below) are read here, never asserted in unit tests.
+int run_peak(int threads) {
+  const Isa initial = current_isa();
+  auto ratio = [](double r, double below) {
+    char buf[16] = "-";
+    if (below > 0) std::snprintf(buf, sizeof buf, "%.2fx", r / below);
+    return std::string(buf);
+  };
+  std::printf("# FMA peak, float32 GFLOP/s (median of 5 runs of ~0.2 s); ratio: to the set below\n");
+  std::printf("%-7s %10s %7s", "isa", "1 thread", "ratio");
+  if (threads > 1) std::printf(" %10s %7s", (std::to_string(threads) + " threads").c_str(), "ratio");
+  std::printf("\n");
+  double below1 = 0, belown = 0;
+  for (const char* name : {"scalar", "avx2", "avx512"}) {
+    try {
+      set_isa(name);
+    } catch (const ArgumentError&) {
+      std::printf("%-7s (not on this CPU)\n", name);
+      continue;
+    }
+    const double p1 = fma_peak_gflops(1), pn = threads > 1 ? fma_peak_gflops(threads) : p1;
+    std::printf("%-7s %10.1f %7s", name, p1, ratio(p1, below1).c_str());
+    if (threads > 1) std::printf(" %10.1f %7s", pn, ratio(pn, belown).c_str());
+    std::printf("\n");
+    below1 = p1;
+    belown = pn;
+  }
+  set_isa(isa_name(initial));
+  return 0;
+}
+
 // --------------------------------------------------------------------- main
 
 int64_t parse_int(const std::string& flag, const char* s, int64_t lo = 1) {
@@ -486,7 +523,8 @@ int64_t parse_int(const std::string& flag, const char* s, int64_t lo = 1) {
 
 constexpr const char* kUsage =
     "usage: pydsconv-bench MODEL.txt [--threads T] [--repeats R] [--batch N] [--nhwc]\n"
-    "                      [--isa scalar|avx2|avx512] [--offset B] [--check] [--json PATH]\n";
+    "                      [--isa scalar|avx2|avx512] [--offset B] [--check] [--json PATH]\n"
+    "       pydsconv-bench --peak [--threads T]\n";
 
 }  // namespace
 
@@ -495,7 +533,7 @@ int main(int argc, char** argv) {
     std::string file, json_path;
     int repeats = 21, threads = 0;
     int64_t batch = 0;
-    bool nhwc = false, check = false;
+    bool nhwc = false, check = false, peak = false;
     for (int i = 1; i < argc; ++i) {
       const std::string a = argv[i];
       const bool has_value = i + 1 < argc;
@@ -504,6 +542,7 @@ int main(int argc, char** argv) {
         return 0;
       } else if (a == "--nhwc") nhwc = true;
       else if (a == "--check") check = true;
+      else if (a == "--peak") peak = true;
       else if (a == "--threads" && has_value) threads = int(parse_int(a, argv[++i]));
       else if (a == "--repeats" && has_value) repeats = int(parse_int(a, argv[++i]));
       else if (a == "--batch" && has_value) batch = parse_int(a, argv[++i]);
@@ -518,6 +557,7 @@ int main(int argc, char** argv) {
       else if (a[0] != '-' && file.empty()) file = a;
       else throw std::runtime_error("unexpected argument '" + a + "'\n" + kUsage);
     }
+    if (peak) return run_peak(threads == 0 ? get_num_threads() : threads);
     if (file.empty()) throw std::runtime_error(std::string("no model file\n") + kUsage);
     const std::vector<Layer> layers = read_model(file, batch);
     if (threads == 0) threads = get_num_threads();

@@ -447,8 +447,10 @@ PYBIND11_MODULE(_core, m) {
   m.def("set_isa", &set_isa);
   m.def("set_num_threads", &set_num_threads);
   m.def("get_num_threads", &get_num_threads);
-  // For benchmarks (bench/compare.py), not the public API: the FMA peak the
-  // C++ benchmark binary measures, on `threads` threads, GIL released.
+  // For benchmarks (bench/compare.py) and tests, not the public API: the FMA
+  // peak the C++ benchmark binary measures, on `threads` threads, GIL
+  // released; and the flops of its loop (which kernel set it runs).
   m.def("fma_peak_gflops", &fma_peak_gflops, py::arg("threads"),
         py::call_guard<py::gil_scoped_release>());
+  m.def("fma_probe_flops", &fma_probe_flops, py::arg("iters"));
 }

@@ -15,6 +15,14 @@ double seconds_since(std::chrono::steady_clock::time_point t0) {
 }
 }  // namespace
 
+double fma_probe_flops(int64_t iters) {
+  float sink = 0;
+  const double flops = kernels<float>().fma_peak_loop(iters < 0 ? 0 : iters, &sink);
+  volatile float keep = sink;
+  (void)keep;
+  return flops;
+}
+
 double fma_peak_gflops(int threads) {
   if (threads < 1) threads = 1;
   const auto loop = kernels<float>().fma_peak_loop;

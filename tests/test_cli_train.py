@@ -20,7 +20,7 @@ def test_train_short(tmp_path):
     pytest.importorskip("tqdm")
     out = tmp_path / "digits.npz"
     r = run_python(MAIN, ["train", "--epochs", "3", "--limit", "700", "--quiet", "--out", out,
-                          "--layout", "NHWC"], timeout=120)
+                          "--layout", "NHWC"], timeout=600)
     assert r.returncode == 0, r.stderr
     assert "precision" in r.stdout and "recall" in r.stdout        # classification_report
     assert "epoch  3/3" in r.stdout and "elapsed" in r.stdout
@@ -37,7 +37,7 @@ def test_finetune_short(tmp_path):
     pytest.importorskip("tqdm")
     out = tmp_path / "fine.npz"
     r = run_python(MAIN, ["finetune", "--epochs", "3", "--head-epochs", "4", "--limit", "900",
-                          "--widths", "16", "64", "--quiet", "--out", out], timeout=120)
+                          "--widths", "16", "64", "--quiet", "--out", out], timeout=600)
     assert r.returncode == 0, r.stderr
     assert "trainable parameters" in r.stdout and "classifier.weight" in r.stdout
     assert "features.0.weight" not in r.stdout.split("trainable parameters")[1].split("frozen")[0]
@@ -50,13 +50,13 @@ def test_finetune_short(tmp_path):
 
 def test_missing_extra_is_a_friendly_error():
     code = "import sys\nsys.modules['sklearn'] = None\n" + MAIN
-    r = run_python(code, ["train", "--epochs", "1"], timeout=60)
+    r = run_python(code, ["train", "--epochs", "1"], timeout=300)
     assert r.returncode == 2
     assert "pydsconv[train]" in r.stderr and "Traceback" not in r.stderr
 
 
 def test_bad_arguments_name_the_option():
-    r = run_python(MAIN, ["train", "--epochs", "0"], timeout=60)
+    r = run_python(MAIN, ["train", "--epochs", "0"], timeout=300)
     assert r.returncode == 2 and "--epochs" in r.stderr and "positive int" in r.stderr
-    r = run_python(MAIN, ["train", "--widths", "8", "16", "--strides", "1"], timeout=60)
+    r = run_python(MAIN, ["train", "--widths", "8", "16", "--strides", "1"], timeout=300)
     assert r.returncode == 2 and "--strides" in r.stderr

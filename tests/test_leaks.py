@@ -267,7 +267,7 @@ def step(i):
     calls[0] += 1
 measure(step, [x, w], 1000, 10)
 """
-    r = run_python(code, timeout=120)
+    r = run_python(code, timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]
     res = json.loads(r.stdout.strip().splitlines()[-1])
     assert res["growth"] > 16 * MiB, res

@@ -101,7 +101,7 @@ _warm_up()
 """
 
 
-def _child_json(code, args=(), timeout=120):
+def _child_json(code, args=(), timeout=300):
     r = run_python(_PRELUDE + code, args=args, timeout=timeout)
     assert r.returncode == 0, f"child exited with {r.returncode}:\n{r.stderr[-3000:]}"
     return json.loads(r.stdout.strip().splitlines()[-1])
@@ -231,13 +231,11 @@ cap_address_space(1 << 30)
 base = peak()
 res = {}
 for name, code in cases.items():
-    t = time.perf_counter()
     try:
         eval(code)
-        res[name] = {"type": None, "msg": "returned a result", "secs": 0}
+        res[name] = {"type": None, "msg": "returned a result"}
     except BaseException as e:
         res[name] = {"type": type(e).__name__, "msg": str(e)}
-    res[name]["secs"] = time.perf_counter() - t
 res["__growth__"] = peak() - base
 print(json.dumps(res))
 """
@@ -255,7 +253,7 @@ def test_huge_view_rejected_without_copying(rejected, name):
     got = rejected[name]
     assert got["type"] == exc, f"expected {exc}, got {got['type']}: {got['msg']}"
     assert re.search(pattern, got["msg"]), got["msg"]
-    assert got["secs"] < 2.0, f"took {got['secs']:.1f} s: was the view materialised?"
+    # (A materialised view would show as peak-RSS growth: the next test.)
 
 
 def test_huge_views_never_raised_peak_rss(rejected):
@@ -263,14 +261,12 @@ def test_huge_views_never_raised_peak_rss(rejected):
         f"peak RSS grew by {rejected['__growth__'] / MiB:.0f} MiB"
 
 
-def test_rejected_huge_view_in_process_is_fast():
+def test_rejected_huge_view_in_process_never_copies():
     # The same guarantee without a subprocess, for a 2**47-element view: a
     # copy (512 TiB) could not even be mapped, so a regression is a
     # MemoryError here, never a real allocation.
-    import time
     C = 2**15
     w = view((C, 1, 2**16 + 1, 1))
-    t = time.perf_counter()
     for x, layout in ((view((1, C, 2**16, 2**16)), "NCHW"), (view((1, 2**16, 2**16, C)), "NHWC")):
         with pytest.raises(ValueError, match="larger than the padded input"):
             pydsconv.depthwise_conv2d(x, w, layout=layout)
@@ -278,7 +274,6 @@ def test_rejected_huge_view_in_process_is_fast():
             pydsconv.separable_conv2d(x, w, view((3, C)), layout=layout)
         with pytest.raises(ValueError, match="larger than the padded input"):
             pydsconv.depthwise_conv2d_backward(view((1, C, 1, 1)), x, w, layout=layout)
-    assert time.perf_counter() - t < 2.0
 
 
 # ---------------------------------------------------------------------------
@@ -337,7 +332,7 @@ for dtype in (np.float32, np.float64):
         print("MemoryError")
 """
     asan = ":".join(filter(None, [os.environ.get("ASAN_OPTIONS"), "allocator_may_return_null=1"]))
-    r = run_python(code, env={"ASAN_OPTIONS": asan}, timeout=120)
+    r = run_python(code, env={"ASAN_OPTIONS": asan}, timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]
     assert r.stdout.split() == ["MemoryError", "MemoryError"], r.stdout
 
@@ -389,7 +384,7 @@ for name, f in [
     except ValueError:
         print(name, "ValueError")
 """
-    r = run_python(code, timeout=120)
+    r = run_python(code, timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]
     got = dict(line.split(" ", 1) for line in r.stdout.strip().splitlines())
     assert got["dw2d"] == got["sep2d"] == got["dwb2d"] == "ValueError", got
@@ -662,7 +657,9 @@ def _grad_out(spec):
 
 
 _LIM = 2**40 - 1
-_HANG_S = 10
+# A hang guard, not a speed limit: generous enough for a child interpreter
+# under AddressSanitizer on a loaded machine.
+_HANG_S = 120
 # name -> spec.  Outputs have at most a few dozen elements; the arithmetic
 # (oh * stride, tap * dilation, padded sizes) goes far beyond 2**32.
 _HUGE_PARAMS = {
@@ -832,12 +829,10 @@ res = {"H": H, "W": W, "C": C, "marks": marks}
 def nchw(a):
     return a if layout == "NCHW" else np.moveaxis(a, -1, 1)
 def attempt(key, f):
-    t = time.perf_counter()
     try:
         res[key] = np.asarray(f(), np.float64).tolist()
     except Exception as e:
         res[key] = type(e).__name__ + ": " + str(e)
-    res["t_" + key] = time.perf_counter() - t
 w3 = np.arange(1, 9 * C + 1, dtype=np.float32).reshape(C, 1, 3, 3)
 w2 = np.arange(1, 4 * C + 1, dtype=np.float32).reshape(C, 1, 2, 2)
 pw = np.arange(1, 2 * C + 1, dtype=np.float32).reshape(2, C)
@@ -899,7 +894,6 @@ def _check_big(res, key, want):
     got = res[key]
     assert not isinstance(got, str), f"{key}: {got}"
     np.testing.assert_allclose(np.asarray(got), want, rtol=1e-6)
-    assert res["t_" + key] < 30, f"{key} took {res['t_' + key]:.0f} s"
 
 
 def test_big_input_depthwise_stride(big_input):

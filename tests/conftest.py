@@ -62,6 +62,22 @@ def to_nhwc(a):
     return np.ascontiguousarray(np.moveaxis(a, 1, -1))
 
 
+def python_env(env=None):
+    """os.environ for a subprocess that imports the same pydsconv as these
+    tests; ``env`` entries override it (None removes a variable)."""
+    import os
+
+    pkg_parent = os.path.dirname(os.path.dirname(os.path.abspath(pydsconv.__file__)))
+    full_env = dict(os.environ)
+    for key, value in (env or {}).items():  # None removes a variable
+        if value is None:
+            full_env.pop(key, None)
+        else:
+            full_env[key] = value
+    full_env["PYTHONPATH"] = pkg_parent + os.pathsep + full_env.get("PYTHONPATH", "")
+    return full_env
+
+
 def run_python(code, args=(), env=None, timeout=300):
     """Runs ``code`` in a fresh interpreter that imports the same pydsconv as
     these tests (in-place build or installed), from a neutral directory.
@@ -72,19 +88,22 @@ def run_python(code, args=(), env=None, timeout=300):
     removes a variable).
     Returns the CompletedProcess (text mode); check returncode yourself.
     """
-    import os
     import subprocess
     import sys
     import tempfile
 
-    pkg_parent = os.path.dirname(os.path.dirname(os.path.abspath(pydsconv.__file__)))
-    full_env = dict(os.environ)
-    for key, value in (env or {}).items():  # None removes a variable
-        if value is None:
-            full_env.pop(key, None)
-        else:
-            full_env[key] = value
-    full_env["PYTHONPATH"] = pkg_parent + os.pathsep + full_env.get("PYTHONPATH", "")
     with tempfile.TemporaryDirectory() as cwd:
-        return subprocess.run([sys.executable, "-c", code, *map(str, args)], env=full_env, cwd=cwd,
-                              capture_output=True, text=True, timeout=timeout)
+        return subprocess.run([sys.executable, "-c", code, *map(str, args)],
+                              env=python_env(env), cwd=cwd, capture_output=True, text=True,
+                              timeout=timeout)
+
+
+def start_python(code, cwd, args=(), env=None):
+    """Like :func:`run_python`, but started in the background (for tests that
+    signal it): a ``subprocess.Popen`` in ``cwd`` (a temporary directory, not
+    the repo root) with text-mode stdout and stderr pipes."""
+    import subprocess
+    import sys
+
+    return subprocess.Popen([sys.executable, "-c", code, *map(str, args)], env=python_env(env),
+                            cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

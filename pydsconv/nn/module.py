@@ -13,8 +13,13 @@ optimizer do it).
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
+import os
+import secrets
+import zipfile
+import zlib
 from collections import OrderedDict
 
 import numpy as np
@@ -24,6 +29,9 @@ from ._util import check_dtype
 __all__ = ["Parameter", "Module", "save", "load", "load_metadata"]
 
 _METADATA_KEY = "__metadata__"
+_SAME_KIND = {"f": "f", "i": "iu", "u": "iu"}   # value kinds a target kind takes
+_KIND_NAMES = {"f": "floating", "i": "integer", "u": "integer"}
+_NOT_A_CHECKPOINT = "is not a pydsconv checkpoint (an .npz file written by pydsconv.nn.save)"
 
 
 class Parameter:
@@ -274,14 +282,34 @@ class Module:
         return state
 
     def load_state_dict(self, state, strict=True):
-        """Copy arrays from ``state`` (e.g. another module's ``state_dict()``,
-        a PyTorch state dict converted with ``.numpy()``, or :func:`load`)
-        into this module's parameters and buffers, in place.
+        """Copy arrays from ``state`` into this module's parameters and buffers, in place.
 
-        Values are cast to the existing arrays' dtypes.  With ``strict``, a
-        missing or unexpected key is a KeyError listing them; a shape that
-        differs is always a ValueError naming the key.  Returns
-        ``(missing_keys, unexpected_keys)``.
+        Everything is checked before anything is written: when an error is
+        raised, the module is unchanged.
+
+        Parameters
+        ----------
+        state : mapping of name -> array
+            E.g. another module's ``state_dict()``, a PyTorch state dict
+            converted with ``.numpy()``, or :func:`load`'s result.
+        strict : bool, optional
+            Whether a missing or unexpected key is an error.
+
+        Returns
+        -------
+        (missing_keys, unexpected_keys) : (list of str, list of str)
+
+        Raises
+        ------
+        KeyError
+            With ``strict``, a missing or unexpected key (all are listed).
+        ValueError
+            A shape that differs from the module's (naming the key).
+        TypeError
+            A value whose kind differs from the module's: a floating
+            parameter or buffer takes floating values only (bool, integer,
+            complex or object arrays are refused, naming the key); float
+            precision is converted (float64 into float32 and back).
         """
         own = self.state_dict()
         state = {k: v for k, v in state.items() if k != _METADATA_KEY}
@@ -289,6 +317,7 @@ class Module:
         unexpected = [k for k in state if k not in own]
         if strict and (missing or unexpected):
             raise KeyError(f"load_state_dict: missing keys {missing}, unexpected keys {unexpected}")
+        checked = []
         for key, target in own.items():
             if key not in state:
                 continue
@@ -296,15 +325,26 @@ class Module:
             if value.shape != np.shape(target):
                 raise ValueError(f"load_state_dict: {key!r} has shape {value.shape}, "
                                  f"expected {np.shape(target)}")
+            want = np.asarray(target).dtype
+            if value.dtype.kind not in _SAME_KIND.get(want.kind, want.kind):
+                raise TypeError(f"load_state_dict: {key!r} has dtype {value.dtype}, expected "
+                                f"{_KIND_NAMES.get(want.kind, str(want))} values like {want} "
+                                "(pydsconv never casts them silently)")
+            checked.append((target, value))
+        for target, value in checked:
             np.copyto(target, value, casting="unsafe")
         return missing, unexpected
 
     def save(self, path, metadata=None):
-        """Save ``state_dict()`` to an ``.npz`` file (see :func:`save`)."""
-        save(self, path, metadata)
+        """Save ``state_dict()`` to an ``.npz`` file; returns the path written (see :func:`save`)."""
+        return save(self, path, metadata)
 
     def load(self, path, strict=True):
-        """Load an ``.npz`` file written by :meth:`save` into this module; returns self."""
+        """Load an ``.npz`` file written by :meth:`save` into this module; returns self.
+
+        See :func:`load` and :meth:`load_state_dict` for the errors; on an
+        error the module is unchanged.
+        """
         self.load_state_dict(load(path), strict=strict)
         return self
 
@@ -324,34 +364,127 @@ class Module:
 
 
 def save(module_or_state, path, metadata=None):
-    """Write a module's ``state_dict()`` (or a state dict) to ``path`` (``.npz``).
+    """Write a module's ``state_dict()`` (or a state dict) to ``path`` (``.npz``), atomically.
+
+    The arrays go to a temporary file in the same directory, which is
+    flushed to disk and then renamed over ``path``: a save that is
+    interrupted (an exception, Ctrl-C, a killed process, a full disk) leaves
+    any previous file at ``path`` intact, never a partial one.  (A killed
+    process may leave its temporary ``.<name>.<random>.tmp`` file behind.)
 
     Parameters
     ----------
     module_or_state : Module or mapping of name -> ndarray
-    path : str or path-like
-        NumPy appends ``.npz`` if the name lacks it.
+    path : str, path-like or writable binary file object
+        ``.npz`` is appended if the name lacks it (as NumPy does).  A file
+        object is written as it is (not atomically).
     metadata : dict, optional
         JSON-serialisable data (e.g. the model's configuration) stored
         alongside under the key ``"__metadata__"``; read it back with
         :func:`load_metadata`.  Loading weights ignores it.
+
+    Returns
+    -------
+    str or file object
+        The path actually written (with ``.npz``), or the file object.
     """
     state = module_or_state.state_dict() if isinstance(module_or_state, Module) else module_or_state
     arrays = {k: np.asarray(v) for k, v in state.items()}
     if metadata is not None:
         arrays[_METADATA_KEY] = np.array(json.dumps(metadata))
-    np.savez(path, **arrays)
+    if hasattr(path, "write"):
+        np.savez(path, **arrays)
+        return path
+    path = os.fspath(path)
+    if not path.endswith(".npz"):
+        path += ".npz"
+    head, name = os.path.split(path)
+    tmp = os.path.join(head, f".{name}.{secrets.token_hex(6)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, **arrays)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+@contextlib.contextmanager
+def _open(path):
+    """``np.load(path)`` as an open NpzFile; a ValueError naming ``path`` if it is not one.
+
+    A missing file, a directory or a permission problem stays the usual OSError.
+    """
+    try:
+        f = np.load(path, allow_pickle=False)
+    except (ValueError, EOFError, zipfile.BadZipFile):   # ValueError: not .npy/.npz (a pickle?)
+        raise ValueError(f"{os.fspath(path)!r} {_NOT_A_CHECKPOINT}") from None
+    if isinstance(f, np.ndarray):
+        raise ValueError(f"{os.fspath(path)!r} {_NOT_A_CHECKPOINT}: it holds a single array "
+                         "(.npy), not named arrays")
+    with f:
+        other = [name for name in f.zip.namelist() if not name.endswith(".npy")]
+        if other:
+            raise ValueError(f"{os.fspath(path)!r} {_NOT_A_CHECKPOINT}: it holds {other[0]!r}, "
+                             "not an array")
+        yield f
+
+
+def _read(f, key, path):
+    """The array ``key`` of the open NpzFile ``f``, refusing object arrays and damaged members."""
+    try:
+        with f.zip.open(key + ".npy") as m:               # the header alone: its dtype
+            version = np.lib.format.read_magic(m)
+            read = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                    else np.lib.format.read_array_header_2_0)
+            dtype = read(m)[2]
+        if dtype.hasobject:
+            raise TypeError(f"{os.fspath(path)!r}: {key!r} holds Python objects (dtype "
+                            f"{dtype}), which pydsconv never unpickles; a checkpoint holds "
+                            "numeric arrays only")
+        return f[key]
+    except (ValueError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
+        raise ValueError(f"{os.fspath(path)!r} {_NOT_A_CHECKPOINT}: {exc}") from None
 
 
 def load(path):
-    """Read a state dict saved by :func:`save` (metadata excluded): name -> ndarray."""
-    with np.load(path, allow_pickle=False) as f:
-        return OrderedDict((k, f[k]) for k in f.files if k != _METADATA_KEY)
+    """Read a state dict saved by :func:`save` (metadata excluded).
+
+    Parameters
+    ----------
+    path : str or path-like
+        The ``.npz`` file (the name :func:`save` returned).
+
+    Returns
+    -------
+    OrderedDict of name -> ndarray
+
+    Raises
+    ------
+    FileNotFoundError, IsADirectoryError, PermissionError
+        As ``open`` raises them.
+    ValueError
+        ``path`` is not a checkpoint (not an ``.npz`` file, a single ``.npy``
+        array, a truncated or damaged file), naming it.  Pickled data is
+        never loaded.
+    TypeError
+        An array of Python objects (naming its key).
+    """
+    with _open(path) as f:
+        return OrderedDict((k, _read(f, k, path)) for k in f.files if k != _METADATA_KEY)
 
 
 def load_metadata(path):
-    """The ``metadata`` dict stored by :func:`save`, or ``{}`` if there is none."""
-    with np.load(path, allow_pickle=False) as f:
+    """The ``metadata`` dict stored by :func:`save`, or ``{}`` if there is none.
+
+    Raises the errors of :func:`load`.
+    """
+    with _open(path) as f:
         if _METADATA_KEY not in f.files:
             return {}
-        return json.loads(str(f[_METADATA_KEY]))
+        return json.loads(str(_read(f, _METADATA_KEY, path)))

@@ -105,6 +105,7 @@ def main(argv=None):
     from pydsconv.nn import digits
 
     parser = argparse.ArgumentParser(prog="pydsconv", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"pydsconv {pydsconv.__version__}")
     sub = parser.add_subparsers(dest="command")
     sub.add_parser("demo", help="self-check and demo (the default)")
     sub.add_parser("info", help="CPU features, kernel set and threads")
@@ -126,13 +127,16 @@ def main(argv=None):
     if args.command == "info":
         return info()
     if args.command in ("train", "finetune"):
-        digits.fix_strides(args, train if args.command == "train" else fine)
         run = digits.train_command if args.command == "train" else digits.finetune_command
         try:
+            digits.check_arguments(args, train if args.command == "train" else fine)
             return run(args)
         except digits.MissingExtra as exc:
             print(f"pydsconv {args.command}: {exc}", file=sys.stderr)
             return 2
+        except KeyboardInterrupt:   # Ctrl-C: no traceback; the atomic save wrote nothing partial
+            print(f"pydsconv {args.command}: interrupted", file=sys.stderr)
+            return 130
     return demo()
 
 

@@ -1,10 +1,13 @@
 """`pydsconv train` / `pydsconv finetune`: short runs in a subprocess (conftest.run_python)."""
 import re
+import signal
+import sys
+import time
 
 import numpy as np
 import pytest
 
-from conftest import run_python
+from conftest import run_python, start_python
 
 MAIN = "import sys\nfrom pydsconv.__main__ import main\nsys.exit(main(sys.argv[1:]))"
 
@@ -60,3 +63,130 @@ def test_bad_arguments_name_the_option():
     assert r.returncode == 2 and "--epochs" in r.stderr and "positive int" in r.stderr
     r = run_python(MAIN, ["train", "--widths", "8", "16", "--strides", "1"], timeout=300)
     assert r.returncode == 2 and "--strides" in r.stderr
+
+
+# -- arguments are checked before any work -----------------------------------------
+
+def _refused(argv, option, capsys):
+    """``main(argv)`` exits with status 2 before training, naming ``option`` on stderr."""
+    from pydsconv.__main__ import main
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    out, err = capsys.readouterr()
+    assert info.value.code == 2
+    assert out == ""                                     # nothing ran (no banner, no epoch)
+    assert option in err.splitlines()[-1] and "Traceback" not in err, err
+
+
+@pytest.mark.parametrize("argv, option", [
+    (["--seed", "-1"], "--seed"),
+    (["--seed", str(2**32)], "--seed"),
+    (["--dropout", "1"], "--dropout"),
+    (["--dropout", "-0.1"], "--dropout"),
+    (["--dropout", "nan"], "--dropout"),
+    (["--threads", "0"], "--threads"),
+    (["--limit", "36"], "--limit"),
+    (["--limit", "0"], "--limit"),
+    (["--lr", "0"], "--lr"),
+    (["--lr", "inf"], "--lr"),
+    (["--lr", "nan"], "--lr"),
+    (["--epochs", "0"], "--epochs"),
+    (["--batch-size", "0"], "--batch-size"),
+    (["--stem-width", "0"], "--stem-width"),
+    (["--widths", "8", "0"], "--widths"),
+    (["--widths", "8", "8", "--strides", "1"], "--strides"),
+    (["--widths", "8", "8", "8", "--strides", "2", "2", "2"], "--strides"),   # 8x8 -> 1x1
+    (["--strides", "0", "2", "2"], "--strides"),
+    (["--layout", "NCWH"], "--layout"),
+])
+@pytest.mark.parametrize("command", ["train", "finetune"])
+def test_bad_option_exits_2_before_training(command, argv, option, tmp_path, capsys):
+    _refused([command, *argv, "--out", str(tmp_path / "w.npz")], option, capsys)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_threads_above_the_machine_limit(tmp_path, capsys):
+    import pydsconv
+    limit = pydsconv.cpu_features().get("max_threads")
+    if limit is None:
+        pytest.skip("cpu_features() has no max_threads")
+    _refused(["train", "--threads", str(limit + 1), "--out", str(tmp_path / "w")], "--threads",
+             capsys)
+
+
+@pytest.mark.parametrize("command", ["train", "finetune"])
+def test_out_must_be_writable(command, tmp_path, capsys):
+    (tmp_path / "file").write_text("")
+    (tmp_path / "dir.npz").mkdir()
+    for out in (tmp_path / "missing" / "w.npz", tmp_path / "file" / "w.npz", tmp_path / "dir"):
+        _refused([command, "--out", str(out)], "--out", capsys)
+    import os
+    if os.name == "posix" and os.geteuid() != 0:        # root writes anywhere
+        (tmp_path / "ro").mkdir(mode=0o500)
+        _refused([command, "--out", str(tmp_path / "ro" / "w.npz")], "--out", capsys)
+
+
+def test_checkpoint_must_be_a_checkpoint(tmp_path, capsys):
+    from pydsconv import nn
+    (tmp_path / "text.npz").write_text("hello")
+    np.save(tmp_path / "array.npy", np.ones(3))
+    nn.save(nn.SeparableConvNet(widths=[8], strides=[1]), tmp_path / "other.npz")  # no metadata
+    for path in ("missing.npz", "text.npz", "array.npy", "other.npz"):
+        _refused(["finetune", "--checkpoint", str(tmp_path / path),
+                  "--out", str(tmp_path / "w.npz")], "--checkpoint", capsys)
+    assert not (tmp_path / "w.npz").exists()
+
+
+def test_version():
+    import pydsconv
+    r = run_python(MAIN, ["--version"])
+    assert r.returncode == 0 and r.stdout.strip() == f"pydsconv {pydsconv.__version__}"
+
+
+# -- runs ---------------------------------------------------------------------------
+
+TINY = ["--epochs", "1", "--stem-width", "4", "--widths", "8", "16"]
+
+
+def test_smallest_limit_runs_and_the_log_is_clean(tmp_path):
+    """--limit 37 (digits.MIN_LIMIT) trains and fine-tunes; with stdout and
+    stderr not terminals there is no progress bar; the path printed is the
+    file written (.npz appended)."""
+    pytest.importorskip("sklearn")
+    pytest.importorskip("tqdm")
+    from pydsconv.nn.digits import MIN_LIMIT
+    assert MIN_LIMIT == 37
+    r = run_python(MAIN, ["train", *TINY, "--limit", "37", "--out", tmp_path / "model"])
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.rstrip().endswith(f"weights saved to {tmp_path / 'model.npz'}")
+    assert (tmp_path / "model.npz").is_file() and not (tmp_path / "model").exists()
+    assert "\r" not in r.stdout + r.stderr and r.stderr == "", r.stderr
+    for extra in ([], ["--checkpoint", tmp_path / "model.npz"]):
+        r = run_python(MAIN, ["finetune", *TINY, "--head-epochs", "1", "--limit", "37",
+                              "--out", tmp_path / "fine.npz", *extra])
+        assert r.returncode == 0, r.stderr
+        assert r.stdout.rstrip().endswith(f"weights saved to {tmp_path / 'fine.npz'}")
+        assert r.stderr == "", r.stderr
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="SIGINT")
+def test_ctrl_c_exits_130_and_keeps_the_old_weights(tmp_path):
+    pytest.importorskip("sklearn")
+    pytest.importorskip("tqdm")
+    out = tmp_path / "w.npz"
+    r = run_python(MAIN, ["train", *TINY, "--limit", "37", "--out", out])
+    assert r.returncode == 0, r.stderr
+    before = out.read_bytes()
+    proc = start_python(MAIN, tmp_path, ["train", "--epochs", "200", "--out", out],
+                        env={"PYTHONUNBUFFERED": "1"})
+    try:
+        for line in proc.stdout:
+            if line.startswith("digits:"):             # printed just before training starts
+                break
+        time.sleep(0.5)
+    finally:
+        proc.send_signal(signal.SIGINT)
+        stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130, stderr
+    assert stderr.splitlines() == ["pydsconv train: interrupted"]
+    assert out.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["w.npz"]

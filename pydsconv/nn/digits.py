@@ -7,13 +7,17 @@ only here, inside the commands, with an error naming the pip extra
 """
 from __future__ import annotations
 
+import copy
 import math
+import os
+import tempfile
 import time
 
 import numpy as np
 
 import pydsconv
 
+from .. import cost
 from .linear import Linear
 from .loss import CrossEntropyLoss
 from .models import SeparableConvNet
@@ -21,7 +25,12 @@ from .module import load, load_metadata, save
 from .optim import Adam
 from .training import accuracy, predict, train_epoch
 
-__all__ = ["load_data", "train_command", "finetune_command"]
+__all__ = ["load_data", "train_command", "finetune_command", "check_arguments", "MIN_LIMIT"]
+
+#: The smallest ``--limit``: the stratified 75/25 split needs at least one test
+#: image per class, ``ceil(0.25 * n) >= 10``, i.e. ``n >= 37`` (the first 37
+#: digits hold every class 3 or 4 times, so the train set has them all too).
+MIN_LIMIT = 37
 
 
 class MissingExtra(RuntimeError):
@@ -59,7 +68,9 @@ def load_data(seed, layout="NCHW", dtype=np.float32, test_size=0.25, limit=None)
 
 def _progress(total, desc, quiet):
     from tqdm import tqdm
-    return tqdm(total=total, desc=desc, unit="img", leave=False, disable=quiet, ncols=80)
+    # disable=None: no bar when stderr is not a terminal (a log file, a pipe)
+    return tqdm(total=total, desc=desc, unit="img", leave=False, disable=True if quiet else None,
+                ncols=80)
 
 
 def _fit(model, params, x_tr, y_tr, x_te, y_te, args, label, quiet, freeze_eval=None):
@@ -83,7 +94,7 @@ def _fit(model, params, x_tr, y_tr, x_te, y_te, args, label, quiet, freeze_eval=
 def _report(model, x_te, y_te, names):
     from sklearn.metrics import classification_report
     pred = predict(model, x_te).argmax(axis=1)
-    print(classification_report(y_te, pred, target_names=names, digits=4))
+    print(classification_report(y_te, pred, target_names=names, digits=4, zero_division=0))
     return float(np.mean(pred == y_te))
 
 
@@ -113,9 +124,9 @@ def train_command(args):
     _fit(model, model.parameters(), x_tr, y_tr, x_te, y_te, args, "train", args.quiet)
     acc = _report(model, x_te, y_te, [str(d) for d in range(10)])
     elapsed = time.perf_counter() - t0
-    save(model, args.out, metadata={"model": "SeparableConvNet", "config": model.config,
-                                    "classes": list(range(10))})
-    print(f"test accuracy {acc:.4f}; elapsed {elapsed:.1f} s; weights saved to {args.out}")
+    path = save(model, args.out, metadata={"model": "SeparableConvNet", "config": model.config,
+                                           "classes": list(range(10))})
+    print(f"test accuracy {acc:.4f}; elapsed {elapsed:.1f} s; weights saved to {path}")
     return 0
 
 
@@ -133,23 +144,16 @@ def finetune_command(args):
     """``pydsconv finetune``: backbone on digits 0-4, new head on 5-9; returns the exit code."""
     t0 = time.perf_counter()
     _setup(args)
+    if args.checkpoint:
+        layout = args.layout
+        model, meta = _checkpoint_model(args)
+        if args.layout != layout:
+            print(f"note: the checkpoint was trained with layout {args.layout}; using it")
     x_tr, x_te, y_tr, y_te = load_data(args.seed, args.layout, limit=args.limit)
     src_tr, src_te = y_tr < 5, y_te < 5
     if args.checkpoint:
-        meta = load_metadata(args.checkpoint)
-        cfg = meta.get("config", {})
-        if cfg.get("layout", args.layout) != args.layout:
-            print(f"note: the checkpoint was trained with layout {cfg['layout']}; using it")
-            args.layout = cfg["layout"]
-            x_tr, x_te, y_tr, y_te = load_data(args.seed, args.layout, limit=args.limit)
-        for key in ("stem_width", "widths", "strides", "dropout"):
-            if key in cfg:
-                setattr(args, key, cfg[key])
-        n_cls = cfg.get("num_classes", 10)
-        model = _build(args, n_cls, args.seed)
-        model.load(args.checkpoint)
-        print(f"backbone from {args.checkpoint} ({n_cls} classes; trained on digits "
-              f"{meta.get('classes', '?')})")
+        print(f"backbone from {args.checkpoint} ({model.config['num_classes']} classes; trained "
+              f"on digits {meta.get('classes', '?')})")
     else:
         model = _build(args, 5, args.seed)
         print(f"1. backbone: SeparableConvNet trained on digits 0-4 "
@@ -172,12 +176,25 @@ def finetune_command(args):
          freeze_eval=model.features)
     acc = _report(model, xt_te, yt_te, [str(d) for d in range(5, 10)])
     elapsed = time.perf_counter() - t0
-    save(model, args.out, metadata={"model": "SeparableConvNet",
-                                    "config": dict(model.config, num_classes=5),
-                                    "classes": list(range(5, 10))})
+    path = save(model, args.out, metadata={"model": "SeparableConvNet",
+                                           "config": dict(model.config, num_classes=5),
+                                           "classes": list(range(5, 10))})
     print(f"digits 5-9 test accuracy {acc:.4f} (head only); elapsed {elapsed:.1f} s; "
-          f"weights saved to {args.out}")
+          f"weights saved to {path}")
     return 0
+
+
+def _checkpoint_model(args):
+    """``(model, metadata)``: the SeparableConvNet saved at ``args.checkpoint``,
+    built from its metadata's configuration (copied into ``args``) and loaded."""
+    meta = load_metadata(args.checkpoint)
+    cfg = meta.get("config", {})
+    for key in ("layout", "stem_width", "widths", "strides", "dropout"):
+        if key in cfg:
+            setattr(args, key, cfg[key])
+    model = _build(args, cfg.get("num_classes", 10), args.seed)
+    model.load(args.checkpoint)
+    return model, meta
 
 
 class _HeadArgs:
@@ -201,7 +218,7 @@ def add_arguments(parser, command):
 
     def positive_float(s):
         v = float(s)
-        if not v > 0:
+        if not 0 < v < math.inf:
             raise ValueError
         return v
     positive_float.__name__ = "positive float"
@@ -213,26 +230,30 @@ def add_arguments(parser, command):
     parser.add_argument("--lr", type=positive_float, default=lr,
                         help=f"Adam learning rate, cosine-decayed over the epochs (default {lr})")
     parser.add_argument("--seed", type=int, default=0,
-                        help="seeds the train/test split, the weights and the shuffling (default 0)")
+                        help="seeds the train/test split, the weights and the shuffling "
+                             "(0 to 2**32 - 1; default 0)")
     parser.add_argument("--threads", type=positive, default=1,
-                        help="pydsconv threads (default 1: an 8x8 batch is too little work to "
-                             "split, and spinning threads lose badly on a busy machine)")
+                        help="pydsconv threads, at most cpu_features()['max_threads'] (default 1: "
+                             "an 8x8 batch is too little work to split, and spinning threads "
+                             "lose badly on a busy machine)")
     parser.add_argument("--layout", choices=("NCHW", "NHWC"), default="NCHW",
                         help="data layout (default NCHW)")
     parser.add_argument("--out", default=f"digits_{command}.npz",
-                        help=f"where to save the weights (.npz; default digits_{command}.npz)")
+                        help="where to save the weights, in an existing directory (.npz is "
+                             f"appended if missing; default digits_{command}.npz)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.add_argument("--limit", type=positive, default=None,
-                        help="use only the first N images (quick runs)")
+                        help=f"use only the first N images (quick runs; N >= {MIN_LIMIT})")
     parser.add_argument("--stem-width", type=positive, default=16, help="default 16")
     widths, dropout = ([32, 64, 128], 0.0) if command == "train" else ([32, 128, 256], 0.3)
     parser.add_argument("--widths", type=positive, nargs="+", default=widths,
                         help="output channels of the separable blocks (default "
                              f"{' '.join(map(str, widths))})")
     parser.add_argument("--dropout", type=float, default=dropout,
-                        help=f"dropout before the classifier (default {dropout})")
+                        help=f"dropout before the classifier, in [0, 1) (default {dropout})")
     parser.add_argument("--strides", type=positive, nargs="+", default=None,
-                        help="depthwise stride of each block (default 1 2 2 ...)")
+                        help="depthwise stride of each block (default 1 2 2 ...); the 8x8 "
+                             "images must keep at least 2x2 pixels")
     if command == "finetune":
         parser.add_argument("--head-epochs", type=positive, default=30,
                             help="epochs for the new head on digits 5-9 (default 30)")
@@ -244,9 +265,49 @@ def add_arguments(parser, command):
                                  "backbone has seen digits 5-9")
 
 
-def fix_strides(args, parser):
+def check_arguments(args, parser):
+    """Refuse bad options before any work: ``parser.error`` (one line on stderr
+    naming the option, exit status 2).  Fills in the default ``--strides``."""
     if args.strides is None:
         args.strides = [1] + [2] * (len(args.widths) - 1)
     if len(args.strides) != len(args.widths):
         parser.error(f"--strides needs one value per --widths entry ({len(args.widths)}), got "
                      f"{len(args.strides)}")
+    size = 8
+    for s in args.strides:
+        size = cost.output_size(size, 3, stride=s, padding=1)[0]
+    if size < 2 and not getattr(args, "checkpoint", None):
+        parser.error(f"--strides {' '.join(map(str, args.strides))} shrink the 8x8 images to "
+                     "1x1; BatchNorm needs at least 2x2 pixels (a mini-batch may hold one image)")
+    if not 0 <= args.seed < 2**32:                      # scikit-learn's random_state
+        parser.error(f"--seed must be between 0 and {2**32 - 1}, got {args.seed}")
+    if not 0 <= args.dropout < 1:
+        parser.error(f"--dropout must be in [0, 1), got {args.dropout}")
+    max_threads = pydsconv.cpu_features().get("max_threads")
+    if max_threads is not None and args.threads > max_threads:
+        parser.error(f"--threads must be between 1 and {max_threads} (cpu_features()"
+                     f"['max_threads'] on this machine), got {args.threads}")
+    if args.limit is not None and args.limit < MIN_LIMIT:
+        parser.error(f"--limit must be at least {MIN_LIMIT} (a stratified 75/25 split needs a "
+                     f"test image of each of the 10 digits), got {args.limit}")
+    _check_out(args.out, parser)
+    if getattr(args, "checkpoint", None):
+        try:
+            _checkpoint_model(copy.copy(args))
+        except (OSError, ValueError, TypeError, KeyError) as exc:
+            reason = exc.args[0] if isinstance(exc, KeyError) else exc
+            parser.error(f"--checkpoint {args.checkpoint}: {reason}")
+
+
+def _check_out(out, parser):
+    """``--out`` names a file that :func:`~pydsconv.nn.save` can write (it appends ``.npz``)."""
+    path = os.fspath(out)
+    path = path if path.endswith(".npz") else path + ".npz"
+    folder = os.path.dirname(os.path.abspath(path))
+    if os.path.isdir(path):
+        parser.error(f"--out {out}: {path} is a directory")
+    try:
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as exc:
+        parser.error(f"--out {out}: cannot write in {folder}: {exc.strerror}")

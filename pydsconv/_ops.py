@@ -26,12 +26,22 @@ def _array(name, value, optional=False):
 
     Non-ndarrays are converted with ``np.asarray``; ndarrays are passed as
     they are (the binding copies strided ones once, after validation).  None
-    is allowed only for ``optional`` arguments (biases).
+    is allowed only for ``optional`` arguments (biases).  A PackedPointwise
+    (where an array is needed) and a PyTorch tensor that requires grad are
+    TypeErrors saying what to pass instead (torch is never imported here).
     """
     if value is None:
         if optional:
             return None
         raise TypeError(f"{name} must be a float32 or float64 array, got None")
+    if isinstance(value, _core.PackedPointwise):
+        raise TypeError(f"{name} must be a float32 or float64 array, got a PackedPointwise: only "
+                        "the forward pointwise and separable ops take one; backward ops take the "
+                        "plain weight array (packed.weight gives it)")
+    if type(value).__module__.startswith("torch") and getattr(value, "requires_grad", False):
+        raise TypeError(f"{name} is a PyTorch tensor that requires grad: NumPy ops cannot "
+                        f"track its gradient; pass {name}.detach() (or .detach().numpy()), or "
+                        "use the autograd-aware layers of pydsconv.torch")
     if isinstance(value, np.ndarray):
         arr = value
     else:
@@ -171,7 +181,11 @@ def _pw_weight(name, value):
 
 
 def _prepack_pointwise(weight, num_threads):
-    return _core.prepack_pointwise(_array("weight", weight), _threads(num_threads))
+    weight = _array("weight", weight)
+    if weight.ndim >= 2 and 0 in weight.shape[:2]:   # as the ops refuse it
+        raise ValueError("weight must have shape (C_out, C_in), (C_out, C_in, 1) or "
+                         f"(C_out, C_in, 1, 1) with C_out, C_in >= 1, got {weight.shape}")
+    return _core.prepack_pointwise(weight, _threads(num_threads))
 
 
 def _pointwise(spatial, x, weight, bias, layout, activation, out, num_threads):

@@ -223,6 +223,15 @@ prepack_pointwise.__doc__ = """Pack a pointwise weight once, for many forward ca
     Returns
     -------
     PackedPointwise
+
+    Raises
+    ------
+    TypeError
+        ``weight`` is not a float32 or float64 array (or is a PyTorch tensor
+        that requires grad).
+    ValueError
+        ``weight`` has another shape, or ``C_out`` or ``C_in`` is 0 (as the
+        ops refuse it).
     """
 
 

@@ -397,8 +397,11 @@ def raises_note(qual, func):
         return ("See [Errors](#errors): `TypeError` for dtypes, `ValueError` naming the "
                 "argument for shapes and values; `grad_out` must have exactly the forward "
                 "output's shape (rule 8).")
-    return ("See [Errors](#errors): `TypeError` for dtypes, `ValueError` naming the "
-            "argument for shapes and values, and the [`out=` rules](#out).")
+    note = ("See [Errors](#errors): `TypeError` for dtypes, `ValueError` naming the "
+            "argument for shapes and values")
+    if "out" in inspect.signature(func).parameters:
+        return note + ", and the [`out=` rules](#out)."
+    return note + "."
 
 
 def summary(func):

@@ -9,10 +9,15 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <chrono>
 #include <climits>
+#include <condition_variable>
+#include <exception>
 #include <memory>
+#include <mutex>
 #include <type_traits>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "buffer.h"
@@ -20,6 +25,7 @@
 #include "ops.h"
 #include "packed.h"
 #include "peak.h"
+#include "strided.h"
 #include "threads.h"
 
 namespace py = pybind11;
@@ -28,6 +34,78 @@ using namespace pydsconv;
 namespace {
 
 enum class DType { F32, F64 };
+
+// Runs `work` (pure C++, no Python objects) without the GIL.  At
+// interpreter exit, a daemon thread must never take the GIL back: CPython
+// (<= 3.13) ends such a thread with pthread_exit, whose unwinding through a
+// C++ frame (pybind11's gil_scoped_release destructor is noexcept) calls
+// std::terminate and aborts the process.  So an atexit hook (which runs
+// before finalisation starts) marks the exit, waits for the calls in flight,
+// and from then on a call that finishes its work parks its thread forever
+// (the process is ending) and new calls run with the GIL held.
+struct ExitGuard {
+  std::mutex mu;
+  std::condition_variable cv;
+  bool exiting = false;
+  int in_flight = 0;  // calls between releasing and retaking the GIL
+};
+ExitGuard& exit_guard() {
+  static ExitGuard* g = new ExitGuard;  // never destroyed: parked threads may use it
+  return *g;
+}
+
+template <class F>
+void without_gil(const F& work) {
+  ExitGuard& g = exit_guard();
+  {
+    std::lock_guard<std::mutex> lock(g.mu);
+    if (g.exiting) {
+      work();
+      return;
+    }
+    ++g.in_flight;
+  }
+  PyThreadState* state = PyEval_SaveThread();
+  std::exception_ptr error;
+  try {
+    work();
+  } catch (...) {
+    error = std::current_exception();
+  }
+  bool park;
+  {
+    std::lock_guard<std::mutex> lock(g.mu);
+    park = g.exiting;
+    if (park) --g.in_flight;
+  }
+  if (park) {
+    g.cv.notify_all();
+    for (;;) std::this_thread::sleep_for(std::chrono::hours(1));
+  }
+  PyEval_RestoreThread(state);
+  {
+    std::lock_guard<std::mutex> lock(g.mu);
+    --g.in_flight;
+  }
+  g.cv.notify_all();
+  if (error) std::rethrow_exception(error);
+}
+
+// The atexit hook (GIL held): calls in flight either park or retake the GIL
+// while we wait with it released.
+void on_interpreter_exit() {
+  ExitGuard& g = exit_guard();
+  std::unique_lock<std::mutex> lock(g.mu);
+  g.exiting = true;
+  if (g.in_flight == 0) return;
+  lock.unlock();
+  PyThreadState* state = PyEval_SaveThread();
+  lock.lock();
+  g.cv.wait(lock, [&] { return g.in_flight == 0; });
+  lock.unlock();
+  PyEval_RestoreThread(state);
+}
+
 
 // One array argument of a call; `obj` may be None for optional ones.
 struct Arg {
@@ -106,17 +184,6 @@ TensorArg describe(const Arg& a) {
   return t;
 }
 
-// After validate(): the input as the core reads it.  C-contiguous, aligned
-// arrays are used in place (zero-copy); others are copied once (documented).
-py::object readable(const Arg& a) {
-  if (!a.given()) return py::none();
-  const py::array arr = a.arr();
-  const auto flags = arr.flags();
-  if ((flags & py::array::c_style) && (flags & py::detail::npy_api::NPY_ARRAY_ALIGNED_))
-    return arr;
-  return arr.attr("copy")("C");  // a new, aligned, C-contiguous array
-}
-
 // out= (rule 0): C-contiguous; dtype and writability are checked by result().
 void check_out(const Arg& out) {
   if (!out.given()) return;
@@ -156,6 +223,31 @@ py::array new_array(const std::vector<int64_t>& shape) {
   }
   T* data = static_cast<T*>(b.release()->p);  // the capsule owns the block now
   return py::array_t<T>(std::vector<py::ssize_t>(shape.begin(), shape.end()), data, owner);
+}
+
+// A C-contiguous, aligned copy of `arr` (float32 or float64), made in C++
+// without the GIL (strided.h says why not with NumPy's copy).
+py::array contiguous_copy(const py::array& arr) {
+  const std::vector<int64_t> shape(arr.shape(), arr.shape() + arr.ndim());
+  const std::vector<int64_t> strides(arr.strides(), arr.strides() + arr.ndim());
+  py::array copy = arr.itemsize() == 4 ? new_array<float>(shape) : new_array<double>(shape);
+  void* dst = copy.mutable_data();
+  const void* src = arr.data();
+  const int ndim = static_cast<int>(arr.ndim());
+  const int64_t itemsize = arr.itemsize();
+  without_gil([&] { copy_strided(dst, src, ndim, shape.data(), strides.data(), itemsize); });
+  return copy;
+}
+
+// After validate(): the input as the core reads it.  C-contiguous, aligned
+// arrays are used in place (zero-copy); others are copied once (documented).
+py::object readable(const Arg& a) {
+  if (!a.given()) return py::none();
+  const py::array arr = a.arr();
+  const auto flags = arr.flags();
+  if ((flags & py::array::c_style) && (flags & py::detail::npy_api::NPY_ARRAY_ALIGNED_))
+    return arr;
+  return contiguous_copy(arr);
 }
 
 // The result array: `out` after its checks, or a new one.
@@ -232,8 +324,8 @@ py::object dispatch(Request r, std::initializer_list<Slot> slots, const Arg& out
   return dt == DType::F32 ? run(float{}) : run(double{});
 }
 
-// Forward ops: the result array (`out` or a new one), then `fwd(problem,
-// inputs, y)` without the GIL.
+// Forward ops: the result array (`out` or a new one); `fwd(problem, inputs,
+// y)`, with the GIL, returns the work, which runs without it.
 template <class Fwd>
 py::object forward(const Request& r, std::initializer_list<Slot> slots, const Arg& out,
                    const Fwd& fwd) {
@@ -241,8 +333,7 @@ py::object forward(const Request& r, std::initializer_list<Slot> slots, const Ar
     using T = decltype(tag);
     py::array y = result<T>(out, pb.out_shape);
     T* yp = static_cast<T*>(y.mutable_data());
-    py::gil_scoped_release nogil;
-    fwd(pb, in, yp);
+    without_gil(fwd(pb, in, yp));
     return std::move(y);
   });
 }
@@ -263,7 +354,9 @@ py::object depthwise_fwd(py::object x, py::object w, py::object b, int spatial, 
   return forward(r, {{{x, "x"}, &Request::x}, {{w, "weight"}, &Request::dw_weight},
                      {{b, "bias"}, &Request::dw_bias}},
                  {out, "out"}, [&](const Problem& pb, auto in, auto y) {
-                   depthwise_forward(pb, in[0], in[1], in[2], a, y, threads);
+                   return [&pb, in, y, a, threads] {
+                     depthwise_forward(pb, in[0], in[1], in[2], a, y, threads);
+                   };
                  });
 }
 
@@ -294,16 +387,18 @@ PackedPointwise prepack_pointwise(py::object w, int threads) {
     throw py::value_error("weight must have shape (C_out, C_in), (C_out, C_in, 1) or "
                           "(C_out, C_in, 1, 1), got " + std::string(py::str(arr.attr("shape"))));
   PackedPointwise p;
-  p.weight = arr.attr("copy")("C");  // a snapshot: later changes to w do not reach it
-  p.weight.attr("setflags")(py::arg("write") = false);
+  p.weight = contiguous_copy(arr);  // a snapshot: later changes to w do not reach it
+  py::detail::array_proxy(p.weight.ptr())->flags &= ~py::detail::npy_api::NPY_ARRAY_WRITEABLE_;
   const int64_t cout = arr.shape(0), cin = arr.shape(1);
   const void* data = p.weight.data();
-  py::gil_scoped_release nogil;
-  if (dt == DType::F32)
-    p.f32 = std::make_shared<Prepacked<float>>(static_cast<const float*>(data), cout, cin, threads);
-  else
-    p.f64 = std::make_shared<Prepacked<double>>(static_cast<const double*>(data), cout, cin,
-                                                threads);
+  without_gil([&] {
+    if (dt == DType::F32)
+      p.f32 = std::make_shared<Prepacked<float>>(static_cast<const float*>(data), cout, cin,
+                                                 threads);
+    else
+      p.f64 = std::make_shared<Prepacked<double>>(static_cast<const double*>(data), cout, cin,
+                                                  threads);
+  });
   return p;
 }
 
@@ -325,8 +420,10 @@ py::object pointwise_fwd(py::object x, py::object w, py::object b, int spatial, 
                  {out, "out"}, [&](const Problem& pb, auto in, auto y) {
                    using T = std::remove_const_t<std::remove_pointer_t<decltype(y)>>;
                    PackedView<T> v;
-                   pointwise_forward(pb, in[0], in[1], in[2], a, y, threads,
-                                     packed_view<T>(packed, &v));
+                   const PackedView<T>* pv = packed_view<T>(packed, &v);  // (needs the GIL)
+                   return [&pb, in, y, a, threads, v, pv] {
+                     pointwise_forward(pb, in[0], in[1], in[2], a, y, threads, pv ? &v : nullptr);
+                   };
                  });
 }
 
@@ -344,8 +441,11 @@ py::object separable_fwd(py::object x, py::object dw, py::object pw, py::object 
                  {out, "out"}, [&](const Problem& pb, auto in, auto y) {
                    using T = std::remove_const_t<std::remove_pointer_t<decltype(y)>>;
                    PackedView<T> v;
-                   separable_forward(pb, in[0], in[1], in[3], in[2], in[4], ma, a, y, threads,
-                                     packed_view<T>(packed, &v));
+                   const PackedView<T>* pv = packed_view<T>(packed, &v);  // (needs the GIL)
+                   return [&pb, in, y, ma, a, threads, v, pv] {
+                     separable_forward(pb, in[0], in[1], in[3], in[2], in[4], ma, a, y, threads,
+                                       pv ? &v : nullptr);
+                   };
                  });
 }
 
@@ -373,11 +473,10 @@ py::object backward(OpKind op, py::object gy, py::object x, py::object w, int sp
         T* gxp = want_x ? static_cast<T*>(gx.mutable_data()) : nullptr;
         T* gwp = want_w ? static_cast<T*>(gw.mutable_data()) : nullptr;
         T* gbp = want_b ? static_cast<T*>(gb.mutable_data()) : nullptr;
-        {
-          py::gil_scoped_release nogil;
+        without_gil([&] {
           if (dw) depthwise_backward<T>(pb, in[0], in[1], in[2], gxp, gwp, gbp, threads);
           else pointwise_backward<T>(pb, in[0], in[1], in[2], gxp, gwp, gbp, threads);
-        }
+        });
         auto opt = [](bool want, py::array& a) -> py::object {
           return want ? py::object(a) : py::none();
         };
@@ -404,6 +503,12 @@ py::dict features() {
 #endif
   d["env_isa"] = c.env_request.empty() ? py::object(py::none()) : py::object(py::str(c.env_request));
   d["env_warning"] = c.env_warning;
+  d["usable_cores"] = usable_cores();
+  d["max_threads"] = max_threads();
+  d["num_threads_requested"] = requested_num_threads();
+  d["env_threads_warning"] = std::string(env_threads_warning());
+  d["thread_creation_failed"] = thread_creation_limit();
+  d["fork_single_threaded"] = fork_single_threaded();
   return d;
 }
 
@@ -411,6 +516,7 @@ py::dict features() {
 
 PYBIND11_MODULE(_core, m) {
   m.doc() = "pydsconv's C++ core; use the functions of the pydsconv package instead.";
+  py::module_::import("atexit").attr("register")(py::cpp_function(&on_interpreter_exit));
   m.def("depthwise_forward", &depthwise_fwd);
   // `packed` (a PackedPointwise or None) last and optional.
   m.def("pointwise_forward", &pointwise_fwd, py::arg("x"), py::arg("w"), py::arg("b"),
@@ -447,10 +553,14 @@ PYBIND11_MODULE(_core, m) {
   m.def("set_isa", &set_isa);
   m.def("set_num_threads", &set_num_threads);
   m.def("get_num_threads", &get_num_threads);
+  m.def("max_threads", &max_threads);
   // For benchmarks (bench/compare.py) and tests, not the public API: the FMA
   // peak the C++ benchmark binary measures, on `threads` threads, GIL
   // released; and the flops of its loop (which kernel set it runs).
-  m.def("fma_peak_gflops", &fma_peak_gflops, py::arg("threads"),
-        py::call_guard<py::gil_scoped_release>());
+  m.def("fma_peak_gflops", [](int threads) {
+    double r = 0;
+    without_gil([&] { r = fma_peak_gflops(threads); });
+    return r;
+  }, py::arg("threads"));
   m.def("fma_probe_flops", &fma_probe_flops, py::arg("iters"));
 }

@@ -1,6 +1,7 @@
 #include "dispatch.h"
 
 #include <atomic>
+#include <cstdio>
 #include <cstdlib>
 
 #include "problem.h"
@@ -48,6 +49,24 @@ bool parse(const std::string& s, Isa* out) {
   return true;
 }
 
+// The variable's bytes as printable ASCII (others as \xNN): any bytes may
+// come from the environment, and the value is shown in a warning and read
+// as a Python str.
+std::string printable(const char* s) {
+  std::string out;
+  for (; *s && out.size() < 200; ++s) {
+    const unsigned char c = static_cast<unsigned char>(*s);
+    if (c >= 0x20 && c < 0x7f && c != '\\') {
+      out += static_cast<char>(c);
+    } else {
+      char buf[8];
+      std::snprintf(buf, sizeof buf, "\\x%02x", c);
+      out += buf;
+    }
+  }
+  return out;
+}
+
 CpuInfo make_info() {
   CpuInfo info;
   detect(info);
@@ -55,9 +74,9 @@ CpuInfo make_info() {
   else if (info.avx2 && isa_compiled(Isa::Avx2)) info.best = Isa::Avx2;
   info.initial = info.best;
   if (const char* env = std::getenv("PYDSCONV_ISA")) {
-    info.env_request = env;
+    info.env_request = printable(env);
     Isa want;
-    if (!parse(info.env_request, &want))
+    if (!parse(env, &want))
       info.env_warning = "PYDSCONV_ISA='" + info.env_request +
                          "' is not one of 'scalar', 'avx2', 'avx512'; using " + isa_name(info.best);
     else if (static_cast<int>(want) > static_cast<int>(info.best))

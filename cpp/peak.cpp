@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "dispatch.h"
+#include "threads.h"
 
 namespace pydsconv {
 
@@ -24,7 +25,8 @@ double fma_probe_flops(int64_t iters) {
 }
 
 double fma_peak_gflops(int threads) {
-  if (threads < 1) threads = 1;
+  threads = runnable_threads(threads < 1 ? 1 : threads > max_threads() ? max_threads() : threads);
+  if (threads > 1) detail::note_parallel_region();
   const auto loop = kernels<float>().fma_peak_loop;
   float sink = 0;
   int64_t iters = 1 << 12;

@@ -8,14 +8,44 @@
 
 namespace pydsconv {
 
-// Module-wide default: OMP_NUM_THREADS if set, else the number of cores.
-int get_num_threads();
-void set_num_threads(int n);  // n >= 1
+// The one thread limit (docs/threads.md): no call ever runs more than
+// max_threads() = 4 x usable_cores() threads, whatever is asked for; more
+// only oversubscribes the cores, and an absurd request (65536) would make
+// the OpenMP runtime end the process when thread creation fails.
+int usable_cores();  // cores this process may run on (CPU affinity)
+int max_threads();
 
-// Threads for one call: `requested` (0 = module default), capped by the
-// number of independent tasks and by the work (about one thread per
-// 64k multiply-adds), so small problems never wake threads they cannot feed.
+// Module-wide default, always in [1, max_threads()]: OMP_NUM_THREADS if it
+// is a valid count (capped), else usable_cores().  set_num_threads caps n
+// the same way; both keep what was asked in requested_num_threads().
+int get_num_threads();
+int requested_num_threads();
+void set_num_threads(int n);  // n >= 1
+// Why the initial default differs from OMP_NUM_THREADS (empty if it does not).
+const char* env_threads_warning();
+
+// Threads for one call: `requested` (0 = module default), capped by
+// max_threads(), by the number of independent tasks and by the work (about
+// one thread per 64k multiply-adds), so small problems never wake threads
+// they cannot feed; then by runnable_threads().
 int plan_threads(int requested, int64_t tasks, int64_t macs);
+
+// At most n, and never more than this process can actually run:
+// - in a child forked after a multithreaded region ran, 1 (the OpenMP pool's
+//   threads do not exist there; GNU OpenMP would wait for them forever);
+// - the first time a team larger than any before is asked for, its threads
+//   are first created (and joined) here, so that a thread-creation failure
+//   (RLIMIT_NPROC, RLIMIT_AS) lowers the count instead of letting the OpenMP
+//   runtime end the process.
+int runnable_threads(int n);
+// The last team size runnable_threads() could not create (0: none failed).
+int thread_creation_limit();
+// True in a forked child that runs single-threaded (see runnable_threads).
+bool fork_single_threaded();
+
+namespace detail {
+void note_parallel_region();  // a team of > 1 threads is about to run
+}
 
 // Runs f(task) for task in [0, n) on `threads` threads, static schedule.
 // f must not throw (kernels don't; allocate before the loop).
@@ -23,6 +53,7 @@ template <class F>
 void parallel_for(int64_t n, int threads, const F& f) {
 #ifdef _OPENMP
   if (threads > 1) {
+    detail::note_parallel_region();
 #pragma omp parallel for num_threads(threads) schedule(static)
     for (int64_t i = 0; i < n; ++i) f(i);
     return;
@@ -38,6 +69,7 @@ template <class F>
 void parallel_for_tid(int64_t n, int threads, const F& f) {
 #ifdef _OPENMP
   if (threads > 1) {
+    detail::note_parallel_region();
 #pragma omp parallel for num_threads(threads) schedule(static)
     for (int64_t i = 0; i < n; ++i) f(i, omp_get_thread_num());
     return;

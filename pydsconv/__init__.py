@@ -49,13 +49,30 @@ __all__ = [
 
 
 def set_num_threads(n):
-    """Set the default number of threads for every op (an int >= 1)."""
-    from ._ops import _thread_count
-    _core.set_num_threads(_thread_count("n", n))
+    """Set the default number of threads for every op.
+
+    Parameters
+    ----------
+    n : int
+        A positive count.  Above ``cpu_features()["max_threads"]`` (4 x the
+        usable cores) it is capped there with a RuntimeWarning;
+        ``cpu_features()["num_threads_requested"]`` keeps the value asked for.
+    """
+    from ._ops import _thread_count, _thread_request
+
+    requested = _thread_request("n", n)
+    _thread_count("n", requested)  # the warning when capped
+    _core.set_num_threads(min(requested, 2**31 - 1))
 
 
 def get_num_threads():
-    """The default number of threads: ``OMP_NUM_THREADS`` if set, else the cores."""
+    """The default number of threads, in [1, ``cpu_features()["max_threads"]``].
+
+    ``OMP_NUM_THREADS`` if set to a valid count (capped at the limit, with a
+    RuntimeWarning at import), else the usable cores; then whatever
+    :func:`set_num_threads` set.  A process forked after a multithreaded call
+    runs every call on one thread (``cpu_features()["fork_single_threaded"]``).
+    """
     return _core.get_num_threads()
 
 
@@ -65,10 +82,18 @@ def cpu_features():
     Returns a dict: ``isa`` ("avx512", "avx2" or "scalar") chosen at import by
     CPUID + OS support (``PYDSCONV_ISA`` may force a lower one), ``best_isa``,
     the flags ``avx2``, ``fma``, ``avx512f``, the ISAs ``compiled`` in, and
-    whether ``openmp`` is available.
+    whether ``openmp`` is available.  Threads: ``usable_cores`` (CPU
+    affinity), ``max_threads`` (4 x those: no call runs more),
+    ``num_threads_requested`` (the default as asked, before that cap),
+    ``thread_creation_failed`` (the last team size the OS refused to create,
+    0 if none; calls then run the threads it could create) and
+    ``fork_single_threaded`` (True in a child forked after a multithreaded
+    call: OpenMP's threads do not exist there, so calls run on one thread).
     """
     return dict(_core.cpu_features())
 
 
-if _core.cpu_features()["env_warning"]:
-    _warnings.warn(_core.cpu_features()["env_warning"], RuntimeWarning, stacklevel=2)
+for _key in ("env_warning", "env_threads_warning"):
+    if _core.cpu_features()[_key]:
+        _warnings.warn(_core.cpu_features()[_key], RuntimeWarning, stacklevel=2)
+del _key

@@ -10,6 +10,7 @@ strided view (e.g. zero strides) is rejected without being materialised.
 from __future__ import annotations
 
 import operator
+import warnings
 
 import numpy as np
 
@@ -71,7 +72,6 @@ def _out(out):
 
 
 _INT_LIMIT = 2**40  # the core's bound on stride, dilation and padding (cpp/README.md rule 5)
-_MAX_THREADS = 1 << 16
 
 
 def _int(name, v, limit=_INT_LIMIT):
@@ -144,13 +144,37 @@ def _layout(layout, spatial):
 def _threads(n):
     if n is None:
         return 0
-    return _thread_count("num_threads", n)
+    return _thread_count("num_threads", n, stacklevel=5)
 
 
-def _thread_count(name, n):
-    n = _int(name, n, limit=_MAX_THREADS + 1)
-    if n < 1:
-        raise ValueError(f"{name} must be between 1 and {_MAX_THREADS}, got {n}")
+def _thread_request(name, n):
+    """``n`` as a positive int, as asked (TypeError / ValueError naming ``name``;
+    ``num_threads`` may also be None, handled by the caller)."""
+    if not isinstance(n, (bool, np.bool_)):
+        try:
+            n = operator.index(n)
+        except TypeError:
+            pass
+        else:
+            if n < 1:
+                raise ValueError(f"{name} must be a positive int, got {n}")
+            return n
+    none = " (or None for the default)" if name == "num_threads" else ""
+    raise TypeError(f"{name} must be a positive int{none}, got {n!r}")
+
+
+def _thread_count(name, n, stacklevel=3):
+    """``n`` as a thread count in [1, max_threads]: a larger one is capped
+    (with a RuntimeWarning at the user's frame, ``stacklevel`` up), never
+    honoured literally."""
+    n = _thread_request(name, n)
+    limit = _core.max_threads()
+    if n > limit:
+        cores = _core.cpu_features()["usable_cores"]
+        warnings.warn(f"{name}={n} is above pydsconv's limit of {limit} threads "
+                      f"(4 x {cores} usable cores); using {limit}",
+                      RuntimeWarning, stacklevel=stacklevel)
+        return limit
     return n
 
 

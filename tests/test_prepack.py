@@ -17,7 +17,7 @@ import pytest
 import pydsconv
 from pydsconv import _core, reference as ref
 
-from conftest import assert_close, host_isas, rand
+from conftest import assert_close, host_isas, rand, to_nhwc
 
 DTYPES = [np.float32, np.float64]
 
@@ -133,6 +133,28 @@ def test_snapshot_and_read_only(rng):
         packed.weight[0, 0, 0, 0] = 1.0
     assert "PackedPointwise(shape=(24, 32, 1, 1), dtype=float32" in repr(packed)
     assert isinstance(packed, pydsconv.PackedPointwise)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_packed_weight_cannot_be_made_writable(rng, dtype):
+    # Before: setflags(write=True) succeeded, and after an edit NCHW calls on
+    # large planes read the new values while NHWC calls used the old panels.
+    pw = rand(rng, (24, 32), dtype)
+    packed = pydsconv.prepack_pointwise(pw[:, ::-1])  # a strided input: copied
+    np.testing.assert_array_equal(packed.weight, pw[:, ::-1])
+    for arr in (packed.weight, packed.weight.view(), packed.weight[:, :4], packed.weight.T):
+        with pytest.raises(ValueError, match="WRITEABLE"):
+            arr.setflags(write=True)
+        assert not arr.flags.writeable
+    with pytest.raises(ValueError):
+        np.copyto(packed.weight, 0)
+    with pytest.raises((ValueError, TypeError)):
+        memoryview(packed.weight)[0, 0] = 1.0
+    # One packed weight, one function: every layout and plane size agrees.
+    x = rand(rng, (2, 32, 40, 40), dtype)
+    want = ref.pointwise_conv2d(x, np.ascontiguousarray(pw[:, ::-1]))
+    assert_close(pydsconv.pointwise_conv2d(x, packed), want)
+    assert_close(pydsconv.pointwise_conv2d(to_nhwc(x), packed, layout="NHWC"), to_nhwc(want))
 
 
 def test_out_and_batch_zero(rng):

@@ -4,6 +4,7 @@
 
 #include "buffer.h"
 #include "dispatch.h"
+#include "nonfinite.h"
 #include "ops.h"
 #include "threads.h"
 
@@ -31,9 +32,10 @@ std::vector<T> pack_taps_last(const T* w, int64_t cm, int64_t taps) {
 }
 }  // namespace
 
+// The kernels alone (padding taps skipped: see nonfinite.h).
 template <class T>
-void depthwise_forward(const Problem& p, const T* x, const T* w, const T* b, Act act, T* y,
-                       int threads) {
+static void forward_kernels(const Problem& p, const T* x, const T* w, const T* b, Act act, T* y,
+                     int threads) {
   const KernelTable<T>& k = kernels<T>();
   const DwGeom& g = p.g;
   const int64_t HW = g.H * g.W, OHW = g.OH * g.OW, CM = p.Cmid, taps = g.kh * g.kw;
@@ -153,8 +155,8 @@ void for_chunk_rows(const DwGeom& g, int64_t N, int64_t rows, int64_t k, const F
 }  // namespace
 
 template <class T>
-void depthwise_backward(const Problem& p, const T* gy, const T* x, const T* w, T* gx, T* gw,
-                        T* gb, int threads) {
+static void backward_kernels(const Problem& p, const T* gy, const T* x, const T* w, T* gx, T* gw,
+                      T* gb, int threads) {
   const KernelTable<T>& k = kernels<T>();
   const DwGeom& g = p.g;
   const int64_t HW = g.H * g.W, OHW = g.OH * g.OW, CM = p.Cmid, taps = g.kh * g.kw;
@@ -169,7 +171,7 @@ void depthwise_backward(const Problem& p, const T* gy, const T* x, const T* w, T
     std::vector<T> wf(static_cast<size_t>(CM * taps));
     for (int64_t c = 0; c < CM; ++c)
       for (int64_t t = 0; t < taps; ++t) wf[c * taps + t] = w[c * taps + taps - 1 - t];
-    depthwise_forward(q, gy, wf.data(), static_cast<const T*>(nullptr), Act::None, gx, threads);
+    forward_kernels(q, gy, wf.data(), static_cast<const T*>(nullptr), Act::None, gx, threads);
     gx = nullptr;
   }
   std::vector<T> wp;
@@ -244,6 +246,21 @@ void depthwise_backward(const Problem& p, const T* gy, const T* x, const T* w, T
       gb[co] = v;
     }
   });
+}
+
+template <class T>
+void depthwise_forward(const Problem& p, const T* x, const T* w, const T* b, Act act, T* y,
+                       int threads) {
+  forward_kernels(p, x, w, b, act, y, threads);
+  nonfinite::fix_depthwise_forward(p, x, w, b, act, y, threads);
+}
+
+template <class T>
+void depthwise_backward(const Problem& p, const T* gy, const T* x, const T* w, T* gx, T* gw,
+                        T* gb, int threads) {
+  backward_kernels(p, gy, x, w, gx, gw, gb, threads);
+  nonfinite::fix_depthwise_grad_input(p, gy, w, gx, threads);
+  nonfinite::fix_depthwise_grad_weight(p, gy, x, gw, threads);
 }
 
 template void depthwise_forward<float>(const Problem&, const float*, const float*, const float*,

@@ -17,6 +17,7 @@
 
 #include "buffer.h"
 #include "dispatch.h"
+#include "nonfinite.h"
 #include "layout.h"
 #include "ops.h"
 #include "packed.h"
@@ -45,9 +46,9 @@ int64_t tile_pixels(const Problem& p, int64_t elem, int64_t align, bool rows) {
 }  // namespace
 
 template <class T>
-void separable_forward(const Problem& p, const T* x, const T* dw, const T* db, const T* pw,
-                       const T* pb, Act mid_act, Act act, T* y, int threads,
-                       const PackedView<T>* pre) {
+static void separable_kernels(const Problem& p, const T* x, const T* dw, const T* db, const T* pw,
+                              const T* pb, Act mid_act, Act act, T* y, int threads,
+                              const PackedView<T>* pre) {
   if (p.N == 0) return;
   const KernelTable<T>& k = kernels<T>();
   const DwGeom& g = p.g;
@@ -178,6 +179,14 @@ void separable_forward(const Problem& p, const T* x, const T* dw, const T* db, c
       }
     });
   }
+}
+
+template <class T>
+void separable_forward(const Problem& p, const T* x, const T* dw, const T* db, const T* pw,
+                       const T* pb, Act mid_act, Act act, T* y, int threads,
+                       const PackedView<T>* pre) {
+  separable_kernels(p, x, dw, db, pw, pb, mid_act, act, y, threads, pre);
+  nonfinite::fix_separable_forward(p, dw, y);
 }
 
 template void separable_forward<float>(const Problem&, const float*, const float*, const float*,

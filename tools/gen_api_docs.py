@@ -80,7 +80,7 @@ shape expected.  The numbers are the argument rules of `cpp/README.md`.
 | 10 | an element count (or a byte count) of any array would overflow a signed 64-bit integer (checked before anything is allocated) |
 | - | `layout` is not one of `"NCHW"`, `"NHWC"` (2-D) or `"NCL"`, `"NLC"` (1-D); the names are case-sensitive |
 | - | `activation` / `mid_activation` is not `None`, `"relu"` or `"relu6"` |
-| - | `num_threads` (or the `n` of `set_num_threads`) is not between 1 and 65536 |
+| - | `num_threads` (or the `n` of `set_num_threads`) is below 1 (above `cpu_features()["max_threads"]`, 4 x the usable cores, it is capped with a `RuntimeWarning`, not refused) |
 
 ### `out=`
 
@@ -90,11 +90,27 @@ returned (`y = op(..., out=buf)` gives `y is buf`).  Inputs that are not
 C-contiguous are copied once before the call (C-contiguous ones are read in
 place, zero-copy).
 
+### Inf and NaN
+
+Every op computes IEEE arithmetic over the real terms of the zero-padded
+input, as `pydsconv.reference` and PyTorch's padded convolution do: the
+padding is zeros that are multiplied, so a non-finite weight tap that reads
+padding gives `0 * inf = nan` at that output, and a non-finite `grad_out` at
+an output that read padding gives NaN in the weight gradient of the tap that
+read it.  Terms that do not exist (outputs beyond the edge, in the input
+gradient) are not added.  `relu` and `relu6` keep NaN.  The same holds for
+both layouts, both dtypes, every ISA, fused and unfused, and any thread
+count (`tests/test_nonfinite.py`).
+
 ### Warnings
 
 `import pydsconv` emits a `RuntimeWarning` when the environment variable
-`PYDSCONV_ISA` names an unknown kernel set or one this CPU cannot run; the
-best available set is used instead (see `cpu_features()`).
+`PYDSCONV_ISA` names an unknown kernel set or one this CPU cannot run (any
+bytes: shown with `\\xNN` escapes), or when `OMP_NUM_THREADS` is not a
+positive count or is above `cpu_features()["max_threads"]`; the best
+available set, the usable cores or the cap is used instead (see
+`cpu_features()`).  A `num_threads` or `set_num_threads(n)` above the cap
+warns and uses the cap.
 
 ### Other modules
 

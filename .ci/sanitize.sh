@@ -8,7 +8,10 @@
 #    UBSan not recoverable: any report aborts) and PYDSCONV_WERROR=ON;
 # 2. runs `pydsconv-bench MODEL --check` (every ISA and layout against scalar)
 #    on every bench/models/*.txt, LeakSanitizer on;
-# 3. runs the pytest suite against the sanitized module.
+# 3. runs the fast tests (-m "not slow": no subprocess-heavy, leak, memory
+#    or training tests, which the plain run covers) against the sanitized
+#    module, on scalar, the host's best ISA and, where built, the emulated
+#    AVX-512 unit (the 512-bit kernels compiled for AVX2).
 #
 # The module goes to BUILD_DIR/pkg/pydsconv/ beside a copy of the package's
 # Python files, never to pydsconv/ (a developer's in-place module stays as it
@@ -96,7 +99,7 @@ print('testing', pydsconv._core.__file__, dict(pydsconv.cpu_features()))
 # -v into a log: after a sanitizer abort its last test line names the test.
 log=$build/pytest.log
 if (cd "$neutral" && "${san_env[@]}" "$python" -m pytest "$root/tests" -v -x --capture=sys \
-      -p no:cacheprovider) >"$log" 2>&1; then
+      -p no:cacheprovider -m "not slow" -o addopts="--strict-markers") >"$log" 2>&1; then
   tail -n 1 "$log"
 else
   status=$?

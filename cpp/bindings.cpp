@@ -516,6 +516,7 @@ py::dict features() {
 
 PYBIND11_MODULE(_core, m) {
   m.doc() = "pydsconv's C++ core; use the functions of the pydsconv package instead.";
+  m.attr("__version__") = PYDSCONV_VERSION;  // from pyproject.toml (CMakeLists.txt)
   py::module_::import("atexit").attr("register")(py::cpp_function(&on_interpreter_exit));
   m.def("depthwise_forward", &depthwise_fwd);
   // `packed` (a PackedPointwise or None) last and optional.

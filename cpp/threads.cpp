@@ -63,18 +63,28 @@ int initial_threads() {
   return static_cast<int>(n);
 }
 
+// The default follows OpenMP's own setting (nthreads-var of the calling
+// thread: OMP_NUM_THREADS, omp_set_num_threads, threadpoolctl), so they all
+// agree.  set_num_threads is module-wide: it bumps a generation that each
+// thread applies (omp_set_num_threads) before its next use, as PyTorch does.
 struct Default {
-  std::atomic<int> used, requested;
+  std::atomic<int> module{0}, requested{0}, generation{0};
   Default() {
     const int n = initial_threads();
-    used.store(n);
     requested.store(n);
+    module.store(n);
+#ifdef _OPENMP
+    // OMP_NUM_THREADS above the cap or invalid: OpenMP's own setting for
+    // every thread follows ours from the first use on.
+    if (*g_env_warning.c_str()) generation.store(1);
+#endif
   }
 };
 Default& defaults() {
   static Default d;
   return d;
 }
+thread_local int t_generation = 0;
 
 // Fork safety and thread creation (runnable_threads).
 std::atomic<bool> g_region_ran{false};  // a team of > 1 threads has run here
@@ -135,13 +145,30 @@ int usable_cores() {
 
 int max_threads() { return 4 * usable_cores(); }
 
-int get_num_threads() { return defaults().used.load(std::memory_order_relaxed); }
+int get_num_threads() {
+  Default& d = defaults();
+#ifdef _OPENMP
+  const int gen = d.generation.load(std::memory_order_acquire);
+  if (t_generation != gen) {  // set_num_threads ran since this thread last looked
+    t_generation = gen;
+    omp_set_num_threads(d.module.load(std::memory_order_relaxed));
+  }
+  const int n = omp_get_max_threads();
+#else
+  const int n = d.module.load(std::memory_order_relaxed);
+#endif
+  return n < 1 ? 1 : n > max_threads() ? max_threads() : n;
+}
+
 int requested_num_threads() { return defaults().requested.load(std::memory_order_relaxed); }
 
 void set_num_threads(int n) {
   if (n < 1) n = 1;
-  defaults().requested.store(n, std::memory_order_relaxed);
-  defaults().used.store(n > max_threads() ? max_threads() : n, std::memory_order_relaxed);
+  Default& d = defaults();
+  d.requested.store(n, std::memory_order_relaxed);
+  d.module.store(n > max_threads() ? max_threads() : n, std::memory_order_relaxed);
+  d.generation.fetch_add(1, std::memory_order_acq_rel);
+  get_num_threads();  // applies it to this thread now
 }
 
 const char* env_threads_warning() {

@@ -15,9 +15,10 @@ namespace pydsconv {
 int usable_cores();  // cores this process may run on (CPU affinity)
 int max_threads();
 
-// Module-wide default, always in [1, max_threads()]: OMP_NUM_THREADS if it
-// is a valid count (capped), else usable_cores().  set_num_threads caps n
-// the same way; both keep what was asked in requested_num_threads().
+// The default for calls from this thread, always in [1, max_threads()]:
+// OpenMP's own setting (OMP_NUM_THREADS, omp_set_num_threads, threadpoolctl's
+// limits), capped; set_num_threads(n) sets it for every thread (each applies
+// it before its next call).  requested_num_threads() is what was asked.
 int get_num_threads();
 int requested_num_threads();
 void set_num_threads(int n);  // n >= 1

@@ -35,7 +35,7 @@ from .conv import (
 from ._core import PackedPointwise  # noqa: E402  (prepack_pointwise's result type)
 from . import cost, reference, weights  # noqa: E402  (submodules users reach as attributes)
 
-__version__ = "0.1.0"
+__version__ = _core.__version__  # one source: pyproject.toml, compiled into _core
 
 __all__ = [
     "depthwise_conv2d", "pointwise_conv2d", "separable_conv2d",

@@ -517,3 +517,55 @@ def test_pydsconv_isa_lower_than_best_is_honoured():
         res = _isa_run(lower)
         assert res["isa"] == lower
         assert not [w for w in res["warnings"] if w[0] == "RuntimeWarning"]
+
+
+# ---------------------------------------------------------------------------
+# threadpoolctl and OpenMP's own setting
+# ---------------------------------------------------------------------------
+
+def test_threadpoolctl_limits_and_set_num_threads_agree():
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    before = pydsconv.get_num_threads()
+
+    def openmp_reported():
+        return {i["num_threads"] for i in threadpoolctl.threadpool_info()
+                if i["user_api"] == "openmp" and "gomp" in i["prefix"]}
+
+    try:
+        pydsconv.set_num_threads(3)
+        assert pydsconv.get_num_threads() == 3
+        assert openmp_reported() in ({3}, set())   # set() where OpenMP is not GNU's
+        with threadpoolctl.threadpool_limits(1):
+            assert pydsconv.get_num_threads() == 1
+        assert pydsconv.get_num_threads() == 3
+        seen = []
+        th = threading.Thread(target=lambda: seen.append(pydsconv.get_num_threads()))
+        th.start()
+        th.join()
+        assert seen == [3]  # set_num_threads is module-wide
+    finally:
+        pydsconv.set_num_threads(before)
+
+
+_LIMITED = r"""
+import os, numpy as np, pydsconv, threadpoolctl
+def os_threads():
+    return len(os.listdir("/proc/self/task"))
+x = np.ones((2, 32, 40, 40), np.float32)
+w = np.ones((32, 1, 3, 3), np.float32)
+before = os_threads()
+with threadpoolctl.threadpool_limits(1):
+    pydsconv.depthwise_conv2d(x, w, padding=1)
+limited = os_threads()
+pydsconv.depthwise_conv2d(x, w, padding=1)
+print(before, limited, os_threads())
+"""
+
+
+def test_threadpool_limits_one_runs_on_the_caller():
+    pytest.importorskip("threadpoolctl")
+    if not pydsconv.cpu_features()["openmp"] or not os.path.isdir("/proc/self/task"):
+        pytest.skip("needs OpenMP and Linux /proc")
+    before, limited, after = map(int, _python(_LIMITED, OMP_NUM_THREADS="3").stdout.split())
+    assert limited == before        # threadpool_limits(1) is honoured
+    assert after >= before + 2      # and lifted afterwards (3 threads)

@@ -670,7 +670,17 @@ def test_kernel_exactly_the_padded_input_is_fine(op):
                                           else (size + 2,)), np.float32)
     if op.kind == "dwb":
         a["grad_out"] = np.ones((N, C * M) + (1,) * op.spatial, np.float32)
-    op.call(a, padding=1)
+    got = op.call(a, padding=1)
+    # One output per image and channel, which reads the whole padded input:
+    # the same as the reference (the padding taps multiply zeros).
+    want = getattr(ref, op.name)(**{k: v.astype(np.float64) for k, v in a.items()},
+                                 layout=op.layouts[0], padding=1)
+    if op.forward:
+        assert got.shape[2:] == (1,) * op.spatial
+    for g, w in zip(got if isinstance(got, tuple) else (got,),
+                    want if isinstance(want, tuple) else (want,)):
+        assert g.shape == w.shape
+        np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize("op", DW_OPS, ids=_ids(DW_OPS))

@@ -131,8 +131,12 @@ warns and uses the cap.
 # import
 # --------------------------------------------------------------------------
 
-def import_pydsconv():
-    """Import pydsconv from this source tree (it must be built in place)."""
+def import_pydsconv(installed=False):
+    """Import pydsconv from this source tree (it must be built in place), or
+    with ``installed`` the one installed (CI: the wheel built from this tree)."""
+    if installed:
+        sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != ROOT]
+        return importlib.import_module("pydsconv")
     sys.path.insert(0, ROOT)
     try:
         pkg = importlib.import_module("pydsconv")
@@ -425,8 +429,8 @@ def summary(func):
     return doc.split("\n\n")[0].replace("\n", " ").strip()
 
 
-def generate():
-    pkg = import_pydsconv()
+def generate(installed=False):
+    pkg = import_pydsconv(installed)
     groups = collect()
     anchors = {}
     for _, _, funcs in groups:
@@ -473,15 +477,19 @@ def generate():
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("-o", "--output", help="write here instead of stdout (e.g. docs/api.md)")
+    ap.add_argument("--installed", action="store_true",
+                    help="document the installed pydsconv instead of the in-place build "
+                         "(CI: the wheel built from this tree)")
     ap.add_argument("--check", action="store_true",
                     help=f"generate twice, and compare with {DEFAULT_OUT}: exit 1 if the two "
                          "runs differ or the file is stale")
     args = ap.parse_args(argv)
-    text = generate()
+    text = generate(args.installed)
     if args.check:
         # a second run in a fresh interpreter with another hash seed
         env = dict(os.environ, PYTHONHASHSEED="12345")
-        again = subprocess.run([sys.executable, os.path.abspath(__file__)], env=env,
+        again = subprocess.run([sys.executable, os.path.abspath(__file__)]
+                               + (["--installed"] if args.installed else []), env=env,
                                capture_output=True, text=True, check=True).stdout
         if again != text:
             print("gen_api_docs: two runs gave different output (not deterministic)",

@@ -92,8 +92,8 @@ def run_file(path, allow_missing, verbose):
                 exec(compile("\n" * (line - 1) + code, rel, "exec"), ns)
             else:
                 test = doctest.DocTestParser().get_doctest(code, ns, where, rel, line - 1)
-                runner = doctest.DocTestRunner(verbose=False, optionflags=doctest.ELLIPSIS
-                                               | doctest.NORMALIZE_WHITESPACE)
+                runner = doctest.DocTestRunner(
+                    verbose=False, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
                 out = []
                 runner.run(test, out=out.append, clear_globs=False)
                 if runner.failures:

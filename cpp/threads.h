@@ -8,7 +8,7 @@
 
 namespace pydsconv {
 
-// The one thread limit (docs/threads.md): no call ever runs more than
+// The one thread limit (docs/threads-and-isa.md): no call ever runs more than
 // max_threads() = 4 x usable_cores() threads, whatever is asked for; more
 // only oversubscribes the cores, and an absurd request (65536) would make
 // the OpenMP runtime end the process when thread creation fails.

@@ -8,7 +8,7 @@ and torch in NCHW and channels_last (``torch.no_grad``), interleaved, at the
 same thread count, and prints the medians and the ratio "faster torch /
 pydsconv" (> 1: pydsconv faster).  Float32, bias, no activation.
 
-    PYTHONPATH=. python3 bench/generic_shapes.py [--threads 1] [--repeats 21]
+    python3 -m bench.generic_shapes [--threads 1] [--repeats 21]
 
 Needs torch (the CPU wheel is enough).  A benchmark, never a test.
 """
@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 
 import pydsconv
-from interleave import interleaved_medians_ms
+from bench.lib.timing import interleaved_medians_ms
 
 # name, N, C, M, H, W, k, stride, dilation, padding
 SHAPES = [

@@ -2,10 +2,10 @@
 """Where the MobileNetV1 body's time goes, block by block: ONNX Runtime's
 graph (compare.py's ``body`` session) timed by ORT's own per-node profiler,
 against pydsconv's 13 fused calls timed one by one, interleaved in one
-process (one ORT run, then one pydsconv chain, per repeat).
+process (one ORT run and one pydsconv chain per repeat, in turn: bench.lib.timing).
 
-    PYTHONPATH=. python3 bench/ort_profile.py [--batch 1] [--threads 1] \\
-        [--layout NHWC] [--repeats 20]
+    python3 -m bench.ort_profile [--batch 1] [--threads 1] [--layout NHWC] \\
+        [--repeats 20]
 
 ORT rewrites the graph into its NCHWc layout: each block becomes a
 depthwise and a pointwise node (Conv + Clip fused), and a ``ReorderInput``
@@ -29,10 +29,13 @@ import time
 
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import compare  # noqa: E402  (blocks, weights, the ONNX graph, the session)
+import pydsconv
+from bench.lib.deps import require
+from bench.lib.models import make_weights, mobilenet_blocks, nhwc, pyds_sep
+from bench.lib.timing import time_interleaved
 
-import pydsconv  # noqa: E402
+require("bench/ort_profile.py", "onnxruntime", "onnx")
+from bench.lib.onnx_graph import OrtRunner, onnx_model, ort_session  # noqa: E402
 
 
 def ort_node_medians(events):
@@ -56,31 +59,31 @@ def main():
     ap.add_argument("--repeats", type=int, default=20)
     args = ap.parse_args()
     pydsconv.set_num_threads(args.threads)
-    blocks = compare.mobilenet_blocks()
-    weights = compare.make_weights(blocks, np.random.default_rng(0))
+    blocks = mobilenet_blocks()
+    weights = make_weights(blocks, np.random.default_rng(0))
     b0 = blocks[0]
     x = np.random.default_rng(1).standard_normal((args.batch, b0.C, b0.H, b0.W)).astype(np.float32)
-    xp = compare.nhwc(x) if args.layout == "NHWC" else x
+    xp = nhwc(x) if args.layout == "NHWC" else x
     prefix = os.path.join(tempfile.mkdtemp(prefix="pydsconv-ortprof-"), "ort")
-    sess = compare.ort_session(compare.onnx_model(blocks, weights, ("dw", "pw")), args.threads,
-                               profile_prefix=prefix)
-    ort_run = compare.OrtRunner(sess, x)
+    sess = ort_session(onnx_model(blocks, weights, ("dw", "pw")), args.threads,
+                       profile_prefix=prefix)
+    ort_run = OrtRunner(sess, x)
 
     warm = 2
-    ort_total, pyds_total, pyds_block = [], [], [[] for _ in blocks]
-    for r in range(warm + args.repeats):
-        t0 = time.perf_counter()
-        ort_run()
-        t1 = time.perf_counter()
+    pyds_block = [[] for _ in blocks]  # every call's, warm-up included: dropped below
+
+    def pyds_chain():
         y = xp
         for i, b in enumerate(blocks):
             s = time.perf_counter()
-            y = compare.pyds_sep(b, weights[b.index], y, args.layout)
-            if r >= warm:
-                pyds_block[i].append(time.perf_counter() - s)
-        if r >= warm:
-            ort_total.append(t1 - t0)
-            pyds_total.append(time.perf_counter() - t1)
+            y = pyds_sep(b, weights[b.index], y, args.layout)
+            pyds_block[i].append(time.perf_counter() - s)
+        return y
+
+    samples = time_interleaved({"ORT": ort_run, "pydsconv": pyds_chain}, ["ORT", "pydsconv"],
+                               args.repeats, warm)
+    ort_total, pyds_total = samples["ORT"], samples["pydsconv"]
+    pyds_block = [t[warm:] for t in pyds_block]
     path = sess.end_profiling()
     with open(path) as f:
         events = json.load(f)

@@ -12,7 +12,7 @@ batch 1 by default, MobileNetV1's four pointwise shapes with C_in = C_out.
 Interleaved, same thread count, median of the repeats; every chain's result
 is checked against ORT's before timing.
 
-    PYTHONPATH=. python3 bench/pointwise_chain.py [--threads 1] [--repeats 31] [--chain 4] [--batch 1]
+    python3 -m bench.pointwise_chain [--threads 1] [--repeats 31] [--chain 4] [--batch 1]
 
 Needs torch, onnx and onnxruntime.  A benchmark, never a test.
 """
@@ -22,36 +22,25 @@ import argparse
 import sys
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 
-import compare as C
 import pydsconv
-from interleave import interleaved_medians_ms
+from bench.lib.deps import require
+from bench.lib.models import nhwc, to_nchw
+from bench.lib.timing import interleaved_medians_ms
+
+require("bench/pointwise_chain.py", "torch", "onnxruntime", "onnx")
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+
+from bench.lib.contestants import RTOL, max_err  # noqa: E402
+from bench.lib.onnx_graph import OrtRunner, ort_session, pointwise_chain_model  # noqa: E402
 
 # (C, H = W): 14x14x512, 28x28x256, 56x56x128, 7x7x1024
 SHAPES = [(512, 14), (256, 28), (128, 56), (1024, 7)]
 
 
 def ort_chain(weights, bias, batch, c, hw, threads):
-    inits = [C.numpy_helper.from_array(np.array(0.0, np.float32), "zero"),
-             C.numpy_helper.from_array(np.array(6.0, np.float32), "six")]
-    nodes, cur = [], "x"
-    for i, w in enumerate(weights):
-        inits += [C.numpy_helper.from_array(w, f"w{i}"), C.numpy_helper.from_array(bias, f"b{i}")]
-        nodes.append(C.helper.make_node("Conv", [cur, f"w{i}", f"b{i}"], [f"c{i}"],
-                                        kernel_shape=[1, 1]))
-        nodes.append(C.helper.make_node("Clip", [f"c{i}", "zero", "six"], [f"r{i}"]))
-        cur = f"r{i}"
-    nodes.append(C.helper.make_node("Identity", [cur], ["y"]))
-    shape = [batch, c, hw, hw]
-    graph = C.helper.make_graph(
-        nodes, "pointwise_chain",
-        [C.helper.make_tensor_value_info("x", C.TensorProto.FLOAT, shape)],
-        [C.helper.make_tensor_value_info("y", C.TensorProto.FLOAT, shape)], initializer=inits)
-    model = C.helper.make_model(graph, opset_imports=[C.helper.make_opsetid("", C.ONNX_OPSET)])
-    model.ir_version = C.ONNX_IR_VERSION
-    return C.ort_session(model, threads)
+    return ort_session(pointwise_chain_model(weights, bias, batch, c, hw), threads)
 
 
 def main(argv=None):
@@ -76,8 +65,8 @@ def main(argv=None):
               for _ in range(args.chain)]
         b = (rng.standard_normal(c) * 0.1).astype(np.float32)
         packed = [pydsconv.prepack_pointwise(w) for w in ws]
-        xh = C.nhwc(x)
-        ort_run = C.OrtRunner(ort_chain(ws, b, args.batch, c, hw, args.threads), x)
+        xh = nhwc(x)
+        ort_run = OrtRunner(ort_chain(ws, b, args.batch, c, hw, args.threads), x)
         tx = torch.from_numpy(xh).permute(0, 3, 1, 2)
         tws = [torch.from_numpy(w).contiguous(memory_format=torch.channels_last) for w in ws]
         tb = torch.from_numpy(b)
@@ -102,11 +91,11 @@ def main(argv=None):
                 if name == "ORT":
                     continue
                 got = f()
-                got = got.numpy() if isinstance(got, torch.Tensor) else C.to_nchw(got, "NHWC")
-                ok, err = C._max_err(got, want)
+                got = got.numpy() if isinstance(got, torch.Tensor) else to_nchw(got, "NHWC")
+                ok, err = max_err(got, want)
                 if not ok:
                     sys.exit(f"{c}x{hw}x{hw}: {name} differs from ORT by {err:g} "
-                             f"(rtol = atol = {C.RTOL:g})")
+                             f"(rtol = atol = {RTOL:g})")
             m = interleaved_medians_ms(runs, args.repeats)
         per = {k: v / args.chain for k, v in m.items()}
         best = min(per["ORT"], per["torch CL"])

@@ -5,8 +5,8 @@ weights as arrays (packed by every call) and prepacked once, alternated in
 one process so the machine's drift hits both alike.  Prints the medians and
 their ratio; first checks that both give the same bits.
 
-    PYTHONPATH=. python3 bench/prepack_body.py [--threads 1] [--batch 1] \\
-        [--layout NHWC] [--repeats 21] [--flush]
+    python3 -m bench.prepack_body [--threads 1] [--batch 1] [--layout NHWC] \\
+        [--repeats 21] [--flush]
 
 ``--flush`` writes a 64 MiB array before each run (untimed), so the weights come from
 memory as they do when other work ran in between (compare.py's interleaving).
@@ -15,16 +15,13 @@ A benchmark, never a test.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import compare  # noqa: E402  (the blocks, weights and padding of compare.py)
-from interleave import interleaved_medians_ms  # noqa: E402
-
-import pydsconv  # noqa: E402
+import pydsconv
+from bench.lib.models import make_weights, mobilenet_blocks, nhwc, pyds_sep
+from bench.lib.timing import interleaved_medians_ms
 
 
 def main():
@@ -36,24 +33,24 @@ def main():
     ap.add_argument("--flush", action="store_true")
     args = ap.parse_args()
     pydsconv.set_num_threads(args.threads)
-    blocks = compare.mobilenet_blocks()
-    weights = compare.make_weights(blocks, np.random.default_rng(0))
+    blocks = mobilenet_blocks()
+    weights = make_weights(blocks, np.random.default_rng(0))
     packed = {b.index: pydsconv.prepack_pointwise(weights[b.index]["pw"]) for b in blocks}
     b0 = blocks[0]
     x = np.random.default_rng(1).standard_normal((args.batch, b0.C, b0.H, b0.W)).astype(np.float32)
     if args.layout == "NHWC":
-        x = compare.nhwc(x)
+        x = nhwc(x)
     big = np.zeros(16 << 20, np.float32)
 
     def body(ws):
         def run():
             y = x
             for b in blocks:
-                y = compare.pyds_sep(b, ws[b.index], y, args.layout)
+                y = pyds_sep(b, ws[b.index], y, args.layout)
             return y
         return run
 
-    # compare.pyds_sep takes "pw_pyds" over "pw": the packed copy, set up before timing
+    # pyds_sep takes "pw_pyds" over "pw": the packed copy, set up before timing
     with_packed = {i: {**w, "pw_pyds": packed[i]} for i, w in weights.items()}
     runs = {"arrays": body(weights), "prepacked": body(with_packed)}
     if not np.array_equal(runs["arrays"](), runs["prepacked"]()):

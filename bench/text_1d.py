@@ -12,7 +12,7 @@ biases, ReLU after each stage on the ``sep1`` lines (``mid_activation`` and
 every result is checked against PyTorch before timing.  "torch/pyds" > 1
 means pydsconv is faster than the faster PyTorch run.
 
-    PYTHONPATH=. python3 bench/text_1d.py [--threads 1] [--repeats 21] [--batch 1]
+    python3 -m bench.text_1d [--threads 1] [--repeats 21] [--batch 1]
 
 Needs torch (the CPU wheel is enough).  A benchmark, never a test.
 """
@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 
 import pydsconv
-from interleave import interleaved_medians_ms
+from bench.lib.timing import interleaved_medians_ms
 
 MODEL = os.path.join(os.path.dirname(os.path.abspath(__file__)), "models", "text_1d.txt")
 

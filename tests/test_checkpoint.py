@@ -44,6 +44,7 @@ while True:
 """
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(sys.platform == "win32", reason="SIGKILL")
 def test_save_killed_midway_keeps_a_complete_checkpoint(tmp_path):
     path = tmp_path / "state.npz"

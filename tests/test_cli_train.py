@@ -9,6 +9,9 @@ import pytest
 
 from conftest import run_python, start_python
 
+# Training runs and subprocesses: run once, not under the sanitizers.
+pytestmark = [pytest.mark.slow]
+
 MAIN = "import sys\nfrom pydsconv.__main__ import main\nsys.exit(main(sys.argv[1:]))"
 
 

@@ -25,6 +25,9 @@ import pytest
 
 from conftest import run_python
 
+# Subprocesses that loop thousands of calls: run once, not under the sanitizers.
+pytestmark = [pytest.mark.slow]
+
 MiB = 1 << 20
 MAX_GROWTH = 4 * MiB
 ITERATIONS = 10_000

@@ -16,7 +16,9 @@ import pydsconv
 
 from conftest import run_python
 
-pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork (POSIX)")
+# Subprocesses (fork, exit, limits): run once, not under the sanitizers.
+pytestmark = [pytest.mark.slow,
+              pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork (POSIX)")]
 
 _OPENMP = pydsconv.cpu_features()["openmp"]
 

@@ -390,6 +390,7 @@ def _rss_growth_mib(layout, mode):
     return (int(peak) - int(base)) / 1024.0, (int(base) - int(cur)) / 1024.0
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("layout", LAYOUTS)
 def test_fused_never_materialises_intermediate(layout):
     """Peak RSS growth of a call whose intermediate would be 256 MiB

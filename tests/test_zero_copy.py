@@ -32,6 +32,9 @@ import json, resource, sys
 import numpy as np
 import pydsconv
 
+# Subprocesses with GiB-sized arrays: run once, not under the sanitizers.
+pytestmark = [pytest.mark.slow]
+
 def peak():  # bytes; Linux reports ru_maxrss in KiB
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 

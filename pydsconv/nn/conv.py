@@ -21,7 +21,7 @@ import pydsconv
 from ._util import (activation_grad, as_rng, bias_uniform, check_activation, check_dtype,
                     check_grad, check_input, check_int, check_layout, check_pair, kaiming_uniform)
 from .module import Module, Parameter
-from .. import _ops
+from .. import _args
 
 __all__ = ["Conv2d", "DepthwiseConv2d", "PointwiseConv2d", "SeparableConv2d"]
 
@@ -89,7 +89,7 @@ class _Conv(Module):
 
 def _check_padding(padding):
     """Reject a malformed padding at construction (the ops' own parser and message)."""
-    _ops._padding(padding, 2)
+    _args.to_padding(padding, 2)
     return padding
 
 

@@ -34,7 +34,8 @@ from __future__ import annotations
 
 import math
 import numbers
-import operator
+
+from . import _args
 
 __all__ = [
     "output_size",
@@ -53,105 +54,24 @@ __all__ = [
 # --------------------------------------------------------------------------
 
 def _int(value, name, minimum):
-    """Return ``value`` as a Python int >= ``minimum``.
-
-    Booleans and non-integers (e.g. ``3.0``) are a TypeError; values below
-    ``minimum`` are a ValueError naming the argument.
-    """
-    if isinstance(value, bool):
-        raise TypeError(f"{name} must be an integer, got bool {value!r}")
-    try:
-        ivalue = operator.index(value)
-    except TypeError:
-        raise TypeError(
-            f"{name} must be an integer, got {type(value).__name__} {value!r}"
-        ) from None
-    if ivalue < minimum:
-        kind = "positive" if minimum == 1 else f">= {minimum}"
-        raise ValueError(f"{name} must be {kind}, got {ivalue}")
-    return ivalue
+    """``value`` as a Python int >= ``minimum``: a bool or a non-integer
+    (``3.0``) is a TypeError, a smaller value a ValueError naming ``name``."""
+    return _args.to_int(name, value, minimum)
 
 
 def _pair(value, name, minimum):
     """Int or 2-sequence of ints -> tuple of two ints >= ``minimum``."""
-    if isinstance(value, (tuple, list)):
-        if len(value) != 2:
-            raise ValueError(
-                f"{name} must be an int or an (h, w) pair, got {value!r}"
-            )
-        return (_int(value[0], f"{name}[0]", minimum),
-                _int(value[1], f"{name}[1]", minimum))
-    v = _int(value, name, minimum)
-    return (v, v)
-
-
-def _padding(padding):
-    """Normalise ``padding`` to ``"same"`` or ``((top, bottom), (left, right))``."""
-    if isinstance(padding, str):
-        p = padding.lower()
-        if p == "same":
-            return "same"
-        if p == "valid":
-            return ((0, 0), (0, 0))
-        raise ValueError(
-            f"padding must be 'same', 'valid', an int, an (h, w) pair or "
-            f"((top, bottom), (left, right)), got {padding!r}"
-        )
-    if isinstance(padding, (tuple, list)):
-        if len(padding) != 2:
-            raise ValueError(
-                f"padding must be an int, an (h, w) pair or "
-                f"((top, bottom), (left, right)), got {padding!r}"
-            )
-        out = []
-        for axis, item in zip(("h", "w"), padding):
-            if isinstance(item, (tuple, list)):
-                if len(item) != 2:
-                    raise ValueError(
-                        f"padding must be ((top, bottom), (left, right)), "
-                        f"got {padding!r}"
-                    )
-                out.append((_int(item[0], f"padding ({axis}, before)", 0),
-                            _int(item[1], f"padding ({axis}, after)", 0)))
-            else:
-                v = _int(item, f"padding ({axis})", 0)
-                out.append((v, v))
-        return tuple(out)
-    v = _int(padding, "padding", 0)
-    return ((v, v), (v, v))
-
-
-def _out_dim(size, k, stride, pad, dilation, axis):
-    """Output length along one axis; ``pad`` is ``"same"`` or ``(before, after)``."""
-    if pad == "same":
-        # TensorFlow's rule: ceil(in / stride) for every stride; the padding
-        # total is max((out - 1) * stride + dk - in, 0), so the padded input
-        # always covers the dilated kernel.
-        return -(-size // stride)
-    effective = dilation * (k - 1) + 1
-    padded = size + pad[0] + pad[1]
-    if effective > padded:
-        raise ValueError(
-            f"kernel_size: the kernel's {axis} extent {effective} "
-            f"(kernel {k}, dilation {dilation}) is larger than the padded "
-            f"input_size {padded} (input {size} + padding {pad[0]}+{pad[1]}); "
-            f"expected dilation*(kernel-1)+1 <= input+padding"
-        )
-    return (padded - effective) // stride + 1
+    return _args.to_pair(name, value, 2, minimum=minimum, limit=None)
 
 
 def _geometry(kernel_size, input_size, stride, padding, dilation):
+    """``(kernel (kH, kW), input (H, W), output (H_out, W_out))``, with the
+    padding rules of the ops (pydsconv._args: TensorFlow's "same" included)."""
     k = _pair(kernel_size, "kernel_size", 1)
     size = _pair(input_size, "input_size", 1)
-    s = _pair(stride, "stride", 1)
-    d = _pair(dilation, "dilation", 1)
-    p = _padding(padding)
-    pads = ("same", "same") if p == "same" else p
-    out = tuple(
-        _out_dim(size[i], k[i], s[i], pads[i], d[i], axis)
-        for i, axis in enumerate(("height", "width"))
-    )
-    return k, size, out
+    s = _args.to_pair("stride", stride, 2, minimum=1)
+    d = _args.to_pair("dilation", dilation, 2, minimum=1)
+    return k, size, _args.output_size(size, k, s, padding, d)
 
 
 def _bias_pair(bias):

@@ -69,6 +69,7 @@ from torch import nn
 from torch.autograd.function import once_differentiable
 
 import pydsconv
+from pydsconv import _args
 
 __all__ = [
     "DepthwiseConv2d", "PointwiseConv2d", "SeparableConv2d",
@@ -415,32 +416,20 @@ def separable_conv2d(x, depthwise_weight, pointwise_weight, depthwise_bias=None,
 # modules
 # --------------------------------------------------------------------------
 
-def _pos_int(name, v, minimum=1):
-    if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < minimum:
-        raise ValueError(f"{name} must be an int >= {minimum}, got {v!r}")
-    return int(v)
+def _pos_int(name, v):
+    """A channel count or multiplier: an int >= 1 (pydsconv._args rules)."""
+    return _args.to_int(name, v, 1)
 
 
-def _pair(name, v, minimum=1):
-    if isinstance(v, (tuple, list)):
-        if len(v) != 2:
-            raise ValueError(f"{name} must be an int or a pair of ints, got {v!r}")
-        return (_pos_int(name, v[0], minimum), _pos_int(name, v[1], minimum))
-    v = _pos_int(name, v, minimum)
-    return (v, v)
+def _pair(name, v):
+    """kernel_size / stride / dilation -> (h, w) of ints >= 1."""
+    return _args.to_pair(name, v, 2, minimum=1)
 
 
 def _norm_padding(padding):
-    """int | (ph, pw) | ((top, bottom), (left, right)) | "same" | "valid"."""
-    if isinstance(padding, str):
-        mode = padding.lower()
-        if mode not in ("same", "valid"):
-            raise ValueError(f"padding must be an int, a pair, 'same' or 'valid', got {padding!r}")
-        return mode
-    if isinstance(padding, (tuple, list)) and len(padding) == 2 and all(
-            isinstance(p, (tuple, list)) for p in padding):
-        return tuple(_pair("padding", p, minimum=0) for p in padding)
-    return _pair("padding", padding, minimum=0)
+    """int | (ph, pw) | ((top, bottom), (left, right)) | "same" | "valid",
+    checked (>= 0) and stored in its shortest form (what extra_repr prints)."""
+    return _args.padding_spec(*_args.to_padding(padding, 2, minimum=0))
 
 
 def _factory(device, dtype, padding_mode, *activations):

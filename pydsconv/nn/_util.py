@@ -2,9 +2,10 @@
 from __future__ import annotations
 
 import math
-import operator
 
 import numpy as np
+
+from .. import _args
 
 LAYOUTS = ("NCHW", "NHWC")
 ACTIVATIONS = (None, "relu", "relu6")
@@ -13,25 +14,19 @@ DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 def check_int(name, value, minimum=1):
     """``value`` as a Python int >= ``minimum`` (TypeError / ValueError naming ``name``)."""
-    if isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"{name} must be an int, got {value!r}")
-    try:
-        value = operator.index(value)
-    except TypeError:
-        raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}") from None
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
-    return value
+    return _args.to_int(name, value, minimum)
 
 
 def check_pair(name, value, minimum=1):
-    """int or (h, w) -> (h, w) of ints >= ``minimum``."""
-    if isinstance(value, (tuple, list)):
-        if len(value) != 2:
-            raise ValueError(f"{name} must be an int or an (h, w) pair, got {value!r}")
-        return (check_int(f"{name}[0]", value[0], minimum), check_int(f"{name}[1]", value[1], minimum))
-    v = check_int(name, value, minimum)
-    return (v, v)
+    """int or (h, w) -> (h, w) of ints >= ``minimum`` (kernel_size, stride, dilation)."""
+    return _args.to_pair(name, value, 2, minimum=minimum)
+
+
+def check_padding(padding):
+    """A 2-D ``padding`` as the ops take it, refused here if malformed or
+    negative (so a bad layer fails when built); returned as given."""
+    _args.to_padding(padding, 2, minimum=0)
+    return padding
 
 
 def check_layout(layout):

@@ -19,9 +19,9 @@ import numpy as np
 import pydsconv
 
 from ._util import (activation_grad, as_rng, bias_uniform, check_activation, check_dtype,
-                    check_grad, check_input, check_int, check_layout, check_pair, kaiming_uniform)
+                    check_grad, check_input, check_int, check_layout, check_padding, check_pair,
+                    kaiming_uniform)
 from .module import Module, Parameter
-from .. import _args
 
 __all__ = ["Conv2d", "DepthwiseConv2d", "PointwiseConv2d", "SeparableConv2d"]
 
@@ -87,12 +87,6 @@ class _Conv(Module):
         return self.weight.requires_grad, (b is not None and b.requires_grad)
 
 
-def _check_padding(padding):
-    """Reject a malformed padding at construction (the ops' own parser and message)."""
-    _args.to_padding(padding, 2)
-    return padding
-
-
 @_fix_doc
 class DepthwiseConv2d(_Conv):
     """Depthwise 2-D convolution: each input channel with its own ``multiplier`` filters.
@@ -122,7 +116,7 @@ class DepthwiseConv2d(_Conv):
         self.kernel_size = check_pair("kernel_size", kernel_size)
         self.stride = check_pair("stride", stride)
         self.dilation = check_pair("dilation", dilation)
-        self.padding = _check_padding(padding)
+        self.padding = check_padding(padding)
         rng = as_rng(rng)
         kh, kw = self.kernel_size
         fan_in = kh * kw
@@ -251,7 +245,7 @@ class Conv2d(_Conv):
         self.kernel_size = check_pair("kernel_size", kernel_size)
         self.stride = check_pair("stride", stride)
         self.dilation = check_pair("dilation", dilation)
-        self.padding = _check_padding(padding)
+        self.padding = check_padding(padding)
         rng = as_rng(rng)
         kh, kw = self.kernel_size
         fan_in = self.in_channels * kh * kw

@@ -78,7 +78,6 @@ __all__ = [
 ]
 
 _DTYPES = (torch.float32, torch.float64)
-_ACTIVATIONS = (None, "relu", "relu6")
 
 
 # --------------------------------------------------------------------------
@@ -114,8 +113,7 @@ def _check_call(x, named, activations=()):
         raise ValueError(f"x must be 4-D (N, C, H, W) (or 3-D (C, H, W) unbatched), "
                          f"got shape {tuple(x.shape)}")
     for name, act in activations:
-        if act not in _ACTIVATIONS:
-            raise ValueError(f"{name} must be None, 'relu' or 'relu6', got {act!r}")
+        _args.check_activation(name, act)
 
 
 def _layout(x):
@@ -162,14 +160,9 @@ def _threads():
 
 
 def _act_mask(g, y, activation):
-    """``g`` times the derivative of ``activation`` read from its output ``y``
-    (a new array: ``g`` may be PyTorch's and is never written)."""
-    if activation is None:
-        return g
-    mask = y > 0
-    if activation == "relu6":
-        mask &= y < 6
-    return g * mask
+    """``g`` (an ndarray view of PyTorch's gradient, never written) masked
+    by the derivative of ``activation`` read from its output ``y``."""
+    return _args.activation_grad(g, y, activation)
 
 
 def _saved_input(x, layout):
@@ -442,8 +435,7 @@ def _factory(device, dtype, padding_mode, *activations):
         raise ValueError(f"padding_mode must be 'zeros' (the only padding pydsconv computes), "
                          f"got {padding_mode!r}")
     for name, act in activations:
-        if act not in _ACTIVATIONS:
-            raise ValueError(f"{name} must be None, 'relu' or 'relu6', got {act!r}")
+        _args.check_activation(name, act)
     return {"device": device, "dtype": dtype}
 
 

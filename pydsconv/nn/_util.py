@@ -6,9 +6,9 @@ import math
 import numpy as np
 
 from .. import _args
+from .._args import activation_grad, check_activation  # noqa: F401  (the layers import them here)
 
 LAYOUTS = ("NCHW", "NHWC")
-ACTIVATIONS = (None, "relu", "relu6")
 DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 
@@ -33,12 +33,6 @@ def check_layout(layout):
     if layout not in LAYOUTS:
         raise ValueError(f"layout must be 'NCHW' or 'NHWC', got {layout!r}")
     return layout
-
-
-def check_activation(name, activation):
-    if activation not in ACTIVATIONS:
-        raise ValueError(f"{name} must be None, 'relu' or 'relu6', got {activation!r}")
-    return activation
 
 
 def check_dtype(dtype):
@@ -127,25 +121,3 @@ def check_grad(layer, grad, shape, dtype):
     if grad.dtype != dtype:
         raise TypeError(f"{layer}: grad_out dtype {grad.dtype} differs from the output's {dtype}")
     return grad
-
-
-def activate(y, activation):
-    """Apply ``activation`` in place (used where the op could not fuse it)."""
-    if activation == "relu":
-        np.maximum(y, 0, out=y)
-    elif activation == "relu6":
-        np.clip(y, 0, 6, out=y)
-    return y
-
-
-def activation_grad(grad, y, activation):
-    """Gradient before the activation, from the activation's *output* ``y``.
-
-    As PyTorch: relu passes the gradient where ``y > 0``; relu6 (hardtanh
-    0..6) where ``0 < y < 6``.
-    """
-    if activation is None:
-        return grad
-    if activation == "relu":
-        return np.where(y > 0, grad, 0).astype(grad.dtype, copy=False)
-    return np.where((y > 0) & (y < 6), grad, 0).astype(grad.dtype, copy=False)

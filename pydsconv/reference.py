@@ -2,7 +2,7 @@
 
 This module is the *oracle* of the test suite: each function has the same
 signature and semantics as the fast C++-backed op of the same name (see
-``API.md``), but is written to be obviously correct rather than fast.
+docs/api.md), but is written to be obviously correct rather than fast.
 
 * Everything is computed in float64 internally and the result is cast back to
   the dtype of ``x`` (or ``grad_out`` for backward ops), so the functions are
@@ -21,6 +21,11 @@ signature and semantics as the fast C++-backed op of the same name (see
 
 Argument checking is minimal (this is an oracle, not the product): obviously
 wrong shapes, layouts, paddings and activations raise ``ValueError``.
+
+Padding, stride, dilation and TensorFlow's ``"same"`` rule are parsed here by
+this module's own small helpers, **deliberately** not by ``pydsconv._args``
+(which the ops, ``pydsconv.torch``, ``pydsconv.nn`` and ``pydsconv.cost``
+share): an oracle that reused the product's parser could not catch a bug in it.
 """
 
 import numpy as np

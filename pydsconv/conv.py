@@ -504,11 +504,11 @@ def prepack_pointwise(weight: ArrayLike, *, num_threads: Optional[int] = None) -
         ``weight`` has another shape, or ``C_out`` or ``C_in`` is 0 (as the
         ops refuse it).
     """
-    weight = _array("weight", weight)
-    if weight.ndim >= 2 and 0 in weight.shape[:2]:   # as the ops refuse it
+    arr = _array("weight", weight)
+    if arr.ndim >= 2 and 0 in arr.shape[:2]:   # as the ops refuse it
         raise ValueError("weight must have shape (C_out, C_in), (C_out, C_in, 1) or "
-                         f"(C_out, C_in, 1, 1) with C_out, C_in >= 1, got {weight.shape}")
-    return _core.prepack_pointwise(weight, _threads(num_threads, stacklevel=4))
+                         f"(C_out, C_in, 1, 1) with C_out, C_in >= 1, got {arr.shape}")
+    return _core.prepack_pointwise(arr, _threads(num_threads, stacklevel=4))
 
 
 # --------------------------------------------------------------------------

@@ -34,8 +34,10 @@ from __future__ import annotations
 
 import math
 import numbers
+from typing import Any, Dict, List, Tuple, Union
 
 from . import _args
+from ._args import IntOrPair, Padding2D
 
 __all__ = [
     "output_size",
@@ -89,8 +91,9 @@ def _bias_pair(bias):
 # single layers
 # --------------------------------------------------------------------------
 
-def output_size(input_size, kernel_size, *, stride=1, padding="same",
-                dilation=1):
+def output_size(input_size: IntOrPair, kernel_size: IntOrPair, *,
+                stride: IntOrPair = 1, padding: Padding2D = "same",
+                dilation: IntOrPair = 1) -> Tuple[int, int]:
     """Spatial output size of a 2-D convolution or depthwise convolution.
 
     Parameters
@@ -133,8 +136,10 @@ def output_size(input_size, kernel_size, *, stride=1, padding="same",
     return _geometry(kernel_size, input_size, stride, padding, dilation)[2]
 
 
-def conv2d(in_channels, out_channels, kernel_size, input_size, *, stride=1,
-           padding="same", dilation=1, groups=1, bias=False):
+def conv2d(in_channels: int, out_channels: int, kernel_size: IntOrPair,
+           input_size: IntOrPair, *, stride: IntOrPair = 1,
+           padding: Padding2D = "same", dilation: IntOrPair = 1,
+           groups: int = 1, bias: bool = False) -> Dict[str, int]:
     """Cost of a standard (optionally grouped) 2-D convolution, one image.
 
     Parameters
@@ -186,8 +191,11 @@ def conv2d(in_channels, out_channels, kernel_size, input_size, *, stride=1,
             "params": weights + (cout if bias else 0)}
 
 
-def depthwise_conv2d(channels, kernel_size, input_size, *, multiplier=1,
-                     stride=1, padding="same", dilation=1, bias=False):
+def depthwise_conv2d(channels: int, kernel_size: IntOrPair,
+                     input_size: IntOrPair, *, multiplier: int = 1,
+                     stride: IntOrPair = 1, padding: Padding2D = "same",
+                     dilation: IntOrPair = 1,
+                     bias: bool = False) -> Dict[str, int]:
     """Cost of a depthwise convolution (one filter per input channel).
 
     Weight shape ``(channels*multiplier, 1, kH, kW)``; each of the
@@ -224,7 +232,9 @@ def depthwise_conv2d(channels, kernel_size, input_size, *, multiplier=1,
                   padding=padding, dilation=dilation, groups=c, bias=bias)
 
 
-def pointwise_conv2d(in_channels, out_channels, input_size, *, bias=False):
+def pointwise_conv2d(in_channels: int, out_channels: int,
+                     input_size: IntOrPair, *,
+                     bias: bool = False) -> Dict[str, int]:
     """Cost of a pointwise (1x1, stride 1) convolution.
 
     Parameters
@@ -245,9 +255,12 @@ def pointwise_conv2d(in_channels, out_channels, input_size, *, bias=False):
                   padding=0, dilation=1, groups=1, bias=bias)
 
 
-def separable_conv2d(in_channels, out_channels, kernel_size, input_size, *,
-                     multiplier=1, stride=1, padding="same", dilation=1,
-                     bias=False):
+def separable_conv2d(in_channels: int, out_channels: int,
+                     kernel_size: IntOrPair, input_size: IntOrPair, *,
+                     multiplier: int = 1, stride: IntOrPair = 1,
+                     padding: Padding2D = "same", dilation: IntOrPair = 1,
+                     bias: Union[bool, Tuple[bool, bool]] = False
+                     ) -> Dict[str, int]:
     """Cost of a depthwise separable convolution (depthwise then pointwise).
 
     The depthwise stage (``in_channels*multiplier`` channels, with the given
@@ -299,8 +312,10 @@ def separable_conv2d(in_channels, out_channels, kernel_size, input_size, *,
             "params": dw["params"] + pw["params"]}
 
 
-def reduction(in_channels, out_channels, kernel_size, input_size, *,
-              multiplier=1, stride=1, padding="same", dilation=1):
+def reduction(in_channels: int, out_channels: int, kernel_size: IntOrPair,
+              input_size: IntOrPair, *, multiplier: int = 1,
+              stride: IntOrPair = 1, padding: Padding2D = "same",
+              dilation: IntOrPair = 1) -> float:
     """MACs of a separable convolution divided by those of a standard one.
 
     Compares :func:`separable_conv2d` with the :func:`conv2d` it replaces
@@ -388,8 +403,10 @@ def _layer(name, kind, cin, cout, kernel, stride, groups, size):
     }
 
 
-def mobilenet_v1_layers(width_multiplier=1.0, resolution=224, *,
-                        separable=True, num_classes=1000):
+def mobilenet_v1_layers(width_multiplier: float = 1.0,
+                        resolution: IntOrPair = 224, *,
+                        separable: bool = True,
+                        num_classes: int = 1000) -> List[Dict[str, Any]]:
     """Per-layer table of MobileNet v1 (Howard et al. 2017, Table 1).
 
     The network: a 3x3 stride-2 standard convolution with 32 filters (the
@@ -471,8 +488,9 @@ def mobilenet_v1_layers(width_multiplier=1.0, resolution=224, *,
     return layers
 
 
-def mobilenet_v1(width_multiplier=1.0, resolution=224, *, separable=True,
-                 num_classes=1000):
+def mobilenet_v1(width_multiplier: float = 1.0, resolution: IntOrPair = 224,
+                 *, separable: bool = True,
+                 num_classes: int = 1000) -> Dict[str, Any]:
     """Total MACs and parameters of MobileNet v1, for one image.
 
     Sums :func:`mobilenet_v1_layers`.  The conventions are those that
@@ -540,7 +558,7 @@ def mobilenet_v1(width_multiplier=1.0, resolution=224, *, separable=True,
     """
     layers = mobilenet_v1_layers(width_multiplier, resolution,
                                  separable=separable, num_classes=num_classes)
-    by_kind = {}
+    by_kind: Dict[str, Dict[str, int]] = {}
     for layer in layers:
         acc = by_kind.setdefault(layer["kind"], {"macs": 0, "params": 0})
         acc["macs"] += layer["macs"]

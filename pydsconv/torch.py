@@ -50,6 +50,7 @@ Gradients are computed only for the inputs that need them
 from __future__ import annotations
 
 import math
+from typing import Optional
 
 try:
     import torch
@@ -64,12 +65,12 @@ if not hasattr(torch, "autograd"):  # `import torch` found this file: pydsconv/ 
         "pydsconv/ folder itself is on sys.path (e.g. a script run from inside it). Run from "
         "the repository root or elsewhere and import pydsconv.torch.")
 
-import numpy as np
 from torch import nn
 from torch.autograd.function import once_differentiable
 
 import pydsconv
 from pydsconv import _args
+from pydsconv._args import Activation, IntOrPair, Padding2D
 
 __all__ = [
     "DepthwiseConv2d", "PointwiseConv2d", "SeparableConv2d",
@@ -315,7 +316,9 @@ def _unbatched(x, fn):
     return fn(x)
 
 
-def depthwise_conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, activation=None):
+def depthwise_conv2d(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor] = None,
+                     stride: IntOrPair = 1, padding: Padding2D = 0, dilation: IntOrPair = 1,
+                     activation: Activation = None) -> torch.Tensor:
     """Differentiable depthwise 2-D convolution on CPU tensors.
 
     Equals ``F.conv2d(x, weight, bias, stride, padding, dilation, groups=C)``
@@ -347,7 +350,8 @@ def depthwise_conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, acti
     return _unbatched(x, run)
 
 
-def pointwise_conv2d(x, weight, bias=None, activation=None):
+def pointwise_conv2d(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor] = None,
+                     activation: Activation = None) -> torch.Tensor:
     """Differentiable pointwise (1x1) 2-D convolution on CPU tensors.
 
     Equals ``F.conv2d(x, weight, bias)`` with a 1x1 weight, then ``activation``.
@@ -370,9 +374,12 @@ def pointwise_conv2d(x, weight, bias=None, activation=None):
     return _unbatched(x, run)
 
 
-def separable_conv2d(x, depthwise_weight, pointwise_weight, depthwise_bias=None,
-                     pointwise_bias=None, stride=1, padding=0, dilation=1, mid_activation=None,
-                     activation=None):
+def separable_conv2d(x: torch.Tensor, depthwise_weight: torch.Tensor,
+                     pointwise_weight: torch.Tensor, depthwise_bias: Optional[torch.Tensor] = None,
+                     pointwise_bias: Optional[torch.Tensor] = None, stride: IntOrPair = 1,
+                     padding: Padding2D = 0, dilation: IntOrPair = 1,
+                     mid_activation: Activation = None,
+                     activation: Activation = None) -> torch.Tensor:
     """Differentiable fused depthwise separable 2-D convolution on CPU tensors.
 
     Equals ``activation(pointwise(mid_activation(depthwise(x))))`` computed by

@@ -4,7 +4,7 @@
 // bounds, any strides) and copied to C-contiguous only after it accepts the
 // call, so a rejected call never allocates for its inputs.  Argument rules
 // live in validate(); friendly argument parsing (padding forms, 1-D names,
-// defaults) lives in pydsconv/_ops.py.
+// defaults) lives in pydsconv/conv.py.
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
@@ -272,7 +272,7 @@ Act parse_act(const py::object& s, const char* name) {
   throw py::value_error(std::string(name) + " must be None, 'relu' or 'relu6', got '" + v + "'");
 }
 
-// Parameters as normalised by pydsconv/_ops.py.
+// Parameters as normalised by pydsconv/conv.py.
 ConvParams params(int spatial, const std::string& layout, std::array<int64_t, 2> stride,
                   std::array<int64_t, 2> dilation, const std::string& pad_mode,
                   std::array<int64_t, 4> pad) {

@@ -48,7 +48,7 @@ __all__ = [
 ]
 
 
-def set_num_threads(n):
+def set_num_threads(n: int) -> None:
     """Set the default number of threads for every op.
 
     Parameters
@@ -58,14 +58,14 @@ def set_num_threads(n):
         usable cores) it is capped there with a RuntimeWarning;
         ``cpu_features()["num_threads_requested"]`` keeps the value asked for.
     """
-    from ._ops import _thread_count, _thread_request
+    from .conv import _thread_count, _thread_request
 
     requested = _thread_request("n", n)
     _thread_count("n", requested)  # the warning when capped
     _core.set_num_threads(min(requested, 2**31 - 1))
 
 
-def get_num_threads():
+def get_num_threads() -> int:
     """The default number of threads, in [1, ``cpu_features()["max_threads"]``].
 
     ``OMP_NUM_THREADS`` if set to a valid count (capped at the limit, with a
@@ -76,7 +76,7 @@ def get_num_threads():
     return _core.get_num_threads()
 
 
-def cpu_features():
+def cpu_features() -> dict:
     """The kernel set in use and what the CPU offers.
 
     Returns a dict: ``isa`` ("avx512", "avx2" or "scalar") chosen at import by

@@ -34,7 +34,10 @@ from __future__ import annotations
 
 import math
 import numbers
-import operator
+from typing import Any, Dict, List, Tuple, Union
+
+from . import _args
+from ._args import IntOrPair, Padding2D
 
 __all__ = [
     "output_size",
@@ -53,105 +56,24 @@ __all__ = [
 # --------------------------------------------------------------------------
 
 def _int(value, name, minimum):
-    """Return ``value`` as a Python int >= ``minimum``.
-
-    Booleans and non-integers (e.g. ``3.0``) are a TypeError; values below
-    ``minimum`` are a ValueError naming the argument.
-    """
-    if isinstance(value, bool):
-        raise TypeError(f"{name} must be an integer, got bool {value!r}")
-    try:
-        ivalue = operator.index(value)
-    except TypeError:
-        raise TypeError(
-            f"{name} must be an integer, got {type(value).__name__} {value!r}"
-        ) from None
-    if ivalue < minimum:
-        kind = "positive" if minimum == 1 else f">= {minimum}"
-        raise ValueError(f"{name} must be {kind}, got {ivalue}")
-    return ivalue
+    """``value`` as a Python int >= ``minimum``: a bool or a non-integer
+    (``3.0``) is a TypeError, a smaller value a ValueError naming ``name``."""
+    return _args.to_int(name, value, minimum)
 
 
 def _pair(value, name, minimum):
     """Int or 2-sequence of ints -> tuple of two ints >= ``minimum``."""
-    if isinstance(value, (tuple, list)):
-        if len(value) != 2:
-            raise ValueError(
-                f"{name} must be an int or an (h, w) pair, got {value!r}"
-            )
-        return (_int(value[0], f"{name}[0]", minimum),
-                _int(value[1], f"{name}[1]", minimum))
-    v = _int(value, name, minimum)
-    return (v, v)
-
-
-def _padding(padding):
-    """Normalise ``padding`` to ``"same"`` or ``((top, bottom), (left, right))``."""
-    if isinstance(padding, str):
-        p = padding.lower()
-        if p == "same":
-            return "same"
-        if p == "valid":
-            return ((0, 0), (0, 0))
-        raise ValueError(
-            f"padding must be 'same', 'valid', an int, an (h, w) pair or "
-            f"((top, bottom), (left, right)), got {padding!r}"
-        )
-    if isinstance(padding, (tuple, list)):
-        if len(padding) != 2:
-            raise ValueError(
-                f"padding must be an int, an (h, w) pair or "
-                f"((top, bottom), (left, right)), got {padding!r}"
-            )
-        out = []
-        for axis, item in zip(("h", "w"), padding):
-            if isinstance(item, (tuple, list)):
-                if len(item) != 2:
-                    raise ValueError(
-                        f"padding must be ((top, bottom), (left, right)), "
-                        f"got {padding!r}"
-                    )
-                out.append((_int(item[0], f"padding ({axis}, before)", 0),
-                            _int(item[1], f"padding ({axis}, after)", 0)))
-            else:
-                v = _int(item, f"padding ({axis})", 0)
-                out.append((v, v))
-        return tuple(out)
-    v = _int(padding, "padding", 0)
-    return ((v, v), (v, v))
-
-
-def _out_dim(size, k, stride, pad, dilation, axis):
-    """Output length along one axis; ``pad`` is ``"same"`` or ``(before, after)``."""
-    if pad == "same":
-        # TensorFlow's rule: ceil(in / stride) for every stride; the padding
-        # total is max((out - 1) * stride + dk - in, 0), so the padded input
-        # always covers the dilated kernel.
-        return -(-size // stride)
-    effective = dilation * (k - 1) + 1
-    padded = size + pad[0] + pad[1]
-    if effective > padded:
-        raise ValueError(
-            f"kernel_size: the kernel's {axis} extent {effective} "
-            f"(kernel {k}, dilation {dilation}) is larger than the padded "
-            f"input_size {padded} (input {size} + padding {pad[0]}+{pad[1]}); "
-            f"expected dilation*(kernel-1)+1 <= input+padding"
-        )
-    return (padded - effective) // stride + 1
+    return _args.to_pair(name, value, 2, minimum=minimum, limit=None)
 
 
 def _geometry(kernel_size, input_size, stride, padding, dilation):
+    """``(kernel (kH, kW), input (H, W), output (H_out, W_out))``, with the
+    padding rules of the ops (pydsconv._args: TensorFlow's "same" included)."""
     k = _pair(kernel_size, "kernel_size", 1)
     size = _pair(input_size, "input_size", 1)
-    s = _pair(stride, "stride", 1)
-    d = _pair(dilation, "dilation", 1)
-    p = _padding(padding)
-    pads = ("same", "same") if p == "same" else p
-    out = tuple(
-        _out_dim(size[i], k[i], s[i], pads[i], d[i], axis)
-        for i, axis in enumerate(("height", "width"))
-    )
-    return k, size, out
+    s = _args.to_pair("stride", stride, 2, minimum=1)
+    d = _args.to_pair("dilation", dilation, 2, minimum=1)
+    return k, size, _args.output_size(size, k, s, padding, d)
 
 
 def _bias_pair(bias):
@@ -169,8 +91,9 @@ def _bias_pair(bias):
 # single layers
 # --------------------------------------------------------------------------
 
-def output_size(input_size, kernel_size, *, stride=1, padding="same",
-                dilation=1):
+def output_size(input_size: IntOrPair, kernel_size: IntOrPair, *,
+                stride: IntOrPair = 1, padding: Padding2D = "same",
+                dilation: IntOrPair = 1) -> Tuple[int, int]:
     """Spatial output size of a 2-D convolution or depthwise convolution.
 
     Parameters
@@ -213,8 +136,10 @@ def output_size(input_size, kernel_size, *, stride=1, padding="same",
     return _geometry(kernel_size, input_size, stride, padding, dilation)[2]
 
 
-def conv2d(in_channels, out_channels, kernel_size, input_size, *, stride=1,
-           padding="same", dilation=1, groups=1, bias=False):
+def conv2d(in_channels: int, out_channels: int, kernel_size: IntOrPair,
+           input_size: IntOrPair, *, stride: IntOrPair = 1,
+           padding: Padding2D = "same", dilation: IntOrPair = 1,
+           groups: int = 1, bias: bool = False) -> Dict[str, int]:
     """Cost of a standard (optionally grouped) 2-D convolution, one image.
 
     Parameters
@@ -266,8 +191,11 @@ def conv2d(in_channels, out_channels, kernel_size, input_size, *, stride=1,
             "params": weights + (cout if bias else 0)}
 
 
-def depthwise_conv2d(channels, kernel_size, input_size, *, multiplier=1,
-                     stride=1, padding="same", dilation=1, bias=False):
+def depthwise_conv2d(channels: int, kernel_size: IntOrPair,
+                     input_size: IntOrPair, *, multiplier: int = 1,
+                     stride: IntOrPair = 1, padding: Padding2D = "same",
+                     dilation: IntOrPair = 1,
+                     bias: bool = False) -> Dict[str, int]:
     """Cost of a depthwise convolution (one filter per input channel).
 
     Weight shape ``(channels*multiplier, 1, kH, kW)``; each of the
@@ -304,7 +232,9 @@ def depthwise_conv2d(channels, kernel_size, input_size, *, multiplier=1,
                   padding=padding, dilation=dilation, groups=c, bias=bias)
 
 
-def pointwise_conv2d(in_channels, out_channels, input_size, *, bias=False):
+def pointwise_conv2d(in_channels: int, out_channels: int,
+                     input_size: IntOrPair, *,
+                     bias: bool = False) -> Dict[str, int]:
     """Cost of a pointwise (1x1, stride 1) convolution.
 
     Parameters
@@ -325,9 +255,12 @@ def pointwise_conv2d(in_channels, out_channels, input_size, *, bias=False):
                   padding=0, dilation=1, groups=1, bias=bias)
 
 
-def separable_conv2d(in_channels, out_channels, kernel_size, input_size, *,
-                     multiplier=1, stride=1, padding="same", dilation=1,
-                     bias=False):
+def separable_conv2d(in_channels: int, out_channels: int,
+                     kernel_size: IntOrPair, input_size: IntOrPair, *,
+                     multiplier: int = 1, stride: IntOrPair = 1,
+                     padding: Padding2D = "same", dilation: IntOrPair = 1,
+                     bias: Union[bool, Tuple[bool, bool]] = False
+                     ) -> Dict[str, int]:
     """Cost of a depthwise separable convolution (depthwise then pointwise).
 
     The depthwise stage (``in_channels*multiplier`` channels, with the given
@@ -379,8 +312,10 @@ def separable_conv2d(in_channels, out_channels, kernel_size, input_size, *,
             "params": dw["params"] + pw["params"]}
 
 
-def reduction(in_channels, out_channels, kernel_size, input_size, *,
-              multiplier=1, stride=1, padding="same", dilation=1):
+def reduction(in_channels: int, out_channels: int, kernel_size: IntOrPair,
+              input_size: IntOrPair, *, multiplier: int = 1,
+              stride: IntOrPair = 1, padding: Padding2D = "same",
+              dilation: IntOrPair = 1) -> float:
     """MACs of a separable convolution divided by those of a standard one.
 
     Compares :func:`separable_conv2d` with the :func:`conv2d` it replaces
@@ -468,8 +403,10 @@ def _layer(name, kind, cin, cout, kernel, stride, groups, size):
     }
 
 
-def mobilenet_v1_layers(width_multiplier=1.0, resolution=224, *,
-                        separable=True, num_classes=1000):
+def mobilenet_v1_layers(width_multiplier: float = 1.0,
+                        resolution: IntOrPair = 224, *,
+                        separable: bool = True,
+                        num_classes: int = 1000) -> List[Dict[str, Any]]:
     """Per-layer table of MobileNet v1 (Howard et al. 2017, Table 1).
 
     The network: a 3x3 stride-2 standard convolution with 32 filters (the
@@ -551,8 +488,9 @@ def mobilenet_v1_layers(width_multiplier=1.0, resolution=224, *,
     return layers
 
 
-def mobilenet_v1(width_multiplier=1.0, resolution=224, *, separable=True,
-                 num_classes=1000):
+def mobilenet_v1(width_multiplier: float = 1.0, resolution: IntOrPair = 224,
+                 *, separable: bool = True,
+                 num_classes: int = 1000) -> Dict[str, Any]:
     """Total MACs and parameters of MobileNet v1, for one image.
 
     Sums :func:`mobilenet_v1_layers`.  The conventions are those that
@@ -620,7 +558,7 @@ def mobilenet_v1(width_multiplier=1.0, resolution=224, *, separable=True,
     """
     layers = mobilenet_v1_layers(width_multiplier, resolution,
                                  separable=separable, num_classes=num_classes)
-    by_kind = {}
+    by_kind: Dict[str, Dict[str, int]] = {}
     for layer in layers:
         acc = by_kind.setdefault(layer["kind"], {"macs": 0, "params": 0})
         acc["macs"] += layer["macs"]

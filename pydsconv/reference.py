@@ -21,6 +21,11 @@ signature and semantics as the fast C++-backed op of the same name (see
 
 Argument checking is minimal (this is an oracle, not the product): obviously
 wrong shapes, layouts, paddings and activations raise ``ValueError``.
+
+Padding, stride, dilation and TensorFlow's ``"same"`` rule are parsed here by
+this module's own small helpers, **deliberately** not by ``pydsconv._args``
+(which the ops, ``pydsconv.torch``, ``pydsconv.nn`` and ``pydsconv.cost``
+share): an oracle that reused the product's parser could not catch a bug in it.
 """
 
 import numpy as np

@@ -50,6 +50,7 @@ Gradients are computed only for the inputs that need them
 from __future__ import annotations
 
 import math
+from typing import Optional
 
 try:
     import torch
@@ -64,11 +65,12 @@ if not hasattr(torch, "autograd"):  # `import torch` found this file: pydsconv/ 
         "pydsconv/ folder itself is on sys.path (e.g. a script run from inside it). Run from "
         "the repository root or elsewhere and import pydsconv.torch.")
 
-import numpy as np
 from torch import nn
 from torch.autograd.function import once_differentiable
 
 import pydsconv
+from pydsconv import _args
+from pydsconv._args import Activation, IntOrPair, Padding2D
 
 __all__ = [
     "DepthwiseConv2d", "PointwiseConv2d", "SeparableConv2d",
@@ -77,7 +79,6 @@ __all__ = [
 ]
 
 _DTYPES = (torch.float32, torch.float64)
-_ACTIVATIONS = (None, "relu", "relu6")
 
 
 # --------------------------------------------------------------------------
@@ -113,8 +114,7 @@ def _check_call(x, named, activations=()):
         raise ValueError(f"x must be 4-D (N, C, H, W) (or 3-D (C, H, W) unbatched), "
                          f"got shape {tuple(x.shape)}")
     for name, act in activations:
-        if act not in _ACTIVATIONS:
-            raise ValueError(f"{name} must be None, 'relu' or 'relu6', got {act!r}")
+        _args.check_activation(name, act)
 
 
 def _layout(x):
@@ -161,14 +161,9 @@ def _threads():
 
 
 def _act_mask(g, y, activation):
-    """``g`` times the derivative of ``activation`` read from its output ``y``
-    (a new array: ``g`` may be PyTorch's and is never written)."""
-    if activation is None:
-        return g
-    mask = y > 0
-    if activation == "relu6":
-        mask &= y < 6
-    return g * mask
+    """``g`` (an ndarray view of PyTorch's gradient, never written) masked
+    by the derivative of ``activation`` read from its output ``y``."""
+    return _args.activation_grad(g, y, activation)
 
 
 def _saved_input(x, layout):
@@ -321,7 +316,9 @@ def _unbatched(x, fn):
     return fn(x)
 
 
-def depthwise_conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, activation=None):
+def depthwise_conv2d(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor] = None,
+                     stride: IntOrPair = 1, padding: Padding2D = 0, dilation: IntOrPair = 1,
+                     activation: Activation = None) -> torch.Tensor:
     """Differentiable depthwise 2-D convolution on CPU tensors.
 
     Equals ``F.conv2d(x, weight, bias, stride, padding, dilation, groups=C)``
@@ -353,7 +350,8 @@ def depthwise_conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, acti
     return _unbatched(x, run)
 
 
-def pointwise_conv2d(x, weight, bias=None, activation=None):
+def pointwise_conv2d(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor] = None,
+                     activation: Activation = None) -> torch.Tensor:
     """Differentiable pointwise (1x1) 2-D convolution on CPU tensors.
 
     Equals ``F.conv2d(x, weight, bias)`` with a 1x1 weight, then ``activation``.
@@ -376,9 +374,12 @@ def pointwise_conv2d(x, weight, bias=None, activation=None):
     return _unbatched(x, run)
 
 
-def separable_conv2d(x, depthwise_weight, pointwise_weight, depthwise_bias=None,
-                     pointwise_bias=None, stride=1, padding=0, dilation=1, mid_activation=None,
-                     activation=None):
+def separable_conv2d(x: torch.Tensor, depthwise_weight: torch.Tensor,
+                     pointwise_weight: torch.Tensor, depthwise_bias: Optional[torch.Tensor] = None,
+                     pointwise_bias: Optional[torch.Tensor] = None, stride: IntOrPair = 1,
+                     padding: Padding2D = 0, dilation: IntOrPair = 1,
+                     mid_activation: Activation = None,
+                     activation: Activation = None) -> torch.Tensor:
     """Differentiable fused depthwise separable 2-D convolution on CPU tensors.
 
     Equals ``activation(pointwise(mid_activation(depthwise(x))))`` computed by
@@ -415,32 +416,20 @@ def separable_conv2d(x, depthwise_weight, pointwise_weight, depthwise_bias=None,
 # modules
 # --------------------------------------------------------------------------
 
-def _pos_int(name, v, minimum=1):
-    if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < minimum:
-        raise ValueError(f"{name} must be an int >= {minimum}, got {v!r}")
-    return int(v)
+def _pos_int(name, v):
+    """A channel count or multiplier: an int >= 1 (pydsconv._args rules)."""
+    return _args.to_int(name, v, 1)
 
 
-def _pair(name, v, minimum=1):
-    if isinstance(v, (tuple, list)):
-        if len(v) != 2:
-            raise ValueError(f"{name} must be an int or a pair of ints, got {v!r}")
-        return (_pos_int(name, v[0], minimum), _pos_int(name, v[1], minimum))
-    v = _pos_int(name, v, minimum)
-    return (v, v)
+def _pair(name, v):
+    """kernel_size / stride / dilation -> (h, w) of ints >= 1."""
+    return _args.to_pair(name, v, 2, minimum=1)
 
 
 def _norm_padding(padding):
-    """int | (ph, pw) | ((top, bottom), (left, right)) | "same" | "valid"."""
-    if isinstance(padding, str):
-        mode = padding.lower()
-        if mode not in ("same", "valid"):
-            raise ValueError(f"padding must be an int, a pair, 'same' or 'valid', got {padding!r}")
-        return mode
-    if isinstance(padding, (tuple, list)) and len(padding) == 2 and all(
-            isinstance(p, (tuple, list)) for p in padding):
-        return tuple(_pair("padding", p, minimum=0) for p in padding)
-    return _pair("padding", padding, minimum=0)
+    """int | (ph, pw) | ((top, bottom), (left, right)) | "same" | "valid",
+    checked (>= 0) and stored in its shortest form (what extra_repr prints)."""
+    return _args.padding_spec(*_args.to_padding(padding, 2, minimum=0))
 
 
 def _factory(device, dtype, padding_mode, *activations):
@@ -453,8 +442,7 @@ def _factory(device, dtype, padding_mode, *activations):
         raise ValueError(f"padding_mode must be 'zeros' (the only padding pydsconv computes), "
                          f"got {padding_mode!r}")
     for name, act in activations:
-        if act not in _ACTIVATIONS:
-            raise ValueError(f"{name} must be None, 'relu' or 'relu6', got {act!r}")
+        _args.check_activation(name, act)
     return {"device": device, "dtype": dtype}
 
 

@@ -34,8 +34,10 @@ same dtype (never a view of its input) and raises
 from __future__ import annotations
 
 import operator
+from typing import Optional
 
 import numpy as np
+from numpy.typing import ArrayLike, NDArray
 
 __all__ = [
     "from_keras_depthwise",
@@ -134,7 +136,7 @@ def _positive(value, name):
 # 2-D
 # --------------------------------------------------------------------------
 
-def from_keras_depthwise(w):
+def from_keras_depthwise(w: ArrayLike) -> NDArray[np.floating]:
     """Keras depthwise kernel ``(kH, kW, C, M)`` -> pydsconv ``(C*M, 1, kH, kW)``.
 
     Parameters
@@ -174,7 +176,8 @@ def from_keras_depthwise(w):
     return _copy(arr.transpose(2, 3, 0, 1).reshape(c * m, 1, kh, kw))
 
 
-def to_keras_depthwise(w, channels=None, multiplier=None):
+def to_keras_depthwise(w: ArrayLike, channels: Optional[int] = None,
+                       multiplier: Optional[int] = None) -> NDArray[np.floating]:
     """pydsconv depthwise kernel ``(C*M, 1, kH, kW)`` -> Keras ``(kH, kW, C, M)``.
 
     The first dimension holds ``C*M`` and does not say how it splits, so
@@ -232,7 +235,7 @@ def to_keras_depthwise(w, channels=None, multiplier=None):
     return _copy(arr.reshape(c, m, kh, kw).transpose(2, 3, 0, 1))
 
 
-def from_keras_pointwise(w):
+def from_keras_pointwise(w: ArrayLike) -> NDArray[np.floating]:
     """Keras pointwise kernel ``(1, 1, C_in, C_out)`` -> ``(C_out, C_in, 1, 1)``.
 
     Parameters
@@ -269,7 +272,7 @@ def from_keras_pointwise(w):
     return _copy(arr[0, 0].T[:, :, None, None])
 
 
-def to_keras_pointwise(w):
+def to_keras_pointwise(w: ArrayLike) -> NDArray[np.floating]:
     """pydsconv pointwise kernel -> Keras ``(1, 1, C_in, C_out)``.
 
     Parameters
@@ -310,7 +313,7 @@ def to_keras_pointwise(w):
 # 1-D
 # --------------------------------------------------------------------------
 
-def from_keras_depthwise1d(w):
+def from_keras_depthwise1d(w: ArrayLike) -> NDArray[np.floating]:
     """Keras 1-D depthwise kernel ``(k, C, M)`` -> pydsconv ``(C*M, 1, k)``.
 
     Parameters
@@ -342,7 +345,8 @@ def from_keras_depthwise1d(w):
     return _copy(arr.transpose(1, 2, 0).reshape(c * m, 1, k))
 
 
-def to_keras_depthwise1d(w, channels=None, multiplier=None):
+def to_keras_depthwise1d(w: ArrayLike, channels: Optional[int] = None,
+                         multiplier: Optional[int] = None) -> NDArray[np.floating]:
     """pydsconv 1-D depthwise kernel ``(C*M, 1, k)`` -> Keras ``(k, C, M)``.
 
     As :func:`to_keras_depthwise`: give ``channels`` or ``multiplier`` (or
@@ -387,7 +391,7 @@ def to_keras_depthwise1d(w, channels=None, multiplier=None):
     return _copy(arr.reshape(c, m, k).transpose(2, 0, 1))
 
 
-def from_keras_pointwise1d(w):
+def from_keras_pointwise1d(w: ArrayLike) -> NDArray[np.floating]:
     """Keras 1-D pointwise kernel ``(1, C_in, C_out)`` -> ``(C_out, C_in, 1)``.
 
     Parameters
@@ -424,7 +428,7 @@ def from_keras_pointwise1d(w):
     return _copy(arr[0].T[:, :, None])
 
 
-def to_keras_pointwise1d(w):
+def to_keras_pointwise1d(w: ArrayLike) -> NDArray[np.floating]:
     """pydsconv 1-D pointwise kernel -> Keras ``(1, C_in, C_out)``.
 
     Parameters

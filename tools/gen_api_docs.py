@@ -347,8 +347,16 @@ def squeeze(lines):
 
 
 def signature(qualname, func, width=88):
-    """``qualname(args)`` wrapped at top-level commas to ``width`` columns."""
-    sig = str(inspect.signature(func))
+    """``qualname(args)`` wrapped at top-level commas to ``width`` columns.
+
+    Type annotations are left out: they name aliases (``Padding2D``, ...)
+    that the page does not define, and each docstring's Parameters section
+    already gives the types in words.
+    """
+    sig = inspect.signature(func)
+    sig = str(sig.replace(
+        parameters=[p.replace(annotation=inspect.Parameter.empty) for p in sig.parameters.values()],
+        return_annotation=inspect.Signature.empty))
     inner = sig[1:sig.rindex(")")]
     tail = sig[sig.rindex(")"):]
     parts, depth, cur = [], 0, ""

@@ -2,48 +2,37 @@
 from __future__ import annotations
 
 import math
-import operator
 
 import numpy as np
 
+from .. import _args
+from .._args import activation_grad, check_activation  # noqa: F401  (the layers import them here)
+
 LAYOUTS = ("NCHW", "NHWC")
-ACTIVATIONS = (None, "relu", "relu6")
 DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 
 def check_int(name, value, minimum=1):
     """``value`` as a Python int >= ``minimum`` (TypeError / ValueError naming ``name``)."""
-    if isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"{name} must be an int, got {value!r}")
-    try:
-        value = operator.index(value)
-    except TypeError:
-        raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}") from None
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
-    return value
+    return _args.to_int(name, value, minimum)
 
 
 def check_pair(name, value, minimum=1):
-    """int or (h, w) -> (h, w) of ints >= ``minimum``."""
-    if isinstance(value, (tuple, list)):
-        if len(value) != 2:
-            raise ValueError(f"{name} must be an int or an (h, w) pair, got {value!r}")
-        return (check_int(f"{name}[0]", value[0], minimum), check_int(f"{name}[1]", value[1], minimum))
-    v = check_int(name, value, minimum)
-    return (v, v)
+    """int or (h, w) -> (h, w) of ints >= ``minimum`` (kernel_size, stride, dilation)."""
+    return _args.to_pair(name, value, 2, minimum=minimum)
+
+
+def check_padding(padding):
+    """A 2-D ``padding`` as the ops take it, refused here if malformed or
+    negative (so a bad layer fails when built); returned as given."""
+    _args.to_padding(padding, 2, minimum=0)
+    return padding
 
 
 def check_layout(layout):
     if layout not in LAYOUTS:
         raise ValueError(f"layout must be 'NCHW' or 'NHWC', got {layout!r}")
     return layout
-
-
-def check_activation(name, activation):
-    if activation not in ACTIVATIONS:
-        raise ValueError(f"{name} must be None, 'relu' or 'relu6', got {activation!r}")
-    return activation
 
 
 def check_dtype(dtype):
@@ -132,25 +121,3 @@ def check_grad(layer, grad, shape, dtype):
     if grad.dtype != dtype:
         raise TypeError(f"{layer}: grad_out dtype {grad.dtype} differs from the output's {dtype}")
     return grad
-
-
-def activate(y, activation):
-    """Apply ``activation`` in place (used where the op could not fuse it)."""
-    if activation == "relu":
-        np.maximum(y, 0, out=y)
-    elif activation == "relu6":
-        np.clip(y, 0, 6, out=y)
-    return y
-
-
-def activation_grad(grad, y, activation):
-    """Gradient before the activation, from the activation's *output* ``y``.
-
-    As PyTorch: relu passes the gradient where ``y > 0``; relu6 (hardtanh
-    0..6) where ``0 < y < 6``.
-    """
-    if activation is None:
-        return grad
-    if activation == "relu":
-        return np.where(y > 0, grad, 0).astype(grad.dtype, copy=False)
-    return np.where((y > 0) & (y < 6), grad, 0).astype(grad.dtype, copy=False)

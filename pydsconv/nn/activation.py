@@ -3,13 +3,15 @@ from __future__ import annotations
 
 import numpy as np
 
+from ._util import activation_grad
 from .module import Module
 
 __all__ = ["ReLU", "ReLU6"]
 
 
 class _Clamp(Module):
-    _low, _high = 0.0, None
+    _high = None    # clip at 0 and, if set, here
+    _name = "relu"  # its derivative mask: pydsconv._args.activation_grad
 
     def __init__(self):
         super().__init__()
@@ -29,8 +31,7 @@ class _Clamp(Module):
                              f"got {grad_out.shape}")
         if not input_grad:
             return None
-        mask = y > 0 if self._high is None else (y > 0) & (y < self._high)
-        return np.where(mask, grad_out, 0).astype(grad_out.dtype, copy=False)
+        return activation_grad(grad_out, y, self._name)
 
 
 class ReLU(_Clamp):
@@ -42,3 +43,4 @@ class ReLU6(_Clamp):
     ``0 < output < 6`` (as PyTorch's ``hardtanh``)."""
 
     _high = 6.0
+    _name = "relu6"

@@ -19,35 +19,11 @@ import numpy as np
 import pydsconv
 
 from ._util import (activation_grad, as_rng, bias_uniform, check_activation, check_dtype,
-                    check_grad, check_input, check_int, check_layout, check_pair, kaiming_uniform)
+                    check_grad, check_input, check_int, check_layout, check_padding, check_pair,
+                    kaiming_uniform)
 from .module import Module, Parameter
-from .. import _ops
 
 __all__ = ["Conv2d", "DepthwiseConv2d", "PointwiseConv2d", "SeparableConv2d"]
-
-_GEOMETRY_DOC = """
-    kernel_size : int or (int, int)
-    stride : int or (int, int), optional
-    padding : int, (ph, pw), ((top, bottom), (left, right)), "valid" or "same"
-        As the pydsconv ops: ``"same"`` is TensorFlow's rule at every stride
-        (output ``ceil(in / stride)``, the odd pixel at the bottom/right); an
-        int is PyTorch's symmetric padding.
-    dilation : int or (int, int), optional"""
-_COMMON_DOC = """
-    activation : None, "relu" or "relu6", optional
-        Fused into the op after the bias; backward applies its derivative
-        (from the saved output, as PyTorch: zero where the output is clipped).
-    layout : "NCHW" or "NHWC", optional
-        Data layout of the input and output (weights are PyTorch's either way).
-    dtype : float32 or float64, optional
-        Of the parameters; inputs must have the same dtype.
-    rng : None, int or numpy.random.Generator, optional
-        Source of the initial weights (an int seeds a new generator)."""
-
-
-def _fix_doc(cls):
-    cls.__doc__ = cls.__doc__.replace("{GEOMETRY}", _GEOMETRY_DOC).replace("{COMMON}", _COMMON_DOC)
-    return cls
 
 
 class _Conv(Module):
@@ -87,13 +63,6 @@ class _Conv(Module):
         return self.weight.requires_grad, (b is not None and b.requires_grad)
 
 
-def _check_padding(padding):
-    """Reject a malformed padding at construction (the ops' own parser and message)."""
-    _ops._padding(padding, 2)
-    return padding
-
-
-@_fix_doc
 class DepthwiseConv2d(_Conv):
     """Depthwise 2-D convolution: each input channel with its own ``multiplier`` filters.
 
@@ -102,10 +71,26 @@ class DepthwiseConv2d(_Conv):
 
     Parameters
     ----------
-    in_channels : int{GEOMETRY}
+    in_channels : int
+    kernel_size : int or (int, int)
+    stride : int or (int, int), optional
+    padding : int, (ph, pw), ((top, bottom), (left, right)), "valid" or "same"
+        As the pydsconv ops: ``"same"`` is TensorFlow's rule at every stride
+        (output ``ceil(in / stride)``, the odd pixel at the bottom/right); an
+        int is PyTorch's symmetric padding.
+    dilation : int or (int, int), optional
     multiplier : int, optional
         Channel multiplier M (output has ``in_channels * M`` channels).
-    bias : bool, optional{COMMON}
+    bias : bool, optional
+    activation : None, "relu" or "relu6", optional
+        Fused into the op after the bias; backward applies its derivative
+        (from the saved output, as PyTorch: zero where the output is clipped).
+    layout : "NCHW" or "NHWC", optional
+        Data layout of the input and output (weights are PyTorch's either way).
+    dtype : float32 or float64, optional
+        Of the parameters; inputs must have the same dtype.
+    rng : None, int or numpy.random.Generator, optional
+        Source of the initial weights (an int seeds a new generator).
 
     Attributes
     ----------
@@ -122,7 +107,7 @@ class DepthwiseConv2d(_Conv):
         self.kernel_size = check_pair("kernel_size", kernel_size)
         self.stride = check_pair("stride", stride)
         self.dilation = check_pair("dilation", dilation)
-        self.padding = _check_padding(padding)
+        self.padding = check_padding(padding)
         rng = as_rng(rng)
         kh, kw = self.kernel_size
         fan_in = kh * kw
@@ -162,7 +147,6 @@ class DepthwiseConv2d(_Conv):
                 f"activation={self.activation!r}, layout={self.layout!r}")
 
 
-@_fix_doc
 class PointwiseConv2d(_Conv):
     """Pointwise (1x1) convolution: a matrix product over channels.
 
@@ -171,7 +155,16 @@ class PointwiseConv2d(_Conv):
     Parameters
     ----------
     in_channels, out_channels : int
-    bias : bool, optional{COMMON}
+    bias : bool, optional
+    activation : None, "relu" or "relu6", optional
+        Fused into the op after the bias; backward applies its derivative
+        (from the saved output, as PyTorch: zero where the output is clipped).
+    layout : "NCHW" or "NHWC", optional
+        Data layout of the input and output (weights are PyTorch's either way).
+    dtype : float32 or float64, optional
+        Of the parameters; inputs must have the same dtype.
+    rng : None, int or numpy.random.Generator, optional
+        Source of the initial weights (an int seeds a new generator).
 
     Attributes
     ----------
@@ -216,7 +209,6 @@ class PointwiseConv2d(_Conv):
                 f"activation={self.activation!r}, layout={self.layout!r}")
 
 
-@_fix_doc
 class Conv2d(_Conv):
     """Standard 2-D convolution (``groups=1``), e.g. the stem of a MobileNet.
 
@@ -234,8 +226,24 @@ class Conv2d(_Conv):
 
     Parameters
     ----------
-    in_channels, out_channels : int{GEOMETRY}
-    bias : bool, optional{COMMON}
+    in_channels, out_channels : int
+    kernel_size : int or (int, int)
+    stride : int or (int, int), optional
+    padding : int, (ph, pw), ((top, bottom), (left, right)), "valid" or "same"
+        As the pydsconv ops: ``"same"`` is TensorFlow's rule at every stride
+        (output ``ceil(in / stride)``, the odd pixel at the bottom/right); an
+        int is PyTorch's symmetric padding.
+    dilation : int or (int, int), optional
+    bias : bool, optional
+    activation : None, "relu" or "relu6", optional
+        Fused into the op after the bias; backward applies its derivative
+        (from the saved output, as PyTorch: zero where the output is clipped).
+    layout : "NCHW" or "NHWC", optional
+        Data layout of the input and output (weights are PyTorch's either way).
+    dtype : float32 or float64, optional
+        Of the parameters; inputs must have the same dtype.
+    rng : None, int or numpy.random.Generator, optional
+        Source of the initial weights (an int seeds a new generator).
 
     Attributes
     ----------
@@ -251,7 +259,7 @@ class Conv2d(_Conv):
         self.kernel_size = check_pair("kernel_size", kernel_size)
         self.stride = check_pair("stride", stride)
         self.dilation = check_pair("dilation", dilation)
-        self.padding = _check_padding(padding)
+        self.padding = check_padding(padding)
         rng = as_rng(rng)
         kh, kw = self.kernel_size
         fan_in = self.in_channels * kh * kw
@@ -311,7 +319,6 @@ class Conv2d(_Conv):
                 f"activation={self.activation!r}, layout={self.layout!r}")
 
 
-@_fix_doc
 class SeparableConv2d(Module):
     """Depthwise separable convolution: :class:`DepthwiseConv2d` then :class:`PointwiseConv2d`.
 
@@ -324,13 +331,29 @@ class SeparableConv2d(Module):
 
     Parameters
     ----------
-    in_channels, out_channels : int{GEOMETRY}
+    in_channels, out_channels : int
+    kernel_size : int or (int, int)
+    stride : int or (int, int), optional
+    padding : int, (ph, pw), ((top, bottom), (left, right)), "valid" or "same"
+        As the pydsconv ops: ``"same"`` is TensorFlow's rule at every stride
+        (output ``ceil(in / stride)``, the odd pixel at the bottom/right); an
+        int is PyTorch's symmetric padding.
+    dilation : int or (int, int), optional
     multiplier : int, optional
         Depthwise channel multiplier M.
     bias : bool or (bool, bool), optional
         Biases of (depthwise, pointwise); one bool sets both.
     mid_activation : None, "relu" or "relu6", optional
-        After the depthwise stage.{COMMON}
+        After the depthwise stage.
+    activation : None, "relu" or "relu6", optional
+        Fused into the op after the bias; backward applies its derivative
+        (from the saved output, as PyTorch: zero where the output is clipped).
+    layout : "NCHW" or "NHWC", optional
+        Data layout of the input and output (weights are PyTorch's either way).
+    dtype : float32 or float64, optional
+        Of the parameters; inputs must have the same dtype.
+    rng : None, int or numpy.random.Generator, optional
+        Source of the initial weights (an int seeds a new generator).
 
     Attributes
     ----------

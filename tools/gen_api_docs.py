@@ -8,10 +8,13 @@ README's Development section)::
     python tools/gen_api_docs.py                   # print it to stdout
     python tools/gen_api_docs.py --check           # exit 1 if docs/api.md is stale
 
-It imports pydsconv *from this source tree* (not an installed copy), walks
-``pydsconv.__all__`` and the ``__all__`` of ``pydsconv.weights``,
-``pydsconv.cost`` and ``pydsconv.reference``, and writes, for every public
-function, its signature and its numpydoc docstring turned into Markdown.  The
+It imports pydsconv *from this source tree* (not an installed copy; with
+``--installed`` the installed one), walks ``pydsconv.__all__`` and the
+``__all__`` of ``pydsconv.weights``, ``pydsconv.cost``,
+``pydsconv.reference``, ``pydsconv.nn`` and ``pydsconv.torch`` (PyTorch must
+be installed), and writes, for every public function and class (with the
+public methods the class defines), its signature and its numpydoc docstring
+turned into Markdown.  The
 "Errors" section, common to every op, is written by hand below (``ERRORS``)
 and follows the argument rules of ``cpp/README.md`` (0-10).
 
@@ -35,7 +38,8 @@ DEFAULT_OUT = os.path.join("docs", "api.md")
 REGEN = "python tools/gen_api_docs.py -o docs/api.md"
 
 # Modules documented, in this order; each contributes the functions of its __all__.
-MODULES = ("pydsconv", "pydsconv.weights", "pydsconv.cost", "pydsconv.reference")
+MODULES = ("pydsconv", "pydsconv.weights", "pydsconv.cost", "pydsconv.reference",
+           "pydsconv.nn", "pydsconv.torch")
 
 # numpydoc sections rendered as definition lists ("name : type" + indented text).
 DEFLIST_SECTIONS = {"Parameters", "Other Parameters", "Returns", "Yields", "Raises",
@@ -354,8 +358,11 @@ def signature(qualname, func, width=88):
     already gives the types in words.
     """
     sig = inspect.signature(func)
+    params = list(sig.parameters.values())
+    if params and params[0].name in ("self", "cls") and "." in func.__qualname__:
+        params = params[1:]   # a method: shown as Class.method(args)
     sig = str(sig.replace(
-        parameters=[p.replace(annotation=inspect.Parameter.empty) for p in sig.parameters.values()],
+        parameters=[p.replace(annotation=inspect.Parameter.empty) for p in params],
         return_annotation=inspect.Signature.empty))
     inner = sig[1:sig.rindex(")")]
     tail = sig[sig.rindex(")"):]
@@ -391,26 +398,36 @@ def signature(qualname, func, width=88):
 # --------------------------------------------------------------------------
 
 def collect():
-    """[(module name, module, [(qualified name, function)])] in documentation order."""
+    """[(module name, module, [(qualified name, function or class)])] in
+    documentation order; a class is followed by the public methods it
+    defines itself (inherited ones are documented on their base class)."""
     out = []
     for modname in MODULES:
         mod = importlib.import_module(modname)
         funcs = []
         for name in mod.__all__:
             obj = getattr(mod, name)
-            if inspect.ismodule(obj):
-                continue
-            if not callable(obj):
+            if inspect.ismodule(obj) or not callable(obj):
                 continue
             funcs.append((f"{modname}.{name}", obj))
+            if inspect.isclass(obj):
+                for meth, fn in vars(obj).items():
+                    if isinstance(fn, (staticmethod, classmethod)):
+                        fn = fn.__func__
+                    if (meth.startswith("_") and meth != "__call__") or not inspect.isfunction(fn):
+                        continue
+                    if not fn.__doc__:
+                        continue
+                    funcs.append((f"{modname}.{name}.{meth}", fn))
         out.append((modname, mod, funcs))
     return out
 
 
 # "Raises" text for public functions whose docstring has no Raises section.
 RAISES = {
-    "pydsconv.set_num_threads": "`TypeError` if `n` is not an int; `ValueError` unless "
-                                "1 <= `n` <= 65536.",
+    "pydsconv.set_num_threads": "`TypeError` if `n` is not an int; `ValueError` if `n` < 1.  "
+                                "Above `cpu_features()[\"max_threads\"]` it is capped, with a "
+                                "`RuntimeWarning`.",
     "pydsconv.get_num_threads": "Nothing.",
     "pydsconv.cpu_features": "Nothing.",
 }
@@ -442,8 +459,8 @@ def generate(installed=False):
     groups = collect()
     anchors = {}
     for _, _, funcs in groups:
-        for qual, _ in funcs:
-            anchors[qual] = slug(f"`{qual}`")
+        for qual, func in funcs:
+            anchors[qual] = slug(("class " if inspect.isclass(func) else "") + f"`{qual}`")
     r = Renderer(anchors)
 
     md = [
@@ -461,10 +478,10 @@ def generate(installed=False):
         "",
     ]
     for modname, _, funcs in groups:
-        md += [f"[`{modname}`](#{slug('`' + modname + '`')})", "", "| function | summary |",
+        md += [f"[`{modname}`](#{slug('`' + modname + '`')})", "", "| name | summary |",
                "| --- | --- |"]
         for qual, func in funcs:
-            short = qual.rsplit(".", 1)[1]
+            short = qual[len(modname) + 1:]
             r.module = modname
             md.append(f"| [`{short}`](#{anchors[qual]}) | "
                       f"{r.inline(summary(func)).replace('|', chr(92) + '|')} |")
@@ -475,7 +492,10 @@ def generate(installed=False):
         md += ["", f"## `{modname}`", ""]
         md += r.docstring(mod.__doc__, modname)
         for qual, func in funcs:
-            md += ["", f"### `{qual}`", "", "```python", signature(qual, func), "```", ""]
+            level = "####" if qual.count(".") > modname.count(".") + 1 else "###"
+            kind = "class " if inspect.isclass(func) else ""
+            md += ["", f"{level} {kind}`{qual}`", "", "```python",
+                   signature(qual, func), "```", ""]
             md += r.docstring(func.__doc__, modname, raises_note(qual, func))
         md.append("")
     md += ["", ERRORS]

@@ -111,6 +111,7 @@ the theoretical peak from /proc/cpuinfo's "cpu MHz" (often the nominal clock:
 Bench-only dependencies: torch (also for ``pydsconv.torch``), onnxruntime, onnx (``pip install onnx``),
 matplotlib for ``--plot`` (``pip install .[bench]`` covers all but torch).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -129,8 +130,16 @@ import torch  # noqa: E402
 
 from bench.lib.contestants import ATOL, PEERS, RTOL, build_contestants, check_correctness  # noqa: E402
 from bench.lib.machine import PEAK_NOTE, Peaks, machine_info  # noqa: E402
-from bench.lib.models import (DEFAULT_OPS, LAYOUTS, OPS, make_inputs, make_weights,  # noqa: E402
-                              mobilenet_blocks, op_blocks, op_macs)
+from bench.lib.models import (  # noqa: E402
+    DEFAULT_OPS,
+    LAYOUTS,
+    OPS,
+    make_inputs,
+    make_weights,
+    mobilenet_blocks,
+    op_blocks,
+    op_macs,
+)
 from bench.lib.onnx_graph import build_sessions  # noqa: E402
 from bench.lib.report import plot, print_table  # noqa: E402
 from bench.lib.timing import medians_ms, time_interleaved  # noqa: E402
@@ -148,51 +157,102 @@ def train_cell(args, blist, weights, batch, threads, t_start, cells_left, refs, 
     cell_budget = None
     if args.budget_s:
         cell_budget = max(args.budget_s - (time.perf_counter() - t_start), 0.0) / cells_left
-    samples = time_interleaved(contestants, names, args.repeats, args.warmup,
-                               args.gap_ms / 1000.0, cell_budget)
+    samples = time_interleaved(
+        contestants, names, args.repeats, args.warmup, args.gap_ms / 1000.0, cell_budget
+    )
     med = medians_ms(samples)
     best_torch = min(med[n] for n in TRAIN_TORCH)
     macs = op_macs("train", blist, batch)
     rows = []
     for name in names:
         gflops = 2.0 * macs / (med[name] * 1e-3) / 1e9
-        rows.append(dict(
-            batch=batch, threads=threads, op="train", contestant=name, repeats=len(samples[name]),
-            blocks=[b.index for b in blist], macs=macs, ms=med[name],
-            ratio_best_torch=best_torch / med[name], gflops=gflops, **peaks.pct(gflops, threads),
-            max_rel_l2_err=errors[name], samples_ms=[t * 1e3 for t in samples[name]]))
+        rows.append(
+            dict(
+                batch=batch,
+                threads=threads,
+                op="train",
+                contestant=name,
+                repeats=len(samples[name]),
+                blocks=[b.index for b in blist],
+                macs=macs,
+                ms=med[name],
+                ratio_best_torch=best_torch / med[name],
+                gflops=gflops,
+                **peaks.pct(gflops, threads),
+                max_rel_l2_err=errors[name],
+                samples_ms=[t * 1e3 for t in samples[name]],
+            )
+        )
     return rows
 
 
 def parse_args(argv):
     p = argparse.ArgumentParser(
         description="Time pydsconv vs PyTorch vs ONNX Runtime on MobileNetV1's separable "
-                    "blocks, interleaved in one process (see the module docstring).")
+        "blocks, interleaved in one process (see the module docstring)."
+    )
     p.add_argument("--batch", type=int, nargs="+", help="batch sizes (default: 1 8; --quick: 1)")
-    p.add_argument("--threads", type=int, nargs="+", help="thread counts (default: 1 2; --quick: 1)")
-    p.add_argument("--repeats", type=int, help="timed repeats per contestant (default 15; --quick 5)")
-    p.add_argument("--budget-s", type=float,
-                   help="wall-time budget of the whole run: each (batch, threads, op) cell gets an "
-                        "equal share of what is left and stops after >= 5 repeats once its share "
-                        "is spent (default 240 unless --repeats is given; 0: no budget)")
+    p.add_argument(
+        "--threads", type=int, nargs="+", help="thread counts (default: 1 2; --quick: 1)"
+    )
+    p.add_argument(
+        "--repeats", type=int, help="timed repeats per contestant (default 15; --quick 5)"
+    )
+    p.add_argument(
+        "--budget-s",
+        type=float,
+        help="wall-time budget of the whole run: each (batch, threads, op) cell gets an "
+        "equal share of what is left and stops after >= 5 repeats once its share "
+        "is spent (default 240 unless --repeats is given; 0: no budget)",
+    )
     p.add_argument("--warmup", type=int, help="discarded warm-up rounds (default 2; --quick 1)")
-    p.add_argument("--ops", nargs="+", choices=OPS, default=list(DEFAULT_OPS),
-                   help="default: dw pw sep body; 'train' (forward + backward of the body, "
-                        "~1 min per (batch, threads) at batch 8) only when named")
-    p.add_argument("--layouts", nargs="+", choices=LAYOUTS, default=list(LAYOUTS),
-                   help="pydsconv data layouts to time")
-    p.add_argument("--blocks", type=int, nargs="+", default=list(range(1, 14)), metavar="I",
-                   help="1-based blocks for dw/pw/sep (default: all 13; body always chains all 13)")
-    p.add_argument("--torch-pad", choices=("symmetric", "exact"), default="symmetric",
-                   help="how torch is timed on stride-2 blocks (see docstring; default symmetric)")
-    p.add_argument("--gap-ms", type=float, default=2.0,
-                   help="untimed sleep before each call, lets other runtimes' workers park (default 2)")
-    p.add_argument("--prepack", action="store_true",
-                   help="pydsconv uses pointwise weights packed once before timing "
-                        "(prepack_pointwise); default: packed by every call")
+    p.add_argument(
+        "--ops",
+        nargs="+",
+        choices=OPS,
+        default=list(DEFAULT_OPS),
+        help="default: dw pw sep body; 'train' (forward + backward of the body, "
+        "~1 min per (batch, threads) at batch 8) only when named",
+    )
+    p.add_argument(
+        "--layouts",
+        nargs="+",
+        choices=LAYOUTS,
+        default=list(LAYOUTS),
+        help="pydsconv data layouts to time",
+    )
+    p.add_argument(
+        "--blocks",
+        type=int,
+        nargs="+",
+        default=list(range(1, 14)),
+        metavar="I",
+        help="1-based blocks for dw/pw/sep (default: all 13; body always chains all 13)",
+    )
+    p.add_argument(
+        "--torch-pad",
+        choices=("symmetric", "exact"),
+        default="symmetric",
+        help="how torch is timed on stride-2 blocks (see docstring; default symmetric)",
+    )
+    p.add_argument(
+        "--gap-ms",
+        type=float,
+        default=2.0,
+        help="untimed sleep before each call, lets other runtimes' workers park (default 2)",
+    )
+    p.add_argument(
+        "--prepack",
+        action="store_true",
+        help="pydsconv uses pointwise weights packed once before timing "
+        "(prepack_pointwise); default: packed by every call",
+    )
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--quick", action="store_true",
-                   help="smoke run: batch 1, 1 thread, 5 repeats, 1 warm-up (flags given still win)")
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="smoke run: batch 1, 1 thread, 5 repeats, 1 warm-up (flags given still win)",
+    )
     p.add_argument("--json", metavar="PATH", help="write all results and samples as JSON")
     p.add_argument("--plot", metavar="PATH.png", help="grouped bar chart (matplotlib, Agg)")
     a = p.parse_args(argv)
@@ -223,38 +283,57 @@ def main(argv=None):
 
     info, mhz, flags = machine_info()
     peaks = Peaks(args.threads, mhz, flags)
-    info.update(theoretical_peak_gflops_per_core=peaks.core, ghz=peaks.ghz,
-                flops_per_cycle_per_core=peaks.fpc, peak_basis=peaks.how,
-                measured_gemm_peak_gflops_1thread=peaks.gemm,
-                measured_fma_peak_gflops={str(t): g for t, g in peaks.fma.items()})
+    info.update(
+        theoretical_peak_gflops_per_core=peaks.core,
+        ghz=peaks.ghz,
+        flops_per_cycle_per_core=peaks.fpc,
+        peak_basis=peaks.how,
+        measured_gemm_peak_gflops_1thread=peaks.gemm,
+        measured_fma_peak_gflops={str(t): g for t, g in peaks.fma.items()},
+    )
 
     print("pydsconv vs PyTorch vs ONNX Runtime: MobileNetV1 1.0-224 separable blocks, float32")
     print(f"date      {info['date']}   host {info['host']}")
-    print(f"cpu       {info['cpu_model']}, {info['cpus']} cpus ({info['cpus_usable']} usable), "
-          f"simd {' '.join(info['cpu_flags_simd'])}")
-    print(f"versions  pydsconv {info['pydsconv']} (isa {info['pydsconv_isa']}, {info['pydsconv_path']}), "
-          f"torch {info['torch']}, onnxruntime {info['onnxruntime']}, onnx {info['onnx']}, "
-          f"numpy {info['numpy']}, python {info['python']}")
-    fma = ", ".join(f"{g:.1f} GFLOP/s on {t} thread{'s' if t > 1 else ''}"
-                    for t, g in peaks.fma.items())
-    print(f"peak      measured {info['pydsconv_isa']} FMA peak: {fma} (pydsconv-bench's probe); "
-          "used for %peak")
+    print(
+        f"cpu       {info['cpu_model']}, {info['cpus']} cpus ({info['cpus_usable']} usable), "
+        f"simd {' '.join(info['cpu_flags_simd'])}"
+    )
+    print(
+        f"versions  pydsconv {info['pydsconv']} (isa {info['pydsconv_isa']}, {info['pydsconv_path']}), "
+        f"torch {info['torch']}, onnxruntime {info['onnxruntime']}, onnx {info['onnx']}, "
+        f"numpy {info['numpy']}, python {info['python']}"
+    )
+    fma = ", ".join(
+        f"{g:.1f} GFLOP/s on {t} thread{'s' if t > 1 else ''}" for t, g in peaks.fma.items()
+    )
+    print(
+        f"peak      measured {info['pydsconv_isa']} FMA peak: {fma} (pydsconv-bench's probe); "
+        "used for %peak"
+    )
     if peaks.core:
-        print(f"          theoretical {peaks.core:.1f} GFLOP/s/core = {peaks.ghz:.3f} GHz ('cpu MHz', "
-              f"may be nominal) x {peaks.fpc} flops/cycle ({peaks.how}); JSON only")
-    print(f"          2048^3 float32 torch matmul, 1 thread, median of 5 = {peaks.gemm:.1f} GFLOP/s")
+        print(
+            f"          theoretical {peaks.core:.1f} GFLOP/s/core = {peaks.ghz:.3f} GHz ('cpu MHz', "
+            f"may be nominal) x {peaks.fpc} flops/cycle ({peaks.how}); JSON only"
+        )
+    print(
+        f"          2048^3 float32 torch matmul, 1 thread, median of 5 = {peaks.gemm:.1f} GFLOP/s"
+    )
     la = info["loadavg_start"]
     if la:
         print(f"load      {la[0]:.2f} {la[1]:.2f} {la[2]:.2f} (1/5/15 min) at start")
     budget = f"budget {args.budget_s:.0f} s (>= 5 repeats)" if args.budget_s else "no time budget"
-    print(f"settings  repeats {args.repeats} (+{args.warmup} warm-up), {budget}, ops {' '.join(args.ops)}, "
-          f"pydsconv layouts {' '.join(args.layouts)}, torch padding {args.torch_pad}, "
-          f"gap {args.gap_ms} ms, blocks {'all' if len(set(args.blocks)) == 13 else sorted(set(args.blocks))}"
-          f", pydsconv pointwise weights {'prepacked' if args.prepack else 'packed per call'}")
+    print(
+        f"settings  repeats {args.repeats} (+{args.warmup} warm-up), {budget}, ops {' '.join(args.ops)}, "
+        f"pydsconv layouts {' '.join(args.layouts)}, torch padding {args.torch_pad}, "
+        f"gap {args.gap_ms} ms, blocks {'all' if len(set(args.blocks)) == 13 else sorted(set(args.blocks))}"
+        f", pydsconv pointwise weights {'prepacked' if args.prepack else 'packed per call'}"
+    )
     info["pydsconv_prepacked_pointwise"] = bool(args.prepack)
     over = [t for t in args.threads if t > (info["cpus_usable"] or 1)]
     if over:
-        print(f"WARNING: threads {over} exceed the {info['cpus_usable']} usable cpus: oversubscribed")
+        print(
+            f"WARNING: threads {over} exceed the {info['cpus_usable']} usable cpus: oversubscribed"
+        )
 
     blocks = mobilenet_blocks()
     chosen = set(args.blocks)
@@ -277,22 +356,42 @@ def main(argv=None):
                 blist = op_blocks(op, blocks, chosen)
                 if op == "train":
                     cells_left -= 1
-                    rows += train_cell(args, blist, weights, batch, threads, t_start, cells_left + 1,
-                                       train_refs, peaks)
+                    rows += train_cell(
+                        args,
+                        blist,
+                        weights,
+                        batch,
+                        threads,
+                        t_start,
+                        cells_left + 1,
+                        train_refs,
+                        peaks,
+                    )
                     continue
                 xs = make_inputs(op, blist, batch, rng)
-                contestants = build_contestants(op, blist, weights, xs, args.layouts,
-                                                args.torch_pad, sessions)
-                errors = check_correctness(op, blist, weights, xs, args.layouts, contestants,
-                                           args.torch_pad, batch, threads)
+                contestants = build_contestants(
+                    op, blist, weights, xs, args.layouts, args.torch_pad, sessions
+                )
+                errors = check_correctness(
+                    op,
+                    blist,
+                    weights,
+                    xs,
+                    args.layouts,
+                    contestants,
+                    args.torch_pad,
+                    batch,
+                    threads,
+                )
                 names = [f"pydsconv {lay}" for lay in args.layouts] + list(PEERS)
                 cell_budget = None
                 if args.budget_s:
                     left = args.budget_s - (time.perf_counter() - t_start)
                     cell_budget = max(left, 0.0) / cells_left
                 cells_left -= 1
-                samples = time_interleaved(contestants, names, args.repeats, args.warmup,
-                                           args.gap_ms / 1000.0, cell_budget)
+                samples = time_interleaved(
+                    contestants, names, args.repeats, args.warmup, args.gap_ms / 1000.0, cell_budget
+                )
                 med = medians_ms(samples)
                 macs = op_macs(op, blist, batch)
                 best_peer = min(med[n] for n in PEERS)
@@ -300,16 +399,26 @@ def main(argv=None):
                     ms = med[f"pydsconv {layout}"]
                     gflops = 2.0 * macs / (ms * 1e-3) / 1e9
                     row = dict(
-                        batch=batch, threads=threads, op=op, layout=layout,
+                        batch=batch,
+                        threads=threads,
+                        op=op,
+                        layout=layout,
                         repeats=len(samples[names[0]]),
-                        blocks=[b.index for b in blist], macs=macs,
-                        pydsconv_ms=ms, torch_nchw_ms=med["torch NCHW"],
-                        torch_cl_ms=med["torch CL"], ort_ms=med["ORT"],
-                        ratio_best_peer=best_peer / ms, gflops=gflops,
+                        blocks=[b.index for b in blist],
+                        macs=macs,
+                        pydsconv_ms=ms,
+                        torch_nchw_ms=med["torch NCHW"],
+                        torch_cl_ms=med["torch CL"],
+                        ort_ms=med["ORT"],
+                        ratio_best_peer=best_peer / ms,
+                        gflops=gflops,
                         **peaks.pct(gflops, threads),
                         max_abs_err=errors,
-                        samples_ms={n: [t * 1e3 for t in s] for n, s in samples.items()
-                                    if not n.startswith("pydsconv") or n == f"pydsconv {layout}"},
+                        samples_ms={
+                            n: [t * 1e3 for t in s]
+                            for n, s in samples.items()
+                            if not n.startswith("pydsconv") or n == f"pydsconv {layout}"
+                        },
                     )
                     rows.append(row)
                 del contestants, xs
@@ -323,18 +432,28 @@ def main(argv=None):
     elapsed = time.perf_counter() - t_start
     la_end = os.getloadavg() if hasattr(os, "getloadavg") else None
     if any(op != "train" for op in args.ops):
-        print("\npeer/pyds = fastest of torch NCHW, torch CL, ORT divided by pydsconv "
-              "(>1: pydsconv faster).")
+        print(
+            "\npeer/pyds = fastest of torch NCHW, torch CL, ORT divided by pydsconv "
+            "(>1: pydsconv faster)."
+        )
         print(f"GFLOP/s = 2 x MACs x batch / pydsconv time; %peak of {PEAK_NOTE}.")
-        print("All contestants matched an exact TF-'same' PyTorch computation "
-              f"(rtol={RTOL}, atol={ATOL}) before timing.")
+        print(
+            "All contestants matched an exact TF-'same' PyTorch computation "
+            f"(rtol={RTOL}, atol={ATOL}) before timing."
+        )
     if "train" in args.ops:
-        print("\ntrain: torch/this = faster of torch NCHW and torch CL divided by the row's time "
-              "(>1: faster than PyTorch).")
-        print("GFLOP/s = 2 x 3 x forward MACs x batch / time (forward, input grad, weight grad); "
-              f"%peak of {PEAK_NOTE}.")
-        print("grad err = worst relative L2 error over the gradients of x and the 52 weights and "
-              f"biases vs float64 torch (limit {TRAIN_RTOL}), checked before timing.")
+        print(
+            "\ntrain: torch/this = faster of torch NCHW and torch CL divided by the row's time "
+            "(>1: faster than PyTorch)."
+        )
+        print(
+            "GFLOP/s = 2 x 3 x forward MACs x batch / time (forward, input grad, weight grad); "
+            f"%peak of {PEAK_NOTE}."
+        )
+        print(
+            "grad err = worst relative L2 error over the gradients of x and the 52 weights and "
+            f"biases vs float64 torch (limit {TRAIN_RTOL}), checked before timing."
+        )
     if la_end:
         print(f"load {la_end[0]:.2f} {la_end[1]:.2f} {la_end[2]:.2f} at end; total {elapsed:.0f} s")
 
@@ -344,8 +463,12 @@ def main(argv=None):
             os.makedirs(d, exist_ok=True)
         info["loadavg_end"] = la_end
         with open(args.json, "w") as f:
-            json.dump(dict(machine=info, settings=dict(vars(args)), elapsed_s=elapsed,
-                           results=results), f, indent=1, default=str)
+            json.dump(
+                dict(machine=info, settings=dict(vars(args)), elapsed_s=elapsed, results=results),
+                f,
+                indent=1,
+                default=str,
+            )
         print(f"wrote {args.json}")
     if args.plot:
         plot(results, args.plot)

@@ -12,6 +12,7 @@ pydsconv" (> 1: pydsconv faster).  Float32, bias, no activation.
 
 Needs torch (the CPU wheel is enough).  A benchmark, never a test.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -43,10 +44,14 @@ def main():
     torch.set_num_threads(args.threads)
     pydsconv.set_num_threads(args.threads)
     rng = np.random.default_rng(0)
-    print(f"threads {args.threads}, median of {args.repeats} interleaved repeats, ms; "
-          f"isa {pydsconv.cpu_features()['isa']}")
-    print(f"{'shape':<18} {'pyds NCHW':>9} {'pyds NHWC':>9} {'torch':>9} {'torch CL':>9}"
-          f" {'ratio NCHW':>10} {'ratio NHWC':>10}")
+    print(
+        f"threads {args.threads}, median of {args.repeats} interleaved repeats, ms; "
+        f"isa {pydsconv.cpu_features()['isa']}"
+    )
+    print(
+        f"{'shape':<18} {'pyds NCHW':>9} {'pyds NHWC':>9} {'torch':>9} {'torch CL':>9}"
+        f" {'ratio NCHW':>10} {'ratio NHWC':>10}"
+    )
     for name, n, c, m, h, w, k, s, d, p in SHAPES:
         x = rng.random((n, c, h, w), dtype=np.float32)
         wt = rng.random((c * m, 1, k, k), dtype=np.float32)
@@ -65,8 +70,10 @@ def main():
         with torch.no_grad():
             med = interleaved_medians_ms(runs, args.repeats)
         best = min(med["torch"], med["torch CL"])
-        print(f"{name:<18} {med['pyds NCHW']:9.3f} {med['pyds NHWC']:9.3f} {med['torch']:9.3f} "
-              f"{med['torch CL']:9.3f} {best / med['pyds NCHW']:10.2f} {best / med['pyds NHWC']:10.2f}")
+        print(
+            f"{name:<18} {med['pyds NCHW']:9.3f} {med['pyds NHWC']:9.3f} {med['torch']:9.3f} "
+            f"{med['torch CL']:9.3f} {best / med['pyds NCHW']:10.2f} {best / med['pyds NHWC']:10.2f}"
+        )
 
 
 if __name__ == "__main__":

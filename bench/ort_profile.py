@@ -16,6 +16,7 @@ listed apart.  A per-node time leaves out ORT's between-node overhead, so
 the blocks add up to a little less than ORT's whole run (printed too).
 A benchmark, never a test.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -65,8 +66,9 @@ def main():
     x = np.random.default_rng(1).standard_normal((args.batch, b0.C, b0.H, b0.W)).astype(np.float32)
     xp = nhwc(x) if args.layout == "NHWC" else x
     prefix = os.path.join(tempfile.mkdtemp(prefix="pydsconv-ortprof-"), "ort")
-    sess = ort_session(onnx_model(blocks, weights, ("dw", "pw")), args.threads,
-                       profile_prefix=prefix)
+    sess = ort_session(
+        onnx_model(blocks, weights, ("dw", "pw")), args.threads, profile_prefix=prefix
+    )
     ort_run = OrtRunner(sess, x)
 
     warm = 2
@@ -80,8 +82,9 @@ def main():
             pyds_block[i].append(time.perf_counter() - s)
         return y
 
-    samples = time_interleaved({"ORT": ort_run, "pydsconv": pyds_chain}, ["ORT", "pydsconv"],
-                               args.repeats, warm)
+    samples = time_interleaved(
+        {"ORT": ort_run, "pydsconv": pyds_chain}, ["ORT", "pydsconv"], args.repeats, warm
+    )
     ort_total, pyds_total = samples["ORT"], samples["pydsconv"]
     pyds_block = [t[warm:] for t in pyds_block]
     path = sess.end_profiling()
@@ -101,8 +104,10 @@ def main():
             current = int(m.group(1)) - 1
         ort_block[current] += us  # (warm-up runs included in the medians: 2 of many)
 
-    print(f"MobileNetV1 body, batch {args.batch}, threads {args.threads}, pydsconv {args.layout}, "
-          f"median of {args.repeats} interleaved runs (us)")
+    print(
+        f"MobileNetV1 body, batch {args.batch}, threads {args.threads}, pydsconv {args.layout}, "
+        f"median of {args.repeats} interleaved runs (us)"
+    )
     print(f"{'block':<32} {'ORT':>8} {'pydsconv':>9} {'ORT/pyds':>9}")
     for i, b in enumerate(blocks):
         p = statistics.median(pyds_block[i]) * 1e6

@@ -16,6 +16,7 @@ is checked against ORT's before timing.
 
 Needs torch, onnx and onnxruntime.  A benchmark, never a test.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -55,14 +56,20 @@ def main(argv=None):
     torch.set_num_threads(args.threads)
     pydsconv.set_num_threads(args.threads)
     rng = np.random.default_rng(0)
-    print(f"# pointwise chains of {args.chain}, batch {args.batch}, {args.threads} thread(s), "
-          f"float32, median of {args.repeats}; ms per layer")
-    print(f"{'layer':>18s} {'pyds prepacked':>15s} {'pyds array':>11s} {'ORT':>8s} "
-          f"{'torch CL':>9s} {'best peer/pyds':>15s}")
+    print(
+        f"# pointwise chains of {args.chain}, batch {args.batch}, {args.threads} thread(s), "
+        f"float32, median of {args.repeats}; ms per layer"
+    )
+    print(
+        f"{'layer':>18s} {'pyds prepacked':>15s} {'pyds array':>11s} {'ORT':>8s} "
+        f"{'torch CL':>9s} {'best peer/pyds':>15s}"
+    )
     for c, hw in SHAPES:
         x = rng.uniform(0.0, 6.0, (args.batch, c, hw, hw)).astype(np.float32)
-        ws = [(rng.standard_normal((c, c, 1, 1)) * np.sqrt(2.0 / c)).astype(np.float32)
-              for _ in range(args.chain)]
+        ws = [
+            (rng.standard_normal((c, c, 1, 1)) * np.sqrt(2.0 / c)).astype(np.float32)
+            for _ in range(args.chain)
+        ]
         b = (rng.standard_normal(c) * 0.1).astype(np.float32)
         packed = [pydsconv.prepack_pointwise(w) for w in ws]
         xh = nhwc(x)
@@ -83,8 +90,12 @@ def main(argv=None):
                 y = F.conv2d(y, w, tb).clamp_(0.0, 6.0)
             return y
 
-        runs = {"pyds prepacked": lambda: pyds(packed), "pyds array": lambda: pyds(ws),
-                "ORT": ort_run, "torch CL": tor}
+        runs = {
+            "pyds prepacked": lambda: pyds(packed),
+            "pyds array": lambda: pyds(ws),
+            "ORT": ort_run,
+            "torch CL": tor,
+        }
         want = ort_run.result()
         with torch.no_grad():
             for name, f in runs.items():
@@ -94,13 +105,17 @@ def main(argv=None):
                 got = got.numpy() if isinstance(got, torch.Tensor) else to_nchw(got, "NHWC")
                 ok, err = max_err(got, want)
                 if not ok:
-                    sys.exit(f"{c}x{hw}x{hw}: {name} differs from ORT by {err:g} "
-                             f"(rtol = atol = {RTOL:g})")
+                    sys.exit(
+                        f"{c}x{hw}x{hw}: {name} differs from ORT by {err:g} "
+                        f"(rtol = atol = {RTOL:g})"
+                    )
             m = interleaved_medians_ms(runs, args.repeats)
         per = {k: v / args.chain for k, v in m.items()}
         best = min(per["ORT"], per["torch CL"])
-        print(f"{f'{c}->{c} {hw}x{hw}':>18s} {per['pyds prepacked']:15.3f} {per['pyds array']:11.3f} "
-              f"{per['ORT']:8.3f} {per['torch CL']:9.3f} {best / per['pyds prepacked']:15.2f}")
+        print(
+            f"{f'{c}->{c} {hw}x{hw}':>18s} {per['pyds prepacked']:15.3f} {per['pyds array']:11.3f} "
+            f"{per['ORT']:8.3f} {per['torch CL']:9.3f} {best / per['pyds prepacked']:15.2f}"
+        )
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ their ratio; first checks that both give the same bits.
 memory as they do when other work ran in between (compare.py's interleaving).
 A benchmark, never a test.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -48,6 +49,7 @@ def main():
             for b in blocks:
                 y = pyds_sep(b, ws[b.index], y, args.layout)
             return y
+
         return run
 
     # pyds_sep takes "pw_pyds" over "pw": the packed copy, set up before timing
@@ -57,9 +59,11 @@ def main():
         sys.exit("prepacked and array weights gave different results")
     flush = (lambda: big.fill(1.0)) if args.flush else None
     med = interleaved_medians_ms(runs, args.repeats, warmup=False, before=flush)
-    print(f"body, batch {args.batch}, {args.threads} thread(s), {args.layout}"
-          f"{', caches flushed' if args.flush else ''}, median of {args.repeats} (ms): arrays {med['arrays']:.2f}, prepacked {med['prepacked']:.2f}, "
-          f"ratio {med['arrays'] / med['prepacked']:.3f}; isa {pydsconv.cpu_features()['isa']}")
+    print(
+        f"body, batch {args.batch}, {args.threads} thread(s), {args.layout}"
+        f"{', caches flushed' if args.flush else ''}, median of {args.repeats} (ms): arrays {med['arrays']:.2f}, prepacked {med['prepacked']:.2f}, "
+        f"ratio {med['arrays'] / med['prepacked']:.3f}; isa {pydsconv.cpu_features()['isa']}"
+    )
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ means pydsconv is faster than the faster PyTorch run.
 
 Needs torch (the CPU wheel is enough).  A benchmark, never a test.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -65,16 +66,28 @@ def contestants(op, x, dw, db, pw, pb, k, stride):
             return F.conv1d(h, tpw, tpb).relu_()
 
         def pyds(a, layout):
-            return pydsconv.separable_conv1d(a, dw, pw, db, pb, stride=stride, padding="causal",
-                                             layout=layout, mid_activation="relu",
-                                             activation="relu")
+            return pydsconv.separable_conv1d(
+                a,
+                dw,
+                pw,
+                db,
+                pb,
+                stride=stride,
+                padding="causal",
+                layout=layout,
+                mid_activation="relu",
+                activation="relu",
+            )
     else:
+
         def torch_run(t):
             return F.conv1d(F.pad(t, (k - 1, 0)), tdw, tdb, stride=stride, groups=C)
 
         def pyds(a, layout):
-            return pydsconv.depthwise_conv1d(a, dw, db, stride=stride, padding="causal",
-                                             layout=layout)
+            return pydsconv.depthwise_conv1d(
+                a, dw, db, stride=stride, padding="causal", layout=layout
+            )
+
     return {
         "pyds NCL": lambda: pyds(x, "NCL"),
         "pyds NLC": lambda: pyds(xl, "NLC").transpose(0, 2, 1),
@@ -93,10 +106,14 @@ def main():
     torch.set_num_threads(args.threads)
     pydsconv.set_num_threads(args.threads)
     rng = np.random.default_rng(0)
-    print(f"threads {args.threads}, median of {args.repeats} interleaved repeats, ms; "
-          f"isa {pydsconv.cpu_features()['isa']}, torch {torch.__version__}")
-    print(f"{'layer':<26} {'pyds NCL':>9} {'pyds NLC':>9} {'torch NCL':>9} {'torch NLC':>9}"
-          f" {'torch/pyds NCL':>14} {'NLC':>6}")
+    print(
+        f"threads {args.threads}, median of {args.repeats} interleaved repeats, ms; "
+        f"isa {pydsconv.cpu_features()['isa']}, torch {torch.__version__}"
+    )
+    print(
+        f"{'layer':<26} {'pyds NCL':>9} {'pyds NLC':>9} {'torch NCL':>9} {'torch NLC':>9}"
+        f" {'torch/pyds NCL':>14} {'NLC':>6}"
+    )
     totals = {}
     with torch.no_grad():
         for op, n, c, length, k, stride, cout in read_model(args.model):
@@ -114,20 +131,26 @@ def main():
                 got = np.asarray(f())
                 if got.shape != ref.shape or not np.allclose(got, ref, rtol=1e-4, atol=1e-4):
                     err = np.max(np.abs(got - ref)) if got.shape == ref.shape else "shape"
-                    sys.exit(f"CORRECTNESS CHECK FAILED: {name} on {op} C={c} k={k} s={stride}: "
-                             f"max |diff| {err}")
+                    sys.exit(
+                        f"CORRECTNESS CHECK FAILED: {name} on {op} C={c} k={k} s={stride}: "
+                        f"max |diff| {err}"
+                    )
             med = interleaved_medians_ms(runs, args.repeats, warmup=False)  # checked = warm
             for key, v in med.items():
                 totals[key] = totals.get(key, 0.0) + v
             best = min(med["torch NCL"], med["torch NLC"])
             name = f"{op} C{c} L{length} k{k} s{stride}" + (f" ->{cout}" if cout else "")
-            print(f"{name:<26} {med['pyds NCL']:9.3f} {med['pyds NLC']:9.3f} "
-                  f"{med['torch NCL']:9.3f} {med['torch NLC']:9.3f} "
-                  f"{best / med['pyds NCL']:14.2f} {best / med['pyds NLC']:6.2f}")
+            print(
+                f"{name:<26} {med['pyds NCL']:9.3f} {med['pyds NLC']:9.3f} "
+                f"{med['torch NCL']:9.3f} {med['torch NLC']:9.3f} "
+                f"{best / med['pyds NCL']:14.2f} {best / med['pyds NLC']:6.2f}"
+            )
     best = min(totals["torch NCL"], totals["torch NLC"])
-    print(f"{'total (sum of medians)':<26} {totals['pyds NCL']:9.3f} {totals['pyds NLC']:9.3f} "
-          f"{totals['torch NCL']:9.3f} {totals['torch NLC']:9.3f} "
-          f"{best / totals['pyds NCL']:14.2f} {best / totals['pyds NLC']:6.2f}")
+    print(
+        f"{'total (sum of medians)':<26} {totals['pyds NCL']:9.3f} {totals['pyds NLC']:9.3f} "
+        f"{totals['torch NCL']:9.3f} {totals['torch NLC']:9.3f} "
+        f"{best / totals['pyds NCL']:14.2f} {best / totals['pyds NLC']:6.2f}"
+    )
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ their ``*_backward``, and the 1-D twins ``*_conv1d``.  Submodules:
 ``reference`` (the NumPy oracle), ``weights`` (Keras <-> PyTorch layouts),
 ``cost`` (MACs and parameters, MobileNet figures).
 """
+
 from __future__ import annotations
 
 import warnings as _warnings
@@ -14,11 +15,15 @@ try:
     from . import _core
 except ImportError as _exc:  # a source checkout without a build shadows the installed package
     import os as _os
+
     raise ImportError(
         f"pydsconv's compiled extension _core was not found next to {_os.path.dirname(__file__)}. "
         "If this is the source tree, you are importing it instead of the installed package: "
         "run from another directory (or use the `pydsconv` command), or build in place "
-        "(see README, Development).") from _exc
+        "(see README, Development)."
+    ) from _exc
+from . import cost, reference, weights  # noqa: E402  (submodules users reach as attributes)
+from ._core import PackedPointwise as PackedPointwise  # noqa: E402  (prepack_pointwise's result type)
 from .conv import (
     depthwise_conv1d,
     depthwise_conv1d_backward,
@@ -32,19 +37,27 @@ from .conv import (
     separable_conv1d,
     separable_conv2d,
 )
-from ._core import PackedPointwise  # noqa: E402  (prepack_pointwise's result type)
-from . import cost, reference, weights  # noqa: E402  (submodules users reach as attributes)
 
 __version__ = _core.__version__  # one source: pyproject.toml, compiled into _core
 
 __all__ = [
-    "depthwise_conv2d", "pointwise_conv2d", "separable_conv2d",
-    "depthwise_conv2d_backward", "pointwise_conv2d_backward",
-    "depthwise_conv1d", "pointwise_conv1d", "separable_conv1d",
-    "depthwise_conv1d_backward", "pointwise_conv1d_backward",
+    "depthwise_conv2d",
+    "pointwise_conv2d",
+    "separable_conv2d",
+    "depthwise_conv2d_backward",
+    "pointwise_conv2d_backward",
+    "depthwise_conv1d",
+    "pointwise_conv1d",
+    "separable_conv1d",
+    "depthwise_conv1d_backward",
+    "pointwise_conv1d_backward",
     "prepack_pointwise",
-    "set_num_threads", "get_num_threads", "cpu_features",
-    "cost", "reference", "weights",
+    "set_num_threads",
+    "get_num_threads",
+    "cpu_features",
+    "cost",
+    "reference",
+    "weights",
 ]
 
 

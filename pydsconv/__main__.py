@@ -13,6 +13,7 @@ its weights; ``python -m pydsconv finetune`` trains it on digits 0-4, freezes
 the backbone and trains a new head for digits 5-9.  Both need the ``train``
 extra (scikit-learn, tqdm).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -28,8 +29,10 @@ from pydsconv import cost, reference, weights
 def _check(name, got, want, tol):
     err = float(np.max(np.abs(got - want))) if got.size else 0.0
     ok = got.shape == want.shape and err <= tol
-    print(f"  {name:<44} shape {str(got.shape):<18} max |diff| vs reference {err:.2e}  "
-          f"{'OK' if ok else 'FAIL'}")
+    print(
+        f"  {name:<44} shape {str(got.shape):<18} max |diff| vs reference {err:.2e}  "
+        f"{'OK' if ok else 'FAIL'}"
+    )
     return ok
 
 
@@ -45,24 +48,37 @@ def _median_time(fn, repeats):
 def demo():
     rng = np.random.default_rng(0)
     feats = pydsconv.cpu_features()
-    print(f"pydsconv {pydsconv.__version__}: kernels '{feats['isa']}', "
-          f"{pydsconv.get_num_threads()} thread(s)\n")
+    print(
+        f"pydsconv {pydsconv.__version__}: kernels '{feats['isa']}', "
+        f"{pydsconv.get_num_threads()} thread(s)\n"
+    )
     ok = True
 
     print("1. Depthwise convolution, channel multiplier M = 2, 3x3 kernel")
     n, h, w, c, m = 2, 32, 32, 8, 2
-    keras_kernel = rng.standard_normal((3, 3, c, m)).astype(np.float32)   # (kH, kW, C, M)
+    keras_kernel = rng.standard_normal((3, 3, c, m)).astype(np.float32)  # (kH, kW, C, M)
     x_nhwc = rng.standard_normal((n, h, w, c)).astype(np.float32)
-    wt = weights.from_keras_depthwise(keras_kernel)                       # (C*M, 1, kH, kW)
+    wt = weights.from_keras_depthwise(keras_kernel)  # (C*M, 1, kH, kW)
     y_tf = pydsconv.depthwise_conv2d(x_nhwc, wt, layout="NHWC", padding="valid")
-    ok &= _check("TensorFlow-style: NHWC, padding='valid'", y_tf,
-                 reference.depthwise_conv2d(x_nhwc, wt, layout="NHWC", padding="valid"), 1e-4)
+    ok &= _check(
+        "TensorFlow-style: NHWC, padding='valid'",
+        y_tf,
+        reference.depthwise_conv2d(x_nhwc, wt, layout="NHWC", padding="valid"),
+        1e-4,
+    )
     x_nchw = np.ascontiguousarray(x_nhwc.transpose(0, 3, 1, 2))
     y_pt = pydsconv.depthwise_conv2d(x_nchw, wt, stride=2, padding=1)
-    ok &= _check("PyTorch-style: NCHW, stride=2, padding=1", y_pt,
-                 reference.depthwise_conv2d(x_nchw, wt, stride=2, padding=1), 1e-4)
-    same = np.allclose(np.ascontiguousarray(y_tf.transpose(0, 3, 1, 2)),
-                       pydsconv.depthwise_conv2d(x_nchw, wt, padding="valid"), atol=1e-5)
+    ok &= _check(
+        "PyTorch-style: NCHW, stride=2, padding=1",
+        y_pt,
+        reference.depthwise_conv2d(x_nchw, wt, stride=2, padding=1),
+        1e-4,
+    )
+    same = np.allclose(
+        np.ascontiguousarray(y_tf.transpose(0, 3, 1, 2)),
+        pydsconv.depthwise_conv2d(x_nchw, wt, padding="valid"),
+        atol=1e-5,
+    )
     print(f"  NHWC and NCHW agree on the same data: {'yes' if same else 'no'}")
     ok &= same
 
@@ -76,19 +92,27 @@ def demo():
     ok &= _check("separable_conv2d vs reference", y, want, 1e-3)
     sep = cost.separable_conv2d(cin, cout, 3, size)
     std = cost.conv2d(cin, cout, 3, size)
-    print(f"  cost model: separable {sep['macs'] / 1e6:.1f} M MACs, {sep['params']} params; "
-          f"standard conv {std['macs'] / 1e6:.1f} M MACs, {std['params']} params")
-    print(f"  -> {std['macs'] / sep['macs']:.1f}x fewer MACs "
-          f"(1/C_out + 1/k^2 = {1 / cout + 1 / 9:.4f} of the standard cost)")
+    print(
+        f"  cost model: separable {sep['macs'] / 1e6:.1f} M MACs, {sep['params']} params; "
+        f"standard conv {std['macs'] / 1e6:.1f} M MACs, {std['params']} params"
+    )
+    print(
+        f"  -> {std['macs'] / sep['macs']:.1f}x fewer MACs "
+        f"(1/C_out + 1/k^2 = {1 / cout + 1 / 9:.4f} of the standard cost)"
+    )
     net = cost.mobilenet_v1()
-    print(f"  MobileNetV1 1.0-224: {net['macs'] / 1e6:.0f} M mult-adds, "
-          f"{net['params'] / 1e6:.1f} M parameters (paper: 569 M, 4.2 M)")
+    print(
+        f"  MobileNetV1 1.0-224: {net['macs'] / 1e6:.0f} M mult-adds, "
+        f"{net['params'] / 1e6:.1f} M parameters (paper: 569 M, 4.2 M)"
+    )
 
     print("\n3. Timing (median of 5) against the NumPy reference, same block")
     t_fast = _median_time(lambda: pydsconv.separable_conv2d(x, dw, pw, padding="same"), 5)
     t_ref = _median_time(lambda: reference.separable_conv2d(x, dw, pw, padding="same"), 5)
-    print(f"  pydsconv {t_fast * 1e3:.2f} ms, reference {t_ref * 1e3:.2f} ms "
-          f"-> {t_ref / t_fast:.0f}x faster")
+    print(
+        f"  pydsconv {t_fast * 1e3:.2f} ms, reference {t_ref * 1e3:.2f} ms "
+        f"-> {t_ref / t_fast:.0f}x faster"
+    )
     print("\nself-check " + ("passed" if ok else "FAILED"))
     return 0 if ok else 1
 
@@ -110,18 +134,22 @@ def main(argv=None):
     sub.add_parser("demo", help="self-check and demo (the default)")
     sub.add_parser("info", help="CPU features, kernel set and threads")
     train = sub.add_parser(
-        "train", help="train a separable CNN on the 8x8 digits (needs pydsconv[train])",
+        "train",
+        help="train a separable CNN on the 8x8 digits (needs pydsconv[train])",
         description="Train pydsconv.nn.SeparableConvNet on scikit-learn's bundled handwritten "
-                    "digits (no download): a stratified 75/25 split seeded by --seed, Adam with "
-                    "a cosine schedule, per-epoch loss and accuracy, a classification report, "
-                    "and the weights saved to --out (.npz).")
+        "digits (no download): a stratified 75/25 split seeded by --seed, Adam with "
+        "a cosine schedule, per-epoch loss and accuracy, a classification report, "
+        "and the weights saved to --out (.npz).",
+    )
     digits.add_arguments(train, "train")
     fine = sub.add_parser(
-        "finetune", help="train on digits 0-4, freeze, new head for 5-9 (needs pydsconv[train])",
+        "finetune",
+        help="train on digits 0-4, freeze, new head for 5-9 (needs pydsconv[train])",
         description="Fine-tuning end to end: train SeparableConvNet on digits 0-4 (or load "
-                    "--checkpoint), freeze the backbone (features), replace the classifier by "
-                    "a new 5-class head, train only the head on digits 5-9, report its test "
-                    "accuracy and save the weights to --out.")
+        "--checkpoint), freeze the backbone (features), replace the classifier by "
+        "a new 5-class head, train only the head on digits 5-9, report its test "
+        "accuracy and save the weights to --out.",
+    )
     digits.add_arguments(fine, "finetune")
     args = parser.parse_args(argv)
     if args.command == "info":
@@ -134,7 +162,7 @@ def main(argv=None):
         except digits.MissingExtra as exc:
             print(f"pydsconv {args.command}: {exc}", file=sys.stderr)
             return 2
-        except KeyboardInterrupt:   # Ctrl-C: no traceback; the atomic save wrote nothing partial
+        except KeyboardInterrupt:  # Ctrl-C: no traceback; the atomic save wrote nothing partial
             print(f"pydsconv {args.command}: interrupted", file=sys.stderr)
             return 130
     return demo()

@@ -30,6 +30,7 @@ it checks.
 The type aliases at the end (``IntOrPair``, ``Padding2D``, ...) are the
 annotations of the public signatures.
 """
+
 from __future__ import annotations
 
 import operator
@@ -49,6 +50,7 @@ PAD_MODES_1D = ("same", "valid", "causal")
 # --------------------------------------------------------------------------
 # ints and pairs
 # --------------------------------------------------------------------------
+
 
 def to_int(name, value, minimum=None, *, limit=None, kind="an int"):
     """``value`` as a Python int.
@@ -85,6 +87,7 @@ def to_pair(name, value, spatial=2, *, minimum=None, limit=INT_LIMIT):
 # padding
 # --------------------------------------------------------------------------
 
+
 def to_padding(value, spatial=2, *, minimum=None):
     """``padding`` -> ``(mode, (top, bottom, left, right))``.
 
@@ -94,6 +97,7 @@ def to_padding(value, spatial=2, *, minimum=None):
     1-D ops use only ``left`` and ``right``.  ``minimum=0`` refuses negative
     amounts here (the ops leave that to the C++ validator).
     """
+
     def amount(v):
         return to_int("padding", v, minimum, limit=INT_LIMIT, kind="an int or a tuple of ints")
 
@@ -110,13 +114,16 @@ def to_padding(value, spatial=2, *, minimum=None):
             elif len(value) == 2:
                 return "explicit", (0, 0, amount(value[0]), amount(value[1]))
             else:
-                raise ValueError(f"padding must be an int or (left, right) for 1-D ops, "
-                                 f"got {value!r}")
+                raise ValueError(
+                    f"padding must be an int or (left, right) for 1-D ops, got {value!r}"
+                )
         p = amount(value)
         return "explicit", (0, 0, p, p)
     if isinstance(value, (tuple, list)):
-        bad = ("padding must be an int, (ph, pw), ((top, bottom), (left, right)), "
-               f"'valid' or 'same', got {value!r}")
+        bad = (
+            "padding must be an int, (ph, pw), ((top, bottom), (left, right)), "
+            f"'valid' or 'same', got {value!r}"
+        )
         if len(value) != 2:
             raise ValueError(bad)
         pads = []
@@ -160,7 +167,7 @@ def resolve_padding(mode, pads, sizes, kernel, stride, dilation):
     """Parsed padding -> ``((before, after), ...)`` per spatial axis for these
     ``sizes`` (one per axis: ``(H, W)`` or ``(L,)``)."""
     spatial = len(sizes)
-    explicit = ((pads[0], pads[1]), (pads[2], pads[3]))[2 - spatial:]
+    explicit = ((pads[0], pads[1]), (pads[2], pads[3]))[2 - spatial :]
     out = []
     for i in range(spatial):
         if mode == "same":
@@ -197,7 +204,8 @@ def output_size(sizes, kernel, stride, padding, dilation, *, spatial=2):
                 f"kernel_size: the kernel's {axis} extent {extent} (kernel {kernel[i]}, "
                 f"dilation {dilation[i]}) is larger than the padded input_size {padded} "
                 f"(input {sizes[i]} + padding {before}+{after}); "
-                f"expected dilation*(kernel-1)+1 <= input+padding")
+                f"expected dilation*(kernel-1)+1 <= input+padding"
+            )
         out.append((padded - extent) // stride[i] + 1)
     return tuple(out)
 
@@ -205,6 +213,7 @@ def output_size(sizes, kernel, stride, padding, dilation, *, spatial=2):
 # --------------------------------------------------------------------------
 # activations
 # --------------------------------------------------------------------------
+
 
 def check_activation(name, activation):
     """``activation`` if it is None, ``"relu"`` or ``"relu6"``, else a
@@ -241,8 +250,9 @@ def activation_grad(grad, output, activation):
 # --------------------------------------------------------------------------
 
 IntOrPair = Union[int, Tuple[int, int]]
-Padding2D = Union[int, Tuple[int, int], Tuple[Tuple[int, int], Tuple[int, int]],
-                  Literal["valid", "same"]]
+Padding2D = Union[
+    int, Tuple[int, int], Tuple[Tuple[int, int], Tuple[int, int]], Literal["valid", "same"]
+]
 Padding1D = Union[int, Tuple[int, int], Literal["valid", "same", "causal"]]
 Layout2D = Literal["NCHW", "NHWC"]
 Layout1D = Literal["NCL", "NLC"]

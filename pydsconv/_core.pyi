@@ -16,23 +16,78 @@ class PackedPointwise:
     @property
     def isa(self) -> str: ...
 
-def depthwise_forward(x: Any, w: Any, b: Any, spatial: int, layout: str, stride: _Pair,
-                      dilation: _Pair, pad_mode: str, pad: _Pad4, act: Optional[str],
-                      out: Optional[np.ndarray], threads: int, /) -> np.ndarray: ...
-def pointwise_forward(x: Any, w: Any, b: Any, spatial: int, layout: str, act: Optional[str],
-                      out: Optional[np.ndarray], threads: int,
-                      packed: Optional[PackedPointwise] = None) -> np.ndarray: ...
-def separable_forward(x: Any, dw: Any, pw: Any, db: Any, pb: Any, spatial: int, layout: str,
-                      stride: _Pair, dilation: _Pair, pad_mode: str, pad: _Pad4,
-                      mid_act: Optional[str], act: Optional[str], out: Optional[np.ndarray],
-                      threads: int, packed: Optional[PackedPointwise] = None) -> np.ndarray: ...
-def depthwise_backward(grad_out: Any, x: Any, w: Any, spatial: int, layout: str, stride: _Pair,
-                       dilation: _Pair, pad_mode: str, pad: _Pad4, input_grad: bool,
-                       weight_grad: bool, bias_grad: bool, threads: int, /
-                       ) -> tuple[Optional[np.ndarray], Optional[np.ndarray], Optional[np.ndarray]]: ...
-def pointwise_backward(grad_out: Any, x: Any, w: Any, spatial: int, layout: str, input_grad: bool,
-                       weight_grad: bool, bias_grad: bool, threads: int, /
-                       ) -> tuple[Optional[np.ndarray], Optional[np.ndarray], Optional[np.ndarray]]: ...
+def depthwise_forward(
+    x: Any,
+    w: Any,
+    b: Any,
+    spatial: int,
+    layout: str,
+    stride: _Pair,
+    dilation: _Pair,
+    pad_mode: str,
+    pad: _Pad4,
+    act: Optional[str],
+    out: Optional[np.ndarray],
+    threads: int,
+    /,
+) -> np.ndarray: ...
+def pointwise_forward(
+    x: Any,
+    w: Any,
+    b: Any,
+    spatial: int,
+    layout: str,
+    act: Optional[str],
+    out: Optional[np.ndarray],
+    threads: int,
+    packed: Optional[PackedPointwise] = None,
+) -> np.ndarray: ...
+def separable_forward(
+    x: Any,
+    dw: Any,
+    pw: Any,
+    db: Any,
+    pb: Any,
+    spatial: int,
+    layout: str,
+    stride: _Pair,
+    dilation: _Pair,
+    pad_mode: str,
+    pad: _Pad4,
+    mid_act: Optional[str],
+    act: Optional[str],
+    out: Optional[np.ndarray],
+    threads: int,
+    packed: Optional[PackedPointwise] = None,
+) -> np.ndarray: ...
+def depthwise_backward(
+    grad_out: Any,
+    x: Any,
+    w: Any,
+    spatial: int,
+    layout: str,
+    stride: _Pair,
+    dilation: _Pair,
+    pad_mode: str,
+    pad: _Pad4,
+    input_grad: bool,
+    weight_grad: bool,
+    bias_grad: bool,
+    threads: int,
+    /,
+) -> tuple[Optional[np.ndarray], Optional[np.ndarray], Optional[np.ndarray]]: ...
+def pointwise_backward(
+    grad_out: Any,
+    x: Any,
+    w: Any,
+    spatial: int,
+    layout: str,
+    input_grad: bool,
+    weight_grad: bool,
+    bias_grad: bool,
+    threads: int,
+    /,
+) -> tuple[Optional[np.ndarray], Optional[np.ndarray], Optional[np.ndarray]]: ...
 def prepack_pointwise(weight: Any, threads: int, /) -> PackedPointwise: ...
 def cpu_features() -> dict[str, Any]: ...
 def set_isa(name: str, /) -> None: ...

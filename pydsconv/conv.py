@@ -19,6 +19,7 @@ non-C-contiguous or unaligned inputs once, only after the call has been
 accepted, so a huge strided view (e.g. zero strides) is rejected without
 being materialised.
 """
+
 from __future__ import annotations
 
 import operator
@@ -33,10 +34,16 @@ from ._args import Activation, IntOrPair, Layout1D, Layout2D, Padding1D, Padding
 from ._core import PackedPointwise
 
 __all__ = [
-    "depthwise_conv2d", "pointwise_conv2d", "separable_conv2d",
-    "depthwise_conv2d_backward", "pointwise_conv2d_backward",
-    "depthwise_conv1d", "pointwise_conv1d", "separable_conv1d",
-    "depthwise_conv1d_backward", "pointwise_conv1d_backward",
+    "depthwise_conv2d",
+    "pointwise_conv2d",
+    "separable_conv2d",
+    "depthwise_conv2d_backward",
+    "pointwise_conv2d_backward",
+    "depthwise_conv1d",
+    "pointwise_conv1d",
+    "separable_conv1d",
+    "depthwise_conv1d_backward",
+    "pointwise_conv1d_backward",
     "prepack_pointwise",
 ]
 
@@ -46,12 +53,13 @@ Grads = Tuple[Optional[Array], Optional[Array], Optional[Array]]
 """``(grad_x, grad_weight, grad_bias)``, None for those not asked for."""
 
 _LAYOUTS_2D = {"NCHW": "NCHW", "NHWC": "NHWC"}
-_LAYOUTS_1D = {"NCL": "NCHW", "NLC": "NHWC"}   # the core sees 1-D as H == 1
+_LAYOUTS_1D = {"NCL": "NCHW", "NLC": "NHWC"}  # the core sees 1-D as H == 1
 
 
 # --------------------------------------------------------------------------
 # argument normalisation (private)
 # --------------------------------------------------------------------------
+
 
 def _array(name, value, optional=False):
     """``value`` as an ndarray of float32 or float64, never copied.
@@ -67,24 +75,31 @@ def _array(name, value, optional=False):
             return None
         raise TypeError(f"{name} must be a float32 or float64 array, got None")
     if isinstance(value, _core.PackedPointwise):
-        raise TypeError(f"{name} must be a float32 or float64 array, got a PackedPointwise: only "
-                        "the forward pointwise and separable ops take one; backward ops take the "
-                        "plain weight array (packed.weight gives it)")
+        raise TypeError(
+            f"{name} must be a float32 or float64 array, got a PackedPointwise: only "
+            "the forward pointwise and separable ops take one; backward ops take the "
+            "plain weight array (packed.weight gives it)"
+        )
     if type(value).__module__.startswith("torch") and getattr(value, "requires_grad", False):
-        raise TypeError(f"{name} is a PyTorch tensor that requires grad: NumPy ops cannot "
-                        f"track its gradient; pass {name}.detach() (or .detach().numpy()), or "
-                        "use the autograd-aware layers of pydsconv.torch")
+        raise TypeError(
+            f"{name} is a PyTorch tensor that requires grad: NumPy ops cannot "
+            f"track its gradient; pass {name}.detach() (or .detach().numpy()), or "
+            "use the autograd-aware layers of pydsconv.torch"
+        )
     if isinstance(value, np.ndarray):
         arr = value
     else:
         try:
             arr = np.asarray(value)
         except (ValueError, TypeError) as exc:
-            raise TypeError(f"{name} must be a float32 or float64 array; "
-                            f"NumPy cannot convert it: {exc}") from None
+            raise TypeError(
+                f"{name} must be a float32 or float64 array; NumPy cannot convert it: {exc}"
+            ) from None
     if arr.dtype.kind != "f" or arr.dtype.itemsize not in (4, 8):
-        raise TypeError(f"{name} must have dtype float32 or float64, got {arr.dtype} "
-                        "(pydsconv never casts silently)")
+        raise TypeError(
+            f"{name} must have dtype float32 or float64, got {arr.dtype} "
+            "(pydsconv never casts silently)"
+        )
     if not arr.dtype.isnative:
         raise TypeError(f"{name} must have native byte order, got {arr.dtype}")
     return arr
@@ -122,13 +137,20 @@ def _geometry(spatial, stride, padding, dilation, layout):
     """The core's geometry arguments: ``(spatial, layout, stride, dilation,
     pad_mode, (top, bottom, left, right))``, stride and dilation as ``(h, w)``
     (1-D: ``(1, v)``).  Range checks (>= 1, >= 0) are the core's."""
+
     def hw(name, value):
         pair = _args.to_pair(name, value, spatial)
         return pair if spatial == 2 else (1,) + pair
 
     mode, pads = _args.to_padding(padding, spatial)
-    return (spatial, _layout(layout, spatial), hw("stride", stride), hw("dilation", dilation),
-            mode, pads)
+    return (
+        spatial,
+        _layout(layout, spatial),
+        hw("stride", stride),
+        hw("dilation", dilation),
+        mode,
+        pads,
+    )
 
 
 def _thread_request(name, n):
@@ -155,9 +177,12 @@ def _thread_count(name, n, stacklevel=3):
     limit = _core.max_threads()
     if n > limit:
         cores = _core.cpu_features()["usable_cores"]
-        warnings.warn(f"{name}={n} is above pydsconv's limit of {limit} threads "
-                      f"(4 x {cores} usable cores); using {limit}",
-                      RuntimeWarning, stacklevel=stacklevel)
+        warnings.warn(
+            f"{name}={n} is above pydsconv's limit of {limit} threads "
+            f"(4 x {cores} usable cores); using {limit}",
+            RuntimeWarning,
+            stacklevel=stacklevel,
+        )
         return limit
     return n
 
@@ -171,64 +196,139 @@ def _threads(n, stacklevel=5):
     return _thread_count("num_threads", n, stacklevel=stacklevel)
 
 
-def _depthwise(spatial, x, weight, bias, stride, padding, dilation, layout, activation, out,
-               num_threads):
+def _depthwise(
+    spatial, x, weight, bias, stride, padding, dilation, layout, activation, out, num_threads
+):
     x = _array("x", x)
     weight = _array("weight", weight)
     bias = _array("bias", bias, optional=True)
     geometry = _geometry(spatial, stride, padding, dilation, layout)
-    return _core.depthwise_forward(x, weight, bias, *geometry, activation, _out(out),
-                                   _threads(num_threads))
+    return _core.depthwise_forward(
+        x, weight, bias, *geometry, activation, _out(out), _threads(num_threads)
+    )
 
 
 def _pointwise(spatial, x, weight, bias, layout, activation, out, num_threads):
     x = _array("x", x)
     weight, packed = _pw_weight("weight", weight)
     bias = _array("bias", bias, optional=True)
-    return _core.pointwise_forward(x, weight, bias, spatial, _layout(layout, spatial), activation,
-                                   _out(out), _threads(num_threads), packed)
+    return _core.pointwise_forward(
+        x,
+        weight,
+        bias,
+        spatial,
+        _layout(layout, spatial),
+        activation,
+        _out(out),
+        _threads(num_threads),
+        packed,
+    )
 
 
-def _separable(spatial, x, dw, pw, db, pb, stride, padding, dilation, layout, mid_activation,
-               activation, out, num_threads):
+def _separable(
+    spatial,
+    x,
+    dw,
+    pw,
+    db,
+    pb,
+    stride,
+    padding,
+    dilation,
+    layout,
+    mid_activation,
+    activation,
+    out,
+    num_threads,
+):
     x = _array("x", x)
     dw = _array("depthwise_weight", dw)
     pw, packed = _pw_weight("pointwise_weight", pw)
     db = _array("depthwise_bias", db, optional=True)
     pb = _array("pointwise_bias", pb, optional=True)
     geometry = _geometry(spatial, stride, padding, dilation, layout)
-    return _core.separable_forward(x, dw, pw, db, pb, *geometry, mid_activation, activation,
-                                   _out(out), _threads(num_threads), packed)
+    return _core.separable_forward(
+        x,
+        dw,
+        pw,
+        db,
+        pb,
+        *geometry,
+        mid_activation,
+        activation,
+        _out(out),
+        _threads(num_threads),
+        packed,
+    )
 
 
-def _depthwise_backward(spatial, grad_out, x, weight, stride, padding, dilation, layout,
-                        input_grad, weight_grad, bias_grad, num_threads):
+def _depthwise_backward(
+    spatial,
+    grad_out,
+    x,
+    weight,
+    stride,
+    padding,
+    dilation,
+    layout,
+    input_grad,
+    weight_grad,
+    bias_grad,
+    num_threads,
+):
     grad_out = _array("grad_out", grad_out)
     x = _array("x", x)
     weight = _array("weight", weight)
     geometry = _geometry(spatial, stride, padding, dilation, layout)
-    return _core.depthwise_backward(grad_out, x, weight, *geometry, bool(input_grad),
-                                    bool(weight_grad), bool(bias_grad), _threads(num_threads))
+    return _core.depthwise_backward(
+        grad_out,
+        x,
+        weight,
+        *geometry,
+        bool(input_grad),
+        bool(weight_grad),
+        bool(bias_grad),
+        _threads(num_threads),
+    )
 
 
-def _pointwise_backward(spatial, grad_out, x, weight, layout, input_grad, weight_grad, bias_grad,
-                        num_threads):
+def _pointwise_backward(
+    spatial, grad_out, x, weight, layout, input_grad, weight_grad, bias_grad, num_threads
+):
     grad_out = _array("grad_out", grad_out)
     x = _array("x", x)
     weight = _array("weight", weight)
-    return _core.pointwise_backward(grad_out, x, weight, spatial, _layout(layout, spatial),
-                                    bool(input_grad), bool(weight_grad), bool(bias_grad),
-                                    _threads(num_threads))
+    return _core.pointwise_backward(
+        grad_out,
+        x,
+        weight,
+        spatial,
+        _layout(layout, spatial),
+        bool(input_grad),
+        bool(weight_grad),
+        bool(bias_grad),
+        _threads(num_threads),
+    )
 
 
 # --------------------------------------------------------------------------
 # forward ops, 2-D
 # --------------------------------------------------------------------------
 
-def depthwise_conv2d(x: ArrayLike, weight: ArrayLike, bias: Optional[ArrayLike] = None, *,
-                     stride: IntOrPair = 1, padding: Padding2D = 0, dilation: IntOrPair = 1,
-                     layout: Layout2D = "NCHW", activation: Activation = None,
-                     out: Optional[Array] = None, num_threads: Optional[int] = None) -> Array:
+
+def depthwise_conv2d(
+    x: ArrayLike,
+    weight: ArrayLike,
+    bias: Optional[ArrayLike] = None,
+    *,
+    stride: IntOrPair = 1,
+    padding: Padding2D = 0,
+    dilation: IntOrPair = 1,
+    layout: Layout2D = "NCHW",
+    activation: Activation = None,
+    out: Optional[Array] = None,
+    num_threads: Optional[int] = None,
+) -> Array:
     """Depthwise 2-D convolution: each channel with its own filters.
 
     Output channel ``c*M + m`` is input channel ``c`` convolved with
@@ -263,14 +363,21 @@ def depthwise_conv2d(x: ArrayLike, weight: ArrayLike, bias: Optional[ArrayLike] 
     -------
     ndarray, (N, C*M, OH, OW) or (N, OH, OW, C*M)
     """
-    return _depthwise(2, x, weight, bias, stride, padding, dilation, layout, activation, out,
-                      num_threads)
+    return _depthwise(
+        2, x, weight, bias, stride, padding, dilation, layout, activation, out, num_threads
+    )
 
 
-def pointwise_conv2d(x: ArrayLike, weight: Union[ArrayLike, PackedPointwise],
-                     bias: Optional[ArrayLike] = None, *, layout: Layout2D = "NCHW",
-                     activation: Activation = None, out: Optional[Array] = None,
-                     num_threads: Optional[int] = None) -> Array:
+def pointwise_conv2d(
+    x: ArrayLike,
+    weight: Union[ArrayLike, PackedPointwise],
+    bias: Optional[ArrayLike] = None,
+    *,
+    layout: Layout2D = "NCHW",
+    activation: Activation = None,
+    out: Optional[Array] = None,
+    num_threads: Optional[int] = None,
+) -> Array:
     """Pointwise (1x1) 2-D convolution: a matrix product over channels.
 
     Parameters
@@ -296,13 +403,22 @@ def pointwise_conv2d(x: ArrayLike, weight: Union[ArrayLike, PackedPointwise],
     return _pointwise(2, x, weight, bias, layout, activation, out, num_threads)
 
 
-def separable_conv2d(x: ArrayLike, depthwise_weight: ArrayLike,
-                     pointwise_weight: Union[ArrayLike, PackedPointwise],
-                     depthwise_bias: Optional[ArrayLike] = None,
-                     pointwise_bias: Optional[ArrayLike] = None, *, stride: IntOrPair = 1,
-                     padding: Padding2D = 0, dilation: IntOrPair = 1, layout: Layout2D = "NCHW",
-                     mid_activation: Activation = None, activation: Activation = None,
-                     out: Optional[Array] = None, num_threads: Optional[int] = None) -> Array:
+def separable_conv2d(
+    x: ArrayLike,
+    depthwise_weight: ArrayLike,
+    pointwise_weight: Union[ArrayLike, PackedPointwise],
+    depthwise_bias: Optional[ArrayLike] = None,
+    pointwise_bias: Optional[ArrayLike] = None,
+    *,
+    stride: IntOrPair = 1,
+    padding: Padding2D = 0,
+    dilation: IntOrPair = 1,
+    layout: Layout2D = "NCHW",
+    mid_activation: Activation = None,
+    activation: Activation = None,
+    out: Optional[Array] = None,
+    num_threads: Optional[int] = None,
+) -> Array:
     """Depthwise separable 2-D convolution, fused.
 
     Equals ``pointwise_conv2d(mid_act(depthwise_conv2d(x, depthwise_weight,
@@ -342,19 +458,42 @@ def separable_conv2d(x: ArrayLike, depthwise_weight: ArrayLike,
     -------
     ndarray, (N, C_out, OH, OW) or (N, OH, OW, C_out)
     """
-    return _separable(2, x, depthwise_weight, pointwise_weight, depthwise_bias, pointwise_bias,
-                      stride, padding, dilation, layout, mid_activation, activation, out,
-                      num_threads)
+    return _separable(
+        2,
+        x,
+        depthwise_weight,
+        pointwise_weight,
+        depthwise_bias,
+        pointwise_bias,
+        stride,
+        padding,
+        dilation,
+        layout,
+        mid_activation,
+        activation,
+        out,
+        num_threads,
+    )
 
 
 # --------------------------------------------------------------------------
 # forward ops, 1-D
 # --------------------------------------------------------------------------
 
-def depthwise_conv1d(x: ArrayLike, weight: ArrayLike, bias: Optional[ArrayLike] = None, *,
-                     stride: int = 1, padding: Padding1D = 0, dilation: int = 1,
-                     layout: Layout1D = "NCL", activation: Activation = None,
-                     out: Optional[Array] = None, num_threads: Optional[int] = None) -> Array:
+
+def depthwise_conv1d(
+    x: ArrayLike,
+    weight: ArrayLike,
+    bias: Optional[ArrayLike] = None,
+    *,
+    stride: int = 1,
+    padding: Padding1D = 0,
+    dilation: int = 1,
+    layout: Layout1D = "NCL",
+    activation: Activation = None,
+    out: Optional[Array] = None,
+    num_threads: Optional[int] = None,
+) -> Array:
     """Depthwise 1-D convolution (sequences: text, audio).
 
     Parameters
@@ -385,14 +524,21 @@ def depthwise_conv1d(x: ArrayLike, weight: ArrayLike, bias: Optional[ArrayLike] 
     -------
     ndarray, (N, C*M, OL) or (N, OL, C*M)
     """
-    return _depthwise(1, x, weight, bias, stride, padding, dilation, layout, activation, out,
-                      num_threads)
+    return _depthwise(
+        1, x, weight, bias, stride, padding, dilation, layout, activation, out, num_threads
+    )
 
 
-def pointwise_conv1d(x: ArrayLike, weight: Union[ArrayLike, PackedPointwise],
-                     bias: Optional[ArrayLike] = None, *, layout: Layout1D = "NCL",
-                     activation: Activation = None, out: Optional[Array] = None,
-                     num_threads: Optional[int] = None) -> Array:
+def pointwise_conv1d(
+    x: ArrayLike,
+    weight: Union[ArrayLike, PackedPointwise],
+    bias: Optional[ArrayLike] = None,
+    *,
+    layout: Layout1D = "NCL",
+    activation: Activation = None,
+    out: Optional[Array] = None,
+    num_threads: Optional[int] = None,
+) -> Array:
     """Pointwise 1-D convolution (a matrix product over channels).
 
     Parameters
@@ -418,13 +564,22 @@ def pointwise_conv1d(x: ArrayLike, weight: Union[ArrayLike, PackedPointwise],
     return _pointwise(1, x, weight, bias, layout, activation, out, num_threads)
 
 
-def separable_conv1d(x: ArrayLike, depthwise_weight: ArrayLike,
-                     pointwise_weight: Union[ArrayLike, PackedPointwise],
-                     depthwise_bias: Optional[ArrayLike] = None,
-                     pointwise_bias: Optional[ArrayLike] = None, *, stride: int = 1,
-                     padding: Padding1D = 0, dilation: int = 1, layout: Layout1D = "NCL",
-                     mid_activation: Activation = None, activation: Activation = None,
-                     out: Optional[Array] = None, num_threads: Optional[int] = None) -> Array:
+def separable_conv1d(
+    x: ArrayLike,
+    depthwise_weight: ArrayLike,
+    pointwise_weight: Union[ArrayLike, PackedPointwise],
+    depthwise_bias: Optional[ArrayLike] = None,
+    pointwise_bias: Optional[ArrayLike] = None,
+    *,
+    stride: int = 1,
+    padding: Padding1D = 0,
+    dilation: int = 1,
+    layout: Layout1D = "NCL",
+    mid_activation: Activation = None,
+    activation: Activation = None,
+    out: Optional[Array] = None,
+    num_threads: Optional[int] = None,
+) -> Array:
     """Depthwise separable 1-D convolution, fused (see :func:`separable_conv2d`).
 
     Parameters
@@ -459,9 +614,22 @@ def separable_conv1d(x: ArrayLike, depthwise_weight: ArrayLike,
     -------
     ndarray, (N, C_out, OL) or (N, OL, C_out)
     """
-    return _separable(1, x, depthwise_weight, pointwise_weight, depthwise_bias, pointwise_bias,
-                      stride, padding, dilation, layout, mid_activation, activation, out,
-                      num_threads)
+    return _separable(
+        1,
+        x,
+        depthwise_weight,
+        pointwise_weight,
+        depthwise_bias,
+        pointwise_bias,
+        stride,
+        padding,
+        dilation,
+        layout,
+        mid_activation,
+        activation,
+        out,
+        num_threads,
+    )
 
 
 def prepack_pointwise(weight: ArrayLike, *, num_threads: Optional[int] = None) -> PackedPointwise:
@@ -505,9 +673,11 @@ def prepack_pointwise(weight: ArrayLike, *, num_threads: Optional[int] = None) -
         ops refuse it).
     """
     arr = _array("weight", weight)
-    if arr.ndim >= 2 and 0 in arr.shape[:2]:   # as the ops refuse it
-        raise ValueError("weight must have shape (C_out, C_in), (C_out, C_in, 1) or "
-                         f"(C_out, C_in, 1, 1) with C_out, C_in >= 1, got {arr.shape}")
+    if arr.ndim >= 2 and 0 in arr.shape[:2]:  # as the ops refuse it
+        raise ValueError(
+            "weight must have shape (C_out, C_in), (C_out, C_in, 1) or "
+            f"(C_out, C_in, 1, 1) with C_out, C_in >= 1, got {arr.shape}"
+        )
     return _core.prepack_pointwise(arr, _threads(num_threads, stacklevel=4))
 
 
@@ -520,12 +690,21 @@ def prepack_pointwise(weight: ArrayLike, *, num_threads: Optional[int] = None) -
 # output, which the op does not have, so the caller masks the gradient first
 # (pydsconv.torch and pydsconv.nn do it with pydsconv._args.activation_grad).
 
-def depthwise_conv2d_backward(grad_out: ArrayLike, x: ArrayLike, weight: ArrayLike, *,
-                              stride: IntOrPair = 1, padding: Padding2D = 0,
-                              dilation: IntOrPair = 1, layout: Layout2D = "NCHW",
-                              input_grad: bool = True, weight_grad: bool = True,
-                              bias_grad: bool = True,
-                              num_threads: Optional[int] = None) -> Grads:
+
+def depthwise_conv2d_backward(
+    grad_out: ArrayLike,
+    x: ArrayLike,
+    weight: ArrayLike,
+    *,
+    stride: IntOrPair = 1,
+    padding: Padding2D = 0,
+    dilation: IntOrPair = 1,
+    layout: Layout2D = "NCHW",
+    input_grad: bool = True,
+    weight_grad: bool = True,
+    bias_grad: bool = True,
+    num_threads: Optional[int] = None,
+) -> Grads:
     """Gradients of :func:`depthwise_conv2d`.
 
     Parameters
@@ -557,15 +736,36 @@ def depthwise_conv2d_backward(grad_out: ArrayLike, x: ArrayLike, weight: ArrayLi
         ``grad_weight`` has the shape ``weight`` was given in; ``grad_bias``
         is 1-D.
     """
-    return _depthwise_backward(2, grad_out, x, weight, stride, padding, dilation, layout,
-                               input_grad, weight_grad, bias_grad, num_threads)
+    return _depthwise_backward(
+        2,
+        grad_out,
+        x,
+        weight,
+        stride,
+        padding,
+        dilation,
+        layout,
+        input_grad,
+        weight_grad,
+        bias_grad,
+        num_threads,
+    )
 
 
-def depthwise_conv1d_backward(grad_out: ArrayLike, x: ArrayLike, weight: ArrayLike, *,
-                              stride: int = 1, padding: Padding1D = 0, dilation: int = 1,
-                              layout: Layout1D = "NCL", input_grad: bool = True,
-                              weight_grad: bool = True, bias_grad: bool = True,
-                              num_threads: Optional[int] = None) -> Grads:
+def depthwise_conv1d_backward(
+    grad_out: ArrayLike,
+    x: ArrayLike,
+    weight: ArrayLike,
+    *,
+    stride: int = 1,
+    padding: Padding1D = 0,
+    dilation: int = 1,
+    layout: Layout1D = "NCL",
+    input_grad: bool = True,
+    weight_grad: bool = True,
+    bias_grad: bool = True,
+    num_threads: Optional[int] = None,
+) -> Grads:
     """Gradients of :func:`depthwise_conv1d`.
 
     Parameters
@@ -595,14 +795,33 @@ def depthwise_conv1d_backward(grad_out: ArrayLike, x: ArrayLike, weight: ArrayLi
         ``grad_weight`` has the shape ``weight`` was given in; ``grad_bias``
         is 1-D.
     """
-    return _depthwise_backward(1, grad_out, x, weight, stride, padding, dilation, layout,
-                               input_grad, weight_grad, bias_grad, num_threads)
+    return _depthwise_backward(
+        1,
+        grad_out,
+        x,
+        weight,
+        stride,
+        padding,
+        dilation,
+        layout,
+        input_grad,
+        weight_grad,
+        bias_grad,
+        num_threads,
+    )
 
 
-def pointwise_conv2d_backward(grad_out: ArrayLike, x: ArrayLike, weight: ArrayLike, *,
-                              layout: Layout2D = "NCHW", input_grad: bool = True,
-                              weight_grad: bool = True, bias_grad: bool = True,
-                              num_threads: Optional[int] = None) -> Grads:
+def pointwise_conv2d_backward(
+    grad_out: ArrayLike,
+    x: ArrayLike,
+    weight: ArrayLike,
+    *,
+    layout: Layout2D = "NCHW",
+    input_grad: bool = True,
+    weight_grad: bool = True,
+    bias_grad: bool = True,
+    num_threads: Optional[int] = None,
+) -> Grads:
     """Gradients of :func:`pointwise_conv2d`.
 
     Parameters
@@ -626,14 +845,22 @@ def pointwise_conv2d_backward(grad_out: ArrayLike, x: ArrayLike, weight: ArrayLi
         ``grad_weight`` has the shape ``weight`` was given in; ``grad_bias``
         is 1-D.
     """
-    return _pointwise_backward(2, grad_out, x, weight, layout, input_grad, weight_grad,
-                               bias_grad, num_threads)
+    return _pointwise_backward(
+        2, grad_out, x, weight, layout, input_grad, weight_grad, bias_grad, num_threads
+    )
 
 
-def pointwise_conv1d_backward(grad_out: ArrayLike, x: ArrayLike, weight: ArrayLike, *,
-                              layout: Layout1D = "NCL", input_grad: bool = True,
-                              weight_grad: bool = True, bias_grad: bool = True,
-                              num_threads: Optional[int] = None) -> Grads:
+def pointwise_conv1d_backward(
+    grad_out: ArrayLike,
+    x: ArrayLike,
+    weight: ArrayLike,
+    *,
+    layout: Layout1D = "NCL",
+    input_grad: bool = True,
+    weight_grad: bool = True,
+    bias_grad: bool = True,
+    num_threads: Optional[int] = None,
+) -> Grads:
     """Gradients of :func:`pointwise_conv1d`.
 
     Parameters
@@ -657,5 +884,6 @@ def pointwise_conv1d_backward(grad_out: ArrayLike, x: ArrayLike, weight: ArrayLi
         ``grad_weight`` has the shape ``weight`` was given in; ``grad_bias``
         is 1-D.
     """
-    return _pointwise_backward(1, grad_out, x, weight, layout, input_grad, weight_grad,
-                               bias_grad, num_threads)
+    return _pointwise_backward(
+        1, grad_out, x, weight, layout, input_grad, weight_grad, bias_grad, num_threads
+    )

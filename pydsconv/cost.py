@@ -55,6 +55,7 @@ __all__ = [
 # argument checking
 # --------------------------------------------------------------------------
 
+
 def _int(value, name, minimum):
     """``value`` as a Python int >= ``minimum``: a bool or a non-integer
     (``3.0``) is a TypeError, a smaller value a ValueError naming ``name``."""
@@ -91,9 +92,15 @@ def _bias_pair(bias):
 # single layers
 # --------------------------------------------------------------------------
 
-def output_size(input_size: IntOrPair, kernel_size: IntOrPair, *,
-                stride: IntOrPair = 1, padding: Padding2D = "same",
-                dilation: IntOrPair = 1) -> Tuple[int, int]:
+
+def output_size(
+    input_size: IntOrPair,
+    kernel_size: IntOrPair,
+    *,
+    stride: IntOrPair = 1,
+    padding: Padding2D = "same",
+    dilation: IntOrPair = 1,
+) -> Tuple[int, int]:
     """Spatial output size of a 2-D convolution or depthwise convolution.
 
     Parameters
@@ -136,10 +143,18 @@ def output_size(input_size: IntOrPair, kernel_size: IntOrPair, *,
     return _geometry(kernel_size, input_size, stride, padding, dilation)[2]
 
 
-def conv2d(in_channels: int, out_channels: int, kernel_size: IntOrPair,
-           input_size: IntOrPair, *, stride: IntOrPair = 1,
-           padding: Padding2D = "same", dilation: IntOrPair = 1,
-           groups: int = 1, bias: bool = False) -> Dict[str, int]:
+def conv2d(
+    in_channels: int,
+    out_channels: int,
+    kernel_size: IntOrPair,
+    input_size: IntOrPair,
+    *,
+    stride: IntOrPair = 1,
+    padding: Padding2D = "same",
+    dilation: IntOrPair = 1,
+    groups: int = 1,
+    bias: bool = False,
+) -> Dict[str, int]:
     """Cost of a standard (optionally grouped) 2-D convolution, one image.
 
     Parameters
@@ -180,22 +195,23 @@ def conv2d(in_channels: int, out_channels: int, kernel_size: IntOrPair,
     cout = _int(out_channels, "out_channels", 1)
     g = _int(groups, "groups", 1)
     if cin % g or cout % g:
-        raise ValueError(
-            f"groups={g} must divide in_channels={cin} and "
-            f"out_channels={cout}"
-        )
-    (kh, kw), _, (ho, wo) = _geometry(kernel_size, input_size, stride,
-                                      padding, dilation)
+        raise ValueError(f"groups={g} must divide in_channels={cin} and out_channels={cout}")
+    (kh, kw), _, (ho, wo) = _geometry(kernel_size, input_size, stride, padding, dilation)
     weights = cout * (cin // g) * kh * kw
-    return {"macs": ho * wo * weights,
-            "params": weights + (cout if bias else 0)}
+    return {"macs": ho * wo * weights, "params": weights + (cout if bias else 0)}
 
 
-def depthwise_conv2d(channels: int, kernel_size: IntOrPair,
-                     input_size: IntOrPair, *, multiplier: int = 1,
-                     stride: IntOrPair = 1, padding: Padding2D = "same",
-                     dilation: IntOrPair = 1,
-                     bias: bool = False) -> Dict[str, int]:
+def depthwise_conv2d(
+    channels: int,
+    kernel_size: IntOrPair,
+    input_size: IntOrPair,
+    *,
+    multiplier: int = 1,
+    stride: IntOrPair = 1,
+    padding: Padding2D = "same",
+    dilation: IntOrPair = 1,
+    bias: bool = False,
+) -> Dict[str, int]:
     """Cost of a depthwise convolution (one filter per input channel).
 
     Weight shape ``(channels*multiplier, 1, kH, kW)``; each of the
@@ -228,13 +244,22 @@ def depthwise_conv2d(channels: int, kernel_size: IntOrPair,
     """
     c = _int(channels, "channels", 1)
     m = _int(multiplier, "multiplier", 1)
-    return conv2d(c, c * m, kernel_size, input_size, stride=stride,
-                  padding=padding, dilation=dilation, groups=c, bias=bias)
+    return conv2d(
+        c,
+        c * m,
+        kernel_size,
+        input_size,
+        stride=stride,
+        padding=padding,
+        dilation=dilation,
+        groups=c,
+        bias=bias,
+    )
 
 
-def pointwise_conv2d(in_channels: int, out_channels: int,
-                     input_size: IntOrPair, *,
-                     bias: bool = False) -> Dict[str, int]:
+def pointwise_conv2d(
+    in_channels: int, out_channels: int, input_size: IntOrPair, *, bias: bool = False
+) -> Dict[str, int]:
     """Cost of a pointwise (1x1, stride 1) convolution.
 
     Parameters
@@ -251,16 +276,31 @@ def pointwise_conv2d(in_channels: int, out_channels: int,
     dict
         ``{"macs": H*W*C_in*C_out, "params": C_in*C_out [+ C_out]}``.
     """
-    return conv2d(in_channels, out_channels, 1, input_size, stride=1,
-                  padding=0, dilation=1, groups=1, bias=bias)
+    return conv2d(
+        in_channels,
+        out_channels,
+        1,
+        input_size,
+        stride=1,
+        padding=0,
+        dilation=1,
+        groups=1,
+        bias=bias,
+    )
 
 
-def separable_conv2d(in_channels: int, out_channels: int,
-                     kernel_size: IntOrPair, input_size: IntOrPair, *,
-                     multiplier: int = 1, stride: IntOrPair = 1,
-                     padding: Padding2D = "same", dilation: IntOrPair = 1,
-                     bias: Union[bool, Tuple[bool, bool]] = False
-                     ) -> Dict[str, int]:
+def separable_conv2d(
+    in_channels: int,
+    out_channels: int,
+    kernel_size: IntOrPair,
+    input_size: IntOrPair,
+    *,
+    multiplier: int = 1,
+    stride: IntOrPair = 1,
+    padding: Padding2D = "same",
+    dilation: IntOrPair = 1,
+    bias: Union[bool, Tuple[bool, bool]] = False,
+) -> Dict[str, int]:
     """Cost of a depthwise separable convolution (depthwise then pointwise).
 
     The depthwise stage (``in_channels*multiplier`` channels, with the given
@@ -302,20 +342,32 @@ def separable_conv2d(in_channels: int, out_channels: int,
     cout = _int(out_channels, "out_channels", 1)
     m = _int(multiplier, "multiplier", 1)
     dw_bias, pw_bias = _bias_pair(bias)
-    dw = depthwise_conv2d(cin, kernel_size, input_size, multiplier=m,
-                          stride=stride, padding=padding, dilation=dilation,
-                          bias=dw_bias)
-    mid = output_size(input_size, kernel_size, stride=stride,
-                      padding=padding, dilation=dilation)
+    dw = depthwise_conv2d(
+        cin,
+        kernel_size,
+        input_size,
+        multiplier=m,
+        stride=stride,
+        padding=padding,
+        dilation=dilation,
+        bias=dw_bias,
+    )
+    mid = output_size(input_size, kernel_size, stride=stride, padding=padding, dilation=dilation)
     pw = pointwise_conv2d(cin * m, cout, mid, bias=pw_bias)
-    return {"macs": dw["macs"] + pw["macs"],
-            "params": dw["params"] + pw["params"]}
+    return {"macs": dw["macs"] + pw["macs"], "params": dw["params"] + pw["params"]}
 
 
-def reduction(in_channels: int, out_channels: int, kernel_size: IntOrPair,
-              input_size: IntOrPair, *, multiplier: int = 1,
-              stride: IntOrPair = 1, padding: Padding2D = "same",
-              dilation: IntOrPair = 1) -> float:
+def reduction(
+    in_channels: int,
+    out_channels: int,
+    kernel_size: IntOrPair,
+    input_size: IntOrPair,
+    *,
+    multiplier: int = 1,
+    stride: IntOrPair = 1,
+    padding: Padding2D = "same",
+    dilation: IntOrPair = 1,
+) -> float:
     """MACs of a separable convolution divided by those of a standard one.
 
     Compares :func:`separable_conv2d` with the :func:`conv2d` it replaces
@@ -344,11 +396,25 @@ def reduction(in_channels: int, out_channels: int, kernel_size: IntOrPair,
     >>> reduction(512, 512, 3, 14) == 1/512 + 1/9
     True
     """
-    sep = separable_conv2d(in_channels, out_channels, kernel_size, input_size,
-                           multiplier=multiplier, stride=stride,
-                           padding=padding, dilation=dilation)
-    std = conv2d(in_channels, out_channels, kernel_size, input_size,
-                 stride=stride, padding=padding, dilation=dilation)
+    sep = separable_conv2d(
+        in_channels,
+        out_channels,
+        kernel_size,
+        input_size,
+        multiplier=multiplier,
+        stride=stride,
+        padding=padding,
+        dilation=dilation,
+    )
+    std = conv2d(
+        in_channels,
+        out_channels,
+        kernel_size,
+        input_size,
+        stride=stride,
+        padding=padding,
+        dilation=dilation,
+    )
     return sep["macs"] / std["macs"]
 
 
@@ -361,9 +427,21 @@ def reduction(in_channels: int, out_channels: int, kernel_size: IntOrPair,
 #: layer although its input and output are both 7x7: that is a typo, the
 #: stride is 1 (as in the reference TF-slim and Keras implementations).
 _STEM_WIDTH = 32
-_BLOCKS = ((1, 64), (2, 128), (1, 128), (2, 256), (1, 256), (2, 512),
-           (1, 512), (1, 512), (1, 512), (1, 512), (1, 512),
-           (2, 1024), (1, 1024))
+_BLOCKS = (
+    (1, 64),
+    (2, 128),
+    (1, 128),
+    (2, 256),
+    (1, 256),
+    (2, 512),
+    (1, 512),
+    (1, 512),
+    (1, 512),
+    (1, 512),
+    (1, 512),
+    (2, 1024),
+    (1, 1024),
+)
 _LAST_WIDTH = 1024
 
 
@@ -403,10 +481,13 @@ def _layer(name, kind, cin, cout, kernel, stride, groups, size):
     }
 
 
-def mobilenet_v1_layers(width_multiplier: float = 1.0,
-                        resolution: IntOrPair = 224, *,
-                        separable: bool = True,
-                        num_classes: int = 1000) -> List[Dict[str, Any]]:
+def mobilenet_v1_layers(
+    width_multiplier: float = 1.0,
+    resolution: IntOrPair = 224,
+    *,
+    separable: bool = True,
+    num_classes: int = 1000,
+) -> List[Dict[str, Any]]:
     """Per-layer table of MobileNet v1 (Howard et al. 2017, Table 1).
 
     The network: a 3x3 stride-2 standard convolution with 32 filters (the
@@ -453,18 +534,14 @@ def mobilenet_v1_layers(width_multiplier: float = 1.0,
         Non-positive ``resolution`` or ``num_classes``, or a
         ``width_multiplier`` that is not > 0 or leaves a layer empty.
     """
-    if isinstance(width_multiplier, bool) or not isinstance(
-            width_multiplier, numbers.Real):
+    if isinstance(width_multiplier, bool) or not isinstance(width_multiplier, numbers.Real):
         raise TypeError(
             f"width_multiplier must be a real number, got "
             f"{type(width_multiplier).__name__} {width_multiplier!r}"
         )
     alpha = float(width_multiplier)
     if not (math.isfinite(alpha) and alpha > 0):
-        raise ValueError(
-            f"width_multiplier must be a finite number > 0, got "
-            f"{width_multiplier!r}"
-        )
+        raise ValueError(f"width_multiplier must be a finite number > 0, got {width_multiplier!r}")
     size = _pair(resolution, "resolution", 1)
     classes = _int(num_classes, "num_classes", 1)
 
@@ -475,22 +552,24 @@ def mobilenet_v1_layers(width_multiplier: float = 1.0,
     for i, (stride, width) in enumerate(_BLOCKS, start=1):
         w = _width(width, alpha)
         if separable:
-            layers.append(_layer(f"conv_dw_{i}", "dw", c, c, 3, stride, c,
-                                 size))
+            layers.append(_layer(f"conv_dw_{i}", "dw", c, c, 3, stride, c, size))
             size = layers[-1]["output_size"]
             layers.append(_layer(f"conv_pw_{i}", "pw", c, w, 1, 1, 1, size))
         else:
-            layers.append(_layer(f"conv_{i}", "conv", c, w, 3, stride, 1,
-                                 size))
+            layers.append(_layer(f"conv_{i}", "conv", c, w, 3, stride, 1, size))
         size = layers[-1]["output_size"]
         c = w
     layers.append(_layer("fc", "fc", c, classes, 1, 1, 1, (1, 1)))
     return layers
 
 
-def mobilenet_v1(width_multiplier: float = 1.0, resolution: IntOrPair = 224,
-                 *, separable: bool = True,
-                 num_classes: int = 1000) -> Dict[str, Any]:
+def mobilenet_v1(
+    width_multiplier: float = 1.0,
+    resolution: IntOrPair = 224,
+    *,
+    separable: bool = True,
+    num_classes: int = 1000,
+) -> Dict[str, Any]:
     """Total MACs and parameters of MobileNet v1, for one image.
 
     Sums :func:`mobilenet_v1_layers`.  The conventions are those that
@@ -556,8 +635,9 @@ def mobilenet_v1(width_multiplier: float = 1.0, resolution: IntOrPair = 224,
     >>> round(r["macs"] / 1e6), round(r["params"] / 1e6, 1)
     (569, 4.2)
     """
-    layers = mobilenet_v1_layers(width_multiplier, resolution,
-                                 separable=separable, num_classes=num_classes)
+    layers = mobilenet_v1_layers(
+        width_multiplier, resolution, separable=separable, num_classes=num_classes
+    )
     by_kind: Dict[str, Dict[str, int]] = {}
     for layer in layers:
         acc = by_kind.setdefault(layer["kind"], {"macs": 0, "params": 0})

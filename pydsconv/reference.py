@@ -48,6 +48,7 @@ __all__ = [
 # Small helpers: argument normalisation
 # ---------------------------------------------------------------------------
 
+
 def _result_dtype(a):
     """The dtype results are returned in: that of ``a`` if floating, else float64."""
     dt = np.asarray(a).dtype
@@ -88,10 +89,10 @@ def _pads_2d(padding, in_hw, k_hw, stride, dilation):
         if p == "valid":
             return (0, 0), (0, 0)
         if p == "same":
-            return tuple(_same_pad(in_hw[i], k_hw[i], stride[i], dilation[i])
-                         for i in range(2))
-        raise ValueError(f"padding must be an int, a pair, a pair of pairs, "
-                         f"'valid' or 'same', got {padding!r}")
+            return tuple(_same_pad(in_hw[i], k_hw[i], stride[i], dilation[i]) for i in range(2))
+        raise ValueError(
+            f"padding must be an int, a pair, a pair of pairs, 'valid' or 'same', got {padding!r}"
+        )
     if _is_int(padding):
         p = int(padding)
         pads = ((p, p), (p, p))
@@ -121,8 +122,9 @@ def _pads_1d(padding, length, k, stride, dilation):
             return _same_pad(length, k, stride, dilation)
         if p == "causal":
             return dilation * (k - 1), 0
-        raise ValueError(f"padding must be an int, (left, right), 'valid', "
-                         f"'same' or 'causal', got {padding!r}")
+        raise ValueError(
+            f"padding must be an int, (left, right), 'valid', 'same' or 'causal', got {padding!r}"
+        )
     if _is_int(padding):
         lo = hi = int(padding)
     else:
@@ -145,8 +147,10 @@ def _int1(v, name):
 def _out_size(size, lo, hi, k, stride, dilation, name):
     span = size + lo + hi - dilation * (k - 1) - 1
     if span < 0:
-        raise ValueError(f"{name}: kernel (extent {dilation * (k - 1) + 1}) is "
-                         f"larger than the padded input ({size + lo + hi})")
+        raise ValueError(
+            f"{name}: kernel (extent {dilation * (k - 1) + 1}) is "
+            f"larger than the padded input ({size + lo + hi})"
+        )
     return span // stride + 1
 
 
@@ -199,15 +203,14 @@ def _pw_matrix(weight, ndim_full):
 # Core float64 NCHW kernels (the actual arithmetic lives here)
 # ---------------------------------------------------------------------------
 
+
 def _dw_geometry(x_shape, w_shape, stride, padding, dilation):
     """Return (C, M, kH, kW, (sh, sw), (dh, dw), pads, (OH, OW))."""
     if len(x_shape) != 4:
         raise ValueError(f"x must be 4-D (N, C, H, W), got shape {x_shape}")
     N, C, H, W = x_shape
-    if len(w_shape) != 4 or w_shape[1] != 1 or C == 0 or w_shape[0] % C != 0 \
-            or w_shape[0] == 0:
-        raise ValueError(f"weight must have shape (C*M, 1, kH, kW) with C={C}, "
-                         f"got {w_shape}")
+    if len(w_shape) != 4 or w_shape[1] != 1 or C == 0 or w_shape[0] % C != 0 or w_shape[0] == 0:
+        raise ValueError(f"weight must have shape (C*M, 1, kH, kW) with C={C}, got {w_shape}")
     M = w_shape[0] // C
     kH, kW = w_shape[2], w_shape[3]
     s = _pair(stride, "stride")
@@ -221,14 +224,12 @@ def _dw_geometry(x_shape, w_shape, stride, padding, dilation):
 def _tap(kh, kw, s, d, OH, OW):
     """Slices of the padded input read by kernel tap (kh, kw)."""
     h0, w0 = kh * d[0], kw * d[1]
-    return (slice(h0, h0 + (OH - 1) * s[0] + 1, s[0]),
-            slice(w0, w0 + (OW - 1) * s[1] + 1, s[1]))
+    return (slice(h0, h0 + (OH - 1) * s[0] + 1, s[0]), slice(w0, w0 + (OW - 1) * s[1] + 1, s[1]))
 
 
 def _dw_forward(x, w, b, stride, padding, dilation):
     """Depthwise conv, float64 NCHW in and out."""
-    C, M, kH, kW, s, d, pads, (OH, OW) = _dw_geometry(
-        x.shape, w.shape, stride, padding, dilation)
+    C, M, kH, kW, s, d, pads, (OH, OW) = _dw_geometry(x.shape, w.shape, stride, padding, dilation)
     N = x.shape[0]
     xp = np.pad(x, ((0, 0), (0, 0), pads[0], pads[1]))
     wk = w.reshape(C, M, kH, kW)
@@ -236,7 +237,7 @@ def _dw_forward(x, w, b, stride, padding, dilation):
     for kh in range(kH):
         for kw in range(kW):
             sh, sw = _tap(kh, kw, s, d, OH, OW)
-            patch = xp[:, :, sh, sw]                      # (N, C, OH, OW)
+            patch = xp[:, :, sh, sw]  # (N, C, OH, OW)
             out += patch[:, :, None] * wk[None, :, :, kh, kw, None, None]
     out = out.reshape(N, C * M, OH, OW)
     if b is not None:
@@ -244,15 +245,12 @@ def _dw_forward(x, w, b, stride, padding, dilation):
     return out
 
 
-def _dw_backward(g, x, w, stride, padding, dilation, input_grad, weight_grad,
-                 bias_grad):
+def _dw_backward(g, x, w, stride, padding, dilation, input_grad, weight_grad, bias_grad):
     """Depthwise conv gradients, float64 NCHW; grad_weight is 4-D."""
-    C, M, kH, kW, s, d, pads, (OH, OW) = _dw_geometry(
-        x.shape, w.shape, stride, padding, dilation)
+    C, M, kH, kW, s, d, pads, (OH, OW) = _dw_geometry(x.shape, w.shape, stride, padding, dilation)
     N, _, H, W = x.shape
     if g.shape != (N, C * M, OH, OW):
-        raise ValueError(f"grad_out must have shape {(N, C * M, OH, OW)}, "
-                         f"got {g.shape}")
+        raise ValueError(f"grad_out must have shape {(N, C * M, OH, OW)}, got {g.shape}")
     gk = g.reshape(N, C, M, OH, OW)
     wk = w.reshape(C, M, kH, kW)
     Hp, Wp = H + sum(pads[0]), W + sum(pads[1])
@@ -265,7 +263,7 @@ def _dw_backward(g, x, w, stride, padding, dilation, input_grad, weight_grad,
                 sh, sw = _tap(kh, kw, s, d, OH, OW)
                 # each output pixel sends g * w back to the input pixel it read
                 gxp[:, :, sh, sw] += np.einsum("ncmhw,cm->nchw", gk, wk[:, :, kh, kw])
-        gx = gxp[:, :, pads[0][0]:pads[0][0] + H, pads[1][0]:pads[1][0] + W]
+        gx = gxp[:, :, pads[0][0] : pads[0][0] + H, pads[1][0] : pads[1][0] + W]
     if weight_grad:
         xp = np.pad(x, ((0, 0), (0, 0), pads[0], pads[1]))
         gwk = np.zeros((C, M, kH, kW))
@@ -282,8 +280,10 @@ def _dw_backward(g, x, w, stride, padding, dilation, input_grad, weight_grad,
 def _pw_forward(x, w2, b):
     """Pointwise conv, float64 NCHW in and out; w2 is (C_out, C_in)."""
     if x.ndim != 4 or w2.shape[1] != x.shape[1]:
-        raise ValueError(f"weight must have shape (C_out, {x.shape[1]}[, 1, 1]) "
-                         f"for x of shape {x.shape}, got {w2.shape}")
+        raise ValueError(
+            f"weight must have shape (C_out, {x.shape[1]}[, 1, 1]) "
+            f"for x of shape {x.shape}, got {w2.shape}"
+        )
     out = np.einsum("oi,nihw->nohw", w2, x)
     if b is not None:
         out += np.asarray(b, dtype=np.float64).reshape(1, -1, 1, 1)
@@ -294,8 +294,7 @@ def _pw_backward(g, x, w2, input_grad, weight_grad, bias_grad):
     """Pointwise conv gradients, float64 NCHW; grad_weight is (C_out, C_in)."""
     N, _, H, W = x.shape
     if g.shape != (N, w2.shape[0], H, W):
-        raise ValueError(f"grad_out must have shape {(N, w2.shape[0], H, W)}, "
-                         f"got {g.shape}")
+        raise ValueError(f"grad_out must have shape {(N, w2.shape[0], H, W)}, got {g.shape}")
     gx = np.einsum("oi,nohw->nihw", w2, g) if input_grad else None
     gw = np.einsum("nohw,nihw->oi", g, x) if weight_grad else None
     gb = g.sum(axis=(0, 2, 3)) if bias_grad else None
@@ -306,8 +305,20 @@ def _pw_backward(g, x, w2, input_grad, weight_grad, bias_grad):
 # 2-D public ops
 # ---------------------------------------------------------------------------
 
-def depthwise_conv2d(x, weight, bias=None, *, stride=1, padding=0, dilation=1,
-                     layout="NCHW", activation=None, out=None, num_threads=None):
+
+def depthwise_conv2d(
+    x,
+    weight,
+    bias=None,
+    *,
+    stride=1,
+    padding=0,
+    dilation=1,
+    layout="NCHW",
+    activation=None,
+    out=None,
+    num_threads=None,
+):
     """Depthwise 2-D convolution (groups = C, channel multiplier M).
 
     ``weight`` is ``(C*M, 1, kH, kW)``; output channel ``c*M + m`` reads input
@@ -322,8 +333,9 @@ def depthwise_conv2d(x, weight, bias=None, *, stride=1, padding=0, dilation=1,
     return _finish(_from_nchw(y, layout), dtype, out)
 
 
-def pointwise_conv2d(x, weight, bias=None, *, layout="NCHW", activation=None,
-                     out=None, num_threads=None):
+def pointwise_conv2d(
+    x, weight, bias=None, *, layout="NCHW", activation=None, out=None, num_threads=None
+):
     """Pointwise (1x1) 2-D convolution: a channel-mixing matrix product.
 
     ``weight`` is ``(C_out, C_in, 1, 1)`` or ``(C_out, C_in)``.
@@ -336,10 +348,22 @@ def pointwise_conv2d(x, weight, bias=None, *, layout="NCHW", activation=None,
     return _finish(_from_nchw(y, layout), dtype, out)
 
 
-def separable_conv2d(x, depthwise_weight, pointwise_weight, depthwise_bias=None,
-                     pointwise_bias=None, *, stride=1, padding=0, dilation=1,
-                     layout="NCHW", mid_activation=None, activation=None,
-                     out=None, num_threads=None):
+def separable_conv2d(
+    x,
+    depthwise_weight,
+    pointwise_weight,
+    depthwise_bias=None,
+    pointwise_bias=None,
+    *,
+    stride=1,
+    padding=0,
+    dilation=1,
+    layout="NCHW",
+    mid_activation=None,
+    activation=None,
+    out=None,
+    num_threads=None,
+):
     """Depthwise-separable 2-D convolution, computed unfused.
 
     Equals ``pointwise(mid_activation(depthwise(x, dw, db, ...)), pw, pb)``
@@ -348,17 +372,27 @@ def separable_conv2d(x, depthwise_weight, pointwise_weight, depthwise_bias=None,
     _check_layout(layout, ("NCHW", "NHWC"))
     dtype = _result_dtype(x)
     x64 = _to_nchw(_f64(x), layout)
-    mid = _dw_forward(x64, _f64(depthwise_weight), depthwise_bias,
-                      stride, padding, dilation)
+    mid = _dw_forward(x64, _f64(depthwise_weight), depthwise_bias, stride, padding, dilation)
     mid = _activate(mid, mid_activation)
     y = _pw_forward(mid, _f64(_pw_matrix(pointwise_weight, 4)), pointwise_bias)
     y = _activate(y, activation)
     return _finish(_from_nchw(y, layout), dtype, out)
 
 
-def depthwise_conv2d_backward(grad_out, x, weight, *, stride=1, padding=0,
-                              dilation=1, layout="NCHW", input_grad=True,
-                              weight_grad=True, bias_grad=True, num_threads=None):
+def depthwise_conv2d_backward(
+    grad_out,
+    x,
+    weight,
+    *,
+    stride=1,
+    padding=0,
+    dilation=1,
+    layout="NCHW",
+    input_grad=True,
+    weight_grad=True,
+    bias_grad=True,
+    num_threads=None,
+):
     """Gradients of :func:`depthwise_conv2d` (pre-activation ``grad_out``).
 
     Returns ``(grad_x, grad_weight, grad_bias)``; an entry is ``None`` when its
@@ -370,16 +404,27 @@ def depthwise_conv2d_backward(grad_out, x, weight, *, stride=1, padding=0,
     dtype = _result_dtype(grad_out)
     g64 = _to_nchw(_f64(grad_out), layout)
     x64 = _to_nchw(_f64(x), layout)
-    gx, gw, gb = _dw_backward(g64, x64, _f64(weight), stride, padding, dilation,
-                              input_grad, weight_grad, bias_grad)
-    return (None if gx is None else _finish(_from_nchw(gx, layout), dtype, None),
-            None if gw is None else _finish(gw, dtype, None),
-            None if gb is None else _finish(gb, dtype, None))
+    gx, gw, gb = _dw_backward(
+        g64, x64, _f64(weight), stride, padding, dilation, input_grad, weight_grad, bias_grad
+    )
+    return (
+        None if gx is None else _finish(_from_nchw(gx, layout), dtype, None),
+        None if gw is None else _finish(gw, dtype, None),
+        None if gb is None else _finish(gb, dtype, None),
+    )
 
 
-def pointwise_conv2d_backward(grad_out, x, weight, *, layout="NCHW",
-                              input_grad=True, weight_grad=True, bias_grad=True,
-                              num_threads=None):
+def pointwise_conv2d_backward(
+    grad_out,
+    x,
+    weight,
+    *,
+    layout="NCHW",
+    input_grad=True,
+    weight_grad=True,
+    bias_grad=True,
+    num_threads=None,
+):
     """Gradients of :func:`pointwise_conv2d` (pre-activation ``grad_out``).
 
     Returns ``(grad_x, grad_weight, grad_bias)``; ``grad_weight`` has the shape
@@ -390,11 +435,14 @@ def pointwise_conv2d_backward(grad_out, x, weight, *, layout="NCHW",
     g64 = _to_nchw(_f64(grad_out), layout)
     x64 = _to_nchw(_f64(x), layout)
     w_shape = np.shape(weight)
-    gx, gw, gb = _pw_backward(g64, x64, _f64(_pw_matrix(weight, 4)),
-                              input_grad, weight_grad, bias_grad)
-    return (None if gx is None else _finish(_from_nchw(gx, layout), dtype, None),
-            None if gw is None else _finish(gw.reshape(w_shape), dtype, None),
-            None if gb is None else _finish(gb, dtype, None))
+    gx, gw, gb = _pw_backward(
+        g64, x64, _f64(_pw_matrix(weight, 4)), input_grad, weight_grad, bias_grad
+    )
+    return (
+        None if gx is None else _finish(_from_nchw(gx, layout), dtype, None),
+        None if gw is None else _finish(gw.reshape(w_shape), dtype, None),
+        None if gb is None else _finish(gb, dtype, None),
+    )
 
 
 # ---------------------------------------------------------------------------
@@ -429,53 +477,112 @@ def _dw_args_1d(x, weight, stride, padding, dilation, layout):
     return w[:, :, None, :], (1, s), ((0, 0), pads), (1, d), _LAYOUT_1D_TO_2D[layout]
 
 
-def depthwise_conv1d(x, weight, bias=None, *, stride=1, padding=0, dilation=1,
-                     layout="NCL", activation=None, out=None, num_threads=None):
+def depthwise_conv1d(
+    x,
+    weight,
+    bias=None,
+    *,
+    stride=1,
+    padding=0,
+    dilation=1,
+    layout="NCL",
+    activation=None,
+    out=None,
+    num_threads=None,
+):
     """Depthwise 1-D convolution; ``weight`` is ``(C*M, 1, k)``.
 
     ``padding``: int | (left, right) | "valid" | "same" | "causal" (all padding,
     ``dilation*(k-1)``, on the left).
     """
     w2, s, p, d, lay2 = _dw_args_1d(x, weight, stride, padding, dilation, layout)
-    y = depthwise_conv2d(_x1_to_2d(x, layout), w2, bias, stride=s, padding=p,
-                         dilation=d, layout=lay2, activation=activation)
+    y = depthwise_conv2d(
+        _x1_to_2d(x, layout),
+        w2,
+        bias,
+        stride=s,
+        padding=p,
+        dilation=d,
+        layout=lay2,
+        activation=activation,
+    )
     return _finish(_x2_to_1d(y, layout), y.dtype, out)
 
 
-def pointwise_conv1d(x, weight, bias=None, *, layout="NCL", activation=None,
-                     out=None, num_threads=None):
+def pointwise_conv1d(
+    x, weight, bias=None, *, layout="NCL", activation=None, out=None, num_threads=None
+):
     """Pointwise 1-D convolution; ``weight`` is ``(C_out, C_in, 1)`` or ``(C_out, C_in)``."""
     _check_layout(layout, ("NCL", "NLC"))
     w2 = _pw_matrix(weight, 3)
-    y = pointwise_conv2d(_x1_to_2d(x, layout), w2, bias,
-                         layout=_LAYOUT_1D_TO_2D[layout], activation=activation)
+    y = pointwise_conv2d(
+        _x1_to_2d(x, layout), w2, bias, layout=_LAYOUT_1D_TO_2D[layout], activation=activation
+    )
     return _finish(_x2_to_1d(y, layout), y.dtype, out)
 
 
-def separable_conv1d(x, depthwise_weight, pointwise_weight, depthwise_bias=None,
-                     pointwise_bias=None, *, stride=1, padding=0, dilation=1,
-                     layout="NCL", mid_activation=None, activation=None,
-                     out=None, num_threads=None):
+def separable_conv1d(
+    x,
+    depthwise_weight,
+    pointwise_weight,
+    depthwise_bias=None,
+    pointwise_bias=None,
+    *,
+    stride=1,
+    padding=0,
+    dilation=1,
+    layout="NCL",
+    mid_activation=None,
+    activation=None,
+    out=None,
+    num_threads=None,
+):
     """Depthwise-separable 1-D convolution, computed unfused (see separable_conv2d)."""
-    w2, s, p, d, lay2 = _dw_args_1d(x, depthwise_weight, stride, padding,
-                                    dilation, layout)
-    y = separable_conv2d(_x1_to_2d(x, layout), w2,
-                         _pw_matrix(pointwise_weight, 3), depthwise_bias,
-                         pointwise_bias, stride=s, padding=p, dilation=d,
-                         layout=lay2, mid_activation=mid_activation,
-                         activation=activation)
+    w2, s, p, d, lay2 = _dw_args_1d(x, depthwise_weight, stride, padding, dilation, layout)
+    y = separable_conv2d(
+        _x1_to_2d(x, layout),
+        w2,
+        _pw_matrix(pointwise_weight, 3),
+        depthwise_bias,
+        pointwise_bias,
+        stride=s,
+        padding=p,
+        dilation=d,
+        layout=lay2,
+        mid_activation=mid_activation,
+        activation=activation,
+    )
     return _finish(_x2_to_1d(y, layout), y.dtype, out)
 
 
-def depthwise_conv1d_backward(grad_out, x, weight, *, stride=1, padding=0,
-                              dilation=1, layout="NCL", input_grad=True,
-                              weight_grad=True, bias_grad=True, num_threads=None):
+def depthwise_conv1d_backward(
+    grad_out,
+    x,
+    weight,
+    *,
+    stride=1,
+    padding=0,
+    dilation=1,
+    layout="NCL",
+    input_grad=True,
+    weight_grad=True,
+    bias_grad=True,
+    num_threads=None,
+):
     """Gradients of :func:`depthwise_conv1d`: ``(grad_x, grad_weight (C*M, 1, k), grad_bias)``."""
     w2, s, p, d, lay2 = _dw_args_1d(x, weight, stride, padding, dilation, layout)
     gx, gw, gb = depthwise_conv2d_backward(
-        _x1_to_2d(grad_out, layout), _x1_to_2d(x, layout), w2, stride=s,
-        padding=p, dilation=d, layout=lay2, input_grad=input_grad,
-        weight_grad=weight_grad, bias_grad=bias_grad)
+        _x1_to_2d(grad_out, layout),
+        _x1_to_2d(x, layout),
+        w2,
+        stride=s,
+        padding=p,
+        dilation=d,
+        layout=lay2,
+        input_grad=input_grad,
+        weight_grad=weight_grad,
+        bias_grad=bias_grad,
+    )
     if gx is not None:
         gx = np.ascontiguousarray(_x2_to_1d(gx, layout))
     if gw is not None:
@@ -483,15 +590,28 @@ def depthwise_conv1d_backward(grad_out, x, weight, *, stride=1, padding=0,
     return gx, gw, gb
 
 
-def pointwise_conv1d_backward(grad_out, x, weight, *, layout="NCL",
-                              input_grad=True, weight_grad=True, bias_grad=True,
-                              num_threads=None):
+def pointwise_conv1d_backward(
+    grad_out,
+    x,
+    weight,
+    *,
+    layout="NCL",
+    input_grad=True,
+    weight_grad=True,
+    bias_grad=True,
+    num_threads=None,
+):
     """Gradients of :func:`pointwise_conv1d`; ``grad_weight`` keeps ``weight``'s shape."""
     _check_layout(layout, ("NCL", "NLC"))
     gx, gw, gb = pointwise_conv2d_backward(
-        _x1_to_2d(grad_out, layout), _x1_to_2d(x, layout), _pw_matrix(weight, 3),
-        layout=_LAYOUT_1D_TO_2D[layout], input_grad=input_grad,
-        weight_grad=weight_grad, bias_grad=bias_grad)
+        _x1_to_2d(grad_out, layout),
+        _x1_to_2d(x, layout),
+        _pw_matrix(weight, 3),
+        layout=_LAYOUT_1D_TO_2D[layout],
+        input_grad=input_grad,
+        weight_grad=weight_grad,
+        bias_grad=bias_grad,
+    )
     if gx is not None:
         gx = np.ascontiguousarray(_x2_to_1d(gx, layout))
     if gw is not None:

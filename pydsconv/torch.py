@@ -47,6 +47,7 @@ gradient passes where the output is strictly inside (0, 6).
 Gradients are computed only for the inputs that need them
 (``ctx.needs_input_grad``); double backward is not supported.
 """
+
 from __future__ import annotations
 
 import math
@@ -63,7 +64,8 @@ if not hasattr(torch, "autograd"):  # `import torch` found this file: pydsconv/ 
     raise ImportError(
         f"`import torch` found {getattr(torch, '__file__', torch)!r} instead of PyTorch: the "
         "pydsconv/ folder itself is on sys.path (e.g. a script run from inside it). Run from "
-        "the repository root or elsewhere and import pydsconv.torch.")
+        "the repository root or elsewhere and import pydsconv.torch."
+    )
 
 from torch import nn
 from torch.autograd.function import once_differentiable
@@ -73,9 +75,15 @@ from pydsconv import _args
 from pydsconv._args import Activation, IntOrPair, Padding2D
 
 __all__ = [
-    "DepthwiseConv2d", "PointwiseConv2d", "SeparableConv2d",
-    "depthwise_conv2d", "pointwise_conv2d", "separable_conv2d",
-    "DepthwiseConv2dFunction", "PointwiseConv2dFunction", "SeparableConv2dFunction",
+    "DepthwiseConv2d",
+    "PointwiseConv2d",
+    "SeparableConv2d",
+    "depthwise_conv2d",
+    "pointwise_conv2d",
+    "separable_conv2d",
+    "DepthwiseConv2dFunction",
+    "PointwiseConv2dFunction",
+    "SeparableConv2dFunction",
 ]
 
 _DTYPES = (torch.float32, torch.float64)
@@ -85,6 +93,7 @@ _DTYPES = (torch.float32, torch.float64)
 # tensor <-> array, without copies
 # --------------------------------------------------------------------------
 
+
 def _check_tensor(name, t, optional=False):
     if t is None:
         if optional:
@@ -93,13 +102,16 @@ def _check_tensor(name, t, optional=False):
     if not isinstance(t, torch.Tensor):
         raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
     if t.device.type != "cpu":
-        raise ValueError(f"{name} is on device '{t.device}': pydsconv runs on the CPU only "
-                         "(move it with .cpu())")
+        raise ValueError(
+            f"{name} is on device '{t.device}': pydsconv runs on the CPU only (move it with .cpu())"
+        )
     if t.layout != torch.strided:
         raise TypeError(f"{name} must be a dense (strided) tensor, got layout {t.layout}")
     if t.dtype not in _DTYPES:
-        raise TypeError(f"{name} must be float32 or float64, got {t.dtype} "
-                        "(pydsconv never casts silently; use .float() or .double())")
+        raise TypeError(
+            f"{name} must be float32 or float64, got {t.dtype} "
+            "(pydsconv never casts silently; use .float() or .double())"
+        )
 
 
 def _check_call(x, named, activations=()):
@@ -108,11 +120,14 @@ def _check_call(x, named, activations=()):
     for name, t in named:
         _check_tensor(name, t, optional=name.endswith("bias"))
         if t is not None and t.dtype != x.dtype:
-            raise TypeError(f"x is {x.dtype} but {name} is {t.dtype}: all tensors of one call "
-                            "must share one dtype (pydsconv never casts silently)")
+            raise TypeError(
+                f"x is {x.dtype} but {name} is {t.dtype}: all tensors of one call "
+                "must share one dtype (pydsconv never casts silently)"
+            )
     if x.dim() != 4:
-        raise ValueError(f"x must be 4-D (N, C, H, W) (or 3-D (C, H, W) unbatched), "
-                         f"got shape {tuple(x.shape)}")
+        raise ValueError(
+            f"x must be 4-D (N, C, H, W) (or 3-D (C, H, W) unbatched), got shape {tuple(x.shape)}"
+        )
     for name, act in activations:
         _args.check_activation(name, act)
 
@@ -178,6 +193,7 @@ def _saved_input(x, layout):
 # autograd Functions
 # --------------------------------------------------------------------------
 
+
 class DepthwiseConv2dFunction(torch.autograd.Function):
     """Depthwise conv as an autograd Function (use :func:`depthwise_conv2d`).
 
@@ -189,10 +205,17 @@ class DepthwiseConv2dFunction(torch.autograd.Function):
     def forward(ctx, x, weight, bias, stride, padding, dilation, activation):
         layout = _layout(x)
         x = _saved_input(x, layout)
-        y = pydsconv.depthwise_conv2d(_array(x, layout), _array(weight), _array(bias),
-                                      stride=stride, padding=padding, dilation=dilation,
-                                      layout=layout, activation=activation,
-                                      num_threads=_threads())
+        y = pydsconv.depthwise_conv2d(
+            _array(x, layout),
+            _array(weight),
+            _array(bias),
+            stride=stride,
+            padding=padding,
+            dilation=dilation,
+            layout=layout,
+            activation=activation,
+            num_threads=_threads(),
+        )
         out = _tensor(y, layout)
         ctx.conf = (stride, padding, dilation, layout, activation)
         ctx.save_for_backward(x, weight, out if activation else None)
@@ -206,9 +229,18 @@ class DepthwiseConv2dFunction(torch.autograd.Function):
         need_x, need_w, need_b = ctx.needs_input_grad[:3]
         g = _act_mask(_array(grad, layout), _array(out, layout), activation)
         gx, gw, gb = pydsconv.depthwise_conv2d_backward(
-            g, _array(x, layout), _array(weight), stride=stride, padding=padding,
-            dilation=dilation, layout=layout, input_grad=need_x, weight_grad=need_w,
-            bias_grad=need_b, num_threads=_threads())
+            g,
+            _array(x, layout),
+            _array(weight),
+            stride=stride,
+            padding=padding,
+            dilation=dilation,
+            layout=layout,
+            input_grad=need_x,
+            weight_grad=need_w,
+            bias_grad=need_b,
+            num_threads=_threads(),
+        )
         return _tensor(gx, layout), _tensor(gw), _tensor(gb), None, None, None, None
 
 
@@ -223,9 +255,14 @@ class PointwiseConv2dFunction(torch.autograd.Function):
     def forward(ctx, x, weight, bias, activation):
         layout = _layout(x)
         x = _saved_input(x, layout)
-        y = pydsconv.pointwise_conv2d(_array(x, layout), _array(weight), _array(bias),
-                                      layout=layout, activation=activation,
-                                      num_threads=_threads())
+        y = pydsconv.pointwise_conv2d(
+            _array(x, layout),
+            _array(weight),
+            _array(bias),
+            layout=layout,
+            activation=activation,
+            num_threads=_threads(),
+        )
         out = _tensor(y, layout)
         ctx.conf = (layout, activation)
         ctx.save_for_backward(x, weight, out if activation else None)
@@ -239,8 +276,15 @@ class PointwiseConv2dFunction(torch.autograd.Function):
         need_x, need_w, need_b = ctx.needs_input_grad[:3]
         g = _act_mask(_array(grad, layout), _array(out, layout), activation)
         gx, gw, gb = pydsconv.pointwise_conv2d_backward(
-            g, _array(x, layout), _array(weight), layout=layout, input_grad=need_x,
-            weight_grad=need_w, bias_grad=need_b, num_threads=_threads())
+            g,
+            _array(x, layout),
+            _array(weight),
+            layout=layout,
+            input_grad=need_x,
+            weight_grad=need_w,
+            bias_grad=need_b,
+            num_threads=_threads(),
+        )
         return _tensor(gx, layout), _tensor(gw), _tensor(gb), None
 
 
@@ -264,19 +308,40 @@ class SeparableConv2dFunction(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, x, depthwise_weight, pointwise_weight, depthwise_bias, pointwise_bias,
-                stride, padding, dilation, mid_activation, activation):
+    def forward(
+        ctx,
+        x,
+        depthwise_weight,
+        pointwise_weight,
+        depthwise_bias,
+        pointwise_bias,
+        stride,
+        padding,
+        dilation,
+        mid_activation,
+        activation,
+    ):
         layout = _layout(x)
         x = _saved_input(x, layout)
         y = pydsconv.separable_conv2d(
-            _array(x, layout), _array(depthwise_weight), _array(pointwise_weight),
-            _array(depthwise_bias), _array(pointwise_bias), stride=stride, padding=padding,
-            dilation=dilation, layout=layout, mid_activation=mid_activation,
-            activation=activation, num_threads=_threads())
+            _array(x, layout),
+            _array(depthwise_weight),
+            _array(pointwise_weight),
+            _array(depthwise_bias),
+            _array(pointwise_bias),
+            stride=stride,
+            padding=padding,
+            dilation=dilation,
+            layout=layout,
+            mid_activation=mid_activation,
+            activation=activation,
+            num_threads=_threads(),
+        )
         out = _tensor(y, layout)
         ctx.conf = (stride, padding, dilation, layout, mid_activation, activation)
-        ctx.save_for_backward(x, depthwise_weight, pointwise_weight, depthwise_bias,
-                              out if activation else None)
+        ctx.save_for_backward(
+            x, depthwise_weight, pointwise_weight, depthwise_bias, out if activation else None
+        )
         return out
 
     @staticmethod
@@ -287,27 +352,47 @@ class SeparableConv2dFunction(torch.autograd.Function):
         need_x, need_dw, need_pw, need_db, need_pb = ctx.needs_input_grad[:5]
         need_dw_stage = need_x or need_dw or need_db
         threads = _threads()
-        conv = dict(stride=stride, padding=padding, dilation=dilation, layout=layout,
-                    num_threads=threads)
+        conv = dict(
+            stride=stride, padding=padding, dilation=dilation, layout=layout, num_threads=threads
+        )
         xa, dwa = _array(x, layout), _array(dw)
         g = _act_mask(_array(grad, layout), _array(out, layout), activation)
         # recompute the intermediate (see the class docstring)
         mid = pydsconv.depthwise_conv2d(xa, dwa, _array(db), activation=mid_activation, **conv)
         gmid, gpw, gpb = pydsconv.pointwise_conv2d_backward(
-            g, mid, _array(pw), layout=layout, input_grad=need_dw_stage, weight_grad=need_pw,
-            bias_grad=need_pb, num_threads=threads)
+            g,
+            mid,
+            _array(pw),
+            layout=layout,
+            input_grad=need_dw_stage,
+            weight_grad=need_pw,
+            bias_grad=need_pb,
+            num_threads=threads,
+        )
         gx = gdw = gdb = None
         if need_dw_stage:
             gmid = _act_mask(gmid, mid, mid_activation)
             gx, gdw, gdb = pydsconv.depthwise_conv2d_backward(
-                gmid, xa, dwa, input_grad=need_x, weight_grad=need_dw, bias_grad=need_db, **conv)
-        return (_tensor(gx, layout), _tensor(gdw), _tensor(gpw), _tensor(gdb), _tensor(gpb),
-                None, None, None, None, None)
+                gmid, xa, dwa, input_grad=need_x, weight_grad=need_dw, bias_grad=need_db, **conv
+            )
+        return (
+            _tensor(gx, layout),
+            _tensor(gdw),
+            _tensor(gpw),
+            _tensor(gdb),
+            _tensor(gpb),
+            None,
+            None,
+            None,
+            None,
+            None,
+        )
 
 
 # --------------------------------------------------------------------------
 # functional API
 # --------------------------------------------------------------------------
+
 
 def _unbatched(x, fn):
     """PyTorch's convention: a 3-D (C, H, W) input is one unbatched sample."""
@@ -316,9 +401,15 @@ def _unbatched(x, fn):
     return fn(x)
 
 
-def depthwise_conv2d(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor] = None,
-                     stride: IntOrPair = 1, padding: Padding2D = 0, dilation: IntOrPair = 1,
-                     activation: Activation = None) -> torch.Tensor:
+def depthwise_conv2d(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    bias: Optional[torch.Tensor] = None,
+    stride: IntOrPair = 1,
+    padding: Padding2D = 0,
+    dilation: IntOrPair = 1,
+    activation: Activation = None,
+) -> torch.Tensor:
     """Differentiable depthwise 2-D convolution on CPU tensors.
 
     Equals ``F.conv2d(x, weight, bias, stride, padding, dilation, groups=C)``
@@ -343,15 +434,20 @@ def depthwise_conv2d(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch
     Tensor, (N, C*M, OH, OW) (or unbatched), sharing memory with the array
     pydsconv returned.
     """
+
     def run(x):
         _check_call(x, (("weight", weight), ("bias", bias)), (("activation", activation),))
-        return DepthwiseConv2dFunction.apply(x, weight, bias, stride, padding, dilation,
-                                             activation)
+        return DepthwiseConv2dFunction.apply(x, weight, bias, stride, padding, dilation, activation)
+
     return _unbatched(x, run)
 
 
-def pointwise_conv2d(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor] = None,
-                     activation: Activation = None) -> torch.Tensor:
+def pointwise_conv2d(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    bias: Optional[torch.Tensor] = None,
+    activation: Activation = None,
+) -> torch.Tensor:
     """Differentiable pointwise (1x1) 2-D convolution on CPU tensors.
 
     Equals ``F.conv2d(x, weight, bias)`` with a 1x1 weight, then ``activation``.
@@ -368,18 +464,26 @@ def pointwise_conv2d(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch
     -------
     Tensor, (N, C_out, H, W) (or unbatched), in ``x``'s memory format.
     """
+
     def run(x):
         _check_call(x, (("weight", weight), ("bias", bias)), (("activation", activation),))
         return PointwiseConv2dFunction.apply(x, weight, bias, activation)
+
     return _unbatched(x, run)
 
 
-def separable_conv2d(x: torch.Tensor, depthwise_weight: torch.Tensor,
-                     pointwise_weight: torch.Tensor, depthwise_bias: Optional[torch.Tensor] = None,
-                     pointwise_bias: Optional[torch.Tensor] = None, stride: IntOrPair = 1,
-                     padding: Padding2D = 0, dilation: IntOrPair = 1,
-                     mid_activation: Activation = None,
-                     activation: Activation = None) -> torch.Tensor:
+def separable_conv2d(
+    x: torch.Tensor,
+    depthwise_weight: torch.Tensor,
+    pointwise_weight: torch.Tensor,
+    depthwise_bias: Optional[torch.Tensor] = None,
+    pointwise_bias: Optional[torch.Tensor] = None,
+    stride: IntOrPair = 1,
+    padding: Padding2D = 0,
+    dilation: IntOrPair = 1,
+    mid_activation: Activation = None,
+    activation: Activation = None,
+) -> torch.Tensor:
     """Differentiable fused depthwise separable 2-D convolution on CPU tensors.
 
     Equals ``activation(pointwise(mid_activation(depthwise(x))))`` computed by
@@ -401,20 +505,38 @@ def separable_conv2d(x: torch.Tensor, depthwise_weight: torch.Tensor,
     -------
     Tensor, (N, C_out, OH, OW) (or unbatched), in ``x``'s memory format.
     """
+
     def run(x):
-        _check_call(x, (("depthwise_weight", depthwise_weight),
-                        ("pointwise_weight", pointwise_weight),
-                        ("depthwise_bias", depthwise_bias), ("pointwise_bias", pointwise_bias)),
-                    (("mid_activation", mid_activation), ("activation", activation)))
-        return SeparableConv2dFunction.apply(x, depthwise_weight, pointwise_weight,
-                                             depthwise_bias, pointwise_bias, stride, padding,
-                                             dilation, mid_activation, activation)
+        _check_call(
+            x,
+            (
+                ("depthwise_weight", depthwise_weight),
+                ("pointwise_weight", pointwise_weight),
+                ("depthwise_bias", depthwise_bias),
+                ("pointwise_bias", pointwise_bias),
+            ),
+            (("mid_activation", mid_activation), ("activation", activation)),
+        )
+        return SeparableConv2dFunction.apply(
+            x,
+            depthwise_weight,
+            pointwise_weight,
+            depthwise_bias,
+            pointwise_bias,
+            stride,
+            padding,
+            dilation,
+            mid_activation,
+            activation,
+        )
+
     return _unbatched(x, run)
 
 
 # --------------------------------------------------------------------------
 # modules
 # --------------------------------------------------------------------------
+
 
 def _pos_int(name, v):
     """A channel count or multiplier: an int >= 1 (pydsconv._args rules)."""
@@ -434,13 +556,16 @@ def _norm_padding(padding):
 
 def _factory(device, dtype, padding_mode, *activations):
     if device is not None and torch.device(device).type != "cpu":
-        raise ValueError(f"device must be the CPU (pydsconv has no {torch.device(device).type} "
-                         "kernels)")
+        raise ValueError(
+            f"device must be the CPU (pydsconv has no {torch.device(device).type} kernels)"
+        )
     if dtype is not None and dtype not in _DTYPES:
         raise TypeError(f"dtype must be torch.float32 or torch.float64, got {dtype}")
     if padding_mode != "zeros":
-        raise ValueError(f"padding_mode must be 'zeros' (the only padding pydsconv computes), "
-                         f"got {padding_mode!r}")
+        raise ValueError(
+            f"padding_mode must be 'zeros' (the only padding pydsconv computes), "
+            f"got {padding_mode!r}"
+        )
     for name, act in activations:
         _args.check_activation(name, act)
     return {"device": device, "dtype": dtype}
@@ -493,9 +618,20 @@ class DepthwiseConv2d(nn.Module):
         interchangeable.
     """
 
-    def __init__(self, in_channels, kernel_size, stride=1, padding=0, dilation=1, bias=True,
-                 depth_multiplier=1, padding_mode="zeros", activation=None, device=None,
-                 dtype=None):
+    def __init__(
+        self,
+        in_channels,
+        kernel_size,
+        stride=1,
+        padding=0,
+        dilation=1,
+        bias=True,
+        depth_multiplier=1,
+        padding_mode="zeros",
+        activation=None,
+        device=None,
+        dtype=None,
+    ):
         super().__init__()
         kw = _factory(device, dtype, padding_mode, ("activation", activation))
         self.in_channels = _pos_int("in_channels", in_channels)
@@ -520,12 +656,15 @@ class DepthwiseConv2d(nn.Module):
 
     def forward(self, x):
         """Apply the layer to ``x`` (N, C, H, W) or (C, H, W); see :func:`depthwise_conv2d`."""
-        return depthwise_conv2d(x, self.weight, self.bias, self.stride, self.padding,
-                                self.dilation, self.activation)
+        return depthwise_conv2d(
+            x, self.weight, self.bias, self.stride, self.padding, self.dilation, self.activation
+        )
 
     def extra_repr(self):
-        s = (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
-             f"stride={self.stride}")
+        s = (
+            f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
+            f"stride={self.stride}"
+        )
         if self.padding != (0, 0):
             s += f", padding={self.padding!r}"
         if self.dilation != (1, 1):
@@ -556,8 +695,9 @@ class PointwiseConv2d(nn.Module):
         As ``nn.Conv2d``'s (same names, shapes and initialisation).
     """
 
-    def __init__(self, in_channels, out_channels, bias=True, activation=None, device=None,
-                 dtype=None):
+    def __init__(
+        self, in_channels, out_channels, bias=True, activation=None, device=None, dtype=None
+    ):
         super().__init__()
         kw = _factory(device, dtype, "zeros", ("activation", activation))
         self.in_channels = _pos_int("in_channels", in_channels)
@@ -619,12 +759,30 @@ class SeparableConv2d(nn.Module):
         initialised in that order, as two ``nn.Conv2d`` would be.
     """
 
-    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1,
-                 bias=True, depth_multiplier=1, padding_mode="zeros", mid_activation=None,
-                 activation=None, device=None, dtype=None):
+    def __init__(
+        self,
+        in_channels,
+        out_channels,
+        kernel_size,
+        stride=1,
+        padding=0,
+        dilation=1,
+        bias=True,
+        depth_multiplier=1,
+        padding_mode="zeros",
+        mid_activation=None,
+        activation=None,
+        device=None,
+        dtype=None,
+    ):
         super().__init__()
-        _factory(device, dtype, padding_mode, ("mid_activation", mid_activation),
-                 ("activation", activation))
+        _factory(
+            device,
+            dtype,
+            padding_mode,
+            ("mid_activation", mid_activation),
+            ("activation", activation),
+        )
         if isinstance(bias, (tuple, list)):
             if len(bias) != 2:
                 raise ValueError(f"bias must be a bool or a pair of bools, got {bias!r}")
@@ -633,11 +791,20 @@ class SeparableConv2d(nn.Module):
             dw_bias = pw_bias = bias
         self.mid_activation = mid_activation
         self.activation = activation
-        self.depthwise = DepthwiseConv2d(in_channels, kernel_size, stride, padding, dilation,
-                                         bool(dw_bias), depth_multiplier, device=device,
-                                         dtype=dtype)
-        self.pointwise = PointwiseConv2d(self.depthwise.out_channels, out_channels,
-                                         bool(pw_bias), device=device, dtype=dtype)
+        self.depthwise = DepthwiseConv2d(
+            in_channels,
+            kernel_size,
+            stride,
+            padding,
+            dilation,
+            bool(dw_bias),
+            depth_multiplier,
+            device=device,
+            dtype=dtype,
+        )
+        self.pointwise = PointwiseConv2d(
+            self.depthwise.out_channels, out_channels, bool(pw_bias), device=device, dtype=dtype
+        )
         self.in_channels = self.depthwise.in_channels
         self.out_channels = self.pointwise.out_channels
 
@@ -649,13 +816,25 @@ class SeparableConv2d(nn.Module):
     def forward(self, x):
         """Apply the layer to ``x`` (N, C, H, W) or (C, H, W); see :func:`separable_conv2d`."""
         d, p = self.depthwise, self.pointwise
-        return separable_conv2d(x, d.weight, p.weight, d.bias, p.bias, d.stride, d.padding,
-                                d.dilation, self.mid_activation, self.activation)
+        return separable_conv2d(
+            x,
+            d.weight,
+            p.weight,
+            d.bias,
+            p.bias,
+            d.stride,
+            d.padding,
+            d.dilation,
+            self.mid_activation,
+            self.activation,
+        )
 
     def extra_repr(self):
         d = self.depthwise
-        s = (f"{self.in_channels}, {self.out_channels}, kernel_size={d.kernel_size}, "
-             f"stride={d.stride}")
+        s = (
+            f"{self.in_channels}, {self.out_channels}, kernel_size={d.kernel_size}, "
+            f"stride={d.stride}"
+        )
         if d.padding != (0, 0):
             s += f", padding={d.padding!r}"
         if d.dilation != (1, 1):

@@ -55,6 +55,7 @@ __all__ = [
 # helpers
 # --------------------------------------------------------------------------
 
+
 def _as_float(w, name):
     try:
         arr = np.asarray(w)
@@ -76,8 +77,7 @@ def _check_shape(arr, name, expected, ndims):
     """``arr.ndim`` in ``ndims`` and no empty axis, else ValueError."""
     if arr.ndim not in ndims or 0 in arr.shape:
         raise ValueError(
-            f"{name} must have shape {expected} with every dimension >= 1, "
-            f"got shape {arr.shape}"
+            f"{name} must have shape {expected} with every dimension >= 1, got shape {arr.shape}"
         )
 
 
@@ -124,8 +124,7 @@ def _positive(value, name):
         v = operator.index(value)
     except TypeError:
         raise TypeError(
-            f"{name} must be an integer, got {type(value).__name__} "
-            f"{value!r}"
+            f"{name} must be an integer, got {type(value).__name__} {value!r}"
         ) from None
     if v < 1:
         raise ValueError(f"{name} must be positive, got {v}")
@@ -135,6 +134,7 @@ def _positive(value, name):
 # --------------------------------------------------------------------------
 # 2-D
 # --------------------------------------------------------------------------
+
 
 def from_keras_depthwise(w: ArrayLike) -> NDArray[np.floating]:
     """Keras depthwise kernel ``(kH, kW, C, M)`` -> pydsconv ``(C*M, 1, kH, kW)``.
@@ -176,8 +176,9 @@ def from_keras_depthwise(w: ArrayLike) -> NDArray[np.floating]:
     return _copy(arr.transpose(2, 3, 0, 1).reshape(c * m, 1, kh, kw))
 
 
-def to_keras_depthwise(w: ArrayLike, channels: Optional[int] = None,
-                       multiplier: Optional[int] = None) -> NDArray[np.floating]:
+def to_keras_depthwise(
+    w: ArrayLike, channels: Optional[int] = None, multiplier: Optional[int] = None
+) -> NDArray[np.floating]:
     """pydsconv depthwise kernel ``(C*M, 1, kH, kW)`` -> Keras ``(kH, kW, C, M)``.
 
     The first dimension holds ``C*M`` and does not say how it splits, so
@@ -266,8 +267,7 @@ def from_keras_pointwise(w: ArrayLike) -> NDArray[np.floating]:
     _check_shape(arr, "w", "(1, 1, C_in, C_out)", (4,))
     if arr.shape[:2] != (1, 1):
         raise ValueError(
-            f"w must have shape (1, 1, C_in, C_out) (a 1x1 kernel), got "
-            f"shape {arr.shape}"
+            f"w must have shape (1, 1, C_in, C_out) (a 1x1 kernel), got shape {arr.shape}"
         )
     return _copy(arr[0, 0].T[:, :, None, None])
 
@@ -301,10 +301,7 @@ def to_keras_pointwise(w: ArrayLike) -> NDArray[np.floating]:
     expected = "(C_out, C_in, 1, 1) or (C_out, C_in)"
     _check_shape(arr, "w", expected, ndims=(2, 4))
     if arr.ndim == 4 and arr.shape[2:] != (1, 1):
-        raise ValueError(
-            f"w must have shape {expected} (a 1x1 kernel), got shape "
-            f"{arr.shape}"
-        )
+        raise ValueError(f"w must have shape {expected} (a 1x1 kernel), got shape {arr.shape}")
     cout, cin = arr.shape[:2]
     return _copy(arr.reshape(cout, cin).T[None, None])
 
@@ -312,6 +309,7 @@ def to_keras_pointwise(w: ArrayLike) -> NDArray[np.floating]:
 # --------------------------------------------------------------------------
 # 1-D
 # --------------------------------------------------------------------------
+
 
 def from_keras_depthwise1d(w: ArrayLike) -> NDArray[np.floating]:
     """Keras 1-D depthwise kernel ``(k, C, M)`` -> pydsconv ``(C*M, 1, k)``.
@@ -345,8 +343,9 @@ def from_keras_depthwise1d(w: ArrayLike) -> NDArray[np.floating]:
     return _copy(arr.transpose(1, 2, 0).reshape(c * m, 1, k))
 
 
-def to_keras_depthwise1d(w: ArrayLike, channels: Optional[int] = None,
-                         multiplier: Optional[int] = None) -> NDArray[np.floating]:
+def to_keras_depthwise1d(
+    w: ArrayLike, channels: Optional[int] = None, multiplier: Optional[int] = None
+) -> NDArray[np.floating]:
     """pydsconv 1-D depthwise kernel ``(C*M, 1, k)`` -> Keras ``(k, C, M)``.
 
     As :func:`to_keras_depthwise`: give ``channels`` or ``multiplier`` (or
@@ -422,8 +421,7 @@ def from_keras_pointwise1d(w: ArrayLike) -> NDArray[np.floating]:
     _check_shape(arr, "w", "(1, C_in, C_out)", (3,))
     if arr.shape[0] != 1:
         raise ValueError(
-            f"w must have shape (1, C_in, C_out) (a size-1 kernel), got "
-            f"shape {arr.shape}"
+            f"w must have shape (1, C_in, C_out) (a size-1 kernel), got shape {arr.shape}"
         )
     return _copy(arr[0].T[:, :, None])
 
@@ -457,9 +455,6 @@ def to_keras_pointwise1d(w: ArrayLike) -> NDArray[np.floating]:
     expected = "(C_out, C_in, 1) or (C_out, C_in)"
     _check_shape(arr, "w", expected, ndims=(2, 3))
     if arr.ndim == 3 and arr.shape[2] != 1:
-        raise ValueError(
-            f"w must have shape {expected} (a size-1 kernel), got shape "
-            f"{arr.shape}"
-        )
+        raise ValueError(f"w must have shape {expected} (a size-1 kernel), got shape {arr.shape}")
     cout, cin = arr.shape[:2]
     return _copy(arr.reshape(cout, cin).T[None])

@@ -1,5 +1,6 @@
 """pydsconv._args: the argument rules shared by the ops, pydsconv.torch,
 pydsconv.nn and pydsconv.cost agree with what the ops compute."""
+
 import itertools
 
 import numpy as np
@@ -21,8 +22,10 @@ def test_output_size_matches_the_ops_2d(padding):
             with pytest.raises(ValueError, match="kernel_size"):
                 _args.output_size((size, size + 1), (k, k), (stride,) * 2, padding, (dilation,) * 2)
             continue
-        assert _args.output_size((size, size + 1), (k, k), (stride,) * 2, padding,
-                                 (dilation,) * 2) == y.shape[2:], kw
+        assert (
+            _args.output_size((size, size + 1), (k, k), (stride,) * 2, padding, (dilation,) * 2)
+            == y.shape[2:]
+        ), kw
         assert cost.output_size((size, size + 1), k, **kw) == y.shape[2:]
 
 
@@ -36,8 +39,10 @@ def test_output_size_matches_the_ops_1d(padding):
             y = pydsconv.depthwise_conv1d(x, w, **kw)
         except ValueError:
             continue
-        assert _args.output_size((size,), (k,), (stride,), padding, (dilation,),
-                                 spatial=1) == y.shape[2:], kw
+        assert (
+            _args.output_size((size,), (k,), (stride,), padding, (dilation,), spatial=1)
+            == y.shape[2:]
+        ), kw
 
 
 def test_same_padding_puts_the_odd_pixel_after():
@@ -58,7 +63,7 @@ def test_padding_forms():
         _args.to_padding("causal")
     with pytest.raises(ValueError, match="padding must be >= 0"):
         _args.to_padding((0, -1), minimum=0)
-    assert _args.to_padding((0, -1)) == ("explicit", (0, 0, -1, -1))   # the core refuses it
+    assert _args.to_padding((0, -1)) == ("explicit", (0, 0, -1, -1))  # the core refuses it
     with pytest.raises(TypeError, match="padding"):
         _args.to_padding(1.5)
     assert _args.padding_spec(*_args.to_padding(((1, 1), (2, 2)))) == (1, 2)

@@ -1,4 +1,5 @@
 """pydsconv.nn checkpoints: atomic save, all-or-nothing load, clear refusals."""
+
 import os
 import pickle
 import random
@@ -9,8 +10,8 @@ import zipfile
 
 import numpy as np
 import pytest
-
 from conftest import start_python
+
 from pydsconv import nn
 
 
@@ -57,7 +58,7 @@ def test_save_killed_midway_keeps_a_complete_checkpoint(tmp_path):
         finally:
             proc.send_signal(signal.SIGKILL)
             proc.communicate()
-        state = nn.load(path)                         # old or new, never a partial file
+        state = nn.load(path)  # old or new, never a partial file
         version = nn.load_metadata(path)["version"]
         assert sorted(state) == ["a0", "a1", "a2", "a3"]
         for a in state.values():
@@ -85,12 +86,12 @@ def test_save_interrupted_keeps_the_old_file_and_no_temporary(tmp_path, monkeypa
 
 def test_save_returns_the_path_written(tmp_path):
     net = _net()
-    assert net.save(tmp_path / "model") == str(tmp_path / "model.npz")   # NumPy's naming
+    assert net.save(tmp_path / "model") == str(tmp_path / "model.npz")  # NumPy's naming
     assert nn.save(net, str(tmp_path / "m.npz")) == str(tmp_path / "m.npz")
     assert nn.save(net, tmp_path / "m.weights") == str(tmp_path / "m.weights.npz")
     assert sorted(os.listdir(tmp_path)) == ["m.npz", "m.weights.npz", "model.npz"]
     _assert_state_equal(nn.load(tmp_path / "model.npz"), net.state_dict())
-    with open(tmp_path / "f.bin", "wb") as f:                        # file objects as before
+    with open(tmp_path / "f.bin", "wb") as f:  # file objects as before
         assert nn.save(net, f) is f
     _assert_state_equal(nn.load(tmp_path / "f.bin"), net.state_dict())
 
@@ -113,6 +114,7 @@ def test_save_into_a_missing_directory_fails_cleanly(tmp_path):
 
 # -- load: all or nothing -------------------------------------------------------
 
+
 @pytest.mark.parametrize("how", ["shape", "dtype"])
 def test_load_state_dict_checks_everything_before_writing(tmp_path, how):
     net, other = _net(0), _net(1)
@@ -129,9 +131,8 @@ def test_load_state_dict_checks_everything_before_writing(tmp_path, how):
     with pytest.raises(err, match="classifier.bias"):
         net.load(tmp_path / "bad.npz")
     _assert_state_equal(net.state_dict(), before)
-    with pytest.raises(KeyError):                        # strict: unchanged too
-        net.load_state_dict({k: v for k, v in other.state_dict().items()
-                             if k != "classifier.bias"})
+    with pytest.raises(KeyError):  # strict: unchanged too
+        net.load_state_dict({k: v for k, v in other.state_dict().items() if k != "classifier.bias"})
     _assert_state_equal(net.state_dict(), before)
 
 
@@ -147,18 +148,21 @@ def test_non_floating_arrays_are_refused_naming_the_key(tmp_path, dtype):
 
 def test_floating_precision_and_integer_buffers_still_load():
     net = _net(0)
-    state = {k: (v.astype(np.float64) if v.dtype.kind == "f" else v.astype(np.int32))
-             for k, v in net.state_dict().items()}
+    state = {
+        k: (v.astype(np.float64) if v.dtype.kind == "f" else v.astype(np.int32))
+        for k, v in net.state_dict().items()
+    }
     other = _net(1)
     other.load_state_dict(state)
     assert other.state_dict()["features.1.num_batches_tracked"].dtype == np.int64
     _assert_state_equal(other.state_dict(), net.state_dict())
-    state["features.1.num_batches_tracked"] = np.float64(1.5)     # float into an int buffer
+    state["features.1.num_batches_tracked"] = np.float64(1.5)  # float into an int buffer
     with pytest.raises(TypeError, match="num_batches_tracked"):
         other.load_state_dict(state)
 
 
 # -- load: refusals ---------------------------------------------------------------
+
 
 def _not_a_checkpoint(path, metadata=True):
     for fn in (nn.load, _net().load) + ((nn.load_metadata,) if metadata else ()):
@@ -195,9 +199,9 @@ def test_truncated_or_damaged_checkpoint(tmp_path):
         (tmp_path / "cut.npz").write_bytes(data[:cut])
         _not_a_checkpoint(tmp_path / "cut.npz")
     damaged = bytearray(data)
-    damaged[200:260] = b"\xff" * 60                      # inside the first array's data
+    damaged[200:260] = b"\xff" * 60  # inside the first array's data
     (tmp_path / "bad.npz").write_bytes(bytes(damaged))
-    _not_a_checkpoint(tmp_path / "bad.npz", metadata=False)   # load_metadata reads no weights
+    _not_a_checkpoint(tmp_path / "bad.npz", metadata=False)  # load_metadata reads no weights
 
 
 def test_zip_of_other_files_is_not_a_checkpoint(tmp_path):

@@ -8,12 +8,13 @@ pointwise weights in 3-D (C_out, C_in, 1) and 2-D (C_out, C_in) form with
 grad_weight returned in the shape given; a text-like shape; ``out=``; and
 PyTorch's conv1d (groups=C) as a second oracle.
 """
+
 import numpy as np
 import pytest
+from conftest import assert_close, rand
 
 import pydsconv
 from pydsconv import reference as ref
-from conftest import rand, assert_close
 
 DTYPES = [np.float32, np.float64]
 LAYOUTS = ["NCL", "NLC"]
@@ -24,8 +25,21 @@ def to_nlc(a):
 
 
 def D(cfg_id, n, c, m, length, k, stride=1, padding=0, dilation=1, bias=False, act=None):
-    return pytest.param(dict(n=n, c=c, m=m, l=length, k=k, stride=stride, padding=padding,
-                             dilation=dilation, bias=bias, act=act), id=cfg_id)
+    return pytest.param(
+        dict(
+            n=n,
+            c=c,
+            m=m,
+            l=length,
+            k=k,
+            stride=stride,
+            padding=padding,
+            dilation=dilation,
+            bias=bias,
+            act=act,
+        ),
+        id=cfg_id,
+    )
 
 
 DW_CONFIGS = [
@@ -55,9 +69,25 @@ DW_CONFIGS = [
     D("m2-c33-valid-s3", 1, 33, 2, 29, 3, stride=3, padding="valid", act="relu6"),
 ]
 
-DW_BWD_IDS = {"k1-s2", "k3-p1", "k3-p-lr", "k3-valid-s3", "k3-same-s2", "k4-same-s3", "k3-causal",
-              "k5-causal-d2", "k5-causal-s2", "k5-d2-s2", "k7-same-d2", "short-seq",
-              "len1-causal", "m2-k3", "m2-k5-causal", "m2-k3-s2-d2", "m2-c1-k7"}
+DW_BWD_IDS = {
+    "k1-s2",
+    "k3-p1",
+    "k3-p-lr",
+    "k3-valid-s3",
+    "k3-same-s2",
+    "k4-same-s3",
+    "k3-causal",
+    "k5-causal-d2",
+    "k5-causal-s2",
+    "k5-d2-s2",
+    "k7-same-d2",
+    "short-seq",
+    "len1-causal",
+    "m2-k3",
+    "m2-k5-causal",
+    "m2-k3-s2-d2",
+    "m2-c1-k7",
+}
 DW_BWD_CONFIGS = [p for p in DW_CONFIGS if p.id in DW_BWD_IDS]
 
 
@@ -107,6 +137,7 @@ def dw_out_shape(cfg, layout):
 # depthwise_conv1d
 # ---------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
 @pytest.mark.parametrize("layout", LAYOUTS)
 @pytest.mark.parametrize("cfg", DW_CONFIGS)
@@ -141,8 +172,15 @@ def test_depthwise_backward_flags(layout, isa, rng):
     full = ref.depthwise_conv1d_backward(g, x, w, layout=layout, **conv_kw(cfg))
     for flags in [(a, b, c) for a in (0, 1) for b in (0, 1) for c in (0, 1)]:
         got = pydsconv.depthwise_conv1d_backward(
-            g, x, w, layout=layout, input_grad=bool(flags[0]), weight_grad=bool(flags[1]),
-            bias_grad=bool(flags[2]), **conv_kw(cfg))
+            g,
+            x,
+            w,
+            layout=layout,
+            input_grad=bool(flags[0]),
+            weight_grad=bool(flags[1]),
+            bias_grad=bool(flags[2]),
+            **conv_kw(cfg),
+        )
         assert len(got) == 3
         for f, a, e in zip(flags, got, full):
             if f:
@@ -188,8 +226,9 @@ def test_pointwise_forward_backward(cfg, layout, dtype, wdim, isa, rng):
     assert_close(gw, ew, dtype)
     assert_close(gb, eb, dtype)
     for flags in [(True, False, False), (False, True, False), (False, False, True)]:
-        got = pydsconv.pointwise_conv1d_backward(g, x, w, layout=layout, input_grad=flags[0],
-                                                 weight_grad=flags[1], bias_grad=flags[2])
+        got = pydsconv.pointwise_conv1d_backward(
+            g, x, w, layout=layout, input_grad=flags[0], weight_grad=flags[1], bias_grad=flags[2]
+        )
         for f, a, e in zip(flags, got, (ex, ew, eb)):
             if f:
                 assert_close(a, e, dtype)
@@ -203,18 +242,54 @@ def test_pointwise_forward_backward(cfg, layout, dtype, wdim, isa, rng):
 
 SEP_CONFIGS = [
     # (dw cfg, c_out, mid_activation, activation, pointwise weight ndim)
-    pytest.param(dict(n=2, c=7, m=1, l=20, k=3, stride=1, padding=1, dilation=1), 16, None, None,
-                 3, id="k3-p1"),
-    pytest.param(dict(n=2, c=16, m=2, l=31, k=5, stride=1, padding="causal", dilation=2), 17,
-                 "relu", None, 2, id="m2-k5-causal-d2"),
-    pytest.param(dict(n=1, c=17, m=1, l=33, k=3, stride=2, padding="same", dilation=1), 33,
-                 "relu6", "relu", 3, id="k3-same-s2"),
-    pytest.param(dict(n=2, c=33, m=1, l=29, k=7, stride=3, padding="valid", dilation=1), 8,
-                 None, "relu6", 2, id="k7-valid-s3"),
-    pytest.param(dict(n=2, c=15, m=2, l=18, k=1, stride=1, padding=0, dilation=1), 15,
-                 "relu", "relu", 3, id="k1-m2"),
-    pytest.param(dict(n=1, c=5, m=1, l=3, k=5, stride=1, padding=(3, 1), dilation=1), 6,
-                 None, None, 2, id="short-lr"),
+    pytest.param(
+        dict(n=2, c=7, m=1, l=20, k=3, stride=1, padding=1, dilation=1),
+        16,
+        None,
+        None,
+        3,
+        id="k3-p1",
+    ),
+    pytest.param(
+        dict(n=2, c=16, m=2, l=31, k=5, stride=1, padding="causal", dilation=2),
+        17,
+        "relu",
+        None,
+        2,
+        id="m2-k5-causal-d2",
+    ),
+    pytest.param(
+        dict(n=1, c=17, m=1, l=33, k=3, stride=2, padding="same", dilation=1),
+        33,
+        "relu6",
+        "relu",
+        3,
+        id="k3-same-s2",
+    ),
+    pytest.param(
+        dict(n=2, c=33, m=1, l=29, k=7, stride=3, padding="valid", dilation=1),
+        8,
+        None,
+        "relu6",
+        2,
+        id="k7-valid-s3",
+    ),
+    pytest.param(
+        dict(n=2, c=15, m=2, l=18, k=1, stride=1, padding=0, dilation=1),
+        15,
+        "relu",
+        "relu",
+        3,
+        id="k1-m2",
+    ),
+    pytest.param(
+        dict(n=1, c=5, m=1, l=3, k=5, stride=1, padding=(3, 1), dilation=1),
+        6,
+        None,
+        None,
+        2,
+        id="short-lr",
+    ),
 ]
 
 
@@ -237,6 +312,7 @@ def test_separable_forward(cfg, cout, mid_act, act, pw_ndim, layout, dtype, bias
 # ---------------------------------------------------------------------------
 # Causality: output t never sees inputs after t
 # ---------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("op", ["depthwise", "separable"])
 @pytest.mark.parametrize("stride,dilation,k", [(1, 1, 3), (1, 2, 5), (2, 1, 4), (3, 2, 3)])
@@ -262,18 +338,19 @@ def test_causal_ignores_future(op, stride, dilation, k, layout, isa, rng):
     assert base.shape[-1] == -(-length // stride)  # causal keeps ceil(L / stride) outputs
     for t in (0, 1, 5, length - 2):
         x2 = x.copy()
-        x2[:, :, t + 1:] = rand(rng, x2[:, :, t + 1:].shape, dtype) * 10  # change the future
+        x2[:, :, t + 1 :] = rand(rng, x2[:, :, t + 1 :].shape, dtype) * 10  # change the future
         y2 = run(x2)
         # output o reads inputs o*stride - dilation*(k-1) .. o*stride
         last_safe = t // stride
-        np.testing.assert_array_equal(y2[..., :last_safe + 1], base[..., :last_safe + 1])
+        np.testing.assert_array_equal(y2[..., : last_safe + 1], base[..., : last_safe + 1])
         if last_safe + 1 < base.shape[-1]:
-            assert not np.array_equal(y2[..., last_safe + 1:], base[..., last_safe + 1:])
+            assert not np.array_equal(y2[..., last_safe + 1 :], base[..., last_safe + 1 :])
 
 
 # ---------------------------------------------------------------------------
 # Batch 0, out=, non-contiguous input
 # ---------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
 @pytest.mark.parametrize("layout", LAYOUTS)
@@ -297,8 +374,9 @@ def test_batch_zero(layout, dtype, isa, rng):
     for pw in (rand(rng, (cout, c, 1), dtype), rand(rng, (cout, c), dtype)):
         y = pydsconv.pointwise_conv1d(x, pw, layout=layout)
         assert y.shape == shape_1d(0, cout, length, layout) and y.dtype == dtype
-        gx, gw, gb = pydsconv.pointwise_conv1d_backward(np.zeros(y.shape, dtype), x, pw,
-                                                        layout=layout)
+        gx, gw, gb = pydsconv.pointwise_conv1d_backward(
+            np.zeros(y.shape, dtype), x, pw, layout=layout
+        )
         assert gx.shape == x.shape
         assert gw.shape == pw.shape and not gw.any()
         assert gb.shape == (cout,) and not gb.any()
@@ -316,16 +394,23 @@ def test_out_and_noncontiguous(layout, dtype, isa, rng):
     kw = dict(stride=2, padding="causal", layout=layout)
     cases = [
         (pydsconv.depthwise_conv1d, ref.depthwise_conv1d, (dw, db), dict(kw, activation="relu6")),
-        (pydsconv.separable_conv1d, ref.separable_conv1d, (dw, pw, db, pb),
-         dict(kw, mid_activation="relu", activation="relu")),
+        (
+            pydsconv.separable_conv1d,
+            ref.separable_conv1d,
+            (dw, pw, db, pb),
+            dict(kw, mid_activation="relu", activation="relu"),
+        ),
         (pydsconv.pointwise_conv1d, ref.pointwise_conv1d, (pw[:, :c], pb), dict(layout=layout)),
     ]
     # views with the values of x but not C-contiguous
     flipped = np.ascontiguousarray(x[:, ::-1, ::-1])[:, ::-1, ::-1]
     padded = np.zeros((n, x.shape[1] * 2, x.shape[2] + 3), dtype)
     padded[:, ::2, 1:-2] = x
-    views = {"negative-stride": flipped, "sliced": padded[:, ::2, 1:-2],
-             "transposed": np.ascontiguousarray(np.swapaxes(x, 1, 2)).swapaxes(1, 2)}
+    views = {
+        "negative-stride": flipped,
+        "sliced": padded[:, ::2, 1:-2],
+        "transposed": np.ascontiguousarray(np.swapaxes(x, 1, 2)).swapaxes(1, 2),
+    }
     for op, rop, args, kwargs in cases:
         if op is pydsconv.pointwise_conv1d:
             args = (np.ascontiguousarray(args[0]),) + args[1:]
@@ -342,6 +427,7 @@ def test_out_and_noncontiguous(layout, dtype, isa, rng):
 # ---------------------------------------------------------------------------
 # A text-like shape: N=2, C=256, L=512, k=5, causal, float32
 # ---------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("layout", LAYOUTS)
 def test_text_like_shape(layout, isa, rng):
@@ -360,8 +446,10 @@ def test_text_like_shape(layout, isa, rng):
     assert s.shape == x.shape
     assert_close(s, ref.separable_conv1d(x, dw, pw, db, pb, mid_activation="relu", **kw), dtype)
     g = rand(rng, x.shape, dtype)
-    for a, e in zip(pydsconv.depthwise_conv1d_backward(g, x, dw, **kw),
-                    ref.depthwise_conv1d_backward(g, x, dw, **kw)):
+    for a, e in zip(
+        pydsconv.depthwise_conv1d_backward(g, x, dw, **kw),
+        ref.depthwise_conv1d_backward(g, x, dw, **kw),
+    ):
         assert_close(a, e, dtype)
 
 
@@ -369,13 +457,17 @@ def test_text_like_shape(layout, isa, rng):
 # PyTorch conv1d(groups=C) as a second oracle (float64)
 # ---------------------------------------------------------------------------
 
+
 @pytest.mark.filterwarnings("ignore:Using padding='same'")
 @pytest.mark.parametrize("layout", LAYOUTS)
-@pytest.mark.parametrize("cfg", [
-    D("k3-p1", 2, 16, 1, 20, 3, padding=1),
-    D("m2-k5-s2-d2", 2, 7, 2, 31, 5, stride=2, padding=3, dilation=2),
-    D("k4-same-d2", 1, 17, 1, 19, 4, padding="same", dilation=2),
-])
+@pytest.mark.parametrize(
+    "cfg",
+    [
+        D("k3-p1", 2, 16, 1, 20, 3, padding=1),
+        D("m2-k5-s2-d2", 2, 7, 2, 31, 5, stride=2, padding=3, dilation=2),
+        D("k4-same-d2", 1, 17, 1, 19, 4, padding="same", dilation=2),
+    ],
+)
 def test_depthwise_matches_torch(cfg, layout, isa, rng):
     torch = pytest.importorskip("torch")
     F = torch.nn.functional
@@ -383,8 +475,15 @@ def test_depthwise_matches_torch(cfg, layout, isa, rng):
     w = rand(rng, (cfg["c"] * cfg["m"], 1, cfg["k"]), np.float64)
     b = rand(rng, (cfg["c"] * cfg["m"],), np.float64)
     tx, tw, tb = (torch.tensor(a, requires_grad=True) for a in (x, w, b))
-    ty = F.conv1d(tx, tw, tb, stride=cfg["stride"], padding=cfg["padding"],
-                  dilation=cfg["dilation"], groups=cfg["c"])
+    ty = F.conv1d(
+        tx,
+        tw,
+        tb,
+        stride=cfg["stride"],
+        padding=cfg["padding"],
+        dilation=cfg["dilation"],
+        groups=cfg["c"],
+    )
     g = rand(rng, tuple(ty.shape), np.float64)
     (ty * torch.tensor(g)).sum().backward()
 
@@ -402,7 +501,7 @@ def test_depthwise_matches_torch(cfg, layout, isa, rng):
 
 
 def test_causal_matches_torch_left_pad(isa, rng):
-    """"causal" == F.pad(x, (dilation*(k-1), 0)) then an unpadded conv1d."""
+    """ "causal" == F.pad(x, (dilation*(k-1), 0)) then an unpadded conv1d."""
     torch = pytest.importorskip("torch")
     F = torch.nn.functional
     x = rand(rng, (2, 16, 40), np.float64)

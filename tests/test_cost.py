@@ -17,12 +17,14 @@ def mega(n):
 # output sizes
 # --------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("size", [1, 2, 5, 6, 7, 112, 224, 225])
 @pytest.mark.parametrize("stride", [1, 2])
 @pytest.mark.parametrize("k", [1, 3, 5])
 def test_output_size_same_is_ceil(size, stride, k):
-    assert cost.output_size(size, k, stride=stride, padding="same") == (
-        math.ceil(size / stride),) * 2
+    assert (
+        cost.output_size(size, k, stride=stride, padding="same") == (math.ceil(size / stride),) * 2
+    )
 
 
 @pytest.mark.parametrize("size", [3, 5, 6, 7, 224])
@@ -30,8 +32,7 @@ def test_output_size_same_is_ceil(size, stride, k):
 @pytest.mark.parametrize("k", [1, 3])
 def test_output_size_valid(size, stride, k):
     expected = (size - k) // stride + 1
-    assert cost.output_size(size, k, stride=stride, padding="valid") == (
-        expected, expected)
+    assert cost.output_size(size, k, stride=stride, padding="valid") == (expected, expected)
     # TF's documented rule for "valid": ceil((in - k + 1) / stride)
     assert expected == math.ceil((size - k + 1) / stride)
 
@@ -57,23 +58,21 @@ def test_output_size_hand_cases():
 
 
 def test_output_size_accepts_numpy_ints():
-    assert cost.output_size(np.int64(224), np.int32(3), stride=np.int64(2)) \
-        == (112, 112)
+    assert cost.output_size(np.int64(224), np.int32(3), stride=np.int64(2)) == (112, 112)
 
 
 # --------------------------------------------------------------------------
 # single layers, hand-computed
 # --------------------------------------------------------------------------
 
+
 def test_conv2d_hand_case():
     # 3x3 conv 3->8 on 5x5 "valid": 3x3 output, 3*3*3 taps per output
     r = cost.conv2d(3, 8, 3, 5, padding="valid")
     assert r == {"macs": 3 * 3 * 3 * 8 * 3 * 3, "params": 3 * 3 * 3 * 8}
-    assert cost.conv2d(3, 8, 3, 5, padding="valid", bias=True)["params"] \
-        == 3 * 3 * 3 * 8 + 8
+    assert cost.conv2d(3, 8, 3, 5, padding="valid", bias=True)["params"] == 3 * 3 * 3 * 8 + 8
     # bias additions are not MACs
-    assert cost.conv2d(3, 8, 3, 5, padding="valid", bias=True)["macs"] \
-        == r["macs"]
+    assert cost.conv2d(3, 8, 3, 5, padding="valid", bias=True)["macs"] == r["macs"]
 
 
 def test_conv2d_same_and_stride():
@@ -95,17 +94,17 @@ def test_depthwise_hand_case():
     # C=4, M=2, 3x3 on 6x6 "valid" -> 4x4
     r = cost.depthwise_conv2d(4, 3, 6, multiplier=2, padding="valid")
     assert r == {"macs": 4 * 4 * 8 * 9, "params": 8 * 9}
-    assert cost.depthwise_conv2d(4, 3, 6, multiplier=2, bias=True)["params"] \
-        == 8 * 9 + 8
+    assert cost.depthwise_conv2d(4, 3, 6, multiplier=2, bias=True)["params"] == 8 * 9 + 8
     # equals a conv with groups=C
     assert r == cost.conv2d(4, 8, 3, 6, groups=4, padding="valid")
 
 
 def test_pointwise_hand_case():
-    assert cost.pointwise_conv2d(32, 64, 112) == {
-        "macs": 112 * 112 * 32 * 64, "params": 32 * 64}
+    assert cost.pointwise_conv2d(32, 64, 112) == {"macs": 112 * 112 * 32 * 64, "params": 32 * 64}
     assert cost.pointwise_conv2d(32, 64, (2, 3), bias=True) == {
-        "macs": 6 * 32 * 64, "params": 32 * 64 + 64}
+        "macs": 6 * 32 * 64,
+        "params": 32 * 64 + 64,
+    }
 
 
 def test_separable_is_sum_of_stages():
@@ -125,16 +124,18 @@ def test_separable_is_sum_of_stages():
 def test_separable_bias_options():
     base = cost.separable_conv2d(3, 5, 3, 7)["params"]
     assert cost.separable_conv2d(3, 5, 3, 7, bias=True)["params"] == base + 3 + 5
-    assert cost.separable_conv2d(3, 5, 3, 7, bias=(False, True))["params"] \
-        == base + 5
-    assert cost.separable_conv2d(3, 5, 3, 7, bias=(True, False))["params"] \
-        == base + 3
+    assert cost.separable_conv2d(3, 5, 3, 7, bias=(False, True))["params"] == base + 5
+    assert cost.separable_conv2d(3, 5, 3, 7, bias=(True, False))["params"] == base + 3
 
 
 def test_returns_plain_ints():
-    for r in (cost.conv2d(3, 8, 3, 5), cost.depthwise_conv2d(3, 3, 5),
-              cost.pointwise_conv2d(3, 8, 5), cost.separable_conv2d(3, 8, 3, 5),
-              cost.mobilenet_v1()):
+    for r in (
+        cost.conv2d(3, 8, 3, 5),
+        cost.depthwise_conv2d(3, 3, 5),
+        cost.pointwise_conv2d(3, 8, 5),
+        cost.separable_conv2d(3, 8, 3, 5),
+        cost.mobilenet_v1(),
+    ):
         assert type(r["macs"]) is int and type(r["params"]) is int
 
 
@@ -142,10 +143,19 @@ def test_returns_plain_ints():
 # MobileNet eq. 5: separable / standard = 1/C_out + 1/k^2
 # --------------------------------------------------------------------------
 
-@pytest.mark.parametrize("cin,cout,k,size", [
-    (32, 64, 3, 112), (64, 128, 3, 56), (512, 512, 3, 14), (1024, 1024, 3, 7),
-    (3, 7, 5, 9), (16, 1, 1, 4), (8, 24, 7, 10),
-])
+
+@pytest.mark.parametrize(
+    "cin,cout,k,size",
+    [
+        (32, 64, 3, 112),
+        (64, 128, 3, 56),
+        (512, 512, 3, 14),
+        (1024, 1024, 3, 7),
+        (3, 7, 5, 9),
+        (16, 1, 1, 4),
+        (8, 24, 7, 10),
+    ],
+)
 def test_reduction_identity(cin, cout, k, size):
     expected = Fraction(1, cout) + Fraction(1, k * k)
     sep = cost.separable_conv2d(cin, cout, k, size)
@@ -153,8 +163,7 @@ def test_reduction_identity(cin, cout, k, size):
     assert Fraction(sep["macs"], std["macs"]) == expected
     # without biases the parameter ratio is the same number
     assert Fraction(sep["params"], std["params"]) == expected
-    assert cost.reduction(cin, cout, k, size) == pytest.approx(
-        float(expected), rel=1e-15)
+    assert cost.reduction(cin, cout, k, size) == pytest.approx(float(expected), rel=1e-15)
 
 
 @pytest.mark.parametrize("stride", [1, 2])
@@ -270,8 +279,7 @@ def test_mobilenet_exact_totals():
 def test_mobilenet_layers_table1():
     layers = cost.mobilenet_v1_layers()
     assert len(layers) == 28
-    assert [l["kind"] for l in layers] == (
-        ["conv"] + ["dw", "pw"] * 13 + ["fc"])
+    assert [l["kind"] for l in layers] == (["conv"] + ["dw", "pw"] * 13 + ["fc"])
     stem = layers[0]
     assert stem["name"] == "conv1"
     assert (stem["in_channels"], stem["out_channels"]) == (3, 32)
@@ -281,9 +289,9 @@ def test_mobilenet_layers_table1():
     pws = [l for l in layers if l["kind"] == "pw"]
     assert [l["stride"][0] for l in dws] == [1, 2, 1, 2, 1, 2, 1, 1, 1, 1, 1, 2, 1]
     assert [l["out_channels"] for l in pws] == (
-        [64, 128, 128, 256, 256, 512] + [512] * 5 + [1024, 1024])
-    assert [l["input_size"][0] for l in dws] == (
-        [112, 112, 56, 56, 28, 28] + [14] * 6 + [7])
+        [64, 128, 128, 256, 256, 512] + [512] * 5 + [1024, 1024]
+    )
+    assert [l["input_size"][0] for l in dws] == ([112, 112, 56, 56, 28, 28] + [14] * 6 + [7])
     for l in dws:
         assert l["in_channels"] == l["out_channels"] == l["groups"]
         assert l["params"] == 9 * l["in_channels"]
@@ -296,12 +304,15 @@ def test_mobilenet_layers_table1():
     # every layer's cost agrees with the single-layer functions
     for l in layers[:-1]:
         if l["kind"] == "dw":
-            ref = cost.depthwise_conv2d(l["in_channels"], 3, l["input_size"],
-                                        stride=l["stride"])
+            ref = cost.depthwise_conv2d(l["in_channels"], 3, l["input_size"], stride=l["stride"])
         else:
-            ref = cost.conv2d(l["in_channels"], l["out_channels"],
-                              l["kernel_size"], l["input_size"],
-                              stride=l["stride"])
+            ref = cost.conv2d(
+                l["in_channels"],
+                l["out_channels"],
+                l["kernel_size"],
+                l["input_size"],
+                stride=l["stride"],
+            )
         assert {"macs": l["macs"], "params": l["params"]} == ref
     assert sum(l["macs"] for l in layers) == cost.mobilenet_v1()["macs"]
 
@@ -335,39 +346,43 @@ def test_mobilenet_odd_resolution_and_classes():
 # errors
 # --------------------------------------------------------------------------
 
-@pytest.mark.parametrize("call,name", [
-    (lambda: cost.conv2d(0, 8, 3, 5), "in_channels"),
-    (lambda: cost.conv2d(3, -1, 3, 5), "out_channels"),
-    (lambda: cost.conv2d(3, 8, 0, 5), "kernel_size"),
-    (lambda: cost.conv2d(3, 8, 3, 0), "input_size"),
-    (lambda: cost.conv2d(3, 8, 3, (5, 0)), "input_size"),
-    (lambda: cost.conv2d(3, 8, 3, 5, stride=0), "stride"),
-    (lambda: cost.conv2d(3, 8, 3, 5, dilation=0), "dilation"),
-    (lambda: cost.conv2d(3, 8, 3, 5, padding=-1), "padding"),
-    (lambda: cost.conv2d(3, 8, 3, 5, padding="full"), "padding"),
-    (lambda: cost.conv2d(3, 8, 3, 5, padding=(1, 2, 3)), "padding"),
-    (lambda: cost.conv2d(3, 8, 3, 5, groups=2), "groups"),
-    (lambda: cost.conv2d(3, 8, (1, 2, 3), 5), "kernel_size"),
-    # kernel larger than the (padded) input
-    (lambda: cost.conv2d(3, 8, 7, 5, padding="valid"), "kernel_size"),
-    (lambda: cost.conv2d(3, 8, 7, 5, padding=0), "kernel_size"),
-    (lambda: cost.conv2d(3, 8, 3, 5, padding="valid", dilation=3), "kernel_size"),
-    (lambda: cost.depthwise_conv2d(0, 3, 5), "channels"),
-    (lambda: cost.depthwise_conv2d(4, 3, 5, multiplier=0), "multiplier"),
-    (lambda: cost.depthwise_conv2d(4, 9, 5, padding="valid"), "kernel_size"),
-    (lambda: cost.pointwise_conv2d(4, 0, 5), "out_channels"),
-    (lambda: cost.separable_conv2d(4, 8, 3, 5, multiplier=-2), "multiplier"),
-    (lambda: cost.separable_conv2d(4, 8, 6, 5, padding="valid"), "kernel_size"),
-    (lambda: cost.separable_conv2d(4, 8, 3, 5, bias=(True,)), "bias"),
-    (lambda: cost.reduction(4, 8, 3, -5), "input_size"),
-    (lambda: cost.mobilenet_v1(0.0), "width_multiplier"),
-    (lambda: cost.mobilenet_v1(-1.0), "width_multiplier"),
-    (lambda: cost.mobilenet_v1(float("nan")), "width_multiplier"),
-    (lambda: cost.mobilenet_v1(0.01), "width_multiplier"),  # int(32*0.01)=0
-    (lambda: cost.mobilenet_v1(1.0, 0), "resolution"),
-    (lambda: cost.mobilenet_v1(num_classes=0), "num_classes"),
-    (lambda: cost.mobilenet_v1_layers(1.0, -224), "resolution"),
-])
+
+@pytest.mark.parametrize(
+    "call,name",
+    [
+        (lambda: cost.conv2d(0, 8, 3, 5), "in_channels"),
+        (lambda: cost.conv2d(3, -1, 3, 5), "out_channels"),
+        (lambda: cost.conv2d(3, 8, 0, 5), "kernel_size"),
+        (lambda: cost.conv2d(3, 8, 3, 0), "input_size"),
+        (lambda: cost.conv2d(3, 8, 3, (5, 0)), "input_size"),
+        (lambda: cost.conv2d(3, 8, 3, 5, stride=0), "stride"),
+        (lambda: cost.conv2d(3, 8, 3, 5, dilation=0), "dilation"),
+        (lambda: cost.conv2d(3, 8, 3, 5, padding=-1), "padding"),
+        (lambda: cost.conv2d(3, 8, 3, 5, padding="full"), "padding"),
+        (lambda: cost.conv2d(3, 8, 3, 5, padding=(1, 2, 3)), "padding"),
+        (lambda: cost.conv2d(3, 8, 3, 5, groups=2), "groups"),
+        (lambda: cost.conv2d(3, 8, (1, 2, 3), 5), "kernel_size"),
+        # kernel larger than the (padded) input
+        (lambda: cost.conv2d(3, 8, 7, 5, padding="valid"), "kernel_size"),
+        (lambda: cost.conv2d(3, 8, 7, 5, padding=0), "kernel_size"),
+        (lambda: cost.conv2d(3, 8, 3, 5, padding="valid", dilation=3), "kernel_size"),
+        (lambda: cost.depthwise_conv2d(0, 3, 5), "channels"),
+        (lambda: cost.depthwise_conv2d(4, 3, 5, multiplier=0), "multiplier"),
+        (lambda: cost.depthwise_conv2d(4, 9, 5, padding="valid"), "kernel_size"),
+        (lambda: cost.pointwise_conv2d(4, 0, 5), "out_channels"),
+        (lambda: cost.separable_conv2d(4, 8, 3, 5, multiplier=-2), "multiplier"),
+        (lambda: cost.separable_conv2d(4, 8, 6, 5, padding="valid"), "kernel_size"),
+        (lambda: cost.separable_conv2d(4, 8, 3, 5, bias=(True,)), "bias"),
+        (lambda: cost.reduction(4, 8, 3, -5), "input_size"),
+        (lambda: cost.mobilenet_v1(0.0), "width_multiplier"),
+        (lambda: cost.mobilenet_v1(-1.0), "width_multiplier"),
+        (lambda: cost.mobilenet_v1(float("nan")), "width_multiplier"),
+        (lambda: cost.mobilenet_v1(0.01), "width_multiplier"),  # int(32*0.01)=0
+        (lambda: cost.mobilenet_v1(1.0, 0), "resolution"),
+        (lambda: cost.mobilenet_v1(num_classes=0), "num_classes"),
+        (lambda: cost.mobilenet_v1_layers(1.0, -224), "resolution"),
+    ],
+)
 def test_value_errors_name_the_argument(call, name):
     with pytest.raises(ValueError, match=name):
         call()
@@ -380,13 +395,16 @@ def test_kernel_too_large_message_mentions_input():
     assert cost.conv2d(3, 8, 7, 5, padding=1)["macs"] == 1 * 1 * 8 * 49 * 3
 
 
-@pytest.mark.parametrize("call,name", [
-    (lambda: cost.conv2d(3.0, 8, 3, 5), "in_channels"),
-    (lambda: cost.conv2d(3, 8, 3.5, 5), "kernel_size"),
-    (lambda: cost.conv2d(3, 8, 3, "5"), "input_size"),
-    (lambda: cost.conv2d(True, 8, 3, 5), "in_channels"),
-    (lambda: cost.mobilenet_v1("1.0"), "width_multiplier"),
-])
+@pytest.mark.parametrize(
+    "call,name",
+    [
+        (lambda: cost.conv2d(3.0, 8, 3, 5), "in_channels"),
+        (lambda: cost.conv2d(3, 8, 3.5, 5), "kernel_size"),
+        (lambda: cost.conv2d(3, 8, 3, "5"), "input_size"),
+        (lambda: cost.conv2d(True, 8, 3, 5), "in_channels"),
+        (lambda: cost.mobilenet_v1("1.0"), "width_multiplier"),
+    ],
+)
 def test_type_errors_name_the_argument(call, name):
     with pytest.raises(TypeError, match=name):
         call()

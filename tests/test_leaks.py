@@ -22,7 +22,6 @@ costs no memory.
 import json
 
 import pytest
-
 from conftest import run_python
 
 # Subprocesses that loop thousands of calls: run once, not under the sanitizers.
@@ -249,18 +248,22 @@ def test_memory_flat_over_10000_calls(family):
     res = _run(family)
     assert res["calls"] >= ITERATIONS * 10
     assert not res["refs_changed"], (
-        f"{family}: reference counts changed (index, before, after): {res['refs_changed']}")
+        f"{family}: reference counts changed (index, before, after): {res['refs_changed']}"
+    )
     if res["asan"]:  # freed memory sits in ASan's quarantine (256 MiB): RSS says nothing
         pytest.skip("RSS is not meaningful under AddressSanitizer (reference counts checked)")
     assert res["growth"] < MAX_GROWTH, (
         f"{family}: RSS grew by {res['growth'] / MiB:.1f} MiB over {ITERATIONS} iterations "
-        f"({res['calls']} calls, {res['secs']:.1f} s)")
+        f"({res['calls']} calls, {res['secs']:.1f} s)"
+    )
 
 
 def test_the_measurement_can_fail():
     # Proves both checks can see a leak: the same loop, keeping every result
     # alive (32 KiB each) and one more reference to the weight per call.
-    code = _PRELUDE + r"""
+    code = (
+        _PRELUDE
+        + r"""
 x = rand(2, 8, 16, 16)
 w = rand(16, 1, 3, 3)
 kept = []
@@ -270,6 +273,7 @@ def step(i):
     calls[0] += 1
 measure(step, [x, w], 1000, 10)
 """
+    )
     r = run_python(code, timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]
     res = json.loads(r.stdout.strip().splitlines()[-1])
@@ -285,7 +289,9 @@ def test_recycled_result_memory_is_bounded():
     holes there: taken from the heap they once left 95 MiB more); the last
     100 sizes again (kept: the newest blocks stay) reuse them, with RSS
     within 16 MiB."""
-    code = _PRELUDE + r"""
+    code = (
+        _PRELUDE
+        + r"""
 w = rand(1, 1, 3, 3)
 def sweep(sizes):
     for i in sizes:
@@ -303,6 +309,7 @@ sweep(range(500, 600))
 r2 = rss()
 print(json.dumps({"first": r1 - r0, "again": r2 - r1, "asan": asan}))
 """
+    )
     r = run_python(code, timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]
     res = json.loads(r.stdout.strip().splitlines()[-1])

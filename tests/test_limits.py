@@ -44,12 +44,11 @@ import subprocess
 
 import numpy as np
 import pytest
+from conftest import run_python
 from numpy.lib.stride_tricks import as_strided
 
 import pydsconv
 from pydsconv import _core
-
-from conftest import run_python
 
 MiB = 1 << 20
 GiB = 1 << 30
@@ -57,8 +56,9 @@ GiB = 1 << 30
 
 def view(shape, dtype=np.float32, value=1.0):
     """A read-only array of ``shape`` that costs one element (all strides 0)."""
-    return as_strided(np.full(1, value, dtype), shape=shape, strides=(0,) * len(shape),
-                      writeable=False)
+    return as_strided(
+        np.full(1, value, dtype), shape=shape, strides=(0,) * len(shape), writeable=False
+    )
 
 
 # Code every child process starts with: a capped address space, a zero-stride
@@ -117,112 +117,161 @@ def _child_json(code, args=(), timeout=300):
 # spare: a copy of any of these x would need 16 GiB.
 _REJECTED = {
     # kernel larger than the padded input (rule 7)
-    "dw2d_nchw_kernel_taller_than_padded":
-        ("pydsconv.depthwise_conv2d(view((1, 1, 2**16, 2**16)), np.ones((1, 1, 2**16 + 3, 1), "
-         "np.float32), padding=1)",
-         "ValueError", r"weight.*kernel height 65539.*larger than the padded input height 65538"),
-    "dw2d_nhwc_kernel_wider_than_input_weight_view":
-        ("pydsconv.depthwise_conv2d(view((1, 2**15, 2**15, 4)), view((4, 1, 1, 2**15 + 1)), "
-         "layout='NHWC')",
-         "ValueError", r"weight.*kernel width 32769.*larger than the padded input width 32768"),
-    "dw2d_dilated_kernel_too_tall":
-        ("pydsconv.depthwise_conv2d(view((2, 3, 2**15, 2**15), np.float64), "
-         "np.ones((3, 1, 3, 3)), dilation=(2**14, 1))",
-         "ValueError", r"weight.*dilation 16384, effective 32769.*padded input height 32768"),
-    "dw1d_ncl_kernel_longer_than_input":
-        ("pydsconv.depthwise_conv1d(view((1, 2**16, 2**16)), view((2**16, 1, 2**16 + 1)))",
-         "ValueError", r"weight.*kernel length 65537.*padded input length 65536"),
-    "dw1d_nlc_kernel_longer_than_input":
-        ("pydsconv.depthwise_conv1d(view((4, 2**30, 1)), view((1, 1, 2**30 + 1)), layout='NLC')",
-         "ValueError", r"weight.*kernel length 1073741825.*padded input length 1073741824"),
-    "sep2d_kernel_taller_than_input":
-        ("pydsconv.separable_conv2d(view((1, 2**12, 2**10, 2**10)), view((2**12, 1, 2**10 + 1, 1)), "
-         "np.ones((5, 2**12), np.float32))",
-         "ValueError", r"depthwise_weight.*kernel height 1025.*padded input height 1024"),
-    "sep1d_kernel_longer_than_input":
-        ("pydsconv.separable_conv1d(view((2, 2**16, 2**15)), view((2**16, 1, 2**15 + 2)), "
-         "view((1, 2**16)), padding=(0, 1))",
-         "ValueError", r"depthwise_weight.*kernel length 32770.*padded input length 32769"),
+    "dw2d_nchw_kernel_taller_than_padded": (
+        "pydsconv.depthwise_conv2d(view((1, 1, 2**16, 2**16)), np.ones((1, 1, 2**16 + 3, 1), "
+        "np.float32), padding=1)",
+        "ValueError",
+        r"weight.*kernel height 65539.*larger than the padded input height 65538",
+    ),
+    "dw2d_nhwc_kernel_wider_than_input_weight_view": (
+        "pydsconv.depthwise_conv2d(view((1, 2**15, 2**15, 4)), view((4, 1, 1, 2**15 + 1)), "
+        "layout='NHWC')",
+        "ValueError",
+        r"weight.*kernel width 32769.*larger than the padded input width 32768",
+    ),
+    "dw2d_dilated_kernel_too_tall": (
+        "pydsconv.depthwise_conv2d(view((2, 3, 2**15, 2**15), np.float64), "
+        "np.ones((3, 1, 3, 3)), dilation=(2**14, 1))",
+        "ValueError",
+        r"weight.*dilation 16384, effective 32769.*padded input height 32768",
+    ),
+    "dw1d_ncl_kernel_longer_than_input": (
+        "pydsconv.depthwise_conv1d(view((1, 2**16, 2**16)), view((2**16, 1, 2**16 + 1)))",
+        "ValueError",
+        r"weight.*kernel length 65537.*padded input length 65536",
+    ),
+    "dw1d_nlc_kernel_longer_than_input": (
+        "pydsconv.depthwise_conv1d(view((4, 2**30, 1)), view((1, 1, 2**30 + 1)), layout='NLC')",
+        "ValueError",
+        r"weight.*kernel length 1073741825.*padded input length 1073741824",
+    ),
+    "sep2d_kernel_taller_than_input": (
+        "pydsconv.separable_conv2d(view((1, 2**12, 2**10, 2**10)), view((2**12, 1, 2**10 + 1, 1)), "
+        "np.ones((5, 2**12), np.float32))",
+        "ValueError",
+        r"depthwise_weight.*kernel height 1025.*padded input height 1024",
+    ),
+    "sep1d_kernel_longer_than_input": (
+        "pydsconv.separable_conv1d(view((2, 2**16, 2**15)), view((2**16, 1, 2**15 + 2)), "
+        "view((1, 2**16)), padding=(0, 1))",
+        "ValueError",
+        r"depthwise_weight.*kernel length 32770.*padded input length 32769",
+    ),
     # channel mismatch (rule 3)
-    "pw2d_c_in_mismatch":
-        ("pydsconv.pointwise_conv2d(view((1, 2**16, 2**8, 2**8)), np.ones((3, 2**16 - 1), "
-         "np.float32))",
-         "ValueError", r"weight must have shape.*C_in = 65536"),
-    "pw1d_nlc_c_in_mismatch":
-        ("pydsconv.pointwise_conv1d(view((1, 2**32, 1)), np.ones((2, 2), np.float32), "
-         "layout='NLC')",
-         "ValueError", r"weight must have shape.*C_in = 1\b"),
+    "pw2d_c_in_mismatch": (
+        "pydsconv.pointwise_conv2d(view((1, 2**16, 2**8, 2**8)), np.ones((3, 2**16 - 1), "
+        "np.float32))",
+        "ValueError",
+        r"weight must have shape.*C_in = 65536",
+    ),
+    "pw1d_nlc_c_in_mismatch": (
+        "pydsconv.pointwise_conv1d(view((1, 2**32, 1)), np.ones((2, 2), np.float32), layout='NLC')",
+        "ValueError",
+        r"weight must have shape.*C_in = 1\b",
+    ),
     # a bad bias after a huge x (rule 4)
-    "dw2d_bias_wrong_length":
-        ("pydsconv.depthwise_conv2d(view((1, 4, 2**15, 2**15)), np.ones((8, 1, 3, 3), np.float32), "
-         "np.ones(7, np.float32))",
-         "ValueError", r"bias must be a 1-D array of shape \(8,\)"),
+    "dw2d_bias_wrong_length": (
+        "pydsconv.depthwise_conv2d(view((1, 4, 2**15, 2**15)), np.ones((8, 1, 3, 3), np.float32), "
+        "np.ones(7, np.float32))",
+        "ValueError",
+        r"bias must be a 1-D array of shape \(8,\)",
+    ),
     # strides that are not all zero, and negative ones (byte bounds of the view)
-    "dw2d_row_view_kernel_too_tall":
-        ("pydsconv.depthwise_conv2d(as_strided(np.ones(2**16, np.float32), "
-         "shape=(1, 1, 2**16, 2**16), strides=(0, 0, 0, 4), writeable=False), "
-         "np.ones((1, 1, 2**16 + 1, 1), np.float32))",
-         "ValueError", r"kernel height 65537"),
-    "dw2d_reversed_row_view_kernel_too_tall":
-        ("pydsconv.depthwise_conv2d(as_strided(np.ones(2**16, np.float32), "
-         "shape=(1, 1, 2**16, 2**16), strides=(0, 0, 0, 4), writeable=False)[..., ::-1], "
-         "np.ones((1, 1, 2**16 + 1, 1), np.float32))",
-         "ValueError", r"kernel height 65537"),
+    "dw2d_row_view_kernel_too_tall": (
+        "pydsconv.depthwise_conv2d(as_strided(np.ones(2**16, np.float32), "
+        "shape=(1, 1, 2**16, 2**16), strides=(0, 0, 0, 4), writeable=False), "
+        "np.ones((1, 1, 2**16 + 1, 1), np.float32))",
+        "ValueError",
+        r"kernel height 65537",
+    ),
+    "dw2d_reversed_row_view_kernel_too_tall": (
+        "pydsconv.depthwise_conv2d(as_strided(np.ones(2**16, np.float32), "
+        "shape=(1, 1, 2**16, 2**16), strides=(0, 0, 0, 4), writeable=False)[..., ::-1], "
+        "np.ones((1, 1, 2**16 + 1, 1), np.float32))",
+        "ValueError",
+        r"kernel height 65537",
+    ),
     # dtype problems are found before anything is copied either
-    "dw2d_mixed_dtype":
-        ("pydsconv.depthwise_conv2d(view((1, 1, 2**16, 2**16)), np.ones((1, 1, 3, 3)))",
-         "TypeError", r"weight.*float64.*x.*float32"),
+    "dw2d_mixed_dtype": (
+        "pydsconv.depthwise_conv2d(view((1, 1, 2**16, 2**16)), np.ones((1, 1, 3, 3)))",
+        "TypeError",
+        r"weight.*float64.*x.*float32",
+    ),
     # Valid up to the size rules; rejected by a rule checked after them, whose
     # message shows the exact output size the validator computed (> 2**32).
-    "dwb2d_grad_out_shape_2_32":
-        ("pydsconv.depthwise_conv2d_backward(np.ones((1, 1, 1, 1), np.float32), "
-         "view((1, 1, 2**16, 2**16)), np.ones((1, 1, 3, 3), np.float32), padding=1)",
-         "ValueError", r"grad_out must have shape \(1, 1, 65536, 65536\)"),
-    "dwb2d_grad_out_shape_stride3":
-        ("pydsconv.depthwise_conv2d_backward(np.ones((1, 1, 1, 1), np.float32), "
-         "view((1, 1, 2**16, 2**16)), np.ones((1, 1, 3, 3), np.float32), stride=3)",
-         "ValueError", r"grad_out must have shape \(1, 1, 21845, 21845\)"),
-    "dwb1d_nlc_grad_out_length_over_2_32":
-        ("pydsconv.depthwise_conv1d_backward(np.ones((1, 1, 1), np.float32), "
-         "view((1, 2**32 + 5, 1)), np.ones((1, 1, 5), np.float32), dilation=2, layout='NLC')",
-         "ValueError", r"grad_out must have shape \(1, 4294967293, 1\)"),
-    "pwb2d_grad_out_shape":
-        ("pydsconv.pointwise_conv2d_backward(np.ones((1, 1, 1, 1), np.float32), "
-         "view((2, 2**16, 2**8, 2**8)), view((3, 2**16, 1, 1)))",
-         "ValueError", r"grad_out must have shape \(2, 3, 256, 256\)"),
-    "pwb1d_grad_out_shape":
-        ("pydsconv.pointwise_conv1d_backward(np.ones((1, 1, 1)), view((1, 3, 2**31 + 1), "
-         "np.float64), np.ones((2, 3)))",
-         "ValueError", r"grad_out must have shape \(1, 2, 2147483649\)"),
-    "dw2d_out_shape_same_stride2":
-        ("pydsconv.depthwise_conv2d(view((1, 1, 2**16, 2**16)), np.ones((1, 1, 3, 3), np.float32), "
-         "stride=2, padding='same', out=np.empty((1, 1, 1, 1), np.float32))",
-         "ValueError", r"out must have shape \(1, 1, 32768, 32768\)"),
-    "sep2d_nhwc_out_shape":
-        ("pydsconv.separable_conv2d(view((1, 2**16, 2**16, 1)), np.ones((2, 1, 3, 3), np.float32), "
-         "np.ones((7, 2), np.float32), stride=5, dilation=2**10, padding='same', layout='NHWC', "
-         "out=np.empty((1, 1, 1, 1), np.float32))",
-         "ValueError", r"out must have shape \(1, 13108, 13108, 7\)"),
-    "sep1d_out_shape_causal":
-        ("pydsconv.separable_conv1d(view((1, 1, 2**32)), np.ones((1, 1, 9), np.float32), "
-         "np.ones((2, 1), np.float32), padding='causal', dilation=2**20, "
-         "out=np.empty((1, 1, 1), np.float32))",
-         "ValueError", r"out must have shape \(1, 2, 4294967296\)"),
-    "dw2d_out_not_contiguous":
-        ("pydsconv.depthwise_conv2d(view((1, 1, 2**16, 2**16)), np.ones((1, 1, 1, 1), np.float32), "
-         "out=view((1, 1, 2**16, 2**16)))",
-         "ValueError", r"out must be C-contiguous"),
+    "dwb2d_grad_out_shape_2_32": (
+        "pydsconv.depthwise_conv2d_backward(np.ones((1, 1, 1, 1), np.float32), "
+        "view((1, 1, 2**16, 2**16)), np.ones((1, 1, 3, 3), np.float32), padding=1)",
+        "ValueError",
+        r"grad_out must have shape \(1, 1, 65536, 65536\)",
+    ),
+    "dwb2d_grad_out_shape_stride3": (
+        "pydsconv.depthwise_conv2d_backward(np.ones((1, 1, 1, 1), np.float32), "
+        "view((1, 1, 2**16, 2**16)), np.ones((1, 1, 3, 3), np.float32), stride=3)",
+        "ValueError",
+        r"grad_out must have shape \(1, 1, 21845, 21845\)",
+    ),
+    "dwb1d_nlc_grad_out_length_over_2_32": (
+        "pydsconv.depthwise_conv1d_backward(np.ones((1, 1, 1), np.float32), "
+        "view((1, 2**32 + 5, 1)), np.ones((1, 1, 5), np.float32), dilation=2, layout='NLC')",
+        "ValueError",
+        r"grad_out must have shape \(1, 4294967293, 1\)",
+    ),
+    "pwb2d_grad_out_shape": (
+        "pydsconv.pointwise_conv2d_backward(np.ones((1, 1, 1, 1), np.float32), "
+        "view((2, 2**16, 2**8, 2**8)), view((3, 2**16, 1, 1)))",
+        "ValueError",
+        r"grad_out must have shape \(2, 3, 256, 256\)",
+    ),
+    "pwb1d_grad_out_shape": (
+        "pydsconv.pointwise_conv1d_backward(np.ones((1, 1, 1)), view((1, 3, 2**31 + 1), "
+        "np.float64), np.ones((2, 3)))",
+        "ValueError",
+        r"grad_out must have shape \(1, 2, 2147483649\)",
+    ),
+    "dw2d_out_shape_same_stride2": (
+        "pydsconv.depthwise_conv2d(view((1, 1, 2**16, 2**16)), np.ones((1, 1, 3, 3), np.float32), "
+        "stride=2, padding='same', out=np.empty((1, 1, 1, 1), np.float32))",
+        "ValueError",
+        r"out must have shape \(1, 1, 32768, 32768\)",
+    ),
+    "sep2d_nhwc_out_shape": (
+        "pydsconv.separable_conv2d(view((1, 2**16, 2**16, 1)), np.ones((2, 1, 3, 3), np.float32), "
+        "np.ones((7, 2), np.float32), stride=5, dilation=2**10, padding='same', layout='NHWC', "
+        "out=np.empty((1, 1, 1, 1), np.float32))",
+        "ValueError",
+        r"out must have shape \(1, 13108, 13108, 7\)",
+    ),
+    "sep1d_out_shape_causal": (
+        "pydsconv.separable_conv1d(view((1, 1, 2**32)), np.ones((1, 1, 9), np.float32), "
+        "np.ones((2, 1), np.float32), padding='causal', dilation=2**20, "
+        "out=np.empty((1, 1, 1), np.float32))",
+        "ValueError",
+        r"out must have shape \(1, 2, 4294967296\)",
+    ),
+    "dw2d_out_not_contiguous": (
+        "pydsconv.depthwise_conv2d(view((1, 1, 2**16, 2**16)), np.ones((1, 1, 1, 1), np.float32), "
+        "out=view((1, 1, 2**16, 2**16)))",
+        "ValueError",
+        r"out must be C-contiguous",
+    ),
     # 2**60 float32 elements: the count fits int64, count * 8 bytes does not (rule 10)
-    "dw2d_x_2_60_elements":
-        ("pydsconv.depthwise_conv2d(view((1, 1, 2**30, 2**30)), np.ones((1, 1, 1, 1), np.float32))",
-         "ValueError", r"too large|overflow"),
-    "pw2d_x_2_60_elements":
-        ("pydsconv.pointwise_conv2d(view((1, 2**30, 2**15, 2**15)), view((1, 2**30)))",
-         "ValueError", r"too large|overflow"),
-    "sep2d_x_2_60_elements":
-        ("pydsconv.separable_conv2d(view((4, 2**10, 2**24, 2**24)), np.ones((2**10, 1, 2, 2), "
-         "np.float32), view((1, 2**10)), stride=2**20)",
-         "ValueError", r"too large|overflow"),
+    "dw2d_x_2_60_elements": (
+        "pydsconv.depthwise_conv2d(view((1, 1, 2**30, 2**30)), np.ones((1, 1, 1, 1), np.float32))",
+        "ValueError",
+        r"too large|overflow",
+    ),
+    "pw2d_x_2_60_elements": (
+        "pydsconv.pointwise_conv2d(view((1, 2**30, 2**15, 2**15)), view((1, 2**30)))",
+        "ValueError",
+        r"too large|overflow",
+    ),
+    "sep2d_x_2_60_elements": (
+        "pydsconv.separable_conv2d(view((4, 2**10, 2**24, 2**24)), np.ones((2**10, 1, 2, 2), "
+        "np.float32), view((1, 2**10)), stride=2**20)",
+        "ValueError",
+        r"too large|overflow",
+    ),
 }
 
 _REJECT_CHILD = r"""
@@ -257,8 +306,9 @@ def test_huge_view_rejected_without_copying(rejected, name):
 
 
 def test_huge_views_never_raised_peak_rss(rejected):
-    assert rejected["__growth__"] < 64 * MiB, \
+    assert rejected["__growth__"] < 64 * MiB, (
         f"peak RSS grew by {rejected['__growth__'] / MiB:.0f} MiB"
+    )
 
 
 def test_rejected_huge_view_in_process_never_copies():
@@ -289,8 +339,9 @@ def test_output_count_overflows_int64_2d():
     with pytest.raises(ValueError, match=_TOO_LARGE):
         pydsconv.depthwise_conv2d(x, view((2**20, 1, 1, 1)), padding=2**39)
     with pytest.raises(ValueError, match=_TOO_LARGE):
-        pydsconv.depthwise_conv2d(view((1, 1, 1, 2**20)), view((2**20, 1, 1, 1)), padding=2**39,
-                                  layout="NHWC")
+        pydsconv.depthwise_conv2d(
+            view((1, 1, 1, 2**20)), view((2**20, 1, 1, 1)), padding=2**39, layout="NHWC"
+        )
     with pytest.raises(ValueError, match=_TOO_LARGE):
         pydsconv.separable_conv2d(x, view((2**20, 1, 1, 1)), view((3, 2**20)), padding=2**39)
 
@@ -342,8 +393,9 @@ def test_separable_intermediate_overflow():
     # 8 bytes overflows, while the 1-channel output (~2**46 elements) fits the
     # size rules (though, at 256 TiB, no address space: never allocated).
     with pytest.raises(ValueError, match=r"intermediate.*(too large|overflow)"):
-        pydsconv.separable_conv2d(view((1, 1, 1, 1)), view((2**16, 1, 1, 1)), view((1, 2**16)),
-                                  padding=2**22)
+        pydsconv.separable_conv2d(
+            view((1, 1, 1, 1)), view((2**16, 1, 1, 1)), view((1, 2**16)), padding=2**22
+        )
 
 
 def test_batch_zero_with_huge_spatial_output():
@@ -400,8 +452,9 @@ for name, f in [
 _BIG = [2**40, 2**40 + 1, 2**62, 2**63 - 1, 2**63, 2**64, 10**30]
 
 
-@pytest.mark.parametrize("value", _BIG + [np.int64(2**40), np.uint64(2**64 - 1)],
-                         ids=lambda v: f"{type(v).__name__}_{v}")
+@pytest.mark.parametrize(
+    "value", _BIG + [np.int64(2**40), np.uint64(2**64 - 1)], ids=lambda v: f"{type(v).__name__}_{v}"
+)
 @pytest.mark.parametrize("param", ["stride", "padding", "dilation"])
 def test_parameter_at_or_above_2_40_is_value_error(param, value):
     x = np.ones((1, 2, 3, 3), np.float32)
@@ -418,7 +471,7 @@ def test_parameter_at_or_above_2_40_is_value_error(param, value):
         pydsconv.depthwise_conv1d(x[:, :, 0], w[:, :, 0], **{param: value})
 
 
-@pytest.mark.parametrize("value", [-2**40, -2**63, -2**64])
+@pytest.mark.parametrize("value", [-(2**40), -(2**63), -(2**64)])
 def test_huge_negative_padding_is_value_error(value):
     x = np.ones((1, 2, 3, 3), np.float32)
     w = np.ones((2, 1, 1, 1), np.float32)
@@ -431,8 +484,9 @@ def test_huge_negative_padding_is_value_error(value):
 def _core_dw(stride=(1, 1), dilation=(1, 1), pad=(0, 0, 0, 0), spatial=2):
     x = np.ones((1, 2, 3, 3) if spatial == 2 else (1, 2, 3), np.float32)
     w = np.ones((2, 1, 1, 1) if spatial == 2 else (2, 1, 1), np.float32)
-    return _core.depthwise_forward(x, w, None, spatial, "NCHW", stride, dilation, "explicit", pad,
-                                   None, None, 0)
+    return _core.depthwise_forward(
+        x, w, None, spatial, "NCHW", stride, dilation, "explicit", pad, None, None, 0
+    )
 
 
 @pytest.mark.parametrize("value", [2**40, 2**62, 2**63 - 1])
@@ -460,11 +514,27 @@ def test_core_backward_rejects_parameters_at_or_above_2_40():
     x = np.ones((1, 2, 3, 3), np.float32)
     w = np.ones((2, 1, 1, 1), np.float32)
     with pytest.raises(ValueError, match=r"2\*\*40"):
-        _core.depthwise_backward(x, x, w, 2, "NCHW", (2**40, 1), (1, 1), "explicit", (0, 0, 0, 0),
-                                 True, True, True, 0)
+        _core.depthwise_backward(
+            x, x, w, 2, "NCHW", (2**40, 1), (1, 1), "explicit", (0, 0, 0, 0), True, True, True, 0
+        )
     with pytest.raises(ValueError, match=r"2\*\*40"):
-        _core.separable_forward(x, w, np.ones((1, 2), np.float32), None, None, 2, "NCHW", (1, 1),
-                                (1, 1), "explicit", (0, 2**40, 0, 0), None, None, None, 0)
+        _core.separable_forward(
+            x,
+            w,
+            np.ones((1, 2), np.float32),
+            None,
+            None,
+            2,
+            "NCHW",
+            (1, 1),
+            (1, 1),
+            "explicit",
+            (0, 2**40, 0, 0),
+            None,
+            None,
+            None,
+            0,
+        )
 
 
 def test_largest_accepted_parameters_validate():
@@ -473,8 +543,9 @@ def test_largest_accepted_parameters_validate():
     x = np.ones((1, 1, 1, 1), np.float32)
     w = np.ones((1, 1, 1, 1), np.float32)
     with pytest.raises(ValueError, match=r"out must have shape \(1, 1, 3, 3\)"):
-        pydsconv.depthwise_conv2d(x, w, stride=lim, padding=lim, dilation=lim,
-                                  out=np.empty((1, 1, 1, 1), np.float32))
+        pydsconv.depthwise_conv2d(
+            x, w, stride=lim, padding=lim, dilation=lim, out=np.empty((1, 1, 1, 1), np.float32)
+        )
 
 
 # ---------------------------------------------------------------------------
@@ -567,8 +638,9 @@ def _resolve(spec):
             pads.append(tuple(e) if isinstance(e, (tuple, list)) else (e, e))
         else:
             pads.append(tuple(p))
-    outs = tuple((hw[ax] + sum(pads[ax]) - ((kk[ax] - 1) * d[ax] + 1)) // s[ax] + 1
-                 for ax in range(2))
+    outs = tuple(
+        (hw[ax] + sum(pads[ax]) - ((kk[ax] - 1) * d[ax] + 1)) // s[ax] + 1 for ax in range(2)
+    )
     return s, d, pads, outs, hw, kk
 
 
@@ -663,66 +735,196 @@ _HANG_S = 120
 # name -> spec.  Outputs have at most a few dozen elements; the arithmetic
 # (oh * stride, tap * dilation, padded sizes) goes far beyond 2**32.
 _HUGE_PARAMS = {
-    "dw2d_nchw_stride_pad_2_33": dict(op="dw", N=1, C=1, **{"in": (1, 1)}, k=(1, 1),
-                                      stride=2**33, padding=2**33, layout="NCHW"),
-    "dw2d_nhwc_stride_pad_2_33": dict(op="dw", N=1, C=1, **{"in": (1, 1)}, k=(1, 1),
-                                      stride=2**33, padding=2**33, layout="NHWC"),
-    "dw2d_nchw_stride_pad_2_31": dict(op="dw", N=2, C=2, M=2, **{"in": (2, 3)}, k=(2, 2),
-                                      stride=2**31, padding=2**31, layout="NCHW"),
-    "dw2d_nchw_stride_pad_2_16": dict(op="dw", N=1, C=3, **{"in": (3, 2)}, k=(3, 3),
-                                      stride=2**16, padding=2**16, layout="NCHW"),
-    "dw2d_nchw_stride_3_pad_2_31_wide": dict(op="dw", N=1, C=1, **{"in": (1, 1)}, k=(1, 1),
-                                             stride=(2**31, 2**27), padding=(2**31, 2**31),
-                                             layout="NCHW"),
-    "dw2d_nchw_max_params": dict(op="dw", N=1, C=1, **{"in": (1, 1)}, k=(1, 1),
-                                 stride=_LIM, padding=_LIM, dilation=_LIM, layout="NCHW"),
-    "dw2d_nhwc_max_params": dict(op="dw", N=1, C=2, **{"in": (1, 1)}, k=(1, 1),
-                                 stride=_LIM, padding=_LIM, dilation=_LIM, layout="NHWC"),
-    "dw2d_nchw_dilation_2_40_tall": dict(op="dw", N=1, C=1, **{"in": (1, 1)}, k=(2, 2),
-                                         dilation=(2**40 - 1, 2**24 - 2),
-                                         padding=((2**40 - 1, 0), (2**24 - 2, 0)), layout="NCHW"),
-    "dw2d_nhwc_dilation_2_40_tall": dict(op="dw", N=1, C=1, **{"in": (1, 1)}, k=(2, 2),
-                                         dilation=(2**40 - 1, 2**24 - 2),
-                                         padding=((2**40 - 1, 0), (2**24 - 2, 0)), layout="NHWC"),
-    "dw2d_nchw_dilation_2_33_same": dict(op="dw", N=1, C=2, **{"in": (2, 2)}, k=(3, 3),
-                                         dilation=2**33, padding="same", layout="NCHW"),
-    "dw2d_nchw_stride_2_39_same": dict(op="dw", N=1, C=1, **{"in": (3, 3)}, k=(3, 3),
-                                       stride=2**39, padding="same", layout="NCHW"),
-    "dw1d_ncl_dilation_2_32": dict(op="dw", N=1, C=1, **{"in": (1,)}, k=(2,),
-                                   dilation=2**32, padding=(2**32, 0), layout="NCL"),
-    "dw1d_nlc_dilation_2_32": dict(op="dw", N=1, C=1, **{"in": (1,)}, k=(2,),
-                                   dilation=2**32, padding=(2**32, 0), layout="NLC"),
-    "dw1d_ncl_causal_dilation_2_39": dict(op="dw", N=1, C=2, **{"in": (3,)}, k=(3,),
-                                          dilation=2**39, padding="causal", layout="NCL"),
-    "dw1d_ncl_stride_pad_2_35": dict(op="dw", N=1, C=1, M=3, **{"in": (2,)}, k=(2,),
-                                     stride=2**35, padding=2**35, layout="NCL"),
-    "sep2d_nchw_stride_pad_2_33": dict(op="sep", N=1, C=2, M=2, Cout=3, **{"in": (1, 1)},
-                                       k=(1, 1), stride=2**33, padding=2**33, layout="NCHW"),
-    "sep2d_nhwc_stride_pad_2_33": dict(op="sep", N=1, C=2, M=2, Cout=3, **{"in": (1, 1)},
-                                       k=(1, 1), stride=2**33, padding=2**33, layout="NHWC"),
-    "sep2d_nchw_dilation_2_40_tall": dict(op="sep", N=1, C=1, Cout=2, **{"in": (1, 1)},
-                                          k=(2, 2), dilation=(2**40 - 1, 2**24 - 2),
-                                          padding=((2**40 - 1, 0), (2**24 - 2, 0)),
-                                          layout="NCHW"),
-    "sep1d_ncl_dilation_2_32": dict(op="sep", N=1, C=1, Cout=2, **{"in": (1,)}, k=(2,),
-                                    dilation=2**32, padding=(2**32, 0), layout="NCL"),
-    "dwb2d_nchw_stride_pad_2_33": dict(op="dwb", N=1, C=1, **{"in": (1, 1)}, k=(1, 1),
-                                       stride=2**33, padding=2**33, layout="NCHW"),
-    "dwb2d_nhwc_stride_pad_2_33": dict(op="dwb", N=1, C=2, M=2, **{"in": (1, 1)}, k=(1, 1),
-                                       stride=2**33, padding=2**33, layout="NHWC"),
-    "dwb2d_nchw_max_params": dict(op="dwb", N=1, C=1, **{"in": (1, 1)}, k=(1, 1),
-                                  stride=_LIM, padding=_LIM, dilation=_LIM, layout="NCHW"),
-    "dwb2d_nchw_dilation_2_40_tall": dict(op="dwb", N=1, C=1, **{"in": (1, 1)}, k=(2, 2),
-                                          dilation=(2**40 - 1, 2**24 - 2),
-                                          padding=((2**40 - 1, 0), (2**24 - 2, 0)),
-                                          layout="NCHW"),
-    "dwb1d_nlc_dilation_2_32": dict(op="dwb", N=1, C=1, **{"in": (1,)}, k=(2,),
-                                    dilation=2**32, padding=(2**32, 0), layout="NLC"),
-    "dwb1d_ncl_causal_dilation_2_39": dict(op="dwb", N=2, C=1, M=2, **{"in": (3,)}, k=(3,),
-                                           dilation=2**39, padding="causal", layout="NCL"),
+    "dw2d_nchw_stride_pad_2_33": dict(
+        op="dw", N=1, C=1, **{"in": (1, 1)}, k=(1, 1), stride=2**33, padding=2**33, layout="NCHW"
+    ),
+    "dw2d_nhwc_stride_pad_2_33": dict(
+        op="dw", N=1, C=1, **{"in": (1, 1)}, k=(1, 1), stride=2**33, padding=2**33, layout="NHWC"
+    ),
+    "dw2d_nchw_stride_pad_2_31": dict(
+        op="dw",
+        N=2,
+        C=2,
+        M=2,
+        **{"in": (2, 3)},
+        k=(2, 2),
+        stride=2**31,
+        padding=2**31,
+        layout="NCHW",
+    ),
+    "dw2d_nchw_stride_pad_2_16": dict(
+        op="dw", N=1, C=3, **{"in": (3, 2)}, k=(3, 3), stride=2**16, padding=2**16, layout="NCHW"
+    ),
+    "dw2d_nchw_stride_3_pad_2_31_wide": dict(
+        op="dw",
+        N=1,
+        C=1,
+        **{"in": (1, 1)},
+        k=(1, 1),
+        stride=(2**31, 2**27),
+        padding=(2**31, 2**31),
+        layout="NCHW",
+    ),
+    "dw2d_nchw_max_params": dict(
+        op="dw",
+        N=1,
+        C=1,
+        **{"in": (1, 1)},
+        k=(1, 1),
+        stride=_LIM,
+        padding=_LIM,
+        dilation=_LIM,
+        layout="NCHW",
+    ),
+    "dw2d_nhwc_max_params": dict(
+        op="dw",
+        N=1,
+        C=2,
+        **{"in": (1, 1)},
+        k=(1, 1),
+        stride=_LIM,
+        padding=_LIM,
+        dilation=_LIM,
+        layout="NHWC",
+    ),
+    "dw2d_nchw_dilation_2_40_tall": dict(
+        op="dw",
+        N=1,
+        C=1,
+        **{"in": (1, 1)},
+        k=(2, 2),
+        dilation=(2**40 - 1, 2**24 - 2),
+        padding=((2**40 - 1, 0), (2**24 - 2, 0)),
+        layout="NCHW",
+    ),
+    "dw2d_nhwc_dilation_2_40_tall": dict(
+        op="dw",
+        N=1,
+        C=1,
+        **{"in": (1, 1)},
+        k=(2, 2),
+        dilation=(2**40 - 1, 2**24 - 2),
+        padding=((2**40 - 1, 0), (2**24 - 2, 0)),
+        layout="NHWC",
+    ),
+    "dw2d_nchw_dilation_2_33_same": dict(
+        op="dw", N=1, C=2, **{"in": (2, 2)}, k=(3, 3), dilation=2**33, padding="same", layout="NCHW"
+    ),
+    "dw2d_nchw_stride_2_39_same": dict(
+        op="dw", N=1, C=1, **{"in": (3, 3)}, k=(3, 3), stride=2**39, padding="same", layout="NCHW"
+    ),
+    "dw1d_ncl_dilation_2_32": dict(
+        op="dw", N=1, C=1, **{"in": (1,)}, k=(2,), dilation=2**32, padding=(2**32, 0), layout="NCL"
+    ),
+    "dw1d_nlc_dilation_2_32": dict(
+        op="dw", N=1, C=1, **{"in": (1,)}, k=(2,), dilation=2**32, padding=(2**32, 0), layout="NLC"
+    ),
+    "dw1d_ncl_causal_dilation_2_39": dict(
+        op="dw", N=1, C=2, **{"in": (3,)}, k=(3,), dilation=2**39, padding="causal", layout="NCL"
+    ),
+    "dw1d_ncl_stride_pad_2_35": dict(
+        op="dw", N=1, C=1, M=3, **{"in": (2,)}, k=(2,), stride=2**35, padding=2**35, layout="NCL"
+    ),
+    "sep2d_nchw_stride_pad_2_33": dict(
+        op="sep",
+        N=1,
+        C=2,
+        M=2,
+        Cout=3,
+        **{"in": (1, 1)},
+        k=(1, 1),
+        stride=2**33,
+        padding=2**33,
+        layout="NCHW",
+    ),
+    "sep2d_nhwc_stride_pad_2_33": dict(
+        op="sep",
+        N=1,
+        C=2,
+        M=2,
+        Cout=3,
+        **{"in": (1, 1)},
+        k=(1, 1),
+        stride=2**33,
+        padding=2**33,
+        layout="NHWC",
+    ),
+    "sep2d_nchw_dilation_2_40_tall": dict(
+        op="sep",
+        N=1,
+        C=1,
+        Cout=2,
+        **{"in": (1, 1)},
+        k=(2, 2),
+        dilation=(2**40 - 1, 2**24 - 2),
+        padding=((2**40 - 1, 0), (2**24 - 2, 0)),
+        layout="NCHW",
+    ),
+    "sep1d_ncl_dilation_2_32": dict(
+        op="sep",
+        N=1,
+        C=1,
+        Cout=2,
+        **{"in": (1,)},
+        k=(2,),
+        dilation=2**32,
+        padding=(2**32, 0),
+        layout="NCL",
+    ),
+    "dwb2d_nchw_stride_pad_2_33": dict(
+        op="dwb", N=1, C=1, **{"in": (1, 1)}, k=(1, 1), stride=2**33, padding=2**33, layout="NCHW"
+    ),
+    "dwb2d_nhwc_stride_pad_2_33": dict(
+        op="dwb",
+        N=1,
+        C=2,
+        M=2,
+        **{"in": (1, 1)},
+        k=(1, 1),
+        stride=2**33,
+        padding=2**33,
+        layout="NHWC",
+    ),
+    "dwb2d_nchw_max_params": dict(
+        op="dwb",
+        N=1,
+        C=1,
+        **{"in": (1, 1)},
+        k=(1, 1),
+        stride=_LIM,
+        padding=_LIM,
+        dilation=_LIM,
+        layout="NCHW",
+    ),
+    "dwb2d_nchw_dilation_2_40_tall": dict(
+        op="dwb",
+        N=1,
+        C=1,
+        **{"in": (1, 1)},
+        k=(2, 2),
+        dilation=(2**40 - 1, 2**24 - 2),
+        padding=((2**40 - 1, 0), (2**24 - 2, 0)),
+        layout="NCHW",
+    ),
+    "dwb1d_nlc_dilation_2_32": dict(
+        op="dwb", N=1, C=1, **{"in": (1,)}, k=(2,), dilation=2**32, padding=(2**32, 0), layout="NLC"
+    ),
+    "dwb1d_ncl_causal_dilation_2_39": dict(
+        op="dwb",
+        N=2,
+        C=1,
+        M=2,
+        **{"in": (3,)},
+        k=(3,),
+        dilation=2**39,
+        padding="causal",
+        layout="NCL",
+    ),
 }
 
-_HUGE_CHILD = _BUILD + r"""
+_HUGE_CHILD = (
+    _BUILD
+    + r"""
 spec = json.loads(sys.argv[1])
 gy = json.loads(sys.argv[2])
 cap_address_space(2 << 30)
@@ -732,6 +934,7 @@ try:
 except Exception as e:
     print(json.dumps({"error": type(e).__name__ + ": " + str(e)}))
 """
+)
 
 
 def _as_json_spec(spec):
@@ -751,12 +954,14 @@ def test_huge_parameters_computed_correctly(name, dtype):
     spec = dict(_HUGE_PARAMS[name], dtype=dtype)
     gy = _grad_out(spec).tolist() if spec["op"] == "dwb" else None
     try:  # a few dozen outputs: well under a second when correct
-        r = run_python(_PRELUDE + _HUGE_CHILD, args=(_as_json_spec(spec), json.dumps(gy)),
-                       timeout=_HANG_S)
+        r = run_python(
+            _PRELUDE + _HUGE_CHILD, args=(_as_json_spec(spec), json.dumps(gy)), timeout=_HANG_S
+        )
     except subprocess.TimeoutExpired:
         pytest.fail(f"valid call {spec} hung (killed after {_HANG_S} s)")
-    assert r.returncode == 0, (f"child crashed (exit {r.returncode}) on a valid call {spec}:\n"
-                               f"{r.stderr[-2000:]}")
+    assert r.returncode == 0, (
+        f"child crashed (exit {r.returncode}) on a valid call {spec}:\n{r.stderr[-2000:]}"
+    )
     res = json.loads(r.stdout.strip().splitlines()[-1])
     assert "ok" in res, f"valid call {spec} failed: {res['error']}"
     want = _expected(spec)
@@ -772,15 +977,58 @@ def test_direct_reference_agrees_with_pydsconv_reference():
     # The oracle of the table above, checked on small parameters against
     # pydsconv.reference (which pads for real, so only small ones).
     from pydsconv import reference as ref
+
     specs = [
-        dict(op="dw", N=2, C=2, M=2, **{"in": (4, 5)}, k=(3, 2), stride=(2, 3),
-             padding=((1, 2), (0, 3)), dilation=(2, 1), layout="NCHW", dtype="float64"),
-        dict(op="dw", N=1, C=3, **{"in": (5,)}, k=(3,), dilation=2, padding="causal",
-             layout="NCL", dtype="float64"),
-        dict(op="dwb", N=2, C=2, M=2, **{"in": (4, 5)}, k=(3, 2), stride=(2, 3),
-             padding="same", dilation=(2, 1), layout="NCHW", dtype="float64"),
-        dict(op="sep", N=1, C=2, M=2, Cout=3, **{"in": (3, 4)}, k=(2, 2), stride=2, padding=1,
-             layout="NCHW", dtype="float64"),
+        dict(
+            op="dw",
+            N=2,
+            C=2,
+            M=2,
+            **{"in": (4, 5)},
+            k=(3, 2),
+            stride=(2, 3),
+            padding=((1, 2), (0, 3)),
+            dilation=(2, 1),
+            layout="NCHW",
+            dtype="float64",
+        ),
+        dict(
+            op="dw",
+            N=1,
+            C=3,
+            **{"in": (5,)},
+            k=(3,),
+            dilation=2,
+            padding="causal",
+            layout="NCL",
+            dtype="float64",
+        ),
+        dict(
+            op="dwb",
+            N=2,
+            C=2,
+            M=2,
+            **{"in": (4, 5)},
+            k=(3, 2),
+            stride=(2, 3),
+            padding="same",
+            dilation=(2, 1),
+            layout="NCHW",
+            dtype="float64",
+        ),
+        dict(
+            op="sep",
+            N=1,
+            C=2,
+            M=2,
+            Cout=3,
+            **{"in": (3, 4)},
+            k=(2, 2),
+            stride=2,
+            padding=1,
+            layout="NCHW",
+            dtype="float64",
+        ),
     ]
     for spec in specs:
         a = _build(spec)
@@ -789,11 +1037,17 @@ def test_direct_reference_agrees_with_pydsconv_reference():
         if spec["op"] == "dw":
             want = [getattr(ref, "depthwise_conv" + s)(a["x"], a["dw"], a["db"], **kw)]
         elif spec["op"] == "sep":
-            want = [getattr(ref, "separable_conv" + s)(a["x"], a["dw"], a["pw"], a["db"], a["pb"],
-                                                       mid_activation="relu", **kw)]
+            want = [
+                getattr(ref, "separable_conv" + s)(
+                    a["x"], a["dw"], a["pw"], a["db"], a["pb"], mid_activation="relu", **kw
+                )
+            ]
         else:
-            want = list(getattr(ref, "depthwise_conv" + s + "_backward")(
-                _grad_out(spec), a["x"], a["dw"], **kw))
+            want = list(
+                getattr(ref, "depthwise_conv" + s + "_backward")(
+                    _grad_out(spec), a["x"], a["dw"], **kw
+                )
+            )
         for got, exp in zip(_expected(spec), want):
             np.testing.assert_allclose(got, exp, rtol=1e-12, atol=1e-12)
 
@@ -860,8 +1114,18 @@ def big_input(request):
 
 
 def _big_spec(res, k, stride=1, dilation=1):
-    return dict(op="dw", N=1, C=res["C"], **{"in": (res["H"], res["W"])}, k=k, stride=stride,
-                dilation=dilation, padding=0, layout="NCHW", dtype="float64")
+    return dict(
+        op="dw",
+        N=1,
+        C=res["C"],
+        **{"in": (res["H"], res["W"])},
+        k=k,
+        stride=stride,
+        dilation=dilation,
+        padding=0,
+        layout="NCHW",
+        dtype="float64",
+    )
 
 
 def _big_xget(res):
@@ -884,9 +1148,12 @@ def _direct_plain(res, w, stride, dilation):
     for c in range(C):
         for oh in range(OH):
             for ow in range(OW):
-                y[0, c, oh, ow] = sum(w[c, 0, i, j] * xget(0, c, oh * stride[0] + i * dilation[0],
-                                                            ow * stride[1] + j * dilation[1])
-                                      for i in range(kh) for j in range(kw))
+                y[0, c, oh, ow] = sum(
+                    w[c, 0, i, j]
+                    * xget(0, c, oh * stride[0] + i * dilation[0], ow * stride[1] + j * dilation[1])
+                    for i in range(kh)
+                    for j in range(kw)
+                )
     return y
 
 
@@ -926,8 +1193,9 @@ def test_big_input_depthwise_weight_grad(big_input):
             for ow in range(2):
                 for i in range(3):
                     for j in range(3):
-                        gw[c, 0, i, j] += gy[0, c, oh, ow] * xget(0, c, oh * s[0] + i,
-                                                                   ow * s[1] + j)
+                        gw[c, 0, i, j] += gy[0, c, oh, ow] * xget(
+                            0, c, oh * s[0] + i, ow * s[1] + j
+                        )
     _check_big(big_input, "dwb_weight", gw)
 
 

@@ -1,6 +1,7 @@
 """pydsconv.nn: every layer's gradients by finite differences (float64, both
 layouts), layers against the NumPy reference / a naive convolution, models'
 parameter counts against pydsconv.cost, and (where installed) PyTorch."""
+
 import math
 
 import numpy as np
@@ -54,8 +55,9 @@ def check_grads(layer, x, rng, rtol=1e-6, atol=1e-8):
         assert p.grad is not None, name
         assert p.grad.shape == p.shape, name
         c = coords_of(p.data, rng)
-        np.testing.assert_allclose(p.grad.reshape(-1)[c], numeric_grad(loss, p.data, c),
-                                   rtol=rtol, atol=atol, err_msg=name)
+        np.testing.assert_allclose(
+            p.grad.reshape(-1)[c], numeric_grad(loss, p.data, c), rtol=rtol, atol=atol, err_msg=name
+        )
 
 
 def naive_conv2d(x, w, b, stride, pad):
@@ -68,27 +70,48 @@ def naive_conv2d(x, w, b, stride, pad):
     out = np.zeros((n, co, oh, ow))
     for i in range(kh):
         for j in range(kw):
-            patch = xp[:, :, i:i + stride * oh:stride, j:j + stride * ow:stride]
+            patch = xp[:, :, i : i + stride * oh : stride, j : j + stride * ow : stride]
             out += np.einsum("nchw,oc->nohw", patch, w[:, :, i, j])
     return out + (0 if b is None else b.reshape(1, -1, 1, 1))
 
 
 # -- gradients by finite differences -----------------------------------------------
 
+
 @pytest.mark.parametrize("layout", LAYOUTS)
-@pytest.mark.parametrize("stride,padding,dilation,act", [(1, 1, 1, None), (2, "same", 1, "relu"),
-                                                         (1, 2, 2, "relu6")])
+@pytest.mark.parametrize(
+    "stride,padding,dilation,act", [(1, 1, 1, None), (2, "same", 1, "relu"), (1, 2, 2, "relu6")]
+)
 def test_conv2d_grads(layout, stride, padding, dilation, act, rng):
-    layer = nn.Conv2d(3, 4, 3, stride=stride, padding=padding, dilation=dilation, activation=act,
-                      layout=layout, dtype=np.float64, rng=1)
+    layer = nn.Conv2d(
+        3,
+        4,
+        3,
+        stride=stride,
+        padding=padding,
+        dilation=dilation,
+        activation=act,
+        layout=layout,
+        dtype=np.float64,
+        rng=1,
+    )
     check_grads(layer, rng.standard_normal(nchw_shape(2, 3, 7, 6, layout)), rng)
 
 
 @pytest.mark.parametrize("layout", LAYOUTS)
 @pytest.mark.parametrize("mult,stride,act", [(1, 1, None), (2, 2, "relu6")])
 def test_depthwise_grads(layout, mult, stride, act, rng):
-    layer = nn.DepthwiseConv2d(3, 3, stride=stride, padding=1, multiplier=mult, activation=act,
-                               layout=layout, dtype=np.float64, rng=2)
+    layer = nn.DepthwiseConv2d(
+        3,
+        3,
+        stride=stride,
+        padding=1,
+        multiplier=mult,
+        activation=act,
+        layout=layout,
+        dtype=np.float64,
+        rng=2,
+    )
     check_grads(layer, rng.standard_normal(nchw_shape(2, 3, 6, 5, layout)), rng)
 
 
@@ -102,10 +125,20 @@ def test_pointwise_grads(layout, act, rng):
 @pytest.mark.parametrize("layout", LAYOUTS)
 @pytest.mark.parametrize("training", [True, False])
 def test_separable_grads(layout, training, rng):
-    layer = nn.SeparableConv2d(3, 4, 3, stride=2, padding="same", multiplier=2,
-                               mid_activation="relu6", activation="relu", layout=layout,
-                               dtype=np.float64, rng=4)
-    layer.train(training)   # eval: fused forward, backward recomputes the intermediate
+    layer = nn.SeparableConv2d(
+        3,
+        4,
+        3,
+        stride=2,
+        padding="same",
+        multiplier=2,
+        mid_activation="relu6",
+        activation="relu",
+        layout=layout,
+        dtype=np.float64,
+        rng=4,
+    )
+    layer.train(training)  # eval: fused forward, backward recomputes the intermediate
     check_grads(layer, rng.standard_normal(nchw_shape(2, 3, 6, 6, layout)), rng)
 
 
@@ -128,7 +161,9 @@ def test_activation_grads(cls, rng):
 
 @pytest.mark.parametrize("layout", LAYOUTS)
 def test_pool_flatten_linear_grads(layout, rng):
-    check_grads(nn.GlobalAvgPool2d(layout), rng.standard_normal(nchw_shape(2, 3, 4, 5, layout)), rng)
+    check_grads(
+        nn.GlobalAvgPool2d(layout), rng.standard_normal(nchw_shape(2, 3, 4, 5, layout)), rng
+    )
     check_grads(nn.Flatten(), rng.standard_normal((2, 3, 4)), rng)
     check_grads(nn.Linear(6, 4, dtype=np.float64, rng=5), rng.standard_normal((3, 6)), rng)
 
@@ -154,42 +189,76 @@ def test_cross_entropy_value_grad_and_stability(rng):
     assert crit(logits, target) == pytest.approx(-np.mean(np.log(p[np.arange(5), target])))
     g = crit.backward()
     c = np.arange(logits.size)
-    np.testing.assert_allclose(g.reshape(-1), numeric_grad(lambda: crit(logits, target), logits, c),
-                               rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose(
+        g.reshape(-1), numeric_grad(lambda: crit(logits, target), logits, c), rtol=1e-6, atol=1e-9
+    )
     big = np.array([[1000.0, 0.0], [0.0, -1000.0]], np.float32)
     loss = crit(big, np.array([1, 1]))
-    assert np.isfinite(loss) and loss == pytest.approx(1000.0, rel=1e-6)  # -log softmax: 1000 per row
+    assert np.isfinite(loss) and loss == pytest.approx(
+        1000.0, rel=1e-6
+    )  # -log softmax: 1000 per row
     assert np.all(np.isfinite(crit.backward()))
 
 
 @pytest.mark.parametrize("layout", LAYOUTS)
 def test_small_network_grads(layout, rng):
-    net = nn.SeparableConvNet(in_channels=2, num_classes=3, input_size=5, stem_width=3,
-                              widths=(4, 5), strides=(1, 2), layout=layout, dtype=np.float64,
-                              rng=6)
-    check_grads(net, rng.standard_normal(nchw_shape(3, 2, 5, 5, layout)), rng, rtol=1e-5,
-                atol=1e-7)
+    net = nn.SeparableConvNet(
+        in_channels=2,
+        num_classes=3,
+        input_size=5,
+        stem_width=3,
+        widths=(4, 5),
+        strides=(1, 2),
+        layout=layout,
+        dtype=np.float64,
+        rng=6,
+    )
+    check_grads(net, rng.standard_normal(nchw_shape(3, 2, 5, 5, layout)), rng, rtol=1e-5, atol=1e-7)
 
 
 # -- forward against independent oracles -------------------------------------------
 
+
 @pytest.mark.parametrize("layout", LAYOUTS)
 def test_layers_forward_match_reference(layout, rng):
-    to = (lambda a: a) if layout == "NCHW" else (lambda a: np.ascontiguousarray(a.transpose(0, 2, 3, 1)))
+    to = (
+        (lambda a: a)
+        if layout == "NCHW"
+        else (lambda a: np.ascontiguousarray(a.transpose(0, 2, 3, 1)))
+    )
     x = rng.standard_normal((2, 3, 7, 7))
     conv = nn.Conv2d(3, 5, 3, stride=2, padding=1, layout=layout, dtype=np.float64, rng=0)
-    np.testing.assert_allclose(conv(to(x)), to(naive_conv2d(x, conv.weight.data, conv.bias.data,
-                                                           2, 1)), rtol=1e-12, atol=1e-12)
-    dw = nn.DepthwiseConv2d(3, 3, padding="same", multiplier=2, layout=layout,
-                            dtype=np.float64, rng=0)
-    np.testing.assert_allclose(dw(to(x)), reference.depthwise_conv2d(
-        to(x), dw.weight.data, dw.bias.data, padding="same", layout=layout), rtol=1e-12, atol=1e-12)
-    sep = nn.SeparableConv2d(3, 4, mid_activation="relu", padding=1, layout=layout,
-                             dtype=np.float64, rng=0)
-    want = reference.separable_conv2d(to(x), sep.depthwise.weight.data, sep.pointwise.weight.data,
-                                      sep.depthwise.bias.data, sep.pointwise.bias.data, padding=1,
-                                      layout=layout, mid_activation="relu")
-    np.testing.assert_allclose(sep(to(x)), want, rtol=1e-12, atol=1e-12)      # composed
+    np.testing.assert_allclose(
+        conv(to(x)),
+        to(naive_conv2d(x, conv.weight.data, conv.bias.data, 2, 1)),
+        rtol=1e-12,
+        atol=1e-12,
+    )
+    dw = nn.DepthwiseConv2d(
+        3, 3, padding="same", multiplier=2, layout=layout, dtype=np.float64, rng=0
+    )
+    np.testing.assert_allclose(
+        dw(to(x)),
+        reference.depthwise_conv2d(
+            to(x), dw.weight.data, dw.bias.data, padding="same", layout=layout
+        ),
+        rtol=1e-12,
+        atol=1e-12,
+    )
+    sep = nn.SeparableConv2d(
+        3, 4, mid_activation="relu", padding=1, layout=layout, dtype=np.float64, rng=0
+    )
+    want = reference.separable_conv2d(
+        to(x),
+        sep.depthwise.weight.data,
+        sep.pointwise.weight.data,
+        sep.depthwise.bias.data,
+        sep.pointwise.bias.data,
+        padding=1,
+        layout=layout,
+        mid_activation="relu",
+    )
+    np.testing.assert_allclose(sep(to(x)), want, rtol=1e-12, atol=1e-12)  # composed
     np.testing.assert_allclose(sep.eval()(to(x)), want, rtol=1e-12, atol=1e-12)  # fused
 
 
@@ -209,17 +278,28 @@ def test_batchnorm_running_stats_and_eval():
     np.testing.assert_allclose(bn.running_var, 0.9 + 0.1 * var * 36 / 35)
     assert int(bn.num_batches_tracked) == 1
     bn.eval()
-    np.testing.assert_allclose(bn(x), (x - bn.running_mean.reshape(1, 2, 1, 1))
-                               / np.sqrt(bn.running_var.reshape(1, 2, 1, 1) + 1e-5))
+    np.testing.assert_allclose(
+        bn(x),
+        (x - bn.running_mean.reshape(1, 2, 1, 1))
+        / np.sqrt(bn.running_var.reshape(1, 2, 1, 1) + 1e-5),
+    )
 
 
 @pytest.mark.parametrize("layout", LAYOUTS)
 def test_fold_batchnorm_same_outputs(layout, rng):
-    net = nn.SeparableConvNet(in_channels=3, num_classes=4, input_size=9, stem_width=4,
-                              widths=(6, 8), strides=(2, 1), layout=layout, dtype=np.float64,
-                              rng=7)
+    net = nn.SeparableConvNet(
+        in_channels=3,
+        num_classes=4,
+        input_size=9,
+        stem_width=4,
+        widths=(6, 8),
+        strides=(2, 1),
+        layout=layout,
+        dtype=np.float64,
+        rng=7,
+    )
     x = rng.standard_normal(nchw_shape(5, 3, 9, 9, layout))
-    for _ in range(3):   # move the running statistics away from their initial values
+    for _ in range(3):  # move the running statistics away from their initial values
         net(x * rng.uniform(0.5, 2) + rng.standard_normal())
     for bn in net.modules():
         if isinstance(bn, nn.BatchNorm2d):
@@ -238,6 +318,7 @@ def test_fold_batchnorm_same_outputs(layout, rng):
 
 
 # -- freezing, modes, state ------------------------------------------------------------
+
 
 def test_freeze_skips_grads_and_updates(rng):
     net = nn.SeparableConvNet(num_classes=3, stem_width=4, widths=(6,), strides=(1,), rng=0)
@@ -268,9 +349,15 @@ def test_freeze_skips_grads_and_updates(rng):
 def test_state_dict_names_save_load(tmp_path, rng):
     net = nn.SeparableConvNet(num_classes=3, stem_width=4, widths=(6,), strides=(2,), rng=0)
     names = list(net.state_dict())
-    assert names[:7] == ["features.0.weight", "features.1.weight", "features.1.bias",
-                         "features.1.running_mean", "features.1.running_var",
-                         "features.1.num_batches_tracked", "features.3.weight"]
+    assert names[:7] == [
+        "features.0.weight",
+        "features.1.weight",
+        "features.1.bias",
+        "features.1.running_mean",
+        "features.1.running_var",
+        "features.1.num_batches_tracked",
+        "features.3.weight",
+    ]
     assert names[-2:] == ["classifier.weight", "classifier.bias"]
     net(rng.random((4, 1, 8, 8), dtype=np.float32))
     path = tmp_path / "w.npz"
@@ -328,6 +415,7 @@ def test_errors():
 
 # -- models ------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("alpha,res", [(1.0, 224), (0.75, 192), (0.5, 160), (0.25, 128)])
 def test_mobilenet_parameter_count_matches_cost(alpha, res):
     model = nn.MobileNetV1(alpha, num_classes=1000, input_size=res, rng=0)
@@ -346,16 +434,25 @@ def test_mobilenet_forward_small():
     assert y.shape == (1, 10) and y.dtype == np.float32 and np.all(np.isfinite(y))
     nhwc = nn.MobileNetV1(0.25, num_classes=10, input_size=96, layout="NHWC", rng=1).eval()
     nhwc.load_state_dict(model.state_dict())
-    np.testing.assert_allclose(nhwc(np.ascontiguousarray(x.transpose(0, 2, 3, 1))), y,
-                               rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(
+        nhwc(np.ascontiguousarray(x.transpose(0, 2, 3, 1))), y, rtol=1e-4, atol=1e-5
+    )
 
 
-@pytest.mark.parametrize("size,widths,strides", [(8, (32, 64, 128), (1, 2, 2)),
-                                                 (28, (8, 16, 16, 24), (2, 1, 2, 2)),
-                                                 (5, (4,), (3,))])
+@pytest.mark.parametrize(
+    "size,widths,strides",
+    [(8, (32, 64, 128), (1, 2, 2)), (28, (8, 16, 16, 24), (2, 1, 2, 2)), (5, (4,), (3,))],
+)
 def test_separable_convnet_shapes(size, widths, strides):
-    net = nn.SeparableConvNet(in_channels=2, num_classes=7, input_size=size, stem_width=4,
-                              widths=widths, strides=strides, rng=0)
+    net = nn.SeparableConvNet(
+        in_channels=2,
+        num_classes=7,
+        input_size=size,
+        stem_width=4,
+        widths=widths,
+        strides=strides,
+        rng=0,
+    )
     x = np.zeros((3, 2, size, size), np.float32)
     assert net(x).shape == (3, 7)
     assert net.backward(np.ones((3, 7), np.float32)).shape == x.shape
@@ -367,11 +464,12 @@ def test_separable_convnet_shapes(size, widths, strides):
 
 # -- optimizers --------------------------------------------------------------------------
 
+
 def test_sgd_adam_by_hand():
     p = nn.Parameter(np.array([1.0, -2.0]))
     opt = nn.SGD([p], lr=0.1, momentum=0.5, weight_decay=0.1)
     p.grad = np.array([0.5, 0.5])
-    opt.step()   # d = g + 0.1 p = [0.6, 0.3]; buf = d
+    opt.step()  # d = g + 0.1 p = [0.6, 0.3]; buf = d
     np.testing.assert_allclose(p.data, [1 - 0.06, -2 - 0.03])
     q = nn.Parameter(np.array([1.0]))
     adam = nn.Adam([q], lr=0.1)
@@ -382,24 +480,41 @@ def test_sgd_adam_by_hand():
 
 # -- PyTorch -----------------------------------------------------------------------------
 
+
 def _torch_net(torch):
     tnn = torch.nn
     return tnn.Sequential(
-        tnn.Conv2d(2, 4, 3, stride=2, padding=1, bias=False), tnn.BatchNorm2d(4), tnn.ReLU(),
-        tnn.Conv2d(4, 8, 3, padding=1, groups=4), tnn.BatchNorm2d(8), tnn.ReLU6(),
-        tnn.Conv2d(8, 6, 1), tnn.BatchNorm2d(6), tnn.ReLU(),
-        tnn.AdaptiveAvgPool2d(1), tnn.Flatten(), tnn.Linear(6, 3)).double()
+        tnn.Conv2d(2, 4, 3, stride=2, padding=1, bias=False),
+        tnn.BatchNorm2d(4),
+        tnn.ReLU(),
+        tnn.Conv2d(4, 8, 3, padding=1, groups=4),
+        tnn.BatchNorm2d(8),
+        tnn.ReLU6(),
+        tnn.Conv2d(8, 6, 1),
+        tnn.BatchNorm2d(6),
+        tnn.ReLU(),
+        tnn.AdaptiveAvgPool2d(1),
+        tnn.Flatten(),
+        tnn.Linear(6, 3),
+    ).double()
 
 
 def _our_net(layout):
     f64 = dict(dtype=np.float64)
     return nn.Sequential(
         nn.Conv2d(2, 4, 3, stride=2, padding=1, bias=False, layout=layout, **f64),
-        nn.BatchNorm2d(4, layout=layout, **f64), nn.ReLU(),
+        nn.BatchNorm2d(4, layout=layout, **f64),
+        nn.ReLU(),
         nn.DepthwiseConv2d(4, 3, padding=1, multiplier=2, layout=layout, **f64),
-        nn.BatchNorm2d(8, layout=layout, **f64), nn.ReLU6(),
-        nn.PointwiseConv2d(8, 6, layout=layout, **f64), nn.BatchNorm2d(6, layout=layout, **f64),
-        nn.ReLU(), nn.GlobalAvgPool2d(layout), nn.Identity(), nn.Linear(6, 3, **f64))
+        nn.BatchNorm2d(8, layout=layout, **f64),
+        nn.ReLU6(),
+        nn.PointwiseConv2d(8, 6, layout=layout, **f64),
+        nn.BatchNorm2d(6, layout=layout, **f64),
+        nn.ReLU(),
+        nn.GlobalAvgPool2d(layout),
+        nn.Identity(),
+        nn.Linear(6, 3, **f64),
+    )
 
 
 @pytest.mark.parametrize("layout", LAYOUTS)
@@ -425,10 +540,11 @@ def test_sequential_matches_torch(layout):
     np.testing.assert_allclose(gx, xt.grad.numpy(), rtol=1e-8, atol=1e-12)
     tgrads = dict(tnet.named_parameters())
     for name, p in ours.named_parameters():
-        np.testing.assert_allclose(p.grad, tgrads[name].grad.numpy(), rtol=1e-8, atol=1e-12,
-                                   err_msg=name)
+        np.testing.assert_allclose(
+            p.grad, tgrads[name].grad.numpy(), rtol=1e-8, atol=1e-12, err_msg=name
+        )
     tstate = tnet.state_dict()
-    for name, v in ours.state_dict().items():   # running statistics after one training step
+    for name, v in ours.state_dict().items():  # running statistics after one training step
         np.testing.assert_allclose(v, tstate[name].numpy(), rtol=1e-12, err_msg=name)
     tnet.eval()
     ours.eval()
@@ -436,14 +552,17 @@ def test_sequential_matches_torch(layout):
         np.testing.assert_allclose(ours(xin), tnet(torch.tensor(x)).numpy(), rtol=1e-10)
 
 
-@pytest.mark.parametrize("kind,kwargs", [
-    ("SGD", dict(lr=0.1)),
-    ("SGD", dict(lr=0.05, momentum=0.9, weight_decay=0.01)),
-    ("SGD", dict(lr=0.05, momentum=0.9, nesterov=True)),
-    ("SGD", dict(lr=0.05, momentum=0.8, dampening=0.3)),
-    ("Adam", dict(lr=0.01)),
-    ("Adam", dict(lr=0.02, betas=(0.8, 0.99), eps=1e-6, weight_decay=0.05)),
-])
+@pytest.mark.parametrize(
+    "kind,kwargs",
+    [
+        ("SGD", dict(lr=0.1)),
+        ("SGD", dict(lr=0.05, momentum=0.9, weight_decay=0.01)),
+        ("SGD", dict(lr=0.05, momentum=0.9, nesterov=True)),
+        ("SGD", dict(lr=0.05, momentum=0.8, dampening=0.3)),
+        ("Adam", dict(lr=0.01)),
+        ("Adam", dict(lr=0.02, betas=(0.8, 0.99), eps=1e-6, weight_decay=0.05)),
+    ],
+)
 def test_optimizers_match_torch(kind, kwargs):
     torch = pytest.importorskip("torch")
     rng = np.random.default_rng(1)
@@ -470,4 +589,4 @@ def test_default_init_bounds_like_torch():
     dw = nn.DepthwiseConv2d(256, 3, rng=0)
     assert 0.9 / 3 < np.abs(dw.weight.data).max() <= 1 / 3
     a = nn.Linear(10, 10, rng=3).weight.data
-    np.testing.assert_array_equal(a, nn.Linear(10, 10, rng=3).weight.data)   # seedable
+    np.testing.assert_array_equal(a, nn.Linear(10, 10, rng=3).weight.data)  # seedable

@@ -7,14 +7,14 @@ finite positive rate.  How fast each set runs is a benchmark question:
 ``pydsconv-bench --peak`` prints the probe on every ISA with the ratio to the
 one below.  (Rates are not comparable in a unit test: under AddressSanitizer
 every set runs at a few GFLOP/s, and on Zen 4 AVX-512 runs at AVX2's rate.)"""
+
 import math
 
 import pytest
+from conftest import host_isas
 
 import pydsconv
 from pydsconv import _core
-
-from conftest import host_isas
 
 # float32 lanes of each kernel set's vector: the scalar set's loop uses
 # 16-byte vectors (SSE2 on x86), then 32 and 64 bytes.

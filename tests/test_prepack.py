@@ -11,13 +11,14 @@ NumPy reference.  Packed under one ISA and used under another, it falls back
 to packing per call.  It is a snapshot: changing the original array later
 does not change it.  Bad input gets the usual errors.
 """
+
 import numpy as np
 import pytest
+from conftest import assert_close, host_isas, rand, to_nhwc
 
 import pydsconv
-from pydsconv import _core, reference as ref
-
-from conftest import assert_close, host_isas, rand, to_nhwc
+from pydsconv import _core
+from pydsconv import reference as ref
 
 DTYPES = [np.float32, np.float64]
 
@@ -70,8 +71,9 @@ def test_pointwise_2d_same_bits(isa, rng, shape, layout, dtype):
     packed = pydsconv.prepack_pointwise(weight)
     want = pydsconv.pointwise_conv2d(x, weight, bias, layout=layout, activation="relu6")
     for threads in (1, 2):
-        got = pydsconv.pointwise_conv2d(x, packed, bias, layout=layout, activation="relu6",
-                                        num_threads=threads)
+        got = pydsconv.pointwise_conv2d(
+            x, packed, bias, layout=layout, activation="relu6", num_threads=threads
+        )
         np.testing.assert_array_equal(got, want)
     assert_close(want, ref.pointwise_conv2d(x, weight, bias, layout=layout, activation="relu6"))
 
@@ -111,8 +113,9 @@ def test_packed_for_another_isa_falls_back(rng, layout):
         want = pydsconv.pointwise_conv2d(want, np.ones((5, 40), dtype), layout=layout)
         packed_ones = pydsconv.prepack_pointwise(np.ones((5, 40), dtype))
         _core.set_isa(host_isas()[-1])  # packed under scalar, used under the best ISA
-        got = pydsconv.pointwise_conv2d(pydsconv.separable_conv2d(x, dw, pw, db, pb, **kw),
-                                        packed_ones, layout=layout)
+        got = pydsconv.pointwise_conv2d(
+            pydsconv.separable_conv2d(x, dw, pw, db, pb, **kw), packed_ones, layout=layout
+        )
         assert_close(got, want)
     finally:
         _core.set_isa(before)
@@ -164,8 +167,9 @@ def test_out_and_batch_zero(rng):
     out = np.empty((2, 9, 9, 12), dtype)
     got = pydsconv.separable_conv2d(x, dw, packed, db, pb, padding="same", layout="NHWC", out=out)
     assert got is out
-    np.testing.assert_array_equal(out, pydsconv.separable_conv2d(x, dw, pw, db, pb, padding="same",
-                                                                 layout="NHWC"))
+    np.testing.assert_array_equal(
+        out, pydsconv.separable_conv2d(x, dw, pw, db, pb, padding="same", layout="NHWC")
+    )
     empty = pydsconv.separable_conv2d(x[:0], dw, packed, db, pb, padding="same", layout="NHWC")
     assert empty.shape == (0, 9, 9, 12)
 

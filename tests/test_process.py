@@ -5,27 +5,33 @@ Each case runs in a fresh interpreter (``run_python``) with a timeout, so a
 hang or a process killed by the OpenMP runtime is a clear failure here, not a
 stuck or dead test run.
 """
+
 import json
 import os
 import sys
 
 import numpy as np
 import pytest
+from conftest import run_python
 
 import pydsconv
 
-from conftest import run_python
-
 # Subprocesses (fork, exit, limits): run once, not under the sanitizers.
-pytestmark = [pytest.mark.slow,
-              pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork (POSIX)")]
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork (POSIX)"),
+]
 
 _OPENMP = pydsconv.cpu_features()["openmp"]
 
 
 def _child(code, *args, env=None, timeout=300):
-    r = run_python(code, args=args, env={"OMP_NUM_THREADS": None, "PYDSCONV_ISA": None,
-                                         **(env or {})}, timeout=timeout)
+    r = run_python(
+        code,
+        args=args,
+        env={"OMP_NUM_THREADS": None, "PYDSCONV_ISA": None, **(env or {})},
+        timeout=timeout,
+    )
     return r
 
 
@@ -84,7 +90,9 @@ def check(results, want):
     return bad
 """
 
-_FORK = _OPS + r"""
+_FORK = (
+    _OPS
+    + r"""
 import os, sys, json, time
 parent_threads = int(sys.argv[1])
 P = problems()
@@ -117,6 +125,7 @@ else:
 data = os.read(rfd, 1 << 20).decode()
 print(json.dumps({"hung": False, "status": status, "child": json.loads(data or "null")}))
 """
+)
 
 
 @pytest.mark.parametrize("parent_threads", [1, 2, 3])
@@ -133,7 +142,9 @@ def test_forked_child_computes_every_op(parent_threads):
     assert res["child"]["single"] == (parent_threads > 1 and _OPENMP)
 
 
-_POOL = _OPS + r"""
+_POOL = (
+    _OPS
+    + r"""
 import multiprocessing as mp
 P = problems()
 
@@ -147,6 +158,7 @@ if __name__ == "__main__":
         res = pool.map_async(work, list(P)).get(timeout=120)
     print(sum(len(bad) for _, bad in res), len(res))
 """
+)
 
 
 def test_multiprocessing_fork_pool_after_threaded_calls():
@@ -194,6 +206,7 @@ def test_interpreter_exit_with_daemon_threads_inside_calls(status):
 # ---------------------------------------------------------------------------
 # The thread limit
 # ---------------------------------------------------------------------------
+
 
 def test_limit_is_a_small_multiple_of_the_usable_cores():
     f = pydsconv.cpu_features()
@@ -244,9 +257,11 @@ def test_num_threads_below_one(bad):
         pydsconv.depthwise_conv2d(x, np.ones((2, 1, 3, 3), np.float32), num_threads=2.0)
 
 
-_PRINT = ("import json, pydsconv; f = pydsconv.cpu_features(); "
-          "print(json.dumps([pydsconv.get_num_threads(), f['max_threads'], "
-          "f['num_threads_requested']]))")
+_PRINT = (
+    "import json, pydsconv; f = pydsconv.cpu_features(); "
+    "print(json.dumps([pydsconv.get_num_threads(), f['max_threads'], "
+    "f['num_threads_requested']]))"
+)
 
 
 @pytest.mark.parametrize("value", ["65536", "1000000000000", "9" * 40, "64,2"])
@@ -305,12 +320,15 @@ def test_thread_creation_failure_lowers_the_count_instead_of_exiting():
 # PYDSCONV_ISA
 # ---------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("value", ["\udcff", "avx\udce92", "\udcc3(", "sca\x01lar"])
 def test_pydsconv_isa_not_utf8_warns_and_falls_back(value):
     # The environment holds bytes; "\udcXX" is how Python passes byte 0xXX
     # that is not UTF-8.  Before: UnicodeDecodeError at import.
-    code = ("import json, pydsconv; f = pydsconv.cpu_features(); "
-            "print(json.dumps([f['isa'], f['best_isa'], f['env_isa']]))")
+    code = (
+        "import json, pydsconv; f = pydsconv.cpu_features(); "
+        "print(json.dumps([f['isa'], f['best_isa'], f['env_isa']]))"
+    )
     r = _child(code, env={"PYDSCONV_ISA": value})
     assert r.returncode == 0, r.stderr[-2000:]
     isa, best, shown = json.loads(r.stdout)

@@ -40,6 +40,7 @@ import time
 
 import numpy as np
 import pytest
+from conftest import assert_close, host_isas, run_python
 from hypothesis import HealthCheck, given, note, settings
 from hypothesis import strategies as st
 
@@ -47,23 +48,34 @@ import pydsconv
 from pydsconv import _core
 from pydsconv import reference as ref
 
-from conftest import assert_close, host_isas, run_python
-
 MAX_EXAMPLES = 250
 
-SETTINGS = settings(max_examples=MAX_EXAMPLES, deadline=None, derandomize=True, database=None,
-                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
-                                           HealthCheck.filter_too_much])
+SETTINGS = settings(
+    max_examples=MAX_EXAMPLES,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=[
+        HealthCheck.too_slow,
+        HealthCheck.data_too_large,
+        HealthCheck.filter_too_much,
+    ],
+)
 
 LAYOUTS = {2: ("NCHW", "NHWC"), 1: ("NCL", "NLC")}
 
 # op name -> (kind, spatial)
 OPS = {
-    "depthwise_conv2d": ("dw", 2), "depthwise_conv1d": ("dw", 1),
-    "pointwise_conv2d": ("pw", 2), "pointwise_conv1d": ("pw", 1),
-    "separable_conv2d": ("sep", 2), "separable_conv1d": ("sep", 1),
-    "depthwise_conv2d_backward": ("dwb", 2), "depthwise_conv1d_backward": ("dwb", 1),
-    "pointwise_conv2d_backward": ("pwb", 2), "pointwise_conv1d_backward": ("pwb", 1),
+    "depthwise_conv2d": ("dw", 2),
+    "depthwise_conv1d": ("dw", 1),
+    "pointwise_conv2d": ("pw", 2),
+    "pointwise_conv1d": ("pw", 1),
+    "separable_conv2d": ("sep", 2),
+    "separable_conv1d": ("sep", 1),
+    "depthwise_conv2d_backward": ("dwb", 2),
+    "depthwise_conv1d_backward": ("dwb", 1),
+    "pointwise_conv2d_backward": ("pwb", 2),
+    "pointwise_conv1d_backward": ("pwb", 1),
 }
 
 # Where the child writes the call it is about to make (read back on a crash or hang).
@@ -73,6 +85,7 @@ _LAST_CALL_FILE = os.environ.get("PYDSCONV_PROPERTY_LAST_CALL")
 # ---------------------------------------------------------------------------
 # The rules of cpp/README.md, transcribed (the independent oracle of rejection)
 # ---------------------------------------------------------------------------
+
 
 def _pair(v, spatial):
     if isinstance(v, (tuple, list)):
@@ -158,8 +171,9 @@ def _rules(kind, spatial, a, kw):
                 outs = []
                 for ax in range(spatial):
                     k = w[2 + ax]
-                    lo, hi = _resolve(pads[ax] if pads else None, kw["padding"], sp[ax], k,
-                                      s[ax], d[ax])
+                    lo, hi = _resolve(
+                        pads[ax] if pads else None, kw["padding"], sp[ax], k, s[ax], d[ax]
+                    )
                     eff = (k - 1) * d[ax] + 1
                     if eff > sp[ax] + lo + hi:
                         broken.append(wname)
@@ -199,6 +213,7 @@ def _rules(kind, spatial, a, kw):
 # Strategies
 # ---------------------------------------------------------------------------
 
+
 def _isas():
     if os.environ.get("PYDSCONV_ISA"):
         return [pydsconv.cpu_features()["isa"]]
@@ -237,19 +252,50 @@ _VARIANTS = ["c"] * 6 + ["strided", "reversed", "fortran", "unaligned", "broadca
 def _padding_strategy(spatial):
     small = st.integers(0, 4)
     if spatial == 2:
-        return st.one_of(small, st.tuples(small, small),
-                         st.tuples(st.tuples(small, small), st.tuples(small, small)),
-                         st.sampled_from(["valid", "same"]))
+        return st.one_of(
+            small,
+            st.tuples(small, small),
+            st.tuples(st.tuples(small, small), st.tuples(small, small)),
+            st.sampled_from(["valid", "same"]),
+        )
     return st.one_of(small, st.tuples(small, small), st.sampled_from(["valid", "same", "causal"]))
 
 
 _MUTATIONS = {
-    "dw": ["stride", "dilation", "padding", "bias", "weight_mult", "kernel0", "x_empty", "x_ndim",
-           "out"],
-    "sep": ["stride", "dilation", "padding", "bias", "pw_bias", "weight_mult", "kernel0",
-            "pw_cin", "x_empty", "x_ndim", "out"],
-    "dwb": ["stride", "dilation", "padding", "weight_mult", "kernel0", "x_empty", "x_ndim",
-            "grad_out"],
+    "dw": [
+        "stride",
+        "dilation",
+        "padding",
+        "bias",
+        "weight_mult",
+        "kernel0",
+        "x_empty",
+        "x_ndim",
+        "out",
+    ],
+    "sep": [
+        "stride",
+        "dilation",
+        "padding",
+        "bias",
+        "pw_bias",
+        "weight_mult",
+        "kernel0",
+        "pw_cin",
+        "x_empty",
+        "x_ndim",
+        "out",
+    ],
+    "dwb": [
+        "stride",
+        "dilation",
+        "padding",
+        "weight_mult",
+        "kernel0",
+        "x_empty",
+        "x_ndim",
+        "grad_out",
+    ],
     "pw": ["pw_cin", "pw_trailing", "pw_cout0", "bias", "x_empty", "x_ndim", "out"],
     "pwb": ["pw_cin", "pw_trailing", "pw_cout0", "x_empty", "x_ndim", "grad_out"],
 }
@@ -278,8 +324,10 @@ def calls(draw, kind, spatial):
     if has_dw:
         M = draw(st.sampled_from([1, 1, 2, 3]))
         cmid = C * M
-        s = tuple(draw(st.one_of(st.just(1), st.integers(1, 3), st.integers(4, 12)))
-                  for _ in range(spatial))
+        s = tuple(
+            draw(st.one_of(st.just(1), st.integers(1, 3), st.integers(4, 12)))
+            for _ in range(spatial)
+        )
         d = tuple(draw(st.integers(1, 3)) for _ in range(spatial))
         padding = draw(_padding_strategy(spatial))
         pads = _explicit_pads(padding, spatial)
@@ -297,24 +345,26 @@ def calls(draw, kind, spatial):
         if spatial == 2 and ks[0] * ks[1] > 512:  # keep the reference's tap loop short
             ks[0] = min(ks[0], 3)
         if mutation == "stride":
-            s = tuple(draw(st.sampled_from([0, -1])) if ax == spatial - 1 else v
-                      for ax, v in enumerate(s))
+            s = tuple(
+                draw(st.sampled_from([0, -1])) if ax == spatial - 1 else v for ax, v in enumerate(s)
+            )
         if mutation == "dilation":
             d = (0,) + d[1:]
         if mutation == "padding":
             padding = (-1, 1) if spatial == 1 else ((1, 0), (0, -1))
         if mutation == "kernel0":
             ks[-1] = 0
-        kw.update(stride=s[0] if spatial == 1 and draw(st.booleans()) else s,
-                  dilation=d[0] if spatial == 1 and draw(st.booleans()) else d,
-                  padding=padding)
+        kw.update(
+            stride=s[0] if spatial == 1 and draw(st.booleans()) else s,
+            dilation=d[0] if spatial == 1 and draw(st.booleans()) else d,
+            padding=padding,
+        )
         wname = "depthwise_weight" if kind == "sep" else "weight"
         first = cmid + 1 if mutation == "weight_mult" and C > 1 else cmid
         second = 2 if mutation == "weight_mult" and C == 1 else 1
         a[wname] = rand((first, second) + tuple(ks))
         if kind in ("dw", "sep") and (draw(st.booleans()) or mutation == "bias"):
-            a["depthwise_bias" if kind == "sep" else "bias"] = rand(
-                (cmid + (mutation == "bias"),))
+            a["depthwise_bias" if kind == "sep" else "bias"] = rand((cmid + (mutation == "bias"),))
     cout = cmid
     if has_pw:
         cout = draw(st.sampled_from([1, 2, 3, 4, 7, 16]))
@@ -344,8 +394,11 @@ def calls(draw, kind, spatial):
         if mutation == "grad_out":
             gshape = gshape[:-1] + (gshape[-1] + 1,)
         a["grad_out"] = rand(gshape)
-        kw.update(input_grad=draw(st.booleans()), weight_grad=draw(st.booleans()),
-                  bias_grad=draw(st.booleans()))
+        kw.update(
+            input_grad=draw(st.booleans()),
+            weight_grad=draw(st.booleans()),
+            bias_grad=draw(st.booleans()),
+        )
     if forward:
         kw["activation"] = draw(st.sampled_from([None, "relu", "relu6"]))
         if kind == "sep":
@@ -379,12 +432,16 @@ _ARG_ORDER = {
 
 def _describe(name, a, kw, isa):
     def arr(v):
-        return (f"<{v.dtype} {v.shape} strides={v.strides} "
-                f"{'C' if v.flags.c_contiguous else 'non-C'}"
-                f"{'' if v.flags.aligned else ' unaligned'}>")
+        return (
+            f"<{v.dtype} {v.shape} strides={v.strides} "
+            f"{'C' if v.flags.c_contiguous else 'non-C'}"
+            f"{'' if v.flags.aligned else ' unaligned'}>"
+        )
+
     args = ", ".join(f"{k}={arr(v)}" for k, v in a.items())
-    kws = ", ".join(f"{k}={arr(v) if isinstance(v, np.ndarray) else repr(v)}"
-                    for k, v in kw.items())
+    kws = ", ".join(
+        f"{k}={arr(v) if isinstance(v, np.ndarray) else repr(v)}" for k, v in kw.items()
+    )
     return f"[isa={isa}] pydsconv.{name}({args}, {kws})"
 
 
@@ -405,6 +462,7 @@ def start_watchdog():
                 sys.stderr.write(f"HUNG: no return after {_HANG_S} s from {_WATCH['desc']}\n")
                 sys.stderr.flush()
                 os._exit(3)
+
     threading.Thread(target=watch, daemon=True).start()
 
 
@@ -445,8 +503,9 @@ def check_call(name, a, kw, isa, mutation):
     if broken:
         assert err is not None, f"accepted a call that breaks the rules for {broken}: {desc}"
         msg = str(err)
-        assert any(b in msg for b in broken), \
+        assert any(b in msg for b in broken), (
             f"ValueError {msg!r} names none of the broken arguments {broken}"
+        )
         if out is not None:
             assert np.array_equal(out, out_before, equal_nan=True), "out written on error"
         return
@@ -520,11 +579,15 @@ def _run_child(mode, name):
         try:
             r = run_python(_CHILD, args=(mode, name, tests_dir), env=env, timeout=_TIMEOUT_S)
         except subprocess.TimeoutExpired:
-            pytest.fail(f"{name}: no result after {_TIMEOUT_S} s; the last call started "
-                        f"(probably hung): {last_call()}")
+            pytest.fail(
+                f"{name}: no result after {_TIMEOUT_S} s; the last call started "
+                f"(probably hung): {last_call()}"
+            )
         if r.returncode != 0:
-            pytest.fail(f"{name}: exit {r.returncode}; last call: {last_call()}\n"
-                        f"{r.stdout[-6000:]}\n{r.stderr[-6000:]}")
+            pytest.fail(
+                f"{name}: exit {r.returncode}; last call: {last_call()}\n"
+                f"{r.stdout[-6000:]}\n{r.stderr[-6000:]}"
+            )
         return r.stdout
 
 
@@ -538,27 +601,32 @@ def test_matches_reference_or_rejected_by_the_rules(name):
 # Degenerate sizes, always run (independent of what Hypothesis draws)
 # ---------------------------------------------------------------------------
 
+
 def _degenerate_cases():
     """(op name, x logical NC+spatial shape, kernel, M or C_out, kwargs)."""
     cases = []
     for spatial in (2, 1):
         one = (1,) * spatial
         for N, C, sp, k, kwargs in [
-            (1, 1, one, one, {}),                                   # 1x1 image, 1x1 kernel
-            (2, 3, one, (3,) * spatial, {"padding": 1}),             # kernel = padded input
-            (1, 1, (5,) * spatial, (5,) * spatial, {}),              # kernel = input, valid
-            (1, 2, (4,) * spatial, (2,) * spatial, {"stride": 9}),   # stride > input
+            (1, 1, one, one, {}),  # 1x1 image, 1x1 kernel
+            (2, 3, one, (3,) * spatial, {"padding": 1}),  # kernel = padded input
+            (1, 1, (5,) * spatial, (5,) * spatial, {}),  # kernel = input, valid
+            (1, 2, (4,) * spatial, (2,) * spatial, {"stride": 9}),  # stride > input
             (1, 2, (4,) * spatial, (2,) * spatial, {"stride": 9, "padding": "same"}),
             (0, 3, (4,) * spatial, (3,) * spatial, {"padding": "same"}),  # batch 0
             (1, 1, (3,) * spatial, (2,) * spatial, {"dilation": 2}),  # dilated kernel = input
             (1, 2, (2,) * spatial, (4,) * spatial, {"padding": "same", "stride": 3}),
             (1, 1, (1,) * (spatial - 1) + (70,), (1,) * spatial, {"padding": 1}),
-            (2, 1, (2,) * (spatial - 1) + (70,), (3,) * spatial,
-             {"padding": 2, "dilation": 2}),
+            (2, 1, (2,) * (spatial - 1) + (70,), (3,) * spatial, {"padding": 2, "dilation": 2}),
         ]:
             for kind in ("dw", "sep", "dwb", "pw", "pwb"):
-                name = {"dw": "depthwise_conv", "sep": "separable_conv", "pw": "pointwise_conv",
-                        "dwb": "depthwise_conv", "pwb": "pointwise_conv"}[kind]
+                name = {
+                    "dw": "depthwise_conv",
+                    "sep": "separable_conv",
+                    "pw": "pointwise_conv",
+                    "dwb": "depthwise_conv",
+                    "pwb": "pointwise_conv",
+                }[kind]
                 name += f"{spatial}d" + ("_backward" if kind.endswith("b") else "")
                 if kind in ("pw", "pwb"):
                     kwargs_ = {}
@@ -588,8 +656,11 @@ def _degenerate_call(name, N, C, sp, k, kwargs, layout_last, dtype):
         a["depthwise_weight" if kind == "sep" else "weight"] = rand((C * M, 1) + k)
         if kind != "dwb":
             a["depthwise_bias" if kind == "sep" else "bias"] = rand((C * M,))
-        kw.update(stride=kwargs.get("stride", 1), dilation=kwargs.get("dilation", 1),
-                  padding=kwargs.get("padding", 0))
+        kw.update(
+            stride=kwargs.get("stride", 1),
+            dilation=kwargs.get("dilation", 1),
+            padding=kwargs.get("padding", 0),
+        )
         cmid = C * M
     if kind in ("pw", "sep", "pwb"):
         a["pointwise_weight" if kind == "sep" else "weight"] = rand((3, cmid))

@@ -49,6 +49,7 @@ def _nlc(a):
 # Finite differences
 # ---------------------------------------------------------------------------
 
+
 def _fd_check(loss, args, grads, rng, n_entries=10, eps=1e-6):
     """Compare analytic grads with central differences of ``loss(*args)``.
 
@@ -65,8 +66,9 @@ def _fd_check(loss, args, grads, rng, n_entries=10, eps=1e-6):
             plus[i][pos] += eps
             minus[i][pos] -= eps
             fd = (loss(*plus) - loss(*minus)) / (2 * eps)
-            np.testing.assert_allclose(g[pos], fd, rtol=1e-6, atol=1e-7,
-                                       err_msg=f"arg {i} entry {pos}")
+            np.testing.assert_allclose(
+                g[pos], fd, rtol=1e-6, atol=1e-7, err_msg=f"arg {i} entry {pos}"
+            )
 
 
 # (x spatial shape, kernel, M, stride, padding, dilation)
@@ -176,6 +178,7 @@ def test_pointwise_conv1d_backward_fd(layout, w_ndim, rng):
 # Against PyTorch (float64, tight tolerance)
 # ---------------------------------------------------------------------------
 
+
 def _explicit_pads_2d(padding, hw, k, stride, dilation):
     """((top, bottom), (left, right)) computed independently of reference.py."""
     s = (stride, stride) if isinstance(stride, int) else stride
@@ -280,8 +283,7 @@ def test_depthwise_conv1d_vs_torch(torch, case, layout, rng):
     xt = torch.tensor(x, requires_grad=True)
     wt = torch.tensor(w, requires_grad=True)
     bt = torch.tensor(b, requires_grad=True)
-    yt = F.conv1d(F.pad(xt, (lo, hi)), wt, bt, stride=stride, dilation=dilation,
-                  groups=C)
+    yt = F.conv1d(F.pad(xt, (lo, hi)), wt, bt, stride=stride, dilation=dilation, groups=C)
     G = rng.standard_normal(tuple(yt.shape))
     yt.backward(torch.tensor(G))
 
@@ -337,13 +339,23 @@ def test_separable_conv2d_vs_torch(torch, layout, rng):
     pw = rng.standard_normal((Co, C * M, 1, 1))
     pb = rng.standard_normal(Co)
     pads = _explicit_pads_2d("same", (H, W), (3, 3), 2, 1)
-    mid = torch.clamp(_torch_dw2d(torch, torch.tensor(x), torch.tensor(dw),
-                                  torch.tensor(db), 2, pads, 1), 0, 6)
+    mid = torch.clamp(
+        _torch_dw2d(torch, torch.tensor(x), torch.tensor(dw), torch.tensor(db), 2, pads, 1), 0, 6
+    )
     expect = torch.relu(F.conv2d(mid, torch.tensor(pw), torch.tensor(pb))).numpy()
     xin = x if layout == "NCHW" else _nhwc(x)
-    y = ref.separable_conv2d(xin, dw, pw, db, pb, stride=2, padding="same",
-                             layout=layout, mid_activation="relu6",
-                             activation="relu")
+    y = ref.separable_conv2d(
+        xin,
+        dw,
+        pw,
+        db,
+        pb,
+        stride=2,
+        padding="same",
+        layout=layout,
+        mid_activation="relu6",
+        activation="relu",
+    )
     if layout == "NHWC":
         y = _nchw(y)
     np.testing.assert_allclose(y, expect, rtol=1e-12, atol=1e-12)
@@ -357,8 +369,9 @@ def test_same_stride1_matches_torch_same(torch, rng):
     for (kH, kW), (dh, dw) in [((2, 4), (1, 1)), ((4, 3), (1, 2)), ((3, 2), (3, 1))]:
         x = rng.standard_normal((1, C, 7, 6))
         w = rng.standard_normal((C, 1, kH, kW))
-        expect = F.conv2d(torch.tensor(x), torch.tensor(w), padding="same",
-                          dilation=(dh, dw), groups=C).numpy()
+        expect = F.conv2d(
+            torch.tensor(x), torch.tensor(w), padding="same", dilation=(dh, dw), groups=C
+        ).numpy()
         y = ref.depthwise_conv2d(x, w, padding="same", dilation=(dh, dw))
         np.testing.assert_allclose(y, expect, rtol=1e-12, atol=1e-12)
 
@@ -367,22 +380,22 @@ def test_same_stride1_matches_torch_same(torch, rng):
 # "same" and "causal" padding
 # ---------------------------------------------------------------------------
 
+
 def test_same_output_size_is_ceil(rng):
     C = 2
-    for s, size, k, d in itertools.product([1, 2, 3], [1, 2, 4, 5, 7, 8],
-                                           [1, 2, 3, 4], [1, 2]):
+    for s, size, k, d in itertools.product([1, 2, 3], [1, 2, 4, 5, 7, 8], [1, 2, 3, 4], [1, 2]):
         x = rng.standard_normal((1, C, size, size + 1))
         w = rng.standard_normal((C, 1, k, k))
         y = ref.depthwise_conv2d(x, w, stride=s, padding="same", dilation=d)
         assert y.shape == (1, C, -(-size // s), -(-(size + 1) // s)), (s, size, k, d)
         # 1-D twin
-        y1 = ref.depthwise_conv1d(x[:, :, 0], w[:, :, 0], stride=s,
-                                  padding="same", dilation=d)
+        y1 = ref.depthwise_conv1d(x[:, :, 0], w[:, :, 0], stride=s, padding="same", dilation=d)
         assert y1.shape == (1, C, -(-(size + 1) // s))
         # and equal to explicit TF-style asymmetric padding
         pads = (_tf_same(size, k, s, d), _tf_same(size + 1, k, s, d))
         np.testing.assert_array_equal(
-            y, ref.depthwise_conv2d(x, w, stride=s, padding=pads, dilation=d))
+            y, ref.depthwise_conv2d(x, w, stride=s, padding=pads, dilation=d)
+        )
 
 
 # (in, k, stride, dilation) -> (top, bottom), worked out by hand from TF's rule
@@ -408,12 +421,12 @@ def test_same_odd_pixel_bottom_right(geom, split, rng):
     x = rng.standard_normal((2, C, size, 3))
     w = rng.standard_normal((C, 1, k, 1))
     y = ref.depthwise_conv2d(x, w, stride=(s, 1), dilation=(d, 1), padding="same")
-    y_exp = ref.depthwise_conv2d(x, w, stride=(s, 1), dilation=(d, 1),
-                                 padding=(split, (0, 0)))
+    y_exp = ref.depthwise_conv2d(x, w, stride=(s, 1), dilation=(d, 1), padding=(split, (0, 0)))
     np.testing.assert_array_equal(y, y_exp)
     if split[0] != split[1]:  # the mirrored split must give something else
-        y_bad = ref.depthwise_conv2d(x, w, stride=(s, 1), dilation=(d, 1),
-                                     padding=(split[::-1], (0, 0)))
+        y_bad = ref.depthwise_conv2d(
+            x, w, stride=(s, 1), dilation=(d, 1), padding=(split[::-1], (0, 0))
+        )
         assert not np.array_equal(y, y_bad)
     # W axis, NHWC
     xw = rng.standard_normal((2, 3, size, C))
@@ -421,13 +434,15 @@ def test_same_odd_pixel_bottom_right(geom, split, rng):
     kw = dict(stride=(1, s), dilation=(1, d), layout="NHWC")
     np.testing.assert_array_equal(
         ref.depthwise_conv2d(xw, ww, padding="same", **kw),
-        ref.depthwise_conv2d(xw, ww, padding=((0, 0), split), **kw))
+        ref.depthwise_conv2d(xw, ww, padding=((0, 0), split), **kw),
+    )
     # 1-D
     x1 = rng.standard_normal((2, C, size))
     w1 = rng.standard_normal((C, 1, k))
     np.testing.assert_array_equal(
         ref.depthwise_conv1d(x1, w1, stride=s, dilation=d, padding="same"),
-        ref.depthwise_conv1d(x1, w1, stride=s, dilation=d, padding=split))
+        ref.depthwise_conv1d(x1, w1, stride=s, dilation=d, padding=split),
+    )
 
 
 def test_causal_padding(rng):
@@ -438,8 +453,8 @@ def test_causal_padding(rng):
         y = ref.depthwise_conv1d(x, w, stride=s, dilation=d, padding="causal")
         assert y.shape == (2, C, -(-L // s))
         np.testing.assert_array_equal(
-            y, ref.depthwise_conv1d(x, w, stride=s, dilation=d,
-                                    padding=(d * (k - 1), 0)))
+            y, ref.depthwise_conv1d(x, w, stride=s, dilation=d, padding=(d * (k - 1), 0))
+        )
     # output t only sees inputs <= t (stride 1)
     x = rng.standard_normal((1, C, 10))
     w = rng.standard_normal((C, 1, 3))
@@ -453,6 +468,7 @@ def test_causal_padding(rng):
 # ---------------------------------------------------------------------------
 # Separable, activations, dtype, out=, batch 0, flags
 # ---------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
 @pytest.mark.parametrize("act", [None, "relu", "relu6"])
@@ -469,8 +485,7 @@ def test_separable_conv2d_is_unfused_composition(layout, act, rng):
     mid = np.clip(ref.depthwise_conv2d(x, dw, db, **kw), 0, 6)
     assert mid.max() == 6.0 and mid.min() == 0.0  # relu6 is really exercised
     expect = ref.pointwise_conv2d(mid, pw, pb, layout=layout, activation=act)
-    y = ref.separable_conv2d(x, dw, pw, db, pb, mid_activation="relu6",
-                             activation=act, **kw)
+    y = ref.separable_conv2d(x, dw, pw, db, pb, mid_activation="relu6", activation=act, **kw)
     np.testing.assert_allclose(y, expect, rtol=1e-13, atol=1e-13)
 
 
@@ -487,8 +502,7 @@ def test_separable_conv1d_is_unfused_composition(layout, rng):
     kw = dict(stride=2, padding="causal", dilation=2, layout=layout)
     mid = ref.depthwise_conv1d(x, dw, db, activation="relu", **kw)
     expect = ref.pointwise_conv1d(mid, pw, pb, layout=layout, activation="relu6")
-    y = ref.separable_conv1d(x, dw, pw, db, pb, mid_activation="relu",
-                             activation="relu6", **kw)
+    y = ref.separable_conv1d(x, dw, pw, db, pb, mid_activation="relu", activation="relu6", **kw)
     np.testing.assert_allclose(y, expect, rtol=1e-13, atol=1e-13)
 
 
@@ -498,9 +512,11 @@ def test_activations(rng):
     b = rng.standard_normal(2)
     y = ref.depthwise_conv2d(x, w, b, padding=1)
     np.testing.assert_array_equal(
-        ref.depthwise_conv2d(x, w, b, padding=1, activation="relu"), np.maximum(y, 0))
+        ref.depthwise_conv2d(x, w, b, padding=1, activation="relu"), np.maximum(y, 0)
+    )
     np.testing.assert_array_equal(
-        ref.depthwise_conv2d(x, w, b, padding=1, activation="relu6"), np.clip(y, 0, 6))
+        ref.depthwise_conv2d(x, w, b, padding=1, activation="relu6"), np.clip(y, 0, 6)
+    )
     with pytest.raises(ValueError):
         ref.depthwise_conv2d(x, w, b, activation="gelu")
 
@@ -523,12 +539,12 @@ def test_float32_in_float32_out_and_close(rng):
     pw = rng.standard_normal((4, 6)).astype(np.float32)
     y = ref.separable_conv2d(x, dw, pw, padding="same")
     assert y.dtype == np.float32
-    y64 = ref.separable_conv2d(x.astype(np.float64), dw.astype(np.float64),
-                               pw.astype(np.float64), padding="same")
+    y64 = ref.separable_conv2d(
+        x.astype(np.float64), dw.astype(np.float64), pw.astype(np.float64), padding="same"
+    )
     np.testing.assert_allclose(y, y64, rtol=1e-6, atol=1e-6)
     g = np.ones_like(ref.depthwise_conv2d(x, dw, padding=1))
-    assert all(a.dtype == np.float32
-               for a in ref.depthwise_conv2d_backward(g, x, dw, padding=1))
+    assert all(a.dtype == np.float32 for a in ref.depthwise_conv2d_backward(g, x, dw, padding=1))
     assert ref.pointwise_conv1d(x[:, :, 0], pw[:, :3]).dtype == np.float32
 
 
@@ -564,12 +580,10 @@ def test_batch_zero(rng):
     gx, gw, gb = ref.depthwise_conv2d_backward(np.zeros((0, 6, 3, 4)), x, w)
     assert gx.shape == x.shape and gw.shape == w.shape and gb.shape == (6,)
     np.testing.assert_array_equal(gw, 0)
-    gx, gw, gb = ref.pointwise_conv2d_backward(np.zeros((0, 4, 5, 6)),
-                                               np.zeros((0, 6, 5, 6)), pw)
+    gx, gw, gb = ref.pointwise_conv2d_backward(np.zeros((0, 4, 5, 6)), np.zeros((0, 6, 5, 6)), pw)
     assert gx.shape == (0, 6, 5, 6) and gw.shape == (4, 6) and gb.shape == (4,)
     x1 = np.zeros((0, 7, 3))
-    assert ref.depthwise_conv1d(x1, w[:, :, 0], padding="causal",
-                                layout="NLC").shape == (0, 7, 6)
+    assert ref.depthwise_conv1d(x1, w[:, :, 0], padding="causal", layout="NLC").shape == (0, 7, 6)
     assert ref.pointwise_conv1d(np.zeros((0, 6, 7)), pw).shape == (0, 4, 7)
 
 
@@ -577,15 +591,14 @@ def test_backward_flags(rng):
     x = rng.standard_normal((1, 2, 4, 4))
     w = rng.standard_normal((2, 1, 3, 3))
     g = rng.standard_normal((1, 2, 2, 2))
-    gx, gw, gb = ref.depthwise_conv2d_backward(g, x, w, input_grad=False,
-                                               bias_grad=False)
+    gx, gw, gb = ref.depthwise_conv2d_backward(g, x, w, input_grad=False, bias_grad=False)
     assert gx is None and gb is None and gw.shape == w.shape
     gx, gw, gb = ref.depthwise_conv2d_backward(g, x, w, weight_grad=False)
     assert gw is None and gx.shape == x.shape and gb.shape == (2,)
     pw = rng.standard_normal((3, 2, 1, 1))
-    gx, gw, gb = ref.pointwise_conv2d_backward(rng.standard_normal((1, 3, 4, 4)),
-                                               x, pw, input_grad=False,
-                                               weight_grad=False)
+    gx, gw, gb = ref.pointwise_conv2d_backward(
+        rng.standard_normal((1, 3, 4, 4)), x, pw, input_grad=False, weight_grad=False
+    )
     assert gx is None and gw is None and gb.shape == (3,)
 
 

@@ -4,6 +4,7 @@ Every expected value comes from PyTorch (``F.conv2d`` with ``groups=C``, a 1x1
 ``F.conv2d``, ``F.pad`` for TensorFlow "same" at stride > 1) or from
 ``torch.autograd.gradcheck``'s finite differences; never from pydsconv.
 """
+
 import math
 
 import numpy as np
@@ -11,9 +12,10 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+from conftest import run_python  # noqa: E402
+
 import pydsconv  # noqa: E402
 import pydsconv.torch as pt  # noqa: E402
-from conftest import run_python  # noqa: E402
 
 nn = torch.nn
 F = torch.nn.functional
@@ -92,7 +94,9 @@ CASES = [
 
 
 def _id(c):
-    return f"C{c['C']}M{c['M']}k{c['k']}s{c['stride']}p{c['padding']}d{c['dilation']}".replace(" ", "")
+    return f"C{c['C']}M{c['M']}k{c['k']}s{c['stride']}p{c['padding']}d{c['dilation']}".replace(
+        " ", ""
+    )
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
@@ -101,8 +105,15 @@ def _id(c):
 def test_depthwise_module_matches_torch(case, fmt, dtype):
     torch.manual_seed(0)
     c = case
-    mod = pt.DepthwiseConv2d(c["C"], c["k"], c["stride"], c["padding"], c["dilation"],
-                             depth_multiplier=c["M"], dtype=dtype)
+    mod = pt.DepthwiseConv2d(
+        c["C"],
+        c["k"],
+        c["stride"],
+        c["padding"],
+        c["dilation"],
+        depth_multiplier=c["M"],
+        dtype=dtype,
+    )
     x = make_x((3, c["C"], *c["hw"]), dtype, fmt)
     xo, xr, wr, br = leaf(x), leaf(x), leaf(mod.weight), leaf(mod.bias)
     yo = mod(xo)
@@ -141,16 +152,26 @@ def test_pointwise_module_matches_torch(activation, fmt, dtype):
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
 @pytest.mark.parametrize("fmt", FORMATS)
-@pytest.mark.parametrize("acts", [(None, None), ("relu6", None), ("relu", "relu6"),
-                                  ("relu6", "relu6")], ids=str)
+@pytest.mark.parametrize(
+    "acts", [(None, None), ("relu6", None), ("relu", "relu6"), ("relu6", "relu6")], ids=str
+)
 @pytest.mark.parametrize("case", CASES[:4] + CASES[6:], ids=_id)
 def test_separable_module_matches_torch(case, acts, fmt, dtype):
     torch.manual_seed(2)
     c = case
     mid_act, act = acts
-    mod = pt.SeparableConv2d(c["C"], 10, c["k"], c["stride"], c["padding"], c["dilation"],
-                             depth_multiplier=c["M"], mid_activation=mid_act, activation=act,
-                             dtype=dtype)
+    mod = pt.SeparableConv2d(
+        c["C"],
+        10,
+        c["k"],
+        c["stride"],
+        c["padding"],
+        c["dilation"],
+        depth_multiplier=c["M"],
+        mid_activation=mid_act,
+        activation=act,
+        dtype=dtype,
+    )
     x = make_x((2, c["C"], *c["hw"]), dtype, fmt, scale=3.0)
     d, p = mod.depthwise, mod.pointwise
     xo, xr = leaf(x), leaf(x)
@@ -209,6 +230,7 @@ def test_unbatched_input():
 # gradcheck (finite differences, float64)
 # --------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("fmt", FORMATS)
 def test_gradcheck_depthwise(fmt):
     torch.manual_seed(5)
@@ -217,8 +239,11 @@ def test_gradcheck_depthwise(fmt):
     b = leaf(torch.randn(6, dtype=torch.float64))
     for act in (None, "relu6"):
         assert torch.autograd.gradcheck(
-            lambda x, w, b: pt.depthwise_conv2d(x, w, b, stride=(2, 1), padding="same",
-                                                dilation=(1, 2), activation=act), (x, w, b))
+            lambda x, w, b: pt.depthwise_conv2d(
+                x, w, b, stride=(2, 1), padding="same", dilation=(1, 2), activation=act
+            ),
+            (x, w, b),
+        )
 
 
 @pytest.mark.parametrize("fmt", FORMATS)
@@ -229,7 +254,8 @@ def test_gradcheck_pointwise(fmt):
     b = leaf(torch.randn(5, dtype=torch.float64))
     for act in (None, "relu", "relu6"):
         assert torch.autograd.gradcheck(
-            lambda x, w, b: pt.pointwise_conv2d(x, w, b, activation=act), (x, w, b))
+            lambda x, w, b: pt.pointwise_conv2d(x, w, b, activation=act), (x, w, b)
+        )
 
 
 @pytest.mark.parametrize("fmt", FORMATS)
@@ -242,8 +268,11 @@ def test_gradcheck_separable(fmt):
     pb = leaf(torch.randn(4, dtype=torch.float64))
     for mid_act, act in ((None, None), ("relu6", "relu"), ("relu", "relu6")):
         assert torch.autograd.gradcheck(
-            lambda *a: pt.separable_conv2d(*a, stride=2, padding=1, mid_activation=mid_act,
-                                           activation=act), (x, dw, pw, db, pb))
+            lambda *a: pt.separable_conv2d(
+                *a, stride=2, padding=1, mid_activation=mid_act, activation=act
+            ),
+            (x, dw, pw, db, pb),
+        )
 
 
 def test_double_backward_is_refused():
@@ -259,12 +288,18 @@ def test_double_backward_is_refused():
 # only the gradients that are needed
 # --------------------------------------------------------------------------
 
+
 @pytest.fixture
 def spy(monkeypatch):
     """Records every pydsconv op pydsconv.torch calls: (name, args, kwargs, result)."""
     calls = []
-    names = ["depthwise_conv2d", "pointwise_conv2d", "separable_conv2d",
-             "depthwise_conv2d_backward", "pointwise_conv2d_backward"]
+    names = [
+        "depthwise_conv2d",
+        "pointwise_conv2d",
+        "separable_conv2d",
+        "depthwise_conv2d_backward",
+        "pointwise_conv2d_backward",
+    ]
     for name in names:
         real = getattr(pydsconv, name)
 
@@ -272,6 +307,7 @@ def spy(monkeypatch):
             result = _real(*args, **kwargs)
             calls.append((_name, args, kwargs, result))
             return result
+
         monkeypatch.setattr(pydsconv, name, wrapper)
     return calls
 
@@ -321,6 +357,7 @@ def test_threads_follow_torch(spy):
 # zero-copy and memory formats
 # --------------------------------------------------------------------------
 
+
 def _ptr(a):
     return a.__array_interface__["data"][0]
 
@@ -336,8 +373,12 @@ def test_zero_copy_forward_and_backward(spy, fmt):
     xa, dwa, pwa, dba, pba = args
     # the arrays pydsconv got are the tensors' own memory ...
     assert _ptr(xa) == x.data_ptr() and np.shares_memory(xa, x.detach().numpy())
-    for a, p in ((dwa, mod.depthwise.weight), (pwa, mod.pointwise.weight),
-                 (dba, mod.depthwise.bias), (pba, mod.pointwise.bias)):
+    for a, p in (
+        (dwa, mod.depthwise.weight),
+        (pwa, mod.pointwise.weight),
+        (dba, mod.depthwise.bias),
+        (pba, mod.pointwise.bias),
+    ):
         assert _ptr(a) == p.data_ptr()
     # ... and the output tensor is the array pydsconv returned
     assert y.data_ptr() == _ptr(res)
@@ -360,7 +401,7 @@ def test_other_strides_are_copied_once(spy):
     view = x[:, ::2]  # neither contiguous nor channels_last
     w = torch.randn(3, 1, 3, 3, dtype=torch.float64)
     y = pt.depthwise_conv2d(view, w, padding=1)
-    (_, args, kw, _), = spy
+    ((_, args, kw, _),) = spy
     assert kw["layout"] == "NCHW" and args[0].flags.c_contiguous
     assert not np.shares_memory(args[0], x.numpy())
     assert y.is_contiguous()
@@ -383,12 +424,22 @@ def test_inplace_activation_on_outputs(fmt):
     """nn.ReLU6(inplace=True) right after each layer (as torchvision does):
     the outputs are not views, so autograd allows it; gradients as torch's."""
     torch.manual_seed(15)
-    ours = nn.Sequential(pt.DepthwiseConv2d(6, 3, padding=1), nn.ReLU6(inplace=True),
-                         pt.PointwiseConv2d(6, 8), nn.ReLU6(inplace=True),
-                         pt.SeparableConv2d(8, 8, 3, padding=1), nn.ReLU6(inplace=True))
-    ref = nn.Sequential(nn.Conv2d(6, 6, 3, padding=1, groups=6), nn.ReLU6(inplace=True),
-                        nn.Conv2d(6, 8, 1), nn.ReLU6(inplace=True),
-                        _TorchSeparable(8, 8, 1, lambda t: t), nn.ReLU6(inplace=True))
+    ours = nn.Sequential(
+        pt.DepthwiseConv2d(6, 3, padding=1),
+        nn.ReLU6(inplace=True),
+        pt.PointwiseConv2d(6, 8),
+        nn.ReLU6(inplace=True),
+        pt.SeparableConv2d(8, 8, 3, padding=1),
+        nn.ReLU6(inplace=True),
+    )
+    ref = nn.Sequential(
+        nn.Conv2d(6, 6, 3, padding=1, groups=6),
+        nn.ReLU6(inplace=True),
+        nn.Conv2d(6, 8, 1),
+        nn.ReLU6(inplace=True),
+        _TorchSeparable(8, 8, 1, lambda t: t),
+        nn.ReLU6(inplace=True),
+    )
     ref = ref.to(torch.float64)
     ours = ours.to(torch.float64)
     ours.load_state_dict(ref.state_dict())
@@ -402,16 +453,19 @@ def test_inplace_activation_on_outputs(fmt):
     yo.backward(g)
     yr.backward(g)
     assert_close(xo.grad, xr.grad)
-    for (name, po), pr in zip(ours.named_parameters(), ref.parameters()):
+    for (_name, po), pr in zip(ours.named_parameters(), ref.parameters()):
         assert_close(po.grad, pr.grad)
 
 
 def test_memory_format_propagates_through_a_model():
     torch.manual_seed(9)
-    net = nn.Sequential(pt.DepthwiseConv2d(8, 3, padding=1), nn.ReLU6(),
-                        pt.PointwiseConv2d(8, 16), nn.BatchNorm2d(16),
-                        pt.SeparableConv2d(16, 16, 3, stride=2, padding="same",
-                                           mid_activation="relu6"))
+    net = nn.Sequential(
+        pt.DepthwiseConv2d(8, 3, padding=1),
+        nn.ReLU6(),
+        pt.PointwiseConv2d(8, 16),
+        nn.BatchNorm2d(16),
+        pt.SeparableConv2d(16, 16, 3, stride=2, padding="same", mid_activation="relu6"),
+    )
     net = net.to(memory_format=torch.channels_last)
     outs = []
     for m in net:
@@ -430,6 +484,7 @@ def test_memory_format_propagates_through_a_model():
 # modules: parameters, initialisation, repr, state dicts
 # --------------------------------------------------------------------------
 
+
 def test_parameters_and_init_match_nn_conv2d():
     torch.manual_seed(10)
     ours = pt.DepthwiseConv2d(6, (3, 5), depth_multiplier=2)
@@ -444,8 +499,12 @@ def test_parameters_and_init_match_nn_conv2d():
     ref_dw, ref_pw = nn.Conv2d(6, 12, 3, groups=6), nn.Conv2d(12, 10, 1)
     sd = ours.state_dict()
     assert list(sd) == ["depthwise.weight", "depthwise.bias", "pointwise.weight", "pointwise.bias"]
-    for key, ref in (("depthwise.weight", ref_dw.weight), ("depthwise.bias", ref_dw.bias),
-                     ("pointwise.weight", ref_pw.weight), ("pointwise.bias", ref_pw.bias)):
+    for key, ref in (
+        ("depthwise.weight", ref_dw.weight),
+        ("depthwise.bias", ref_dw.bias),
+        ("pointwise.weight", ref_pw.weight),
+        ("pointwise.bias", ref_pw.bias),
+    ):
         assert torch.equal(sd[key], ref), key
 
     pw = pt.PointwiseConv2d(6, 4, bias=False, dtype=torch.float64)
@@ -470,17 +529,23 @@ def test_reset_parameters_redraws_like_torch():
 def test_extra_repr():
     assert repr(pt.DepthwiseConv2d(4, 3, stride=2, padding=1, depth_multiplier=2, bias=False)) == (
         "DepthwiseConv2d(4, 8, kernel_size=(3, 3), stride=(2, 2), padding=(1, 1), "
-        "depth_multiplier=2, bias=False)")
-    assert repr(pt.PointwiseConv2d(8, 16, activation="relu6")) == \
-        "PointwiseConv2d(8, 16, activation='relu6')"
+        "depth_multiplier=2, bias=False)"
+    )
+    assert (
+        repr(pt.PointwiseConv2d(8, 16, activation="relu6"))
+        == "PointwiseConv2d(8, 16, activation='relu6')"
+    )
     r = repr(pt.SeparableConv2d(8, 16, 3, stride=2, padding="same", mid_activation="relu6"))
-    assert r.startswith("SeparableConv2d(\n  8, 16, kernel_size=(3, 3), stride=(2, 2), "
-                        "padding='same', mid_activation='relu6'\n  (depthwise): DepthwiseConv2d(")
+    assert r.startswith(
+        "SeparableConv2d(\n  8, 16, kernel_size=(3, 3), stride=(2, 2), "
+        "padding='same', mid_activation='relu6'\n  (depthwise): DepthwiseConv2d("
+    )
 
 
 # --------------------------------------------------------------------------
 # a few training steps: same losses as the same model in plain PyTorch
 # --------------------------------------------------------------------------
+
 
 class _TorchSeparable(nn.Module):
     """The plain-torch twin of pt.SeparableConv2d (same state-dict keys)."""
@@ -510,13 +575,27 @@ def _net(ours, dtype):
         return _TorchSeparable(cin, cout, stride, F.relu6)
 
     return nn.Sequential(
-        nn.Conv2d(3, 16, 3, 2, 1, bias=False), nn.BatchNorm2d(16), nn.ReLU(inplace=True),
-        dw(16, 1), nn.BatchNorm2d(16), nn.ReLU6(inplace=True),          # separable block 1
-        pw(16, 32), nn.BatchNorm2d(32), nn.ReLU6(inplace=True),
-        dw(32, 2, m=2), nn.BatchNorm2d(64), nn.ReLU6(inplace=True),     # block 2, M = 2
-        pw(64, 64), nn.BatchNorm2d(64), nn.ReLU6(inplace=True),
-        sep(64, 64, 1), nn.BatchNorm2d(64), nn.ReLU(inplace=True),      # block 3, fused
-        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(64, 10),
+        nn.Conv2d(3, 16, 3, 2, 1, bias=False),
+        nn.BatchNorm2d(16),
+        nn.ReLU(inplace=True),
+        dw(16, 1),
+        nn.BatchNorm2d(16),
+        nn.ReLU6(inplace=True),  # separable block 1
+        pw(16, 32),
+        nn.BatchNorm2d(32),
+        nn.ReLU6(inplace=True),
+        dw(32, 2, m=2),
+        nn.BatchNorm2d(64),
+        nn.ReLU6(inplace=True),  # block 2, M = 2
+        pw(64, 64),
+        nn.BatchNorm2d(64),
+        nn.ReLU6(inplace=True),
+        sep(64, 64, 1),
+        nn.BatchNorm2d(64),
+        nn.ReLU(inplace=True),  # block 3, fused
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(64, 10),
     ).to(dtype)
 
 
@@ -560,6 +639,7 @@ def test_training_steps_match_pure_torch(fmt, dtype):
 # --------------------------------------------------------------------------
 # errors
 # --------------------------------------------------------------------------
+
 
 def test_errors_device_dtype_and_shapes():
     w = torch.randn(4, 1, 3, 3)
@@ -616,7 +696,8 @@ def test_import_without_torch_is_a_clear_error():
         "try:\n"
         "    import pydsconv.torch\n"
         "except ImportError as e:\n"
-        "    print('IMPORTERROR', e)\n")
+        "    print('IMPORTERROR', e)\n"
+    )
     assert r.returncode == 0, r.stderr
     assert "IMPORTERROR pydsconv.torch needs PyTorch" in r.stdout
     assert "pip install torch" in r.stdout
@@ -631,15 +712,18 @@ def test_pydsconv_does_not_import_torch():
 def test_import_torch_inside_finds_pytorch():
     """Named pydsconv/torch.py, the module's own `import torch` is PyTorch; if the
     pydsconv/ folder itself is put on sys.path, the shadowing is reported clearly."""
-    r = run_python("import pydsconv.torch as pt, torch\n"
-                   "print(pt.torch is torch, hasattr(torch, 'autograd'))")
+    r = run_python(
+        "import pydsconv.torch as pt, torch\nprint(pt.torch is torch, hasattr(torch, 'autograd'))"
+    )
     assert r.returncode == 0, r.stderr
     assert r.stdout.split() == ["True", "True"]
-    r = run_python("import os, sys, pydsconv\n"
-                   "sys.path.insert(0, os.path.dirname(pydsconv.__file__))\n"
-                   "try:\n"
-                   "    import torch\n"
-                   "except ImportError as e:\n"
-                   "    print('IMPORTERROR', e)\n")
+    r = run_python(
+        "import os, sys, pydsconv\n"
+        "sys.path.insert(0, os.path.dirname(pydsconv.__file__))\n"
+        "try:\n"
+        "    import torch\n"
+        "except ImportError as e:\n"
+        "    print('IMPORTERROR', e)\n"
+    )
     assert r.returncode == 0, r.stderr
     assert "instead of PyTorch" in r.stdout

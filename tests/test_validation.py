@@ -15,12 +15,11 @@ import re
 
 import numpy as np
 import pytest
+from conftest import rand, run_python
 
 import pydsconv
 from pydsconv import reference as ref
 from pydsconv import weights as keras_weights
-
-from conftest import run_python, rand
 
 N, C, M, COUT, H, W, L, K = 2, 4, 2, 5, 7, 7, 9, 3
 SENTINEL = -7.25
@@ -40,11 +39,16 @@ class Op:
         self.layouts = ("NCHW", "NHWC") if spatial == 2 else ("NCL", "NLC")
         self.dw_name = "depthwise_weight" if kind == "sep" else "weight"
         self.pw_name = "pointwise_weight" if kind == "sep" else "weight"
-        self.bias_names = {"dw": ["bias"], "pw": ["bias"],
-                           "sep": ["depthwise_bias", "pointwise_bias"]}.get(kind, [])
-        self.weight_names = [n for n in ("weight", "depthwise_weight", "pointwise_weight")
-                             if (n == "weight" and kind != "sep")
-                             or (n != "weight" and kind == "sep")]
+        self.bias_names = {
+            "dw": ["bias"],
+            "pw": ["bias"],
+            "sep": ["depthwise_bias", "pointwise_bias"],
+        }.get(kind, [])
+        self.weight_names = [
+            n
+            for n in ("weight", "depthwise_weight", "pointwise_weight")
+            if (n == "weight" and kind != "sep") or (n != "weight" and kind == "sep")
+        ]
 
     def __repr__(self):
         return self.name
@@ -80,13 +84,19 @@ class Op:
         if self.kind == "dw":
             return {"x": x, "weight": dw, "bias": rand(rng, (c * m,), dtype)}
         if self.kind == "pw":
-            return {"x": x, "weight": rand(rng, (cout, c) + self.ones(), dtype),
-                    "bias": rand(rng, (cout,), dtype)}
+            return {
+                "x": x,
+                "weight": rand(rng, (cout, c) + self.ones(), dtype),
+                "bias": rand(rng, (cout,), dtype),
+            }
         if self.kind == "sep":
-            return {"x": x, "depthwise_weight": dw,
-                    "pointwise_weight": rand(rng, (cout, c * m) + self.ones(), dtype),
-                    "depthwise_bias": rand(rng, (c * m,), dtype),
-                    "pointwise_bias": rand(rng, (cout,), dtype)}
+            return {
+                "x": x,
+                "depthwise_weight": dw,
+                "pointwise_weight": rand(rng, (cout, c * m) + self.ones(), dtype),
+                "depthwise_bias": rand(rng, (c * m,), dtype),
+                "pointwise_bias": rand(rng, (cout,), dtype),
+            }
         gy = rand(rng, self.out_shape(layout, n, c, m, cout), dtype)
         if self.kind == "dwb":
             return {"grad_out": gy, "x": x, "weight": dw}
@@ -98,12 +108,17 @@ class Op:
         return self.fn(**arrays, layout=self.layouts[0] if layout is None else layout, **kwargs)
 
 
-OPS = [Op(f"{base}{d}d{suffix}", d, kind)
-       for d in (2, 1)
-       for base, suffix, kind in (("depthwise_conv", "", "dw"), ("pointwise_conv", "", "pw"),
-                                  ("separable_conv", "", "sep"),
-                                  ("depthwise_conv", "_backward", "dwb"),
-                                  ("pointwise_conv", "_backward", "pwb"))]
+OPS = [
+    Op(f"{base}{d}d{suffix}", d, kind)
+    for d in (2, 1)
+    for base, suffix, kind in (
+        ("depthwise_conv", "", "dw"),
+        ("pointwise_conv", "", "pw"),
+        ("separable_conv", "", "sep"),
+        ("depthwise_conv", "_backward", "dwb"),
+        ("pointwise_conv", "_backward", "pwb"),
+    )
+]
 FORWARD = [op for op in OPS if op.forward]
 BACKWARD = [op for op in OPS if op.backward]
 DW_OPS = [op for op in OPS if op.has_dw]
@@ -133,8 +148,9 @@ def expect_error(op, arrays, exc, patterns, layout=None, out_dtype=None, **kw):
     runs = [None]
     if op.forward and "out" not in kw:
         x = arrays.get("x")
-        dt = out_dtype or (x.dtype if isinstance(x, np.ndarray) and x.dtype.kind == "f"
-                           else np.float64)
+        dt = out_dtype or (
+            x.dtype if isinstance(x, np.ndarray) and x.dtype.kind == "f" else np.float64
+        )
         runs.append(np.full(op.out_shape(layout), SENTINEL, dtype=dt))
     for out in runs:
         extra = {} if out is None else {"out": out}
@@ -154,6 +170,7 @@ def expect_error(op, arrays, exc, patterns, layout=None, out_dtype=None, **kw):
 # The valid calls themselves work (the errors below are then due to the change)
 # ---------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("op", OPS, ids=_ids(OPS))
 @pytest.mark.parametrize("li", [0, 1])
 def test_valid_call_matches_reference(op, li):
@@ -172,6 +189,7 @@ def test_valid_call_matches_reference(op, li):
 # ---------------------------------------------------------------------------
 # TypeError: dtypes and non-arrays
 # ---------------------------------------------------------------------------
+
 
 def _array_args(op):
     return [(op, n) for n in op.arrays()]
@@ -256,8 +274,9 @@ def test_mixed_grad_out_and_x_is_type_error(op):
 
 
 @pytest.mark.parametrize("op", OPS, ids=_ids(OPS))
-@pytest.mark.parametrize("bad", ["abc", None, object(), {"a": 1}], ids=["str", "None", "object",
-                                                                          "dict"])
+@pytest.mark.parametrize(
+    "bad", ["abc", None, object(), {"a": 1}], ids=["str", "None", "object", "dict"]
+)
 def test_non_array_x_is_type_error(op, bad):
     a = op.arrays(np.float64)
     a["x"] = bad
@@ -299,8 +318,9 @@ else:
 def test_none_grad_out_is_type_error(op):
     # In a subprocess: a crash here must not take the test run down.
     a = op.arrays()
-    script = _NONE_GRAD_OUT.format(name=op.name, x_shape=a["x"].shape, w_shape=a["weight"].shape,
-                                   kw=op.conv_kw())
+    script = _NONE_GRAD_OUT.format(
+        name=op.name, x_shape=a["x"].shape, w_shape=a["weight"].shape, kw=op.conv_kw()
+    )
     r = run_python(script, timeout=300)
     assert r.returncode == 0, f"{op.name}(None, x, w) crashed: rc={r.returncode} {r.stderr[-500:]}"
     assert r.stdout.startswith("TypeError") and "grad_out" in r.stdout, r.stdout
@@ -385,9 +405,12 @@ def test_non_native_byte_order_is_type_error_or_accepted(op):
 # TypeError: non-integer parameters
 # ---------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("op", DW_OPS, ids=_ids(DW_OPS))
-@pytest.mark.parametrize("param,value", [("stride", "2"), ("stride", 1.5), ("dilation", 1.0),
-                                         ("padding", 1.5), ("stride", None)])
+@pytest.mark.parametrize(
+    "param,value",
+    [("stride", "2"), ("stride", 1.5), ("dilation", 1.0), ("padding", 1.5), ("stride", None)],
+)
 def test_non_integer_parameter_is_type_error(op, param, value):
     expect_error(op, op.arrays(), TypeError, names([param]), **{param: value})
 
@@ -437,9 +460,11 @@ def test_non_string_layout_names_layout(op, bad):
 # ValueError: x
 # ---------------------------------------------------------------------------
 
+
 def _dims(op, layout):
-    return {"NCHW": "(N, C, H, W)", "NHWC": "(N, H, W, C)", "NCL": "(N, C, L)",
-            "NLC": "(N, L, C)"}[layout]
+    return {"NCHW": "(N, C, H, W)", "NHWC": "(N, H, W, C)", "NCL": "(N, C, L)", "NLC": "(N, L, C)"}[
+        layout
+    ]
 
 
 @pytest.mark.parametrize("op", OPS, ids=_ids(OPS))
@@ -450,10 +475,14 @@ def test_wrong_ndim_x(op, li, change):
     a = op.arrays(layout=layout)
     x = a["x"]
     a["x"] = {"drop_batch": x[0], "extra_axis": x[None], "1d": x.ravel()}[change]
-    expect_error(op, a, ValueError,
-                 names(["x"]) + [re.escape(_dims(op, layout)), f"{op.spatial + 2}-D",
-                                 re.escape(str(a["x"].shape))],
-                 layout=layout)
+    expect_error(
+        op,
+        a,
+        ValueError,
+        names(["x"])
+        + [re.escape(_dims(op, layout)), f"{op.spatial + 2}-D", re.escape(str(a["x"].shape))],
+        layout=layout,
+    )
 
 
 @pytest.mark.parametrize("op", OPS, ids=_ids(OPS))
@@ -470,6 +499,7 @@ def test_x_with_zero_channels_or_pixels(op):
 # ValueError: depthwise weight
 # ---------------------------------------------------------------------------
 
+
 def _dw_expect(op):
     return re.escape("(C*M, 1, kH, kW)" if op.spatial == 2 else "(C*M, 1, k)")
 
@@ -481,10 +511,13 @@ def test_depthwise_weight_wrong_channel_count(op, li, first):
     layout = op.layouts[li]
     a = op.arrays(layout=layout)
     a[op.dw_name] = np.ones((first, 1) + op.kernel(), np.float32)
-    expect_error(op, a, ValueError,
-                 names([op.dw_name]) + [_dw_expect(op), f"C = {C}\\b",
-                                        re.escape(str(a[op.dw_name].shape))],
-                 layout=layout)
+    expect_error(
+        op,
+        a,
+        ValueError,
+        names([op.dw_name]) + [_dw_expect(op), f"C = {C}\\b", re.escape(str(a[op.dw_name].shape))],
+        layout=layout,
+    )
 
 
 @pytest.mark.parametrize("op", DW_OPS, ids=_ids(DW_OPS))
@@ -492,8 +525,12 @@ def test_depthwise_weight_wrong_channel_count(op, li, first):
 def test_depthwise_weight_second_dim_not_one(op, second):
     a = op.arrays()
     a[op.dw_name] = np.ones((C * M, second) + op.kernel(), np.float32)
-    expect_error(op, a, ValueError,
-                 names([op.dw_name]) + [_dw_expect(op), re.escape(str(a[op.dw_name].shape))])
+    expect_error(
+        op,
+        a,
+        ValueError,
+        names([op.dw_name]) + [_dw_expect(op), re.escape(str(a[op.dw_name].shape))],
+    )
 
 
 @pytest.mark.parametrize("op", DW_OPS, ids=_ids(DW_OPS))
@@ -518,15 +555,14 @@ def test_depthwise_weight_empty_kernel(op):
 def test_keras_depthwise_kernel_gets_a_hint(op, c, m, li):
     layout = op.layouts[li]
     a = op.arrays(layout=layout, c=c, m=m)
-    keras = rand(np.random.default_rng(1), (3, 3, c, m)[2 - op.spatial:], np.float32)
+    keras = rand(np.random.default_rng(1), (3, 3, c, m)[2 - op.spatial :], np.float32)
     a[op.dw_name] = keras
     hint = "from_keras_depthwise" if op.spatial == 2 else "from_keras_depthwise1d"
     expect = "(C*M, 1, kH, kW)" if op.spatial == 2 else "(C*M, 1, k)"
     with pytest.raises(ValueError) as info:
         op.call(a, layout=layout)
     msg = str(info.value)
-    for pat in names([op.dw_name]) + ["Keras", rf"pydsconv\.weights\.{hint}\b",
-                                      re.escape(expect)]:
+    for pat in names([op.dw_name]) + ["Keras", rf"pydsconv\.weights\.{hint}\b", re.escape(expect)]:
         assert re.search(pat, msg), (pat, msg)
     if op.forward:
         out = np.full(op.out_shape(layout, c=c, m=m), SENTINEL, np.float32)
@@ -555,9 +591,13 @@ def test_plain_wrong_depthwise_weight_gets_no_keras_hint(op):
 # ValueError: pointwise weight
 # ---------------------------------------------------------------------------
 
+
 def _pw_expect(op):
-    return re.escape("(C_out, C_in, 1, 1) or (C_out, C_in)" if op.spatial == 2
-                     else "(C_out, C_in, 1) or (C_out, C_in)")
+    return re.escape(
+        "(C_out, C_in, 1, 1) or (C_out, C_in)"
+        if op.spatial == 2
+        else "(C_out, C_in, 1) or (C_out, C_in)"
+    )
 
 
 @pytest.mark.parametrize("op", PW_OPS, ids=_ids(PW_OPS))
@@ -569,17 +609,26 @@ def test_pointwise_weight_c_in_mismatch(op, li, full):
     for wrong in (cin + 1, cin - 1, 1):
         a = op.arrays(layout=layout)
         a[op.pw_name] = np.ones((COUT, wrong) + (op.ones() if full else ()), np.float32)
-        expect_error(op, a, ValueError,
-                     names([op.pw_name]) + [_pw_expect(op), f"C_in = {cin}\\b",
-                                            re.escape(str(a[op.pw_name].shape))],
-                     layout=layout)
+        expect_error(
+            op,
+            a,
+            ValueError,
+            names([op.pw_name])
+            + [_pw_expect(op), f"C_in = {cin}\\b", re.escape(str(a[op.pw_name].shape))],
+            layout=layout,
+        )
 
 
 @pytest.mark.parametrize("op", PW_OPS, ids=_ids(PW_OPS))
 def test_pointwise_weight_bad_shapes(op):
     cin = C * M if op.kind == "sep" else C
-    bad = [(COUT,), (COUT, cin, 3) + (() if op.spatial == 1 else (1,)),
-           (COUT, cin, 1, 1, 1), (0, cin), (COUT, cin, 2, 2)[: op.spatial + 2]]
+    bad = [
+        (COUT,),
+        (COUT, cin, 3) + (() if op.spatial == 1 else (1,)),
+        (COUT, cin, 1, 1, 1),
+        (0, cin),
+        (COUT, cin, 2, 2)[: op.spatial + 2],
+    ]
     if op.spatial == 1:
         bad.append((COUT, cin, 1, 1))  # a 2-D op's weight on a 1-D op
     for shape in bad:
@@ -595,14 +644,13 @@ def test_keras_pointwise_kernel_gets_a_hint(op, li):
     c, cout = 32, 48
     cin = c * M if op.kind == "sep" else c
     a = op.arrays(layout=layout, c=c, cout=cout)
-    keras = rand(np.random.default_rng(1), (1, 1, cin, cout)[2 - op.spatial:], np.float32)
+    keras = rand(np.random.default_rng(1), (1, 1, cin, cout)[2 - op.spatial :], np.float32)
     a[op.pw_name] = keras
     hint = "from_keras_pointwise" if op.spatial == 2 else "from_keras_pointwise1d"
     with pytest.raises(ValueError) as info:
         op.call(a, layout=layout)
     msg = str(info.value)
-    for pat in names([op.pw_name]) + ["Keras", rf"pydsconv\.weights\.{hint}\b",
-                                      _pw_expect(op)]:
+    for pat in names([op.pw_name]) + ["Keras", rf"pydsconv\.weights\.{hint}\b", _pw_expect(op)]:
         assert re.search(pat, msg), (pat, msg)
     if op.forward:
         out = np.full(op.out_shape(layout, c=c, cout=cout), SENTINEL, np.float32)
@@ -622,6 +670,7 @@ def test_keras_pointwise_kernel_gets_a_hint(op, li):
 # ValueError: biases
 # ---------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("op", FORWARD, ids=_ids(FORWARD))
 def test_bias_wrong_length_or_ndim(op):
     for bname in op.bias_names:
@@ -638,6 +687,7 @@ def test_bias_wrong_length_or_ndim(op):
 # ValueError: stride, dilation, padding, kernel size
 # ---------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("op", DW_OPS, ids=_ids(DW_OPS))
 def test_kernel_larger_than_padded_input(op):
     big = (H + 3, K) if op.spatial == 2 else (L + 1,)
@@ -646,16 +696,21 @@ def test_kernel_larger_than_padded_input(op):
     if op.kind == "dwb":  # the valid out shape does not matter here
         a["grad_out"] = np.ones((N, C * M, 1, 1)[: op.spatial + 2], np.float32)
     axis = "height" if op.spatial == 2 else "length"
-    expect_error(op, a, ValueError,
-                 names([op.dw_name]) + [f"kernel {axis} {big[0]}", "larger", "padded input"],
-                 padding=0)
+    expect_error(
+        op,
+        a,
+        ValueError,
+        names([op.dw_name]) + [f"kernel {axis} {big[0]}", "larger", "padded input"],
+        padding=0,
+    )
     # "same" pads enough for any kernel: no error.
     if op.kind != "dwb":
         op.call(a, padding="same")
 
 
-@pytest.mark.parametrize("op", [o for o in DW_OPS if o.spatial == 2],
-                         ids=_ids([o for o in DW_OPS if o.spatial == 2]))
+@pytest.mark.parametrize(
+    "op", [o for o in DW_OPS if o.spatial == 2], ids=_ids([o for o in DW_OPS if o.spatial == 2])
+)
 def test_kernel_larger_than_padded_width(op):
     a = op.arrays()
     a[op.dw_name] = np.ones((C * M, 1, K, W + 3), np.float32)
@@ -666,19 +721,22 @@ def test_kernel_larger_than_padded_width(op):
 def test_kernel_exactly_the_padded_input_is_fine(op):
     size = H if op.spatial == 2 else L
     a = op.arrays()
-    a[op.dw_name] = np.ones((C * M, 1) + ((size + 2, size + 2) if op.spatial == 2
-                                          else (size + 2,)), np.float32)
+    a[op.dw_name] = np.ones(
+        (C * M, 1) + ((size + 2, size + 2) if op.spatial == 2 else (size + 2,)), np.float32
+    )
     if op.kind == "dwb":
         a["grad_out"] = np.ones((N, C * M) + (1,) * op.spatial, np.float32)
     got = op.call(a, padding=1)
     # One output per image and channel, which reads the whole padded input:
     # the same as the reference (the padding taps multiply zeros).
-    want = getattr(ref, op.name)(**{k: v.astype(np.float64) for k, v in a.items()},
-                                 layout=op.layouts[0], padding=1)
+    want = getattr(ref, op.name)(
+        **{k: v.astype(np.float64) for k, v in a.items()}, layout=op.layouts[0], padding=1
+    )
     if op.forward:
         assert got.shape[2:] == (1,) * op.spatial
-    for g, w in zip(got if isinstance(got, tuple) else (got,),
-                    want if isinstance(want, tuple) else (want,)):
+    for g, w in zip(
+        got if isinstance(got, tuple) else (got,), want if isinstance(want, tuple) else (want,)
+    ):
         assert g.shape == w.shape
         np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-5)
 
@@ -688,8 +746,9 @@ def test_dilated_kernel_larger_than_padded_input(op):
     a = op.arrays()
     # effective kernel (K - 1) * 5 + 1 = 11 > 7 + 2 (or 9 + 2)
     dil = 5 if op.spatial == 2 else 6
-    expect_error(op, a, ValueError,
-                 names([op.dw_name]) + ["larger", f"dilation {dil}"], dilation=dil)
+    expect_error(
+        op, a, ValueError, names([op.dw_name]) + ["larger", f"dilation {dil}"], dilation=dil
+    )
 
 
 @pytest.mark.parametrize("op", DW_OPS, ids=_ids(DW_OPS))
@@ -713,8 +772,11 @@ def test_stride_and_dilation_wrong_length_tuple(op, param):
 
 @pytest.mark.parametrize("op", DW_OPS, ids=_ids(DW_OPS))
 def test_negative_padding(op):
-    forms = [-1, (-1, 0), (0, -1)] if op.spatial == 1 else \
-        [-1, (0, -1), (-1, 1), ((0, 0), (0, -1)), ((-2, 0), (1, 1))]
+    forms = (
+        [-1, (-1, 0), (0, -1)]
+        if op.spatial == 1
+        else [-1, (0, -1), (-1, 1), ((0, 0), (0, -1)), ((-2, 0), (1, 1))]
+    )
     for pad in forms:
         expect_error(op, op.arrays(), ValueError, names(["padding"]) + [">= 0"], padding=pad)
 
@@ -733,15 +795,18 @@ def test_bad_padding_tuple_length(op):
         expect_error(op, op.arrays(), ValueError, names(["padding"]), padding=pad)
 
 
-@pytest.mark.parametrize("op", [o for o in DW_OPS if o.spatial == 2],
-                         ids=_ids([o for o in DW_OPS if o.spatial == 2]))
+@pytest.mark.parametrize(
+    "op", [o for o in DW_OPS if o.spatial == 2], ids=_ids([o for o in DW_OPS if o.spatial == 2])
+)
 def test_causal_padding_on_2d_op(op):
-    expect_error(op, op.arrays(), ValueError, names(["padding"]) + ["causal"],
-                 padding="causal")
+    expect_error(op, op.arrays(), ValueError, names(["padding"]) + ["causal"], padding="causal")
 
 
-@pytest.mark.parametrize("op", [o for o in DW_OPS if o.spatial == 1 and o.forward],
-                         ids=_ids([o for o in DW_OPS if o.spatial == 1 and o.forward]))
+@pytest.mark.parametrize(
+    "op",
+    [o for o in DW_OPS if o.spatial == 1 and o.forward],
+    ids=_ids([o for o in DW_OPS if o.spatial == 1 and o.forward]),
+)
 def test_causal_padding_on_1d_op_is_fine(op):
     a = op.arrays(np.float64)
     got = op.call(a, padding="causal")
@@ -752,6 +817,7 @@ def test_causal_padding_on_1d_op_is_fine(op):
 # ---------------------------------------------------------------------------
 # ValueError: layout and activations
 # ---------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("op", OPS, ids=_ids(OPS))
 def test_bad_layout(op):
@@ -769,8 +835,9 @@ def test_bad_activation(op, act):
     assert "relu6" in msg and "relu" in msg
 
 
-@pytest.mark.parametrize("op", [o for o in FORWARD if o.kind == "sep"],
-                         ids=_ids([o for o in FORWARD if o.kind == "sep"]))
+@pytest.mark.parametrize(
+    "op", [o for o in FORWARD if o.kind == "sep"], ids=_ids([o for o in FORWARD if o.kind == "sep"])
+)
 def test_bad_mid_activation(op):
     expect_error(op, op.arrays(), ValueError, names(["mid_activation"]), mid_activation="tanh")
 
@@ -788,25 +855,36 @@ def test_good_activations(op, act):
 # ValueError: grad_out
 # ---------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("op", BACKWARD, ids=_ids(BACKWARD))
 @pytest.mark.parametrize("li", [0, 1])
 def test_grad_out_wrong_shape(op, li):
     layout = op.layouts[li]
     want_shape = op.out_shape(layout)
-    wrongs = [tuple(s + (i == 1) for i, s in enumerate(want_shape)),
-              tuple(s + (i == len(want_shape) - 1) for i, s in enumerate(want_shape)),
-              want_shape[1:], want_shape + (1,), (want_shape[0] + 1,) + want_shape[1:]]
+    wrongs = [
+        tuple(s + (i == 1) for i, s in enumerate(want_shape)),
+        tuple(s + (i == len(want_shape) - 1) for i, s in enumerate(want_shape)),
+        want_shape[1:],
+        want_shape + (1,),
+        (want_shape[0] + 1,) + want_shape[1:],
+    ]
     for wrong in wrongs:
         a = op.arrays(layout=layout)
         a["grad_out"] = np.ones(wrong, np.float32)
-        expect_error(op, a, ValueError,
-                     names(["grad_out"]) + [re.escape(str(tuple(want_shape))),
-                                            re.escape(str(tuple(wrong)))],
-                     layout=layout)
+        expect_error(
+            op,
+            a,
+            ValueError,
+            names(["grad_out"]) + [re.escape(str(tuple(want_shape))), re.escape(str(tuple(wrong)))],
+            layout=layout,
+        )
 
 
-@pytest.mark.parametrize("op", [o for o in BACKWARD if o.kind == "dwb"],
-                         ids=_ids([o for o in BACKWARD if o.kind == "dwb"]))
+@pytest.mark.parametrize(
+    "op",
+    [o for o in BACKWARD if o.kind == "dwb"],
+    ids=_ids([o for o in BACKWARD if o.kind == "dwb"]),
+)
 def test_grad_out_shape_follows_stride(op):
     a = op.arrays()
     # With stride 2 the forward output is smaller: the padding-1 shape is wrong.
@@ -817,6 +895,7 @@ def test_grad_out_shape_follows_stride(op):
 # ---------------------------------------------------------------------------
 # out=
 # ---------------------------------------------------------------------------
+
 
 def _sentinel(shape, dtype=np.float32):
     return np.full(shape, SENTINEL, dtype=dtype)
@@ -839,24 +918,37 @@ def test_good_out_is_returned(op, li, dtype):
 @pytest.mark.parametrize("op", FORWARD, ids=_ids(FORWARD))
 def test_out_wrong_shape(op):
     shape = op.out_shape(op.layouts[0])
-    wrongs = [shape[:-1] + (shape[-1] + 1,), shape[::-1], shape[1:], (1,) + shape,
-              (shape[0] + 1,) + shape[1:], (int(np.prod(shape)),)]
+    wrongs = [
+        shape[:-1] + (shape[-1] + 1,),
+        shape[::-1],
+        shape[1:],
+        (1,) + shape,
+        (shape[0] + 1,) + shape[1:],
+        (int(np.prod(shape)),),
+    ]
     for wrong in wrongs:
         out = _sentinel(wrong)
-        expect_error(op, op.arrays(), ValueError,
-                     names(["out"]) + [re.escape(str(tuple(shape)))], out=out)
+        expect_error(
+            op, op.arrays(), ValueError, names(["out"]) + [re.escape(str(tuple(shape)))], out=out
+        )
         assert np.all(out == SENTINEL)
 
 
 @pytest.mark.parametrize("op", FORWARD, ids=_ids(FORWARD))
-@pytest.mark.parametrize("dtype,out_dtype", [(np.float32, np.float64), (np.float64, np.float32),
-                                             (np.float32, np.int32), (np.float32, np.float16),
-                                             (np.float64, np.complex128)])
+@pytest.mark.parametrize(
+    "dtype,out_dtype",
+    [
+        (np.float32, np.float64),
+        (np.float64, np.float32),
+        (np.float32, np.int32),
+        (np.float32, np.float16),
+        (np.float64, np.complex128),
+    ],
+)
 def test_out_wrong_dtype(op, dtype, out_dtype):
     out = _sentinel(op.out_shape(op.layouts[0]), out_dtype)
     before = out.copy()
-    expect_error(op, op.arrays(dtype), ValueError,
-                 names(["out"]) + [np.dtype(dtype).name], out=out)
+    expect_error(op, op.arrays(dtype), ValueError, names(["out"]) + [np.dtype(dtype).name], out=out)
     assert np.array_equal(out, before)
 
 
@@ -902,7 +994,7 @@ def _overlapping(op, a, name, shift):
     inp = buf[:n_in].reshape(a[name].shape)
     inp[...] = a[name]
     start = max(0, n_in - shift)
-    out = buf[start:start + n_out].reshape(shape)
+    out = buf[start : start + n_out].reshape(shape)
     a[name] = inp
     return out, buf
 
@@ -972,8 +1064,11 @@ def test_out_adjacent_to_x_is_fine(op):
 
 
 @pytest.mark.parametrize("op", FORWARD, ids=_ids(FORWARD))
-@pytest.mark.parametrize("bad", [[0.0] * 4, (1.0,), "out", 3.0, memoryview(b"abcd")],
-                         ids=["list", "tuple", "str", "float", "memoryview"])
+@pytest.mark.parametrize(
+    "bad",
+    [[0.0] * 4, (1.0,), "out", 3.0, memoryview(b"abcd")],
+    ids=["list", "tuple", "str", "float", "memoryview"],
+)
 def test_out_not_an_ndarray(op, bad):
     expect_error(op, op.arrays(), TypeError, names(["out"]), out=bad)
 
@@ -990,8 +1085,11 @@ def test_out_untouched_on_every_kind_of_error(op):
         (ValueError, {op.weight_names[-1]: lambda a: a[op.weight_names[-1]][:1]}, {}),
     ]
     if op.has_dw:
-        cases += [(ValueError, {}, {"stride": 0}), (ValueError, {}, {"padding": -1}),
-                  (ValueError, {}, {"dilation": 9})]
+        cases += [
+            (ValueError, {}, {"stride": 0}),
+            (ValueError, {}, {"padding": -1}),
+            (ValueError, {}, {"dilation": 9}),
+        ]
     for exc, changes, kw in cases:
         a = op.arrays()
         for k, f in changes.items():
@@ -1004,6 +1102,7 @@ def test_out_untouched_on_every_kind_of_error(op):
 # ---------------------------------------------------------------------------
 # Threads
 # ---------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("op", OPS, ids=_ids(OPS))
 @pytest.mark.parametrize("n", [0, -1, -100])
@@ -1060,6 +1159,7 @@ def test_set_num_threads_not_an_int(n):
 # Batch 0
 # ---------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("op", OPS, ids=_ids(OPS))
 @pytest.mark.parametrize("li", [0, 1])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -1081,8 +1181,9 @@ def test_batch_zero(op, li, dtype):
         assert np.array_equal(gb, np.zeros_like(gb))
 
 
-@pytest.mark.parametrize("op", [o for o in DW_OPS if o.forward],
-                         ids=_ids([o for o in DW_OPS if o.forward]))
+@pytest.mark.parametrize(
+    "op", [o for o in DW_OPS if o.forward], ids=_ids([o for o in DW_OPS if o.forward])
+)
 def test_batch_zero_with_stride_and_same(op):
     a = op.arrays(n=0)
     got = op.call(a, stride=2, padding="same")

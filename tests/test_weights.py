@@ -18,6 +18,7 @@ def rand(rng, shape, dtype=np.float64):
 # (PyTorch-layout) kernels.  Stride 1, "valid" padding, no dilation.
 # --------------------------------------------------------------------------
 
+
 def tf_depthwise2d(x, k):
     """TF DepthwiseConv2D: x (N, H, W, C), k (kH, kW, C, M) -> (N, Ho, Wo, C*M).
 
@@ -69,8 +70,7 @@ def tf_depthwise1d(x, k):
         for i in range(lo):
             for c in range(c_):
                 for m in range(m_):
-                    out[n, i, c * m_ + m] = sum(
-                        x[n, i + d, c] * k[d, c, m] for d in range(kk))
+                    out[n, i, c * m_ + m] = sum(x[n, i + d, c] * k[d, c, m] for d in range(kk))
     return out
 
 
@@ -96,8 +96,7 @@ def np_depthwise2d_nchw(x, w):
     out = np.zeros((n_, cm, ho, wo), dtype=np.float64)
     for di in range(kh):
         for dj in range(kw):
-            out += xin[:, :, di:di + ho, dj:dj + wo] * \
-                w[None, :, 0, di, dj, None, None]
+            out += xin[:, :, di : di + ho, dj : dj + wo] * w[None, :, 0, di, dj, None, None]
     return out
 
 
@@ -115,7 +114,7 @@ def np_depthwise1d_ncl(x, w):
     xin = np.repeat(x, m_, axis=1)
     out = np.zeros((n_, cm, lo), dtype=np.float64)
     for d in range(kk):
-        out += xin[:, :, d:d + lo] * w[None, :, 0, d, None]
+        out += xin[:, :, d : d + lo] * w[None, :, 0, d, None]
     return out
 
 
@@ -123,8 +122,8 @@ def np_depthwise1d_ncl(x, w):
 # numerical equivalence with TF semantics
 # --------------------------------------------------------------------------
 
-@pytest.mark.parametrize("c,m,kh,kw", [(3, 1, 3, 3), (2, 3, 3, 2), (4, 2, 1, 3),
-                                       (1, 4, 2, 2)])
+
+@pytest.mark.parametrize("c,m,kh,kw", [(3, 1, 3, 3), (2, 3, 3, 2), (4, 2, 1, 3), (1, 4, 2, 2)])
 def test_depthwise_matches_tf_semantics(c, m, kh, kw):
     rng = np.random.default_rng(0)
     x_nhwc = rand(rng, (2, 5, 6, c))
@@ -134,8 +133,7 @@ def test_depthwise_matches_tf_semantics(c, m, kh, kw):
     w = W.from_keras_depthwise(k_keras)
     assert w.shape == (c * m, 1, kh, kw)
     got = np_depthwise2d_nchw(x_nhwc.transpose(0, 3, 1, 2), w)
-    np.testing.assert_allclose(got.transpose(0, 2, 3, 1), expected,
-                               rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(got.transpose(0, 2, 3, 1), expected, rtol=1e-12, atol=1e-12)
 
 
 @pytest.mark.parametrize("cin,cout", [(3, 5), (1, 1), (6, 2)])
@@ -148,8 +146,7 @@ def test_pointwise_matches_tf_semantics(cin, cout):
     w = W.from_keras_pointwise(k_keras)
     assert w.shape == (cout, cin, 1, 1)
     got = np_pointwise2d_nchw(x_nhwc.transpose(0, 3, 1, 2), w)
-    np.testing.assert_allclose(got.transpose(0, 2, 3, 1), expected,
-                               rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(got.transpose(0, 2, 3, 1), expected, rtol=1e-12, atol=1e-12)
 
 
 def test_separable_matches_tf_semantics():
@@ -161,11 +158,9 @@ def test_separable_matches_tf_semantics():
     dk = rand(rng, (3, 3, c, m))
     pk = rand(rng, (1, 1, c * m, cout))
     expected = tf_pointwise2d(tf_depthwise2d(x_nhwc, dk), pk)
-    mid = np_depthwise2d_nchw(x_nhwc.transpose(0, 3, 1, 2),
-                              W.from_keras_depthwise(dk))
+    mid = np_depthwise2d_nchw(x_nhwc.transpose(0, 3, 1, 2), W.from_keras_depthwise(dk))
     got = np_pointwise2d_nchw(mid, W.from_keras_pointwise(pk))
-    np.testing.assert_allclose(got.transpose(0, 2, 3, 1), expected,
-                               rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(got.transpose(0, 2, 3, 1), expected, rtol=1e-12, atol=1e-12)
 
 
 @pytest.mark.parametrize("c,m,k", [(3, 1, 3), (2, 3, 4), (5, 2, 1)])
@@ -177,8 +172,7 @@ def test_depthwise1d_matches_tf_semantics(c, m, k):
     w = W.from_keras_depthwise1d(k_keras)
     assert w.shape == (c * m, 1, k)
     got = np_depthwise1d_ncl(x_nlc.transpose(0, 2, 1), w)
-    np.testing.assert_allclose(got.transpose(0, 2, 1), expected,
-                               rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(got.transpose(0, 2, 1), expected, rtol=1e-12, atol=1e-12)
 
 
 def test_pointwise1d_matches_tf_semantics():
@@ -189,8 +183,7 @@ def test_pointwise1d_matches_tf_semantics():
     w = W.from_keras_pointwise1d(k_keras)
     assert w.shape == (4, 3, 1)
     got = np.einsum("oc,ncl->nol", w[:, :, 0], x_nlc.transpose(0, 2, 1))
-    np.testing.assert_allclose(got.transpose(0, 2, 1), expected,
-                               rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(got.transpose(0, 2, 1), expected, rtol=1e-12, atol=1e-12)
 
 
 def test_depthwise_matches_torch_grouped_conv():
@@ -204,9 +197,10 @@ def test_depthwise_matches_torch_grouped_conv():
     w = W.from_keras_depthwise(k_keras)
     got = torch.nn.functional.conv2d(
         torch.from_numpy(np.ascontiguousarray(x_nhwc.transpose(0, 3, 1, 2))),
-        torch.from_numpy(w), groups=c).numpy()
-    np.testing.assert_allclose(got.transpose(0, 2, 3, 1), expected,
-                               rtol=1e-12, atol=1e-12)
+        torch.from_numpy(w),
+        groups=c,
+    ).numpy()
+    np.testing.assert_allclose(got.transpose(0, 2, 3, 1), expected, rtol=1e-12, atol=1e-12)
 
 
 def test_depthwise_matches_pydsconv_reference():
@@ -217,14 +211,16 @@ def test_depthwise_matches_pydsconv_reference():
     x_nhwc = rand(rng, (2, 6, 5, c))
     k_keras = rand(rng, (3, 3, c, m))
     expected = tf_depthwise2d(x_nhwc, k_keras)
-    got = ref.depthwise_conv2d(x_nhwc, W.from_keras_depthwise(k_keras),
-                               padding="valid", layout="NHWC")
+    got = ref.depthwise_conv2d(
+        x_nhwc, W.from_keras_depthwise(k_keras), padding="valid", layout="NHWC"
+    )
     np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-12)
 
 
 # --------------------------------------------------------------------------
 # index mapping and round trips
 # --------------------------------------------------------------------------
+
 
 def test_depthwise_index_mapping():
     kh, kw, c, m = 2, 3, 4, 3
@@ -244,22 +240,21 @@ def test_pointwise_index_mapping():
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("shape", [(3, 3, 8, 1), (3, 3, 4, 2), (5, 1, 3, 3),
-                                   (1, 1, 1, 1), (3, 3, 1, 6)])
+@pytest.mark.parametrize(
+    "shape", [(3, 3, 8, 1), (3, 3, 4, 2), (5, 1, 3, 3), (1, 1, 1, 1), (3, 3, 1, 6)]
+)
 def test_depthwise_round_trip(dtype, shape):
     rng = np.random.default_rng(7)
     k = rand(rng, shape, dtype)
     kh, kw, c, m = shape
     w = W.from_keras_depthwise(k)
     assert w.dtype == dtype and w.flags.c_contiguous
-    for kwargs in ({"channels": c}, {"multiplier": m},
-                   {"channels": c, "multiplier": m}):
+    for kwargs in ({"channels": c}, {"multiplier": m}, {"channels": c, "multiplier": m}):
         back = W.to_keras_depthwise(w, **kwargs)
         assert back.dtype == dtype and back.flags.c_contiguous
         np.testing.assert_array_equal(back, k)
     # and the other way round
-    np.testing.assert_array_equal(
-        W.from_keras_depthwise(W.to_keras_depthwise(w, channels=c)), w)
+    np.testing.assert_array_equal(W.from_keras_depthwise(W.to_keras_depthwise(w, channels=c)), w)
 
 
 def test_to_keras_depthwise_defaults_to_multiplier_1():
@@ -356,44 +351,50 @@ def test_array_likes_of_floats_are_accepted():
 # errors
 # --------------------------------------------------------------------------
 
-@pytest.mark.parametrize("fn,shape,expected", [
-    (W.from_keras_depthwise, (3, 3, 4), r"\(kH, kW, C, M\)"),
-    (W.from_keras_depthwise, (3, 3, 4, 1, 1), r"\(kH, kW, C, M\)"),
-    (W.from_keras_depthwise, (3, 3, 0, 1), r"\(kH, kW, C, M\)"),
-    (W.to_keras_depthwise, (4, 1, 3), r"\(C\*M, 1, kH, kW\)"),
-    (W.to_keras_depthwise, (4, 2, 3, 3), r"\(C\*M, 1, kH, kW\)"),
-    (W.to_keras_depthwise, (0, 1, 3, 3), r"\(C\*M, 1, kH, kW\)"),
-    (W.from_keras_pointwise, (3, 4), r"\(1, 1, C_in, C_out\)"),
-    (W.from_keras_pointwise, (3, 3, 3, 4), r"\(1, 1, C_in, C_out\)"),
-    (W.to_keras_pointwise, (4, 3, 3, 3), r"\(C_out, C_in, 1, 1\)"),
-    (W.to_keras_pointwise, (4, 3, 1), r"\(C_out, C_in, 1, 1\)"),
-    (W.to_keras_pointwise, (4,), r"\(C_out, C_in, 1, 1\)"),
-    (W.to_keras_pointwise, (4, 0), r"\(C_out, C_in, 1, 1\)"),
-    (W.from_keras_depthwise1d, (3, 3, 3, 1), r"\(k, C, M\)"),
-    (W.to_keras_depthwise1d, (4, 1, 3, 3), r"\(C\*M, 1, k\)"),
-    (W.to_keras_depthwise1d, (4, 2, 3), r"\(C\*M, 1, k\)"),
-    (W.from_keras_pointwise1d, (2, 3, 4), r"\(1, C_in, C_out\)"),
-    (W.from_keras_pointwise1d, (1, 1, 3, 4), r"\(1, C_in, C_out\)"),
-    (W.to_keras_pointwise1d, (4, 3, 2), r"\(C_out, C_in, 1\)"),
-    (W.to_keras_pointwise1d, (4, 3, 1, 1), r"\(C_out, C_in, 1\)"),
-])
+
+@pytest.mark.parametrize(
+    "fn,shape,expected",
+    [
+        (W.from_keras_depthwise, (3, 3, 4), r"\(kH, kW, C, M\)"),
+        (W.from_keras_depthwise, (3, 3, 4, 1, 1), r"\(kH, kW, C, M\)"),
+        (W.from_keras_depthwise, (3, 3, 0, 1), r"\(kH, kW, C, M\)"),
+        (W.to_keras_depthwise, (4, 1, 3), r"\(C\*M, 1, kH, kW\)"),
+        (W.to_keras_depthwise, (4, 2, 3, 3), r"\(C\*M, 1, kH, kW\)"),
+        (W.to_keras_depthwise, (0, 1, 3, 3), r"\(C\*M, 1, kH, kW\)"),
+        (W.from_keras_pointwise, (3, 4), r"\(1, 1, C_in, C_out\)"),
+        (W.from_keras_pointwise, (3, 3, 3, 4), r"\(1, 1, C_in, C_out\)"),
+        (W.to_keras_pointwise, (4, 3, 3, 3), r"\(C_out, C_in, 1, 1\)"),
+        (W.to_keras_pointwise, (4, 3, 1), r"\(C_out, C_in, 1, 1\)"),
+        (W.to_keras_pointwise, (4,), r"\(C_out, C_in, 1, 1\)"),
+        (W.to_keras_pointwise, (4, 0), r"\(C_out, C_in, 1, 1\)"),
+        (W.from_keras_depthwise1d, (3, 3, 3, 1), r"\(k, C, M\)"),
+        (W.to_keras_depthwise1d, (4, 1, 3, 3), r"\(C\*M, 1, k\)"),
+        (W.to_keras_depthwise1d, (4, 2, 3), r"\(C\*M, 1, k\)"),
+        (W.from_keras_pointwise1d, (2, 3, 4), r"\(1, C_in, C_out\)"),
+        (W.from_keras_pointwise1d, (1, 1, 3, 4), r"\(1, C_in, C_out\)"),
+        (W.to_keras_pointwise1d, (4, 3, 2), r"\(C_out, C_in, 1\)"),
+        (W.to_keras_pointwise1d, (4, 3, 1, 1), r"\(C_out, C_in, 1\)"),
+    ],
+)
 def test_bad_shapes_raise_value_error(fn, shape, expected):
     with pytest.raises(ValueError, match=r"^w .*" + expected):
         fn(np.zeros(shape, np.float32))
 
 
-@pytest.mark.parametrize("fn,shape", [
-    (W.from_keras_depthwise, (3, 3, 4, 1)),
-    (W.to_keras_depthwise, (4, 1, 3, 3)),
-    (W.from_keras_pointwise, (1, 1, 3, 4)),
-    (W.to_keras_pointwise, (4, 3)),
-    (W.from_keras_depthwise1d, (3, 4, 1)),
-    (W.to_keras_depthwise1d, (4, 1, 3)),
-    (W.from_keras_pointwise1d, (1, 3, 4)),
-    (W.to_keras_pointwise1d, (4, 3)),
-])
-@pytest.mark.parametrize("dtype", [np.int32, np.int64, np.bool_,
-                                   np.complex128, np.uint8])
+@pytest.mark.parametrize(
+    "fn,shape",
+    [
+        (W.from_keras_depthwise, (3, 3, 4, 1)),
+        (W.to_keras_depthwise, (4, 1, 3, 3)),
+        (W.from_keras_pointwise, (1, 1, 3, 4)),
+        (W.to_keras_pointwise, (4, 3)),
+        (W.from_keras_depthwise1d, (3, 4, 1)),
+        (W.to_keras_depthwise1d, (4, 1, 3)),
+        (W.from_keras_pointwise1d, (1, 3, 4)),
+        (W.to_keras_pointwise1d, (4, 3)),
+    ],
+)
+@pytest.mark.parametrize("dtype", [np.int32, np.int64, np.bool_, np.complex128, np.uint8])
 def test_non_float_dtype_raises_type_error(fn, shape, dtype):
     with pytest.raises(TypeError, match="w"):
         fn(np.zeros(shape, dtype))

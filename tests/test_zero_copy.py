@@ -19,10 +19,9 @@ import json
 
 import numpy as np
 import pytest
+from conftest import rand, run_python
 
 import pydsconv
-
-from conftest import run_python, rand
 
 # Subprocesses with GiB-sized arrays: run once, not under the sanitizers.
 pytestmark = [pytest.mark.slow]
@@ -180,6 +179,7 @@ def test_non_contiguous_view_is_copied_once(nchw):
 # In-process checks
 # ---------------------------------------------------------------------------
 
+
 def _ops(rng, dtype=np.float32, layout="NCHW"):
     x = rand(rng, (2, 8, 12, 12), dtype)
     if layout == "NHWC":
@@ -302,9 +302,11 @@ def test_results_are_64_byte_aligned(rng, dtype):
     dw = rand(rng, (16, 1, 3, 3), dtype)
     pw = rand(rng, (24, 16, 1, 1), dtype)
     b = rand(rng, (16,), dtype)
-    outs = [pydsconv.depthwise_conv2d(x, dw, b, padding=1),
-            pydsconv.pointwise_conv2d(x, pw),
-            pydsconv.separable_conv2d(x, dw, pw, padding=1, layout="NCHW")]
+    outs = [
+        pydsconv.depthwise_conv2d(x, dw, b, padding=1),
+        pydsconv.pointwise_conv2d(x, pw),
+        pydsconv.separable_conv2d(x, dw, pw, padding=1, layout="NCHW"),
+    ]
     gy = np.ones_like(outs[0])
     outs += [g for g in pydsconv.depthwise_conv2d_backward(gy, x, dw, padding=1) if g is not None]
     for y in outs:

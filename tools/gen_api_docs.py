@@ -22,6 +22,7 @@ The output depends only on the source: no dates, paths, machine or CPU
 details, so running the script twice gives the same bytes (``--check``
 verifies that too).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -38,12 +39,27 @@ DEFAULT_OUT = os.path.join("docs", "api.md")
 REGEN = "python tools/gen_api_docs.py -o docs/api.md"
 
 # Modules documented, in this order; each contributes the functions of its __all__.
-MODULES = ("pydsconv", "pydsconv.weights", "pydsconv.cost", "pydsconv.reference",
-           "pydsconv.nn", "pydsconv.torch")
+MODULES = (
+    "pydsconv",
+    "pydsconv.weights",
+    "pydsconv.cost",
+    "pydsconv.reference",
+    "pydsconv.nn",
+    "pydsconv.torch",
+)
 
 # numpydoc sections rendered as definition lists ("name : type" + indented text).
-DEFLIST_SECTIONS = {"Parameters", "Other Parameters", "Returns", "Yields", "Raises",
-                    "Warns", "Attributes", "Functions", "See Also"}
+DEFLIST_SECTIONS = {
+    "Parameters",
+    "Other Parameters",
+    "Returns",
+    "Yields",
+    "Raises",
+    "Warns",
+    "Attributes",
+    "Functions",
+    "See Also",
+}
 # Sections whose entries have no name, only a type (Returns) or an exception.
 TYPE_ONLY_SECTIONS = {"Returns", "Yields", "Raises", "Warns"}
 
@@ -135,6 +151,7 @@ warns and uses the cap.
 # import
 # --------------------------------------------------------------------------
 
+
 def import_pydsconv(installed=False):
     """Import pydsconv from this source tree (it must be built in place), or
     with ``installed`` the one installed (CI: the wheel built from this tree)."""
@@ -145,8 +162,10 @@ def import_pydsconv(installed=False):
     try:
         pkg = importlib.import_module("pydsconv")
     except ImportError as exc:
-        sys.exit(f"gen_api_docs: cannot import pydsconv from {ROOT}: {exc}\n"
-                 "Build it in place first (README, Development).")
+        sys.exit(
+            f"gen_api_docs: cannot import pydsconv from {ROOT}: {exc}\n"
+            "Build it in place first (README, Development)."
+        )
     if os.path.dirname(os.path.dirname(os.path.abspath(pkg.__file__))) != ROOT:
         sys.exit(f"gen_api_docs: imported pydsconv from {pkg.__file__}, not from {ROOT}")
     return pkg
@@ -155,6 +174,7 @@ def import_pydsconv(installed=False):
 # --------------------------------------------------------------------------
 # docstring -> Markdown
 # --------------------------------------------------------------------------
+
 
 def slug(heading):
     """GitHub's anchor for a heading."""
@@ -165,7 +185,7 @@ def slug(heading):
 
 class Renderer:
     def __init__(self, anchors):
-        self.anchors = anchors   # qualified name -> anchor
+        self.anchors = anchors  # qualified name -> anchor
         self.module = "pydsconv"
 
     # -- inline -------------------------------------------------------------
@@ -186,8 +206,11 @@ class Renderer:
         return f"[`{shown}`](#{self.anchors[target]})"
 
     def inline(self, text):
-        text = re.sub(r":(?:func|meth|class|mod|obj|data|attr):`([^`]+)`",
-                      lambda m: self.ref(m.group(1)), text)
+        text = re.sub(
+            r":(?:func|meth|class|mod|obj|data|attr):`([^`]+)`",
+            lambda m: self.ref(m.group(1)),
+            text,
+        )
         text = re.sub(r"``(.+?)``", r"`\1`", text, flags=re.S)
         return text
 
@@ -196,7 +219,7 @@ class Renderer:
     def prose(self, lines):
         """Free text: paragraphs, bullet lists, ``::`` literal blocks, simple tables."""
         out = []
-        plain = []   # a run of ordinary lines, converted together (code spans may wrap)
+        plain = []  # a run of ordinary lines, converted together (code spans may wrap)
 
         def flush():
             if plain:
@@ -246,14 +269,16 @@ class Renderer:
             if is_table_border(line):
                 continue
             cells = []
-            for k, (a, b) in enumerate(spans):
+            for k, (a, _b) in enumerate(spans):
                 end = spans[k + 1][0] if k + 1 < len(spans) else len(line)
                 cells.append(line[a:end].strip())
             rows.append(cells)
         if not rows:
             return []
-        md = ["| " + " | ".join(self.inline(c) for c in rows[0]) + " |",
-              "|" + "|".join(" --- " for _ in spans) + "|"]
+        md = [
+            "| " + " | ".join(self.inline(c) for c in rows[0]) + " |",
+            "|" + "|".join(" --- " for _ in spans) + "|",
+        ]
         md += ["| " + " | ".join(self.inline(c) for c in r) + " |" for r in rows[1:]]
         return [""] + md + [""]
 
@@ -271,8 +296,10 @@ class Renderer:
                 entries[-1][1].append(line)
         out = []
         for head, body in entries:
-            paras = [" ".join(p.split()) for p in
-                     "\n".join(textwrap.dedent("\n".join(body)).splitlines()).split("\n\n")]
+            paras = [
+                " ".join(p.split())
+                for p in "\n".join(textwrap.dedent("\n".join(body)).splitlines()).split("\n\n")
+            ]
             paras = [self.inline(p) for p in paras if p.strip()]
             if section == "See Also":
                 name, _, desc = head.partition(":")
@@ -303,8 +330,12 @@ class Renderer:
         while i < len(lines):
             line = lines[i]
             nxt = lines[i + 1] if i + 1 < len(lines) else ""
-            if (line.strip() and not line.startswith(" ") and re.fullmatch(r"-{3,}", nxt.strip())
-                    and len(nxt.strip()) == len(line.strip())):
+            if (
+                line.strip()
+                and not line.startswith(" ")
+                and re.fullmatch(r"-{3,}", nxt.strip())
+                and len(nxt.strip()) == len(line.strip())
+            ):
                 sections.append((line.strip(), []))
                 i += 2
                 continue
@@ -360,12 +391,15 @@ def signature(qualname, func, width=88):
     sig = inspect.signature(func)
     params = list(sig.parameters.values())
     if params and params[0].name in ("self", "cls") and "." in func.__qualname__:
-        params = params[1:]   # a method: shown as Class.method(args)
-    sig = str(sig.replace(
-        parameters=[p.replace(annotation=inspect.Parameter.empty) for p in params],
-        return_annotation=inspect.Signature.empty))
-    inner = sig[1:sig.rindex(")")]
-    tail = sig[sig.rindex(")"):]
+        params = params[1:]  # a method: shown as Class.method(args)
+    sig = str(
+        sig.replace(
+            parameters=[p.replace(annotation=inspect.Parameter.empty) for p in params],
+            return_annotation=inspect.Signature.empty,
+        )
+    )
+    inner = sig[1 : sig.rindex(")")]
+    tail = sig[sig.rindex(")") :]
     parts, depth, cur = [], 0, ""
     for ch in inner:
         if ch in "([{":
@@ -397,6 +431,7 @@ def signature(qualname, func, width=88):
 # the document
 # --------------------------------------------------------------------------
 
+
 def collect():
     """[(module name, module, [(qualified name, function or class)])] in
     documentation order; a class is followed by the public methods it
@@ -426,8 +461,8 @@ def collect():
 # "Raises" text for public functions whose docstring has no Raises section.
 RAISES = {
     "pydsconv.set_num_threads": "`TypeError` if `n` is not an int; `ValueError` if `n` < 1.  "
-                                "Above `cpu_features()[\"max_threads\"]` it is capped, with a "
-                                "`RuntimeWarning`.",
+    'Above `cpu_features()["max_threads"]` it is capped, with a '
+    "`RuntimeWarning`.",
     "pydsconv.get_num_threads": "Nothing.",
     "pydsconv.cpu_features": "Nothing.",
 }
@@ -439,11 +474,15 @@ def raises_note(qual, func):
     if func.__module__ != "pydsconv.conv":
         return None
     if qual.endswith("_backward"):
-        return ("See [Errors](#errors): `TypeError` for dtypes, `ValueError` naming the "
-                "argument for shapes and values; `grad_out` must have exactly the forward "
-                "output's shape (rule 8).")
-    note = ("See [Errors](#errors): `TypeError` for dtypes, `ValueError` naming the "
-            "argument for shapes and values")
+        return (
+            "See [Errors](#errors): `TypeError` for dtypes, `ValueError` naming the "
+            "argument for shapes and values; `grad_out` must have exactly the forward "
+            "output's shape (rule 8)."
+        )
+    note = (
+        "See [Errors](#errors): `TypeError` for dtypes, `ValueError` naming the "
+        "argument for shapes and values"
+    )
     if "out" in inspect.signature(func).parameters:
         return note + ", and the [`out=` rules](#out)."
     return note + "."
@@ -478,13 +517,19 @@ def generate(installed=False):
         "",
     ]
     for modname, _, funcs in groups:
-        md += [f"[`{modname}`](#{slug('`' + modname + '`')})", "", "| name | summary |",
-               "| --- | --- |"]
+        md += [
+            f"[`{modname}`](#{slug('`' + modname + '`')})",
+            "",
+            "| name | summary |",
+            "| --- | --- |",
+        ]
         for qual, func in funcs:
-            short = qual[len(modname) + 1:]
+            short = qual[len(modname) + 1 :]
             r.module = modname
-            md.append(f"| [`{short}`](#{anchors[qual]}) | "
-                      f"{r.inline(summary(func)).replace('|', chr(92) + '|')} |")
+            md.append(
+                f"| [`{short}`](#{anchors[qual]}) | "
+                f"{r.inline(summary(func)).replace('|', chr(92) + '|')} |"
+            )
         md.append("")
     md += ["[Errors](#errors)", ""]
 
@@ -494,8 +539,7 @@ def generate(installed=False):
         for qual, func in funcs:
             level = "####" if qual.count(".") > modname.count(".") + 1 else "###"
             kind = "class " if inspect.isclass(func) else ""
-            md += ["", f"{level} {kind}`{qual}`", "", "```python",
-                   signature(qual, func), "```", ""]
+            md += ["", f"{level} {kind}`{qual}`", "", "```python", signature(qual, func), "```", ""]
             md += r.docstring(func.__doc__, modname, raises_note(qual, func))
         md.append("")
     md += ["", ERRORS]
@@ -505,23 +549,35 @@ def generate(installed=False):
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("-o", "--output", help="write here instead of stdout (e.g. docs/api.md)")
-    ap.add_argument("--installed", action="store_true",
-                    help="document the installed pydsconv instead of the in-place build "
-                         "(CI: the wheel built from this tree)")
-    ap.add_argument("--check", action="store_true",
-                    help=f"generate twice, and compare with {DEFAULT_OUT}: exit 1 if the two "
-                         "runs differ or the file is stale")
+    ap.add_argument(
+        "--installed",
+        action="store_true",
+        help="document the installed pydsconv instead of the in-place build "
+        "(CI: the wheel built from this tree)",
+    )
+    ap.add_argument(
+        "--check",
+        action="store_true",
+        help=f"generate twice, and compare with {DEFAULT_OUT}: exit 1 if the two "
+        "runs differ or the file is stale",
+    )
     args = ap.parse_args(argv)
     text = generate(args.installed)
     if args.check:
         # a second run in a fresh interpreter with another hash seed
         env = dict(os.environ, PYTHONHASHSEED="12345")
-        again = subprocess.run([sys.executable, os.path.abspath(__file__)]
-                               + (["--installed"] if args.installed else []), env=env,
-                               capture_output=True, text=True, check=True).stdout
+        again = subprocess.run(
+            [sys.executable, os.path.abspath(__file__)]
+            + (["--installed"] if args.installed else []),
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
         if again != text:
-            print("gen_api_docs: two runs gave different output (not deterministic)",
-                  file=sys.stderr)
+            print(
+                "gen_api_docs: two runs gave different output (not deterministic)", file=sys.stderr
+            )
             return 1
         path = os.path.join(ROOT, DEFAULT_OUT)
         try:
@@ -530,8 +586,9 @@ def main(argv=None):
         except FileNotFoundError:
             current = None
         if current != text:
-            print(f"gen_api_docs: {DEFAULT_OUT} is stale; regenerate with: {REGEN}",
-                  file=sys.stderr)
+            print(
+                f"gen_api_docs: {DEFAULT_OUT} is stale; regenerate with: {REGEN}", file=sys.stderr
+            )
             return 1
         print(f"gen_api_docs: {DEFAULT_OUT} is up to date")
         return 0

@@ -63,7 +63,7 @@ def extract(path):
         body = []
         while i < len(lines) and not re.match(r"^\s*```\s*$", lines[i]):
             line = lines[i]
-            body.append(line[len(indent):] if line.startswith(indent) else line.lstrip())
+            body.append(line[len(indent) :] if line.startswith(indent) else line.lstrip())
             i += 1
         i += 1  # the closing fence
         if lang not in RUN_LANGS:
@@ -93,7 +93,8 @@ def run_file(path, allow_missing, verbose):
             else:
                 test = doctest.DocTestParser().get_doctest(code, ns, where, rel, line - 1)
                 runner = doctest.DocTestRunner(
-                    verbose=False, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
+                    verbose=False, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE
+                )
                 out = []
                 runner.run(test, out=out.append, clear_globs=False)
                 if runner.failures:
@@ -124,8 +125,13 @@ def default_files():
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("files", nargs="*", help="Markdown files (default: README.md docs/*.md)")
-    p.add_argument("--allow-missing", action="append", default=[], metavar="MODULE",
-                   help="skip the rest of a file when MODULE cannot be imported")
+    p.add_argument(
+        "--allow-missing",
+        action="append",
+        default=[],
+        metavar="MODULE",
+        help="skip the rest of a file when MODULE cannot be imported",
+    )
     p.add_argument("-v", "--verbose", action="store_true", help="print every block's result")
     p.add_argument("--timeout", type=float, default=600, help="seconds per file (default 600)")
     p.add_argument("--one", help=argparse.SUPPRESS)  # child mode: run FILE here
@@ -136,8 +142,9 @@ def main(argv=None):
 
     files = [os.path.abspath(f) for f in args.files] or default_files()
     env = dict(os.environ)
-    if glob.glob(os.path.join(ROOT, "pydsconv", "_core*.so")) + \
-            glob.glob(os.path.join(ROOT, "pydsconv", "_core*.pyd")):
+    if glob.glob(os.path.join(ROOT, "pydsconv", "_core*.so")) + glob.glob(
+        os.path.join(ROOT, "pydsconv", "_core*.pyd")
+    ):
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [ROOT, env.get("PYTHONPATH")]))
     env.setdefault("MPLBACKEND", "Agg")
     failed = []
@@ -149,11 +156,21 @@ def main(argv=None):
         cmd += ["-v"] if args.verbose else []
         with tempfile.TemporaryDirectory(prefix="pydsconv-doc-") as tmp:
             try:
-                r = subprocess.run(cmd, cwd=tmp, env=env, timeout=args.timeout,
-                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                r = subprocess.run(
+                    cmd,
+                    cwd=tmp,
+                    env=env,
+                    timeout=args.timeout,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.STDOUT,
+                    text=True,
+                )
                 out, rc = r.stdout, r.returncode
             except subprocess.TimeoutExpired as e:
-                out, rc = (e.stdout or b"").decode() if isinstance(e.stdout, bytes) else (e.stdout or ""), -1
+                out, rc = (
+                    (e.stdout or b"").decode() if isinstance(e.stdout, bytes) else (e.stdout or ""),
+                    -1,
+                )
                 out += f"{rel}: timed out after {args.timeout:g} s\n"
         status = "ok" if rc == 0 else "FAILED"
         print(f"{rel}: {n} block(s) {status}")

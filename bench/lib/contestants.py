@@ -3,6 +3,7 @@ each layout, PyTorch on NCHW and channels_last tensors, ONNX Runtime -- and
 the check of every contestant against an exact TF-"same" PyTorch computation.
 Needs torch; the ORT runners come from ``onnx_graph`` (onnx, onnxruntime).
 """
+
 from __future__ import annotations
 
 import sys
@@ -40,7 +41,9 @@ class TorchBlock:
     def dwf(self, x):
         if self.prepad is not None:
             x = F.pad(x, self.prepad)
-        return F.conv2d(x, self.dw, self.db, self.stride, self.padding, 1, self.groups).clamp_(0.0, 6.0)
+        return F.conv2d(x, self.dw, self.db, self.stride, self.padding, 1, self.groups).clamp_(
+            0.0, 6.0
+        )
 
     def pwf(self, x):
         return F.conv2d(x, self.pw, self.pb).clamp_(0.0, 6.0)
@@ -78,14 +81,17 @@ def build_contestants(op, blist, weights, xs, layouts, pad_mode, sessions):
                     y = pyds_sep(b, weights[b.index], y, layout)
                 return y
         else:
+
             def run(calls=calls, layout=layout):
                 return [f(b, weights[b.index], x, layout) for f, b, x in calls]
+
         c[f"pydsconv {layout}"] = run
     # torch, both memory formats
     for name, cl in (("torch NCHW", False), ("torch CL", True)):
         tbs = [TorchBlock(b, weights[b.index], cl, pad_mode) for b in blist]
         txs = [torch_input(x, cl) for x in xs]
         if op == "body":
+
             def run(tbs=tbs, x0=txs[0]):
                 y = x0
                 for tb in tbs:
@@ -97,6 +103,7 @@ def build_contestants(op, blist, weights, xs, layouts, pad_mode, sessions):
 
             def run(pairs=pairs):
                 return [f(x) for f, x in pairs]
+
         c[name] = run
     # ORT: one session per block, or one for the chained body
     if op == "body":
@@ -106,6 +113,7 @@ def build_contestants(op, blist, weights, xs, layouts, pad_mode, sessions):
 
     def run(runners=runners):
         return [r() for r in runners]
+
     c["ORT"] = run
     c["_ort_runners"] = runners
     return c
@@ -149,7 +157,9 @@ def check_correctness(op, blist, weights, xs, layouts, contestants, pad_mode, ba
             sym_ref = [y]
         else:
             f = pyds_dw if op == "dw" else pyds_sep
-            sym_ref = [f(b, weights[b.index], x, "NCHW", padding=b.sym_pad) for b, x in zip(blist, xs)]
+            sym_ref = [
+                f(b, weights[b.index], x, "NCHW", padding=b.sym_pad) for b, x in zip(blist, xs)
+            ]
     else:
         sym_ref = ref
     torch_refs = {}
@@ -173,8 +183,8 @@ def check_correctness(op, blist, weights, xs, layouts, contestants, pad_mode, ba
                     f"CORRECTNESS CHECK FAILED: op={op} contestant={name!r} {where}\n"
                     f"batch={batch} threads={threads}: max |diff| = {err:.3g} "
                     f"(shapes {np.shape(o)} vs {np.shape(r)}; rtol={RTOL}, atol={ATOL})\n"
-                    "Refusing to time code that computes the wrong thing.\n"
-                    + "!" * 72 + "\n")
+                    "Refusing to time code that computes the wrong thing.\n" + "!" * 72 + "\n"
+                )
                 sys.exit(1)
         errors[name] = worst
     return errors

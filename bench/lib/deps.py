@@ -2,6 +2,7 @@
 ``pip install .[bench]``): a script checks them before importing the modules
 of bench.lib that need them, and exits 2 with a one-line message naming the
 package, as compare.py always did, instead of a traceback."""
+
 from __future__ import annotations
 
 import importlib
@@ -11,7 +12,7 @@ MESSAGES = {
     "torch": "PyTorch is required (pip install torch)",
     "onnxruntime": "onnxruntime is required (pip install onnxruntime)",
     "onnx": "the onnx package is required to build the ORT graphs; it is a "
-            "bench-only dependency: pip install onnx",
+    "bench-only dependency: pip install onnx",
 }
 
 

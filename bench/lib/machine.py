@@ -1,6 +1,7 @@
 """Machine facts for the header and the JSON, and the peaks %peak is
 measured against.  torch, onnxruntime and onnx are imported only by the
 functions that report on them."""
+
 from __future__ import annotations
 
 import datetime
@@ -67,7 +68,7 @@ def measured_gemm_peak(n=2048, reps=5):
             ts.append(time.perf_counter() - t0)
     finally:
         torch.set_num_threads(old)
-    return 2.0 * n ** 3 / statistics.median(ts) / 1e9
+    return 2.0 * n**3 / statistics.median(ts) / 1e9
 
 
 class Peaks:
@@ -83,9 +84,11 @@ class Peaks:
         """The row fields: % of each yardstick at this thread count."""
         return dict(
             pct_peak=100.0 * gflops / self.fma[threads],
-            pct_theoretical_peak=(100.0 * gflops / (self.core * threads) if self.core
-                                  else float("nan")),
-            pct_gemm_peak_1thread_x_threads=100.0 * gflops / (self.gemm * threads))
+            pct_theoretical_peak=(
+                100.0 * gflops / (self.core * threads) if self.core else float("nan")
+            ),
+            pct_gemm_peak_1thread_x_threads=100.0 * gflops / (self.gemm * threads),
+        )
 
 
 def _version(module):
@@ -98,22 +101,30 @@ def machine_info():
         usable = len(os.sched_getaffinity(0))
     except AttributeError:  # pragma: no cover
         usable = os.cpu_count()
-    return dict(
-        date=datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
-        host=platform.node(),
-        cpu_model=model,
-        cpu_mhz=(max(mhz) if mhz else None),
-        cpus=os.cpu_count(),
-        cpus_usable=usable,
-        cpu_flags_simd=sorted(f for f in flags if f in ("avx", "avx2", "fma", "avx512f", "avx512bw", "avx512vl", "avx512_vnni")),
-        python=platform.python_version(),
-        numpy=np.__version__,
-        pydsconv=getattr(pydsconv, "__version__", "?"),
-        pydsconv_path=os.path.dirname(pydsconv.__file__),
-        pydsconv_isa=pydsconv.cpu_features()["isa"],
-        pydsconv_features=pydsconv.cpu_features(),
-        torch=_version("torch"),
-        onnxruntime=_version("onnxruntime"),
-        onnx=_version("onnx"),
-        loadavg_start=(os.getloadavg() if hasattr(os, "getloadavg") else None),
-    ), mhz, flags
+    return (
+        dict(
+            date=datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+            host=platform.node(),
+            cpu_model=model,
+            cpu_mhz=(max(mhz) if mhz else None),
+            cpus=os.cpu_count(),
+            cpus_usable=usable,
+            cpu_flags_simd=sorted(
+                f
+                for f in flags
+                if f in ("avx", "avx2", "fma", "avx512f", "avx512bw", "avx512vl", "avx512_vnni")
+            ),
+            python=platform.python_version(),
+            numpy=np.__version__,
+            pydsconv=getattr(pydsconv, "__version__", "?"),
+            pydsconv_path=os.path.dirname(pydsconv.__file__),
+            pydsconv_isa=pydsconv.cpu_features()["isa"],
+            pydsconv_features=pydsconv.cpu_features(),
+            torch=_version("torch"),
+            onnxruntime=_version("onnxruntime"),
+            onnx=_version("onnx"),
+            loadavg_start=(os.getloadavg() if hasattr(os, "getloadavg") else None),
+        ),
+        mhz,
+        flags,
+    )

@@ -2,6 +2,7 @@
 from ``pydsconv.cost.mobilenet_v1_layers()``), their weights and inputs, the
 ops timed on them, and pydsconv's calls on one block.  NumPy and pydsconv only.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -44,8 +45,9 @@ class Block:
         ho = (self.H + sum(self.pad_h) - self.kh) // self.sh + 1
         wo = (self.W + sum(self.pad_w) - self.kw) // self.sw + 1
         if (ho, wo) != (self.Ho, self.Wo):
-            raise RuntimeError(f"block {index}: TF same pads give {(ho, wo)}, "
-                               f"cost table says {(self.Ho, self.Wo)}")
+            raise RuntimeError(
+                f"block {index}: TF same pads give {(ho, wo)}, cost table says {(self.Ho, self.Wo)}"
+            )
 
     @property
     def stride(self):
@@ -57,8 +59,7 @@ class Block:
         return ((self.kh - 1) // 2, (self.kw - 1) // 2)
 
     def __repr__(self):
-        return (f"block{self.index}({self.C}x{self.H}x{self.W} k{self.kh} "
-                f"s{self.sh} -> {self.Cout})")
+        return f"block{self.index}({self.C}x{self.H}x{self.W} k{self.kh} s{self.sh} -> {self.Cout})"
 
 
 def mobilenet_blocks():
@@ -83,7 +84,9 @@ def make_weights(blocks, rng):
     w = {}
     for b in blocks:
         w[b.index] = dict(
-            dw=(rng.standard_normal((b.C, 1, b.kh, b.kw)) * np.sqrt(2.0 / (b.kh * b.kw))).astype(np.float32),
+            dw=(rng.standard_normal((b.C, 1, b.kh, b.kw)) * np.sqrt(2.0 / (b.kh * b.kw))).astype(
+                np.float32
+            ),
             db=(rng.standard_normal(b.C) * 0.1).astype(np.float32),
             pw=(rng.standard_normal((b.Cout, b.C, 1, 1)) * np.sqrt(2.0 / b.C)).astype(np.float32),
             pb=(rng.standard_normal(b.Cout) * 0.1).astype(np.float32),
@@ -117,15 +120,19 @@ def op_macs(op, blist, batch):
 
 def make_inputs(op, blist, batch, rng):
     """NCHW float32 inputs: one per block (dw/pw/sep) or one for the body."""
+
     def rand(shape):  # post-ReLU6-like values
         return rng.uniform(0.0, 6.0, size=shape).astype(np.float32)
+
     if op == "body":
         b = blist[0]
         return [rand((batch, b.C, b.H, b.W))]
     if op == "train":  # the input and the upstream gradient of the output
         b, last = blist[0], blist[-1]
-        return [rand((batch, b.C, b.H, b.W)),
-                rng.standard_normal((batch, last.Cout, last.Ho, last.Wo)).astype(np.float32)]
+        return [
+            rand((batch, b.C, b.H, b.W)),
+            rng.standard_normal((batch, last.Cout, last.Ho, last.Wo)).astype(np.float32),
+        ]
     if op == "pw":
         return [rand((batch, b.C, b.Ho, b.Wo)) for b in blist]
     return [rand((batch, b.C, b.H, b.W)) for b in blist]
@@ -136,18 +143,29 @@ def make_inputs(op, blist, batch, rng):
 # pointwise weight: the prepack_pointwise result; torch and ORT read "pw")
 # --------------------------------------------------------------------------
 
+
 def pyds_dw(b, w, x, layout, padding="same"):
-    return pydsconv.depthwise_conv2d(x, w["dw"], w["db"], stride=b.stride, padding=padding,
-                                     layout=layout, activation="relu6")
+    return pydsconv.depthwise_conv2d(
+        x, w["dw"], w["db"], stride=b.stride, padding=padding, layout=layout, activation="relu6"
+    )
 
 
 def pyds_pw(b, w, x, layout):
-    return pydsconv.pointwise_conv2d(x, w.get("pw_pyds", w["pw"]), w["pb"], layout=layout,
-                                     activation="relu6")
+    return pydsconv.pointwise_conv2d(
+        x, w.get("pw_pyds", w["pw"]), w["pb"], layout=layout, activation="relu6"
+    )
 
 
 def pyds_sep(b, w, x, layout, padding="same"):
-    return pydsconv.separable_conv2d(x, w["dw"], w.get("pw_pyds", w["pw"]), w["db"], w["pb"],
-                                     stride=b.stride,
-                                     padding=padding, layout=layout,
-                                     mid_activation="relu6", activation="relu6")
+    return pydsconv.separable_conv2d(
+        x,
+        w["dw"],
+        w.get("pw_pyds", w["pw"]),
+        w["db"],
+        w["pb"],
+        stride=b.stride,
+        padding=padding,
+        layout=layout,
+        mid_activation="relu6",
+        activation="relu6",
+    )

@@ -1,6 +1,7 @@
 """The ONNX graphs of the blocks (built with the ``onnx`` helper API, opset
 17) and the ONNX Runtime sessions that run them.  Needs onnx and onnxruntime.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -16,8 +17,10 @@ ONNX_IR_VERSION = 8  # the IR version that goes with opset 17
 
 def relu6_constants():
     """The initializers "zero" and "six" that every Clip(0, 6) reads."""
-    return [numpy_helper.from_array(np.array(0.0, np.float32), "zero"),
-            numpy_helper.from_array(np.array(6.0, np.float32), "six")]
+    return [
+        numpy_helper.from_array(np.array(0.0, np.float32), "zero"),
+        numpy_helper.from_array(np.array(6.0, np.float32), "six"),
+    ]
 
 
 def _onnx_block_nodes(b, w, x_name, prefix, stages, inits):
@@ -25,25 +28,57 @@ def _onnx_block_nodes(b, w, x_name, prefix, stages, inits):
     nodes = []
     cur = x_name
     if "dw" in stages:
-        inits += [numpy_helper.from_array(w["dw"], f"{prefix}_dw_w"),
-                  numpy_helper.from_array(w["db"], f"{prefix}_dw_b")]
-        nodes.append(helper.make_node(
-            "Conv", [cur, f"{prefix}_dw_w", f"{prefix}_dw_b"], [f"{prefix}_dw"],
-            name=f"{prefix}_dw_conv", group=b.C, kernel_shape=[b.kh, b.kw],
-            strides=[b.sh, b.sw], dilations=[1, 1],
-            pads=[b.pad_h[0], b.pad_w[0], b.pad_h[1], b.pad_w[1]]))
-        nodes.append(helper.make_node("Clip", [f"{prefix}_dw", "zero", "six"], [f"{prefix}_dw_r"],
-                                      name=f"{prefix}_dw_relu6"))
+        inits += [
+            numpy_helper.from_array(w["dw"], f"{prefix}_dw_w"),
+            numpy_helper.from_array(w["db"], f"{prefix}_dw_b"),
+        ]
+        nodes.append(
+            helper.make_node(
+                "Conv",
+                [cur, f"{prefix}_dw_w", f"{prefix}_dw_b"],
+                [f"{prefix}_dw"],
+                name=f"{prefix}_dw_conv",
+                group=b.C,
+                kernel_shape=[b.kh, b.kw],
+                strides=[b.sh, b.sw],
+                dilations=[1, 1],
+                pads=[b.pad_h[0], b.pad_w[0], b.pad_h[1], b.pad_w[1]],
+            )
+        )
+        nodes.append(
+            helper.make_node(
+                "Clip",
+                [f"{prefix}_dw", "zero", "six"],
+                [f"{prefix}_dw_r"],
+                name=f"{prefix}_dw_relu6",
+            )
+        )
         cur = f"{prefix}_dw_r"
     if "pw" in stages:
-        inits += [numpy_helper.from_array(w["pw"], f"{prefix}_pw_w"),
-                  numpy_helper.from_array(w["pb"], f"{prefix}_pw_b")]
-        nodes.append(helper.make_node(
-            "Conv", [cur, f"{prefix}_pw_w", f"{prefix}_pw_b"], [f"{prefix}_pw"],
-            name=f"{prefix}_pw_conv", group=1, kernel_shape=[1, 1], strides=[1, 1],
-            pads=[0, 0, 0, 0]))
-        nodes.append(helper.make_node("Clip", [f"{prefix}_pw", "zero", "six"], [f"{prefix}_pw_r"],
-                                      name=f"{prefix}_pw_relu6"))
+        inits += [
+            numpy_helper.from_array(w["pw"], f"{prefix}_pw_w"),
+            numpy_helper.from_array(w["pb"], f"{prefix}_pw_b"),
+        ]
+        nodes.append(
+            helper.make_node(
+                "Conv",
+                [cur, f"{prefix}_pw_w", f"{prefix}_pw_b"],
+                [f"{prefix}_pw"],
+                name=f"{prefix}_pw_conv",
+                group=1,
+                kernel_shape=[1, 1],
+                strides=[1, 1],
+                pads=[0, 0, 0, 0],
+            )
+        )
+        nodes.append(
+            helper.make_node(
+                "Clip",
+                [f"{prefix}_pw", "zero", "six"],
+                [f"{prefix}_pw_r"],
+                name=f"{prefix}_pw_relu6",
+            )
+        )
         cur = f"{prefix}_pw_r"
     return nodes, cur
 
@@ -64,12 +99,15 @@ def onnx_model(chain, weights, stages):
         nodes += n
     nodes.append(helper.make_node("Identity", [cur], ["y"], name="out"))
     graph = helper.make_graph(
-        nodes, "mobilenet_v1_" + "_".join(stages),
+        nodes,
+        "mobilenet_v1_" + "_".join(stages),
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, in_shape)],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, out_shape)],
-        initializer=inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", ONNX_OPSET)],
-                              producer_name="pydsconv-bench")
+        initializer=inits,
+    )
+    model = helper.make_model(
+        graph, opset_imports=[helper.make_opsetid("", ONNX_OPSET)], producer_name="pydsconv-bench"
+    )
     model.ir_version = ONNX_IR_VERSION
     onnx.checker.check_model(model)
     return model
@@ -82,16 +120,20 @@ def pointwise_chain_model(weights, bias, batch, c, hw):
     nodes, cur = [], "x"
     for i, w in enumerate(weights):
         inits += [numpy_helper.from_array(w, f"w{i}"), numpy_helper.from_array(bias, f"b{i}")]
-        nodes.append(helper.make_node("Conv", [cur, f"w{i}", f"b{i}"], [f"c{i}"],
-                                      kernel_shape=[1, 1]))
+        nodes.append(
+            helper.make_node("Conv", [cur, f"w{i}", f"b{i}"], [f"c{i}"], kernel_shape=[1, 1])
+        )
         nodes.append(helper.make_node("Clip", [f"c{i}", "zero", "six"], [f"r{i}"]))
         cur = f"r{i}"
     nodes.append(helper.make_node("Identity", [cur], ["y"]))
     shape = [batch, c, hw, hw]
     graph = helper.make_graph(
-        nodes, "pointwise_chain",
+        nodes,
+        "pointwise_chain",
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, shape)],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, shape)], initializer=inits)
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, shape)],
+        initializer=inits,
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", ONNX_OPSET)])
     model.ir_version = ONNX_IR_VERSION
     return model
@@ -114,8 +156,7 @@ def ort_session(model, threads, profile_prefix=None):
     if profile_prefix:
         so.enable_profiling = True
         so.profile_file_prefix = profile_prefix
-    return ort.InferenceSession(model.SerializeToString(), so,
-                                providers=["CPUExecutionProvider"])
+    return ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
 
 
 class OrtRunner:
@@ -144,7 +185,9 @@ def build_sessions(ops, blocks, chosen, weights, threads):
         if op == "train":  # ORT has no training here
             continue
         if op == "body":
-            sessions[("body", 0)] = ort_session(onnx_model(blocks, weights, STAGES["body"]), threads)
+            sessions[("body", 0)] = ort_session(
+                onnx_model(blocks, weights, STAGES["body"]), threads
+            )
         else:
             for b in op_blocks(op, blocks, chosen):
                 sessions[(op, b.index)] = ort_session(onnx_model([b], weights, STAGES[op]), threads)

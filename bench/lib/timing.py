@@ -6,6 +6,7 @@ alike.  The first ``warmup`` rounds are discarded.  The garbage collector is
 off while timing; an optional untimed ``gap_s`` sleep and an optional untimed
 ``before()`` call precede each timed call.
 """
+
 from __future__ import annotations
 
 import gc
@@ -13,8 +14,9 @@ import statistics
 import time
 
 
-def time_interleaved(contestants, names, repeats, warmup, gap_s=0.0, budget_s=None, min_repeats=5,
-                     before=None):
+def time_interleaved(
+    contestants, names, repeats, warmup, gap_s=0.0, budget_s=None, min_repeats=5, before=None
+):
     """{name: [seconds per timed call]} for ``contestants`` ({name: zero-argument
     callable}), in the order ``names``.
 
@@ -32,8 +34,12 @@ def time_interleaved(contestants, names, repeats, warmup, gap_s=0.0, budget_s=No
         for r in range(warmup + repeats):
             if r == warmup:
                 t_timed = time.perf_counter()
-            elif (budget_s is not None and t_timed is not None and r - warmup >= min_repeats
-                  and time.perf_counter() - t_timed > budget_s):
+            elif (
+                budget_s is not None
+                and t_timed is not None
+                and r - warmup >= min_repeats
+                and time.perf_counter() - t_timed > budget_s
+            ):
                 break
             k = r % len(names)
             for name in names[k:] + names[:k]:
@@ -63,5 +69,6 @@ def interleaved_medians_ms(runs, repeats, warmup=True, before=None):
     """{name: median ms} for ``runs`` ({name: zero-argument callable}), through
     ``time_interleaved`` (no gap): ``warmup`` discards one round first;
     ``before()``, if given, runs untimed before each timed call."""
-    return medians_ms(time_interleaved(runs, list(runs), repeats, 1 if warmup else 0,
-                                       before=before))
+    return medians_ms(
+        time_interleaved(runs, list(runs), repeats, 1 if warmup else 0, before=before)
+    )

@@ -9,6 +9,7 @@ the order [x, then (dw, db, pw, pb) for each block].  Padding is PyTorch's
 symmetric 1 for everyone (the model a PyTorch user trains), so the gradients
 of all contestants are comparable; --torch-pad does not apply.
 """
+
 from __future__ import annotations
 
 import sys
@@ -40,8 +41,15 @@ def pyds_train(blist, weights, x, g, layout):
     saved = []
     for b in blist:
         w = weights[b.index]
-        mid = pydsconv.depthwise_conv2d(x, w["dw"], w["db"], stride=b.stride, padding=b.sym_pad,
-                                        layout=layout, activation="relu6")
+        mid = pydsconv.depthwise_conv2d(
+            x,
+            w["dw"],
+            w["db"],
+            stride=b.stride,
+            padding=b.sym_pad,
+            layout=layout,
+            activation="relu6",
+        )
         y = pydsconv.pointwise_conv2d(mid, w["pw"], w["pb"], layout=layout, activation="relu6")
         saved.append((x, mid, y))
         x = y
@@ -51,8 +59,9 @@ def pyds_train(blist, weights, x, g, layout):
         g = g * relu6_mask(y)
         gmid, gpw, gpb = pydsconv.pointwise_conv2d_backward(g, mid, w["pw"], layout=layout)
         gmid *= relu6_mask(mid)
-        g, gdw, gdb = pydsconv.depthwise_conv2d_backward(gmid, x, w["dw"], stride=b.stride,
-                                                         padding=b.sym_pad, layout=layout)
+        g, gdw, gdb = pydsconv.depthwise_conv2d_backward(
+            gmid, x, w["dw"], stride=b.stride, padding=b.sym_pad, layout=layout
+        )
         grads = [gdw, gdb, gpw, gpb] + grads
     return [g] + grads
 
@@ -71,8 +80,12 @@ class TorchTrain:
         self.layers, self.inputs = [], [_leaf(x, mf).to(dtype)]
         for b in blist:
             w = weights[b.index]
-            p = [_leaf(w["dw"], mf).to(dtype), _leaf(w["db"]).to(dtype),
-                 _leaf(w["pw"], mf).to(dtype), _leaf(w["pb"]).to(dtype)]
+            p = [
+                _leaf(w["dw"], mf).to(dtype),
+                _leaf(w["db"]).to(dtype),
+                _leaf(w["pw"], mf).to(dtype),
+                _leaf(w["pb"]).to(dtype),
+            ]
             p = [t.detach().requires_grad_(True) for t in p]
             self.layers.append((p, b.stride, b.sym_pad, b.C))
             self.inputs += p
@@ -100,8 +113,12 @@ class PdtTrain:
             dw = pdt.DepthwiseConv2d(b.C, (b.kh, b.kw), b.stride, b.sym_pad)
             pw = pdt.PointwiseConv2d(b.C, b.Cout)
             with torch.no_grad():
-                for param, a in ((dw.weight, w["dw"]), (dw.bias, w["db"]),
-                                 (pw.weight, w["pw"]), (pw.bias, w["pb"])):
+                for param, a in (
+                    (dw.weight, w["dw"]),
+                    (dw.bias, w["db"]),
+                    (pw.weight, w["pw"]),
+                    (pw.bias, w["pb"]),
+                ):
                     param.copy_(torch.from_numpy(a))
             layers += [dw, torch.nn.ReLU6(inplace=True), pw, torch.nn.ReLU6(inplace=True)]
         self.model = torch.nn.Sequential(*layers).to(memory_format=mf)
@@ -119,7 +136,8 @@ def build_train(blist, weights, x, g, layouts):
     for layout in layouts:
         xl, gl = (x, g) if layout == "NCHW" else (nhwc(x), nhwc(g))
         c[f"pydsconv {layout}"] = lambda xl=xl, gl=gl, layout=layout: pyds_train(
-            blist, weights, xl, gl, layout)
+            blist, weights, xl, gl, layout
+        )
     for name, cl in zip(TRAIN_PYDS_TORCH, (False, True)):
         c[name] = PdtTrain(blist, weights, x, g, cl)
     for name, cl in zip(TRAIN_TORCH, (False, True)):
@@ -151,8 +169,9 @@ def check_train(contestants, ref, batch, threads):
     tensor), ~1e-3 at batch 1.  A wrong padding, stride, mask or missing term
     errs by O(0.1-1).  Aborts the run on a mismatch; returns the worst error
     per name."""
-    labels = ["x"] + [f"block{i // 4 + 1}.{('dw', 'db', 'pw', 'pb')[i % 4]}"
-                      for i in range(len(ref) - 1)]
+    labels = ["x"] + [
+        f"block{i // 4 + 1}.{('dw', 'db', 'pw', 'pb')[i % 4]}" for i in range(len(ref) - 1)
+    ]
     errors = {}
     for name, fn in contestants.items():
         got = _grads_nchw(name, fn())
@@ -169,8 +188,8 @@ def check_train(contestants, ref, batch, threads):
                     f"CORRECTNESS CHECK FAILED: op=train contestant={name!r} gradient {label}\n"
                     f"batch={batch} threads={threads}: relative L2 error {err:.3g} "
                     f"(shapes {a.shape} vs {r.shape}; limit {TRAIN_RTOL})\n"
-                    "Refusing to time code that computes the wrong thing.\n"
-                    + "!" * 72 + "\n")
+                    "Refusing to time code that computes the wrong thing.\n" + "!" * 72 + "\n"
+                )
                 sys.exit(1)
         errors[name] = worst
     return errors

@@ -28,6 +28,7 @@ Contents: :class:`Module`, :class:`Parameter`, :class:`Sequential`,
 :func:`weight_count`; checkpoints :func:`save`, :func:`load`,
 :func:`load_metadata`.
 """
+
 from .activation import ReLU, ReLU6
 from .container import Identity, Sequential
 from .conv import Conv2d, DepthwiseConv2d, PointwiseConv2d, SeparableConv2d
@@ -41,11 +42,32 @@ from .optim import SGD, Adam, Optimizer
 from .pooling import GlobalAvgPool2d
 
 __all__ = [
-    "Module", "Parameter", "Sequential", "Identity",
-    "Conv2d", "DepthwiseConv2d", "PointwiseConv2d", "SeparableConv2d",
-    "BatchNorm2d", "fuse_conv_bn", "fold_batchnorm",
-    "ReLU", "ReLU6", "GlobalAvgPool2d", "Flatten", "Linear", "Dropout",
-    "CrossEntropyLoss", "log_softmax", "Optimizer", "SGD", "Adam",
-    "SeparableConvNet", "MobileNetV1", "weight_count",
-    "save", "load", "load_metadata",
+    "Module",
+    "Parameter",
+    "Sequential",
+    "Identity",
+    "Conv2d",
+    "DepthwiseConv2d",
+    "PointwiseConv2d",
+    "SeparableConv2d",
+    "BatchNorm2d",
+    "fuse_conv_bn",
+    "fold_batchnorm",
+    "ReLU",
+    "ReLU6",
+    "GlobalAvgPool2d",
+    "Flatten",
+    "Linear",
+    "Dropout",
+    "CrossEntropyLoss",
+    "log_softmax",
+    "Optimizer",
+    "SGD",
+    "Adam",
+    "SeparableConvNet",
+    "MobileNetV1",
+    "weight_count",
+    "save",
+    "load",
+    "load_metadata",
 ]

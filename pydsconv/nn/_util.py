@@ -1,4 +1,5 @@
 """Small helpers shared by the layers: argument checks, initialisation, layouts."""
+
 from __future__ import annotations
 
 import math
@@ -96,18 +97,24 @@ def check_input(layer, x, channels=None, layout="NCHW", ndim=4, dtype=None):
     if not isinstance(x, np.ndarray):
         raise TypeError(f"{layer}: input must be a NumPy array, got {type(x).__name__}")
     if x.ndim != ndim:
-        want = {4: f"(N, C, H, W)" if layout == "NCHW" else "(N, H, W, C)", 2: "(N, features)"}
-        raise ValueError(f"{layer}: input must be {ndim}-D {want.get(ndim, '')} "
-                         f"(layout={layout!r}), got shape {x.shape}")
+        want = {4: "(N, C, H, W)" if layout == "NCHW" else "(N, H, W, C)", 2: "(N, features)"}
+        raise ValueError(
+            f"{layer}: input must be {ndim}-D {want.get(ndim, '')} "
+            f"(layout={layout!r}), got shape {x.shape}"
+        )
     if channels is not None:
         axis = -1 if ndim == 2 else channel_axis(layout)
         if x.shape[axis] != channels:
             where = "features" if ndim == 2 else f"channels (axis {axis % ndim} for {layout})"
-            raise ValueError(f"{layer}: expected {channels} input {where}, got {x.shape[axis]} "
-                             f"(input shape {x.shape})")
+            raise ValueError(
+                f"{layer}: expected {channels} input {where}, got {x.shape[axis]} "
+                f"(input shape {x.shape})"
+            )
     if dtype is not None and x.dtype != dtype:
-        raise TypeError(f"{layer}: input dtype {x.dtype} does not match the layer's parameters "
-                        f"({np.dtype(dtype)}); convert the input or the layer with .to(dtype)")
+        raise TypeError(
+            f"{layer}: input dtype {x.dtype} does not match the layer's parameters "
+            f"({np.dtype(dtype)}); convert the input or the layer with .to(dtype)"
+        )
     return x
 
 
@@ -116,8 +123,10 @@ def check_grad(layer, grad, shape, dtype):
     if not isinstance(grad, np.ndarray):
         raise TypeError(f"{layer}: grad_out must be a NumPy array, got {type(grad).__name__}")
     if grad.shape != tuple(shape):
-        raise ValueError(f"{layer}: grad_out must have the forward output's shape {tuple(shape)}, "
-                         f"got {grad.shape}")
+        raise ValueError(
+            f"{layer}: grad_out must have the forward output's shape {tuple(shape)}, "
+            f"got {grad.shape}"
+        )
     if grad.dtype != dtype:
         raise TypeError(f"{layer}: grad_out dtype {grad.dtype} differs from the output's {dtype}")
     return grad

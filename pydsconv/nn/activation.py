@@ -1,4 +1,5 @@
 """Activations: ``ReLU`` and ``ReLU6``."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -10,7 +11,7 @@ __all__ = ["ReLU", "ReLU6"]
 
 
 class _Clamp(Module):
-    _high = None    # clip at 0 and, if set, here
+    _high = None  # clip at 0 and, if set, here
     _name = "relu"  # its derivative mask: pydsconv._args.activation_grad
 
     def __init__(self):
@@ -27,8 +28,10 @@ class _Clamp(Module):
     def backward(self, grad_out, input_grad=True):
         y = self._saved("_y")
         if grad_out.shape != y.shape:
-            raise ValueError(f"{self!r}: grad_out must have the forward output's shape {y.shape}, "
-                             f"got {grad_out.shape}")
+            raise ValueError(
+                f"{self!r}: grad_out must have the forward output's shape {y.shape}, "
+                f"got {grad_out.shape}"
+            )
         if not input_grad:
             return None
         return activation_grad(grad_out, y, self._name)

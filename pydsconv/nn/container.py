@@ -1,4 +1,5 @@
 """Containers: ``Sequential`` and ``Identity``."""
+
 from __future__ import annotations
 
 from collections import OrderedDict
@@ -44,8 +45,9 @@ class Sequential(Module):
             items = ((str(i), m) for i, m in enumerate(modules))
         for name, m in items:
             if not isinstance(m, Module):
-                raise TypeError(f"Sequential: child {name!r} must be a Module, got "
-                                f"{type(m).__name__}")
+                raise TypeError(
+                    f"Sequential: child {name!r} must be a Module, got {type(m).__name__}"
+                )
             setattr(self, name, m)
 
     def _name(self, index):

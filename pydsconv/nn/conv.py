@@ -12,15 +12,27 @@ Weights use PyTorch's layout whatever the data layout, and are initialised
 like PyTorch's defaults (kaiming-uniform with ``a = sqrt(5)``, i.e.
 U(-1/sqrt(fan_in), 1/sqrt(fan_in)), bias the same bound).
 """
+
 from __future__ import annotations
 
 import numpy as np
 
 import pydsconv
 
-from ._util import (activation_grad, as_rng, bias_uniform, check_activation, check_dtype,
-                    check_grad, check_input, check_int, check_layout, check_padding, check_pair,
-                    kaiming_uniform)
+from ._util import (
+    activation_grad,
+    as_rng,
+    bias_uniform,
+    check_activation,
+    check_dtype,
+    check_grad,
+    check_input,
+    check_int,
+    check_layout,
+    check_padding,
+    check_pair,
+    kaiming_uniform,
+)
 from .module import Module, Parameter
 
 __all__ = ["Conv2d", "DepthwiseConv2d", "PointwiseConv2d", "SeparableConv2d"]
@@ -98,8 +110,20 @@ class DepthwiseConv2d(_Conv):
     bias : Parameter (C*M,) or None
     """
 
-    def __init__(self, in_channels, kernel_size=3, stride=1, padding=0, dilation=1, multiplier=1,
-                 bias=True, activation=None, layout="NCHW", dtype=np.float32, rng=None):
+    def __init__(
+        self,
+        in_channels,
+        kernel_size=3,
+        stride=1,
+        padding=0,
+        dilation=1,
+        multiplier=1,
+        bias=True,
+        activation=None,
+        layout="NCHW",
+        dtype=np.float32,
+        rng=None,
+    ):
         super().__init__(activation, layout, dtype)
         self.in_channels = check_int("in_channels", in_channels)
         self.multiplier = check_int("multiplier", multiplier)
@@ -111,20 +135,29 @@ class DepthwiseConv2d(_Conv):
         rng = as_rng(rng)
         kh, kw = self.kernel_size
         fan_in = kh * kw
-        self.weight = Parameter(kaiming_uniform(rng, (self.out_channels, 1, kh, kw), fan_in,
-                                                self._dtype))
-        self.bias = Parameter(bias_uniform(rng, self.out_channels, fan_in, self._dtype)) if bias \
-            else None
+        self.weight = Parameter(
+            kaiming_uniform(rng, (self.out_channels, 1, kh, kw), fan_in, self._dtype)
+        )
+        self.bias = (
+            Parameter(bias_uniform(rng, self.out_channels, fan_in, self._dtype)) if bias else None
+        )
 
     def _geometry(self):
-        return dict(stride=self.stride, padding=self.padding, dilation=self.dilation,
-                    layout=self.layout)
+        return dict(
+            stride=self.stride, padding=self.padding, dilation=self.dilation, layout=self.layout
+        )
 
     def forward(self, x):
         self._check(x, self.in_channels)
         b = None if self.bias is None else self.bias.data
-        y = self._call(pydsconv.depthwise_conv2d, x, self.weight.data, b,
-                       activation=self.activation, **self._geometry())
+        y = self._call(
+            pydsconv.depthwise_conv2d,
+            x,
+            self.weight.data,
+            b,
+            activation=self.activation,
+            **self._geometry(),
+        )
         return self._finish(x, y)
 
     def backward(self, grad_out, input_grad=True):
@@ -132,9 +165,16 @@ class DepthwiseConv2d(_Conv):
         wg, bg = self._flags()
         if not (input_grad or wg or bg):
             return None
-        gx, gw, gb = self._call(pydsconv.depthwise_conv2d_backward, g, self._x, self.weight.data,
-                                input_grad=input_grad, weight_grad=wg, bias_grad=bg,
-                                **self._geometry())
+        gx, gw, gb = self._call(
+            pydsconv.depthwise_conv2d_backward,
+            g,
+            self._x,
+            self.weight.data,
+            input_grad=input_grad,
+            weight_grad=wg,
+            bias_grad=bg,
+            **self._geometry(),
+        )
         self.weight.accumulate(gw)
         if bg:
             self.bias.accumulate(gb)
@@ -142,9 +182,11 @@ class DepthwiseConv2d(_Conv):
 
     def extra_repr(self):
         m = f", multiplier={self.multiplier}" if self.multiplier > 1 else ""
-        return (f"{self.in_channels}{m}, kernel_size={self.kernel_size}, stride={self.stride}, "
-                f"padding={self.padding!r}, bias={self.bias is not None}, "
-                f"activation={self.activation!r}, layout={self.layout!r}")
+        return (
+            f"{self.in_channels}{m}, kernel_size={self.kernel_size}, stride={self.stride}, "
+            f"padding={self.padding!r}, bias={self.bias is not None}, "
+            f"activation={self.activation!r}, layout={self.layout!r}"
+        )
 
 
 class PointwiseConv2d(_Conv):
@@ -172,23 +214,39 @@ class PointwiseConv2d(_Conv):
     bias : Parameter (C_out,) or None
     """
 
-    def __init__(self, in_channels, out_channels, bias=True, activation=None, layout="NCHW",
-                 dtype=np.float32, rng=None):
+    def __init__(
+        self,
+        in_channels,
+        out_channels,
+        bias=True,
+        activation=None,
+        layout="NCHW",
+        dtype=np.float32,
+        rng=None,
+    ):
         super().__init__(activation, layout, dtype)
         self.in_channels = check_int("in_channels", in_channels)
         self.out_channels = check_int("out_channels", out_channels)
         rng = as_rng(rng)
         fan_in = self.in_channels
-        self.weight = Parameter(kaiming_uniform(rng, (self.out_channels, self.in_channels, 1, 1),
-                                                fan_in, self._dtype))
-        self.bias = Parameter(bias_uniform(rng, self.out_channels, fan_in, self._dtype)) if bias \
-            else None
+        self.weight = Parameter(
+            kaiming_uniform(rng, (self.out_channels, self.in_channels, 1, 1), fan_in, self._dtype)
+        )
+        self.bias = (
+            Parameter(bias_uniform(rng, self.out_channels, fan_in, self._dtype)) if bias else None
+        )
 
     def forward(self, x):
         self._check(x, self.in_channels)
         b = None if self.bias is None else self.bias.data
-        y = self._call(pydsconv.pointwise_conv2d, x, self.weight.data, b, layout=self.layout,
-                       activation=self.activation)
+        y = self._call(
+            pydsconv.pointwise_conv2d,
+            x,
+            self.weight.data,
+            b,
+            layout=self.layout,
+            activation=self.activation,
+        )
         return self._finish(x, y)
 
     def backward(self, grad_out, input_grad=True):
@@ -196,17 +254,26 @@ class PointwiseConv2d(_Conv):
         wg, bg = self._flags()
         if not (input_grad or wg or bg):
             return None
-        gx, gw, gb = self._call(pydsconv.pointwise_conv2d_backward, g, self._x, self.weight.data,
-                                layout=self.layout, input_grad=input_grad, weight_grad=wg,
-                                bias_grad=bg)
+        gx, gw, gb = self._call(
+            pydsconv.pointwise_conv2d_backward,
+            g,
+            self._x,
+            self.weight.data,
+            layout=self.layout,
+            input_grad=input_grad,
+            weight_grad=wg,
+            bias_grad=bg,
+        )
         self.weight.accumulate(gw)
         if bg:
             self.bias.accumulate(gb)
         return gx
 
     def extra_repr(self):
-        return (f"{self.in_channels}, {self.out_channels}, bias={self.bias is not None}, "
-                f"activation={self.activation!r}, layout={self.layout!r}")
+        return (
+            f"{self.in_channels}, {self.out_channels}, bias={self.bias is not None}, "
+            f"activation={self.activation!r}, layout={self.layout!r}"
+        )
 
 
 class Conv2d(_Conv):
@@ -251,8 +318,20 @@ class Conv2d(_Conv):
     bias : Parameter (C_out,) or None
     """
 
-    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1,
-                 bias=True, activation=None, layout="NCHW", dtype=np.float32, rng=None):
+    def __init__(
+        self,
+        in_channels,
+        out_channels,
+        kernel_size,
+        stride=1,
+        padding=0,
+        dilation=1,
+        bias=True,
+        activation=None,
+        layout="NCHW",
+        dtype=np.float32,
+        rng=None,
+    ):
         super().__init__(activation, layout, dtype)
         self.in_channels = check_int("in_channels", in_channels)
         self.out_channels = check_int("out_channels", out_channels)
@@ -263,10 +342,12 @@ class Conv2d(_Conv):
         rng = as_rng(rng)
         kh, kw = self.kernel_size
         fan_in = self.in_channels * kh * kw
-        self.weight = Parameter(kaiming_uniform(
-            rng, (self.out_channels, self.in_channels, kh, kw), fan_in, self._dtype))
-        self.bias = Parameter(bias_uniform(rng, self.out_channels, fan_in, self._dtype)) if bias \
-            else None
+        self.weight = Parameter(
+            kaiming_uniform(rng, (self.out_channels, self.in_channels, kh, kw), fan_in, self._dtype)
+        )
+        self.bias = (
+            Parameter(bias_uniform(rng, self.out_channels, fan_in, self._dtype)) if bias else None
+        )
         self._make_taps(self._dtype)
         self._cols = None
 
@@ -281,8 +362,9 @@ class Conv2d(_Conv):
         self._make_taps(dtype)
 
     def _geometry(self):
-        return dict(stride=self.stride, padding=self.padding, dilation=self.dilation,
-                    layout=self.layout)
+        return dict(
+            stride=self.stride, padding=self.padding, dilation=self.dilation, layout=self.layout
+        )
 
     def _w2d(self):
         return self.weight.data.reshape(self.out_channels, -1)
@@ -291,8 +373,14 @@ class Conv2d(_Conv):
         self._check(x, self.in_channels)
         cols = self._call(pydsconv.depthwise_conv2d, x, self._taps, **self._geometry())
         b = None if self.bias is None else self.bias.data
-        y = self._call(pydsconv.pointwise_conv2d, cols, self._w2d(), b, layout=self.layout,
-                       activation=self.activation)
+        y = self._call(
+            pydsconv.pointwise_conv2d,
+            cols,
+            self._w2d(),
+            b,
+            layout=self.layout,
+            activation=self.activation,
+        )
         self._cols = cols
         return self._finish(x, y)
 
@@ -301,22 +389,38 @@ class Conv2d(_Conv):
         wg, bg = self._flags()
         if not (input_grad or wg or bg):
             return None
-        gcols, gw, gb = self._call(pydsconv.pointwise_conv2d_backward, g, self._cols, self._w2d(),
-                                   layout=self.layout, input_grad=input_grad, weight_grad=wg,
-                                   bias_grad=bg)
+        gcols, gw, gb = self._call(
+            pydsconv.pointwise_conv2d_backward,
+            g,
+            self._cols,
+            self._w2d(),
+            layout=self.layout,
+            input_grad=input_grad,
+            weight_grad=wg,
+            bias_grad=bg,
+        )
         self.weight.accumulate(gw)
         if bg:
             self.bias.accumulate(gb)
         if not input_grad:
             return None
-        gx, _, _ = self._call(pydsconv.depthwise_conv2d_backward, gcols, self._x, self._taps,
-                              weight_grad=False, bias_grad=False, **self._geometry())
+        gx, _, _ = self._call(
+            pydsconv.depthwise_conv2d_backward,
+            gcols,
+            self._x,
+            self._taps,
+            weight_grad=False,
+            bias_grad=False,
+            **self._geometry(),
+        )
         return gx
 
     def extra_repr(self):
-        return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
-                f"stride={self.stride}, padding={self.padding!r}, bias={self.bias is not None}, "
-                f"activation={self.activation!r}, layout={self.layout!r}")
+        return (
+            f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
+            f"stride={self.stride}, padding={self.padding!r}, bias={self.bias is not None}, "
+            f"activation={self.activation!r}, layout={self.layout!r}"
+        )
 
 
 class SeparableConv2d(Module):
@@ -362,21 +466,48 @@ class SeparableConv2d(Module):
     pointwise : PointwiseConv2d
     """
 
-    def __init__(self, in_channels, out_channels, kernel_size=3, stride=1, padding=0, dilation=1,
-                 multiplier=1, bias=True, mid_activation=None, activation=None, layout="NCHW",
-                 dtype=np.float32, rng=None):
+    def __init__(
+        self,
+        in_channels,
+        out_channels,
+        kernel_size=3,
+        stride=1,
+        padding=0,
+        dilation=1,
+        multiplier=1,
+        bias=True,
+        mid_activation=None,
+        activation=None,
+        layout="NCHW",
+        dtype=np.float32,
+        rng=None,
+    ):
         super().__init__()
         rng = as_rng(rng)
         if isinstance(bias, (tuple, list)):
             if len(bias) != 2:
-                raise ValueError(f"bias must be a bool or a (depthwise, pointwise) pair, got {bias!r}")
+                raise ValueError(
+                    f"bias must be a bool or a (depthwise, pointwise) pair, got {bias!r}"
+                )
             dw_bias, pw_bias = bool(bias[0]), bool(bias[1])
         else:
             dw_bias = pw_bias = bool(bias)
-        self.depthwise = DepthwiseConv2d(in_channels, kernel_size, stride, padding, dilation,
-                                         multiplier, dw_bias, mid_activation, layout, dtype, rng)
-        self.pointwise = PointwiseConv2d(self.depthwise.out_channels, out_channels, pw_bias,
-                                         activation, layout, dtype, rng)
+        self.depthwise = DepthwiseConv2d(
+            in_channels,
+            kernel_size,
+            stride,
+            padding,
+            dilation,
+            multiplier,
+            dw_bias,
+            mid_activation,
+            layout,
+            dtype,
+            rng,
+        )
+        self.pointwise = PointwiseConv2d(
+            self.depthwise.out_channels, out_channels, pw_bias, activation, layout, dtype, rng
+        )
         self.in_channels = self.depthwise.in_channels
         self.out_channels = self.pointwise.out_channels
         self.layout = layout
@@ -392,8 +523,17 @@ class SeparableConv2d(Module):
         dw._check(x, dw.in_channels)
         b1 = None if dw.bias is None else dw.bias.data
         b2 = None if pw.bias is None else pw.bias.data
-        y = dw._call(pydsconv.separable_conv2d, x, dw.weight.data, pw.weight.data, b1, b2,
-                     mid_activation=dw.activation, activation=pw.activation, **dw._geometry())
+        y = dw._call(
+            pydsconv.separable_conv2d,
+            x,
+            dw.weight.data,
+            pw.weight.data,
+            b1,
+            b2,
+            mid_activation=dw.activation,
+            activation=pw.activation,
+            **dw._geometry(),
+        )
         self._x, self._y, self._fused = x, y, True
         return y
 

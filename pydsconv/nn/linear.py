@@ -1,12 +1,20 @@
 """Fully connected layer and Flatten."""
+
 from __future__ import annotations
 
 import numpy as np
 
 import pydsconv
 
-from ._util import (as_rng, bias_uniform, check_dtype, check_grad, check_input, check_int,
-                    kaiming_uniform)
+from ._util import (
+    as_rng,
+    bias_uniform,
+    check_dtype,
+    check_grad,
+    check_input,
+    check_int,
+    kaiming_uniform,
+)
 from .module import Module, Parameter
 
 __all__ = ["Linear", "Flatten"]
@@ -39,10 +47,12 @@ class Linear(Module):
         self.out_features = check_int("out_features", out_features)
         dt = check_dtype(dtype)
         rng = as_rng(rng)
-        self.weight = Parameter(kaiming_uniform(rng, (self.out_features, self.in_features),
-                                                self.in_features, dt))
-        self.bias = Parameter(bias_uniform(rng, self.out_features, self.in_features, dt)) if bias \
-            else None
+        self.weight = Parameter(
+            kaiming_uniform(rng, (self.out_features, self.in_features), self.in_features, dt)
+        )
+        self.bias = (
+            Parameter(bias_uniform(rng, self.out_features, self.in_features, dt)) if bias else None
+        )
         self._x = None
 
     def forward(self, x):
@@ -62,9 +72,15 @@ class Linear(Module):
         if not (input_grad or wg or bg):
             return None
         g4 = np.ascontiguousarray(grad_out).reshape(n, 1, 1, self.out_features)
-        gx, gw, gb = pydsconv.pointwise_conv2d_backward(g4, x4, self.weight.data, layout="NHWC",
-                                                        input_grad=input_grad, weight_grad=wg,
-                                                        bias_grad=bg)
+        gx, gw, gb = pydsconv.pointwise_conv2d_backward(
+            g4,
+            x4,
+            self.weight.data,
+            layout="NHWC",
+            input_grad=input_grad,
+            weight_grad=wg,
+            bias_grad=bg,
+        )
         self.weight.accumulate(gw)
         if bg:
             self.bias.accumulate(gb)

@@ -1,4 +1,5 @@
 """Loss functions."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -42,18 +43,24 @@ class CrossEntropyLoss:
     def forward(self, logits, target):
         """The loss (a Python float) of ``logits`` (N, classes) against integer ``target`` (N,)."""
         if not isinstance(logits, np.ndarray) or logits.ndim != 2:
-            raise ValueError("CrossEntropyLoss: logits must be a 2-D array (N, classes), got "
-                             f"{getattr(logits, 'shape', type(logits).__name__)}")
+            raise ValueError(
+                "CrossEntropyLoss: logits must be a 2-D array (N, classes), got "
+                f"{getattr(logits, 'shape', type(logits).__name__)}"
+            )
         target = np.asarray(target)
         if target.dtype.kind not in "iu":
-            raise TypeError(f"CrossEntropyLoss: target must hold integer class indices, got "
-                            f"dtype {target.dtype}")
+            raise TypeError(
+                f"CrossEntropyLoss: target must hold integer class indices, got "
+                f"dtype {target.dtype}"
+            )
         n, k = logits.shape
         if target.shape != (n,):
             raise ValueError(f"CrossEntropyLoss: target must have shape ({n},), got {target.shape}")
         if n and (target.min() < 0 or target.max() >= k):
-            raise ValueError(f"CrossEntropyLoss: target values must be in [0, {k}), got "
-                             f"[{target.min()}, {target.max()}]")
+            raise ValueError(
+                f"CrossEntropyLoss: target values must be in [0, {k}), got "
+                f"[{target.min()}, {target.max()}]"
+            )
         logp = log_softmax(logits)
         picked = logp[np.arange(n), target]
         self._cache = (logp, target)

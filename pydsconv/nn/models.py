@@ -8,6 +8,7 @@ depthwise separable blocks, each stage ``conv -> BatchNorm2d -> ReLU``),
 ``model.classifier = Linear(...)`` and freeze the rest with
 ``model.features.freeze()``.
 """
+
 from __future__ import annotations
 
 from collections import OrderedDict
@@ -18,7 +19,7 @@ from .. import cost
 from ._util import as_rng, check_int, check_layout
 from .activation import ReLU
 from .container import Sequential
-from .conv import Conv2d, DepthwiseConv2d, PointwiseConv2d, SeparableConv2d
+from .conv import Conv2d, DepthwiseConv2d, PointwiseConv2d
 from .dropout import Dropout
 from .linear import Linear
 from .norm import BatchNorm2d
@@ -42,20 +43,30 @@ def weight_count(module):
 
 def _block(layers, c_in, c_out, stride, padding, layout, dtype, rng):
     """Append one separable block: dw -> BN -> ReLU -> pw -> BN -> ReLU."""
-    layers += [DepthwiseConv2d(c_in, 3, stride=stride, padding=padding, bias=False, layout=layout,
-                               dtype=dtype, rng=rng),
-               BatchNorm2d(c_in, layout=layout, dtype=dtype), ReLU(),
-               PointwiseConv2d(c_in, c_out, bias=False, layout=layout, dtype=dtype, rng=rng),
-               BatchNorm2d(c_out, layout=layout, dtype=dtype), ReLU()]
+    layers += [
+        DepthwiseConv2d(
+            c_in, 3, stride=stride, padding=padding, bias=False, layout=layout, dtype=dtype, rng=rng
+        ),
+        BatchNorm2d(c_in, layout=layout, dtype=dtype),
+        ReLU(),
+        PointwiseConv2d(c_in, c_out, bias=False, layout=layout, dtype=dtype, rng=rng),
+        BatchNorm2d(c_out, layout=layout, dtype=dtype),
+        ReLU(),
+    ]
 
 
 def _assemble(self, layers, width, num_classes, dropout, dtype, rng, layout):
-    Sequential.__init__(self, OrderedDict([
-        ("features", Sequential(*layers)),
-        ("pool", GlobalAvgPool2d(layout)),
-        ("dropout", Dropout(dropout, rng=rng)),
-        ("classifier", Linear(width, num_classes, dtype=dtype, rng=rng)),
-    ]))
+    Sequential.__init__(
+        self,
+        OrderedDict(
+            [
+                ("features", Sequential(*layers)),
+                ("pool", GlobalAvgPool2d(layout)),
+                ("dropout", Dropout(dropout, rng=rng)),
+                ("classifier", Linear(width, num_classes, dtype=dtype, rng=rng)),
+            ]
+        ),
+    )
 
 
 class SeparableConvNet(Sequential):
@@ -97,9 +108,19 @@ class SeparableConvNet(Sequential):
         Spatial size of the last feature map for ``input_size`` inputs.
     """
 
-    def __init__(self, in_channels=1, num_classes=10, input_size=8, stem_width=16,
-                 widths=(32, 64, 128), strides=(1, 2, 2), dropout=0.0, layout="NCHW",
-                 dtype=np.float32, rng=None):
+    def __init__(
+        self,
+        in_channels=1,
+        num_classes=10,
+        input_size=8,
+        stem_width=16,
+        widths=(32, 64, 128),
+        strides=(1, 2, 2),
+        dropout=0.0,
+        layout="NCHW",
+        dtype=np.float32,
+        rng=None,
+    ):
         in_channels = check_int("in_channels", in_channels)
         num_classes = check_int("num_classes", num_classes)
         input_size = check_int("input_size", input_size)
@@ -107,13 +128,26 @@ class SeparableConvNet(Sequential):
         widths = [check_int(f"widths[{i}]", w) for i, w in enumerate(widths)]
         strides = [check_int(f"strides[{i}]", s) for i, s in enumerate(strides)]
         if not widths or len(widths) != len(strides):
-            raise ValueError(f"widths and strides must be non-empty and of equal length, got "
-                             f"{len(widths)} widths and {len(strides)} strides")
+            raise ValueError(
+                f"widths and strides must be non-empty and of equal length, got "
+                f"{len(widths)} widths and {len(strides)} strides"
+            )
         layout = check_layout(layout)
         rng = as_rng(rng)
-        layers = [Conv2d(in_channels, stem_width, 3, padding=1, bias=False, layout=layout,
-                         dtype=dtype, rng=rng),
-                  BatchNorm2d(stem_width, layout=layout, dtype=dtype), ReLU()]
+        layers = [
+            Conv2d(
+                in_channels,
+                stem_width,
+                3,
+                padding=1,
+                bias=False,
+                layout=layout,
+                dtype=dtype,
+                rng=rng,
+            ),
+            BatchNorm2d(stem_width, layout=layout, dtype=dtype),
+            ReLU(),
+        ]
         size, c = input_size, stem_width
         plan = [("conv", in_channels, stem_width, 1, size)]
         for w, s in zip(widths, strides):
@@ -125,9 +159,16 @@ class SeparableConvNet(Sequential):
         self.input_size = input_size
         self.feature_size = size
         self._plan = plan
-        self.config = dict(in_channels=in_channels, num_classes=num_classes,
-                           input_size=input_size, stem_width=stem_width, widths=widths,
-                           strides=strides, dropout=float(dropout), layout=layout)
+        self.config = dict(
+            in_channels=in_channels,
+            num_classes=num_classes,
+            input_size=input_size,
+            stem_width=stem_width,
+            widths=widths,
+            strides=strides,
+            dropout=float(dropout),
+            layout=layout,
+        )
 
     def macs(self):
         """Multiply-accumulates for one ``input_size`` image (pydsconv.cost conventions)."""
@@ -177,11 +218,33 @@ class MobileNetV1(Sequential):
     """
 
     _STEM = 32
-    _BLOCKS = ((64, 1), (128, 2), (128, 1), (256, 2), (256, 1), (512, 2),
-               (512, 1), (512, 1), (512, 1), (512, 1), (512, 1), (1024, 2), (1024, 1))
+    _BLOCKS = (
+        (64, 1),
+        (128, 2),
+        (128, 1),
+        (256, 2),
+        (256, 1),
+        (512, 2),
+        (512, 1),
+        (512, 1),
+        (512, 1),
+        (512, 1),
+        (512, 1),
+        (1024, 2),
+        (1024, 1),
+    )
 
-    def __init__(self, width_multiplier=1.0, num_classes=1000, input_size=224, layout="NCHW",
-                 padding="same", dropout=0.0, dtype=np.float32, rng=None):
+    def __init__(
+        self,
+        width_multiplier=1.0,
+        num_classes=1000,
+        input_size=224,
+        layout="NCHW",
+        padding="same",
+        dropout=0.0,
+        dtype=np.float32,
+        rng=None,
+    ):
         alpha = float(width_multiplier)
         if not alpha > 0:
             raise ValueError(f"width_multiplier must be > 0, got {width_multiplier!r}")
@@ -197,9 +260,13 @@ class MobileNetV1(Sequential):
             return w
 
         c = width(self._STEM)
-        layers = [Conv2d(3, c, 3, stride=2, padding=padding, bias=False, layout=layout,
-                         dtype=dtype, rng=rng),
-                  BatchNorm2d(c, layout=layout, dtype=dtype), ReLU()]
+        layers = [
+            Conv2d(
+                3, c, 3, stride=2, padding=padding, bias=False, layout=layout, dtype=dtype, rng=rng
+            ),
+            BatchNorm2d(c, layout=layout, dtype=dtype),
+            ReLU(),
+        ]
         for w, s in self._BLOCKS:
             _block(layers, c, width(w), s, padding, layout, dtype, rng)
             c = width(w)
@@ -210,5 +277,6 @@ class MobileNetV1(Sequential):
 
     def cost(self):
         """:func:`pydsconv.cost.mobilenet_v1` for this width, input size and classes."""
-        return cost.mobilenet_v1(self.width_multiplier, self.input_size,
-                                 num_classes=self.num_classes)
+        return cost.mobilenet_v1(
+            self.width_multiplier, self.input_size, num_classes=self.num_classes
+        )

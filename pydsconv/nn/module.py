@@ -11,6 +11,7 @@ gradient w.r.t. the input and **accumulates** each trainable parameter's
 gradient into ``param.grad`` (call ``zero_grad()`` between steps, or let the
 optimizer do it).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -29,7 +30,7 @@ from ._util import check_dtype
 __all__ = ["Parameter", "Module", "save", "load", "load_metadata"]
 
 _METADATA_KEY = "__metadata__"
-_SAME_KIND = {"f": "f", "i": "iu", "u": "iu"}   # value kinds a target kind takes
+_SAME_KIND = {"f": "f", "i": "iu", "u": "iu"}  # value kinds a target kind takes
 _KIND_NAMES = {"f": "floating", "i": "integer", "u": "integer"}
 _NOT_A_CHECKPOINT = "is not a pydsconv checkpoint (an .npz file written by pydsconv.nn.save)"
 
@@ -114,8 +115,10 @@ class Module:
     # -- registration ------------------------------------------------------
     def __setattr__(self, name, value):
         if "_parameters" not in self.__dict__:
-            raise AttributeError(f"{type(self).__name__}.__init__ must call super().__init__() "
-                                 f"before setting {name!r}")
+            raise AttributeError(
+                f"{type(self).__name__}.__init__ must call super().__init__() "
+                f"before setting {name!r}"
+            )
         if isinstance(value, Parameter):
             target = self._parameters
         elif isinstance(value, Module):
@@ -161,8 +164,10 @@ class Module:
         """The cache of the last forward pass, or a clear error if there is none."""
         value = self.__dict__.get(name)
         if value is None:
-            raise RuntimeError(f"{self!r}: backward() called before forward(); run a forward "
-                               "pass first (backward uses the input it saved)")
+            raise RuntimeError(
+                f"{self!r}: backward() called before forward(); run a forward "
+                "pass first (backward uses the input it saved)"
+            )
         return value
 
     # -- traversal ---------------------------------------------------------
@@ -323,13 +328,16 @@ class Module:
                 continue
             value = np.asarray(state[key])
             if value.shape != np.shape(target):
-                raise ValueError(f"load_state_dict: {key!r} has shape {value.shape}, "
-                                 f"expected {np.shape(target)}")
+                raise ValueError(
+                    f"load_state_dict: {key!r} has shape {value.shape}, expected {np.shape(target)}"
+                )
             want = np.asarray(target).dtype
             if value.dtype.kind not in _SAME_KIND.get(want.kind, want.kind):
-                raise TypeError(f"load_state_dict: {key!r} has dtype {value.dtype}, expected "
-                                f"{_KIND_NAMES.get(want.kind, str(want))} values like {want} "
-                                "(pydsconv never casts them silently)")
+                raise TypeError(
+                    f"load_state_dict: {key!r} has dtype {value.dtype}, expected "
+                    f"{_KIND_NAMES.get(want.kind, str(want))} values like {want} "
+                    "(pydsconv never casts them silently)"
+                )
             checked.append((target, value))
         for target, value in checked:
             np.copyto(target, value, casting="unsafe")
@@ -422,31 +430,39 @@ def _open(path):
     """
     try:
         f = np.load(path, allow_pickle=False)
-    except (ValueError, EOFError, zipfile.BadZipFile):   # ValueError: not .npy/.npz (a pickle?)
+    except (ValueError, EOFError, zipfile.BadZipFile):  # ValueError: not .npy/.npz (a pickle?)
         raise ValueError(f"{os.fspath(path)!r} {_NOT_A_CHECKPOINT}") from None
     if isinstance(f, np.ndarray):
-        raise ValueError(f"{os.fspath(path)!r} {_NOT_A_CHECKPOINT}: it holds a single array "
-                         "(.npy), not named arrays")
+        raise ValueError(
+            f"{os.fspath(path)!r} {_NOT_A_CHECKPOINT}: it holds a single array "
+            "(.npy), not named arrays"
+        )
     with f:
         other = [name for name in f.zip.namelist() if not name.endswith(".npy")]
         if other:
-            raise ValueError(f"{os.fspath(path)!r} {_NOT_A_CHECKPOINT}: it holds {other[0]!r}, "
-                             "not an array")
+            raise ValueError(
+                f"{os.fspath(path)!r} {_NOT_A_CHECKPOINT}: it holds {other[0]!r}, not an array"
+            )
         yield f
 
 
 def _read(f, key, path):
     """The array ``key`` of the open NpzFile ``f``, refusing object arrays and damaged members."""
     try:
-        with f.zip.open(key + ".npy") as m:               # the header alone: its dtype
+        with f.zip.open(key + ".npy") as m:  # the header alone: its dtype
             version = np.lib.format.read_magic(m)
-            read = (np.lib.format.read_array_header_1_0 if version == (1, 0)
-                    else np.lib.format.read_array_header_2_0)
+            read = (
+                np.lib.format.read_array_header_1_0
+                if version == (1, 0)
+                else np.lib.format.read_array_header_2_0
+            )
             dtype = read(m)[2]
         if dtype.hasobject:
-            raise TypeError(f"{os.fspath(path)!r}: {key!r} holds Python objects (dtype "
-                            f"{dtype}), which pydsconv never unpickles; a checkpoint holds "
-                            "numeric arrays only")
+            raise TypeError(
+                f"{os.fspath(path)!r}: {key!r} holds Python objects (dtype "
+                f"{dtype}), which pydsconv never unpickles; a checkpoint holds "
+                "numeric arrays only"
+            )
         return f[key]
     except (ValueError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
         raise ValueError(f"{os.fspath(path)!r} {_NOT_A_CHECKPOINT}: {exc}") from None

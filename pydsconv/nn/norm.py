@@ -1,10 +1,17 @@
 """Batch normalisation and folding it into the preceding convolution."""
+
 from __future__ import annotations
 
 import numpy as np
 
-from ._util import (channel_axis, check_dtype, check_grad, check_input, check_int, check_layout,
-                    per_channel)
+from ._util import (
+    check_dtype,
+    check_grad,
+    check_input,
+    check_int,
+    check_layout,
+    per_channel,
+)
 from .module import Module, Parameter
 
 __all__ = ["BatchNorm2d", "fuse_conv_bn", "fold_batchnorm"]
@@ -37,8 +44,16 @@ class BatchNorm2d(Module):
     dtype : float32 or float64, optional
     """
 
-    def __init__(self, num_features, eps=1e-5, momentum=0.1, affine=True,
-                 track_running_stats=True, layout="NCHW", dtype=np.float32):
+    def __init__(
+        self,
+        num_features,
+        eps=1e-5,
+        momentum=0.1,
+        affine=True,
+        track_running_stats=True,
+        layout="NCHW",
+        dtype=np.float32,
+    ):
         super().__init__()
         self.num_features = check_int("num_features", num_features)
         self.eps = float(eps)
@@ -78,8 +93,10 @@ class BatchNorm2d(Module):
         if use_batch:
             count = x.size // self.num_features
             if count <= 1:
-                raise ValueError(f"{self!r}: expected more than 1 value per channel when "
-                                 f"training, got input shape {x.shape}")
+                raise ValueError(
+                    f"{self!r}: expected more than 1 value per channel when "
+                    f"training, got input shape {x.shape}"
+                )
             axes = self._axes()
             mean = x.mean(axis=axes)
             centred = x - per_channel(mean, self.layout)
@@ -88,24 +105,29 @@ class BatchNorm2d(Module):
             xhat = centred * per_channel(invstd, self.layout)
             if self.training and self.track_running_stats:
                 self.num_batches_tracked += 1
-                f = self.momentum if self.momentum is not None \
+                f = (
+                    self.momentum
+                    if self.momentum is not None
                     else 1.0 / float(self.num_batches_tracked)
+                )
                 self.running_mean *= 1 - f
                 self.running_mean += f * mean
                 self.running_var *= 1 - f
                 self.running_var += f * var * (count / (count - 1))
             y = xhat
             if self.weight is not None:
-                y = xhat * per_channel(self.weight.data, self.layout) \
-                    + per_channel(self.bias.data, self.layout)
+                y = xhat * per_channel(self.weight.data, self.layout) + per_channel(
+                    self.bias.data, self.layout
+                )
             self._cache = ("batch", xhat, invstd, y.shape)
             return y
         invstd = (1.0 / np.sqrt(self.running_var + self.eps)).astype(x.dtype)
         xhat = (x - per_channel(self.running_mean, self.layout)) * per_channel(invstd, self.layout)
         y = xhat
         if self.weight is not None:
-            y = xhat * per_channel(self.weight.data, self.layout) \
-                + per_channel(self.bias.data, self.layout)
+            y = xhat * per_channel(self.weight.data, self.layout) + per_channel(
+                self.bias.data, self.layout
+            )
         self._cache = ("running", xhat, invstd, y.shape)
         return y
 
@@ -121,8 +143,11 @@ class BatchNorm2d(Module):
         if not input_grad:
             return None
         gamma = 1.0 if self.weight is None else self.weight.data
-        dxhat = g * per_channel(gamma * invstd, self.layout) if self.weight is not None \
+        dxhat = (
+            g * per_channel(gamma * invstd, self.layout)
+            if self.weight is not None
             else g * per_channel(invstd, self.layout)
+        )
         if mode == "running":  # affine in x
             return dxhat.astype(g.dtype, copy=False)
         # dx = invstd/m * (m*dxhat' - sum(dxhat') - xhat*sum(dxhat'*xhat)), dxhat' = g*gamma;
@@ -133,8 +158,10 @@ class BatchNorm2d(Module):
         return (dxhat - s1 - xhat * s2).astype(g.dtype, copy=False)
 
     def extra_repr(self):
-        return (f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, "
-                f"affine={self.weight is not None}, layout={self.layout!r}")
+        return (
+            f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, "
+            f"affine={self.weight is not None}, layout={self.layout!r}"
+        )
 
 
 def fuse_conv_bn(conv, bn):
@@ -166,16 +193,22 @@ def fuse_conv_bn(conv, bn):
     if not bn.track_running_stats:
         raise ValueError("fuse_conv_bn: bn has no running statistics (track_running_stats=False)")
     if not isinstance(conv, (Conv2d, DepthwiseConv2d, PointwiseConv2d, SeparableConv2d)):
-        raise TypeError("conv must be a Conv2d, DepthwiseConv2d, PointwiseConv2d or "
-                        f"SeparableConv2d, got {type(conv).__name__}")
+        raise TypeError(
+            "conv must be a Conv2d, DepthwiseConv2d, PointwiseConv2d or "
+            f"SeparableConv2d, got {type(conv).__name__}"
+        )
     fused = conv.copy()
     target = fused.pointwise if isinstance(fused, SeparableConv2d) else fused
     if target.activation is not None:
-        raise ValueError(f"fuse_conv_bn: {conv!r} applies activation={target.activation!r} "
-                         "before the BatchNorm; only a linear convolution can absorb it")
+        raise ValueError(
+            f"fuse_conv_bn: {conv!r} applies activation={target.activation!r} "
+            "before the BatchNorm; only a linear convolution can absorb it"
+        )
     if bn.num_features != target.out_channels:
-        raise ValueError(f"fuse_conv_bn: bn has {bn.num_features} features, the convolution "
-                         f"{target.out_channels} output channels")
+        raise ValueError(
+            f"fuse_conv_bn: bn has {bn.num_features} features, the convolution "
+            f"{target.out_channels} output channels"
+        )
     if bn.layout != target.layout:
         raise ValueError(f"fuse_conv_bn: layouts differ (conv {target.layout!r}, bn {bn.layout!r})")
     scale, shift = bn._stats()
@@ -183,8 +216,9 @@ def fuse_conv_bn(conv, bn):
     w = target.weight.data * scale.reshape(-1, *([1] * (target.weight.data.ndim - 1)))
     target.weight.data = np.ascontiguousarray(w, dtype=dt)
     b = 0.0 if target.bias is None else target.bias.data
-    target.bias = Parameter(np.ascontiguousarray(b * scale + shift, dtype=dt),
-                            requires_grad=target.weight.requires_grad)
+    target.bias = Parameter(
+        np.ascontiguousarray(b * scale + shift, dtype=dt), requires_grad=target.weight.requires_grad
+    )
     return fused.eval()
 
 

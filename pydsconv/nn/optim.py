@@ -4,6 +4,7 @@ Both update ``Parameter.data`` in place from ``Parameter.grad``; a parameter
 with ``requires_grad = False`` or no gradient is skipped (so freezing and
 unfreezing after the optimizer was built both work).
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -31,8 +32,10 @@ class Optimizer:
             raise ValueError(f"{type(self).__name__}: got an empty parameter list")
         for i, p in enumerate(self.params):
             if not isinstance(p, Parameter):
-                raise TypeError(f"{type(self).__name__}: params[{i}] is a {type(p).__name__}, "
-                                "expected a Parameter (pass module.parameters())")
+                raise TypeError(
+                    f"{type(self).__name__}: params[{i}] is a {type(p).__name__}, "
+                    "expected a Parameter (pass module.parameters())"
+                )
         if not float(lr) > 0:
             raise ValueError(f"lr must be > 0, got {lr!r}")
         self.lr = float(lr)
@@ -68,12 +71,12 @@ class SGD(Optimizer):
         Needs ``momentum > 0`` and ``dampening == 0``.
     """
 
-    def __init__(self, params, lr, momentum=0.0, dampening=0.0, weight_decay=0.0,
-                 nesterov=False):
+    def __init__(self, params, lr, momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov=False):
         super().__init__(params, lr)
         if momentum < 0 or weight_decay < 0:
-            raise ValueError(f"momentum and weight_decay must be >= 0, got {momentum}, "
-                             f"{weight_decay}")
+            raise ValueError(
+                f"momentum and weight_decay must be >= 0, got {momentum}, {weight_decay}"
+            )
         if nesterov and (momentum <= 0 or dampening != 0):
             raise ValueError("nesterov requires momentum > 0 and dampening == 0")
         self.momentum = float(momentum)
@@ -131,8 +134,11 @@ class Adam(Optimizer):
                 g = g + self.weight_decay * p.data
             st = self.state.get(id(p))
             if st is None:
-                st = self.state[id(p)] = {"step": 0, "m": np.zeros_like(p.data),
-                                          "v": np.zeros_like(p.data)}
+                st = self.state[id(p)] = {
+                    "step": 0,
+                    "m": np.zeros_like(p.data),
+                    "v": np.zeros_like(p.data),
+                }
             st["step"] += 1
             t = st["step"]
             m, v = st["m"], st["v"]
@@ -140,7 +146,7 @@ class Adam(Optimizer):
             m += (1 - b1) * g
             v *= b2
             v += (1 - b2) * np.square(g)
-            bc1 = 1 - b1 ** t
-            bc2 = 1 - b2 ** t
+            bc1 = 1 - b1**t
+            bc2 = 1 - b2**t
             denom = np.sqrt(v) / np.sqrt(bc2) + self.eps
             p.data -= ((self.lr / bc1) * m / denom).astype(p.dtype, copy=False)

@@ -1,4 +1,5 @@
 """Global average pooling."""
+
 from __future__ import annotations
 
 import numpy as np

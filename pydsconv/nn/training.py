@@ -1,4 +1,5 @@
 """Minimal training-loop helpers: mini-batches, one epoch, prediction, accuracy."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -13,7 +14,7 @@ def minibatches(n, batch_size, rng=None, shuffle=True):
     batch_size = check_int("batch_size", batch_size)
     order = as_rng(rng).permutation(n) if shuffle else np.arange(n)
     for start in range(0, n, batch_size):
-        yield order[start:start + batch_size]
+        yield order[start : start + batch_size]
 
 
 def train_epoch(model, optimizer, criterion, x, y, batch_size, rng=None, progress=None):
@@ -45,8 +46,9 @@ def predict(model, x, batch_size=256):
     modes = [(m, m.training) for m in model.modules()]
     model.eval()
     try:
-        outs = [model(np.ascontiguousarray(x[i:i + batch_size]))
-                for i in range(0, len(x), batch_size)]
+        outs = [
+            model(np.ascontiguousarray(x[i : i + batch_size])) for i in range(0, len(x), batch_size)
+        ]
     finally:
         for m, mode in modes:
             object.__setattr__(m, "training", mode)

@@ -3,6 +3,8 @@
 #include <atomic>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
+#include <stdexcept>
 
 #include "problem.h"
 
@@ -67,7 +69,32 @@ std::string printable(const char* s) {
   return out;
 }
 
+// Each compiled table has every member set (no null kernel, no zero size):
+// build_table assigns them by name, and one it forgot would crash only on
+// the path that calls it.  Every member is 8 bytes (table.h).
+template <class T>
+void check_table(const KernelTable<T>* t, const char* dtype) {
+  if (!t) return;
+  constexpr size_t n = sizeof(KernelTable<T>) / sizeof(uint64_t);
+  uint64_t words[n];
+  std::memcpy(words, t, sizeof(words));
+  for (size_t i = 0; i < n; ++i)
+    if (words[i] == 0)
+      throw std::logic_error(std::string("kernel table ") + (t->isa ? t->isa : "?") + " " + dtype +
+                             ": member " + std::to_string(i) + " is not set (build_table)");
+}
+
+void check_tables() {
+  check_table(scalar::table_f32(), "float32");
+  check_table(scalar::table_f64(), "float64");
+  check_table(avx2::table_f32(), "float32");
+  check_table(avx2::table_f64(), "float64");
+  check_table(avx512::table_f32(), "float32");
+  check_table(avx512::table_f64(), "float64");
+}
+
 CpuInfo make_info() {
+  check_tables();
   CpuInfo info;
   detect(info);
   if (info.avx512f && isa_compiled(Isa::Avx512)) info.best = Isa::Avx512;

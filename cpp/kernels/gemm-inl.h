@@ -1,6 +1,6 @@
 // GEMM kernels, compiled once per ISA: included by kernels-inl.h inside
-// `namespace pydsconv::<isa>`, after the SIMD vocabulary (VecOf, vload,
-// vstore, act_row, act_vec).  Like kernels-inl.h it includes nothing.
+// `namespace pydsconv::<isa>`, after the SIMD vocabulary (simd-inl.h: VecOf, vload,
+// vstore, act_row, act_vec).  Like every -inl.h kernel header it includes nothing.
 //
 // gemm: C[m, n] = act(init + sum_k A[m, k] B[k, n]), the BLIS loop nest.
 // B in NR-wide panels (packed here, or once per call by gemm_pack_b), an
@@ -204,8 +204,7 @@ static void pack_panels(const T* src, int64_t ks, int64_t js, int64_t pc, int64_
       if (w == W && W % L == 0) {  // L x L blocks transposed in registers
         // One group of L source rows at a time, along all of k: rows a power
         // of two apart (C_in = 512, 1024) share an L1 set, and walking all W
-        // rows at each k would evict their lines before the next k uses them
-        // (1024 x 256: 75 -> 40 us).
+        // rows at each k would evict their lines before the next k uses them.
         for (int64_t j = 0; j < W; j += L)
           for (int64_t kb = 0; kb + L <= kc; kb += L)
             transpose_block<T>(src + pc + kb + (n0 + j0 + j) * js, js, d + kb * W + j, W);

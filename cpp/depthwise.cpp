@@ -13,9 +13,7 @@ namespace pydsconv {
 namespace {
 // Channels per task of the via-NHWC path: multiples of 16 (a channel block
 // of every NHWC kernel set, float32 and float64), enough of them for ~3K
-// outputs a task.  Alternated per-layer timings, AVX-512, one thread, 16 /
-// 32 / 64 channels: 28x28 100 / 107-118 / 106-109 us, 14x14 55 / 59 / 57,
-// 7x7 38 / 34 / 32.
+// outputs a task, so that the block's copies stay in L1/L2.
 inline int64_t via_channels(int64_t C, int64_t HW) {
   const int64_t want = ceil_div(ceil_div(3072, HW), 16) * 16;
   return std::min(C, std::max<int64_t>(16, want));

@@ -2,7 +2,7 @@
 
 This module is the *oracle* of the test suite: each function has the same
 signature and semantics as the fast C++-backed op of the same name (see
-``API.md``), but is written to be obviously correct rather than fast.
+``docs/api.md``), but is written to be obviously correct rather than fast.
 
 * Everything is computed in float64 internally and the result is cast back to
   the dtype of ``x`` (or ``grad_out`` for backward ops), so the functions are

@@ -514,7 +514,7 @@ FLAT_CASES = [
 @pytest.mark.parametrize("case", FLAT_CASES)
 def test_nchw_flat_planes(isa, rng, dtype, case):
     """NCHW at stride 1 on planes of up to 16 columns takes the flat kernel
-    on 512-bit vectors (ops.h dw_nchw_flat): each vector of outputs spans
+    on 512-bit vectors (heuristics.h dw_nchw_flat): each vector of outputs spans
     row ends, its lanes whose taps fall outside their row masked, rows
     outside the image read from a padded copy.  3x3 and 5x5, channel counts
     that 4 and 16 do not divide, M = 2, the taps' columns from left- to

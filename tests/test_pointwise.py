@@ -142,7 +142,7 @@ def test_tall_last_tile(isa, rng, pixels, dtype):
 @pytest.mark.parametrize("layout", LAYOUTS)
 def test_large_output_prefetching(isa, rng, layout):
     """Outputs of 256 KiB and more: the GEMM prefetches C's lines ahead of its
-    stores (ops.h gemm_prefetch_c), here with edge rows and columns (8190
+    stores (heuristics.h gemm_prefetch_c), here with edge rows and columns (8190
     pixels, 161 channels), forward and input gradient."""
     x = _x(rng, 2, 48, (63, 65), np.float32, layout)
     w = rand(rng, (161, 48), np.float32)
@@ -254,7 +254,7 @@ def test_backward_flags(isa, rng, flags, layout):
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("layout", LAYOUTS)
 def test_backward_deterministic_across_threads(rng, layout, dtype):
-    """Same bits for any thread count (API.md); large enough to use threads."""
+    """Same bits for any thread count (docs/api.md, num_threads); large enough to use threads."""
     ci, co = 70, 130
     x = _x(rng, 3, ci, (20, 21), dtype, layout)
     w = rand(rng, (co, ci, 1, 1), dtype)

@@ -236,7 +236,7 @@ def test_few_pixels_many_channels(isa, rng, case, layout, dtype):
 @pytest.mark.parametrize("layout", LAYOUTS)
 def test_large_output_prefetching(isa, rng, layout):
     """An output of 256 KiB or more: the GEMM prefetches y's lines ahead of
-    its stores (ops.h gemm_prefetch_c); 65 x 66 pixels and 161 channels
+    its stores (heuristics.h gemm_prefetch_c); 65 x 66 pixels and 161 channels
     leave edge rows and columns in the register tiles."""
     cfg = (32, 1, 161, (65, 66), (3, 3), 1, 1, "same", "relu6", "relu", True, True)
     x, dw, pw, db, pb, kw = _make(rng, cfg, np.float32, layout, n=2)

@@ -152,7 +152,7 @@ def test_bitwise_identical_across_thread_counts_every_isa(isa, idx):
 @pytest.mark.parametrize("n", [1, 8])
 def test_weight_packed_once_or_per_block_same_bits(n):
     """NHWC weights are packed once for all GEMM blocks or by each block
-    (ops.h pack_weight_once), by block count and thread count: 14x14 pixels,
+    (heuristics.h pack_weight_once), by block count and thread count: 14x14 pixels,
     512 -> 256 channels, batch 1 (3 pointwise row blocks, 2 fused tiles:
     packed once on 1 thread, per block on 2 and 3) and 8 (once on all).
     Either way the bits are those of one thread, and right."""

@@ -20,7 +20,7 @@
 #include <thread>
 #include <vector>
 
-#include "buffer.h"
+#include "result_pool.h"
 #include "dispatch.h"
 #include "ops.h"
 #include "packed.h"

@@ -2,7 +2,7 @@
 #include <algorithm>
 #include <vector>
 
-#include "buffer.h"
+#include "arena.h"
 #include "dispatch.h"
 #include "nonfinite.h"
 #include "ops.h"

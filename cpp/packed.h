@@ -8,7 +8,7 @@
 #include <cstddef>
 #include <new>
 
-#include "buffer.h"
+#include "arena.h"
 #include "dispatch.h"
 #include "kernels/table.h"
 #include "threads.h"

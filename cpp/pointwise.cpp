@@ -4,7 +4,7 @@
 //   NHWC forward:  Y[p, co]   = X[p, :] . W^T[:, co]      (all pixels at once)
 #include <vector>
 
-#include "buffer.h"
+#include "arena.h"
 #include "dispatch.h"
 #include "layout.h"
 #include "ops.h"

@@ -15,7 +15,7 @@
 #include <algorithm>
 #include <vector>
 
-#include "buffer.h"
+#include "arena.h"
 #include "dispatch.h"
 #include "nonfinite.h"
 #include "layout.h"

@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "result_pool.h"
+#include "trace.h"
 #include "dispatch.h"
 #include "ops.h"
 #include "packed.h"
@@ -563,4 +564,12 @@ PYBIND11_MODULE(_core, m) {
     return r;
   }, py::arg("threads"));
   m.def("fma_probe_flops", &fma_probe_flops, py::arg("iters"));
+  // Private, for tests: how many calls took each kernel path (trace.h).
+  m.def("_path_counts", [] {
+    py::dict d;
+    for (int i = 0; i < trace::kPaths; ++i)
+      d[trace::path_name(trace::Path(i))] = trace::path_count(trace::Path(i));
+    return d;
+  });
+  m.def("_reset_path_counts", &trace::reset_path_counts);
 }

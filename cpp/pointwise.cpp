@@ -10,6 +10,7 @@
 #include "ops.h"
 #include "packed.h"
 #include "threads.h"
+#include "trace.h"
 
 namespace pydsconv {
 
@@ -82,6 +83,7 @@ void run_gemm_packing_b(const GemmArgs<T>& a, int threads, const PackedView<T>* 
     run_gemm(a, 1, 0, 0, threads, Shared::B);
     return;
   }
+  trace::hit(trace::WeightPackedOnce);
   const Packed<T> pb = pack_b(kernels<T>(), a.K, a.N, a.B, a.b_rs, a.b_cs, threads);
   const PackedView<T> v = pb.view();
   run_gemm(a, 1, 0, 0, threads, Shared::B, &v);
@@ -190,6 +192,7 @@ void pointwise_forward(const Problem& p, const T* x, const T* w, const T* b, Act
     // Small planes (7x7): pixels are the GEMM's columns in NCHW, 16 to a
     // register tile, so 49 of them fill 64; as NHWC rows they fill 54, which
     // pays for the two transposes.
+    trace::hit(trace::PwNchwViaNhwc);
     const int64_t gn = via_group(p.N, P * Ci, sizeof(T), kViaLarge);
     Buffer<T> xt(gn * P * Ci), yt(gn * P * Co);
     for (int64_t n0 = 0; n0 < p.N; n0 += gn) {

@@ -22,6 +22,7 @@
 #include "ops.h"
 #include "packed.h"
 #include "threads.h"
+#include "trace.h"
 
 namespace pydsconv {
 
@@ -76,6 +77,9 @@ static void separable_kernels(const Problem& p, const T* x, const T* dw, const T
   // a per-thread tile that is then transposed into y (`flip`).
   const bool flip = via_nhwc && 5 * tp < 4 * (ceil_div(tp, k.lanes) * k.lanes);
   if (flip) tp = tile_pixels(p, sizeof(T), k.gemm_mr, false);
+  trace::hit(!nchw ? trace::SepNhwc : via_nhwc ? trace::SepNchwViaNhwc
+             : rows_kernel ? trace::SepNchwRows : trace::SepNchwRow);
+  if (flip) trace::hit(trace::SepNchwFlip);
   const bool pix_rows = !nchw || flip;  // the GEMM's rows are pixels
   const int64_t tiles_per_image = ceil_div(OHW, tp);
   // Images in groups: all at once, except that the channels-last copy of x
@@ -101,7 +105,10 @@ static void separable_kernels(const Problem& p, const T* x, const T* dw, const T
   const bool pack_once = pix_rows && !use_pre && pack_weight_once(p.N * tiles_per_image, nt);
   Packed<T> pwp;
   std::vector<T> dwp;
-  if (pack_once) pwp = pack_b(k, CM, Co, pw, 1, CM, threads);
+  if (pack_once) {
+    trace::hit(trace::WeightPackedOnce);
+    pwp = pack_b(k, CM, Co, pw, 1, CM, threads);
+  }
   if (mid_nhwc) {
     dwp.resize(static_cast<size_t>(k.dw_nhwc_pack_elems(g)));
     k.dw_nhwc_pack(g, dw, dwp.data());

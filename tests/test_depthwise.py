@@ -18,6 +18,7 @@ import pytest
 import pydsconv
 from pydsconv import reference as ref
 from conftest import rand, assert_close, to_nhwc
+from kernel_paths import VEC_BYTES, lanes, taken
 
 DTYPES = [np.float32, np.float64]
 LAYOUTS = ["NCHW", "NHWC"]
@@ -435,17 +436,24 @@ def test_out_filled_and_returned(cfg, layout, dtype, isa, rng):
 def test_nchw_3x3_row_blocks(h, w, stride, dtype, isa, rng):
     """NCHW 3x3 at stride 1 or 2 runs 6 output rows at a time, then a 1-5
     row remainder, with the last column vector overlapping (OW at least one
-    vector; narrower rows take the generic run).  5 channels keep it on the
-    NCHW kernels at every width; "same", "valid" and symmetric padding; 1-3
+    vector; narrower rows take the generic run).  3 channels (fewer than any
+    NHWC channel block: 4 float64 on the scalar set) keep it on the NCHW
+    kernels at every width; "same", "valid" and symmetric padding; 1-3
     threads give the same bits."""
     for padding in ("same", "valid", 1):
         if padding == "valid" and h < 3:
             continue
-        x = rand(rng, (2, 5, h, w), dtype)
-        wt = rand(rng, (5, 1, 3, 3), dtype)
-        b = rand(rng, (5,), dtype)
+        x = rand(rng, (2, 3, h, w), dtype)
+        wt = rand(rng, (3, 1, 3, 3), dtype)
+        b = rand(rng, (3,), dtype)
         kw = dict(stride=stride, padding=padding, activation="relu6")
-        ys = [pydsconv.depthwise_conv2d(x, wt, b, num_threads=t, **kw) for t in (1, 2, 3)]
+        with taken() as paths:
+            ys = [pydsconv.depthwise_conv2d(x, wt, b, num_threads=t, **kw) for t in (1, 2, 3)]
+        # Rows as wide as the input at stride 1 take the flat kernel where
+        # it applies (heuristics.h dw_nchw_flat); all others the multi-row one.
+        flat = (VEC_BYTES[isa] == 64 and stride == 1 and padding != "valid" and w <= 16
+                and h * w >= 8 * lanes(isa, dtype))
+        assert set(paths) == {"dw_nchw_flat" if flat else "dw_nchw_rows"}, paths
         for y in ys[1:]:
             np.testing.assert_array_equal(y, ys[0])
         assert_close(ys[0], ref.depthwise_conv2d(x, wt, b, **kw), dtype)
@@ -487,12 +495,15 @@ def test_nchw_small_planes_in_channel_blocks(isa, rng, dtype, stride):
     """NCHW small planes run in NHWC, a task per block of 16+ channels of
     one image (transposed in, NHWC kernels, transposed out): 40 channels of
     16 x 16 are blocks at 0, 16 and 24 (the last overlapping its
-    neighbour), in each of 3 images; every output matches the reference."""
+    neighbour), in each of 3 images; every output matches the reference.
+    "valid" padding (OW < W) keeps the flat kernel out at stride 1."""
     x = rand(rng, (3, 40, 16, 16), dtype)
     w = rand(rng, (40, 1, 3, 3), dtype)
     b = rand(rng, (40,), dtype)
-    y = pydsconv.depthwise_conv2d(x, w, b, stride=stride, padding="same", activation="relu6")
-    assert_close(y, ref.depthwise_conv2d(x, w, b, stride=stride, padding="same",
+    with taken() as paths:
+        y = pydsconv.depthwise_conv2d(x, w, b, stride=stride, padding="valid", activation="relu6")
+    assert set(paths) == {"dw_nchw_via_nhwc"}, paths
+    assert_close(y, ref.depthwise_conv2d(x, w, b, stride=stride, padding="valid",
                                          activation="relu6"), dtype)
 
 
@@ -525,7 +536,9 @@ def test_nchw_flat_planes(isa, rng, dtype, case):
     x = rand(rng, (2, c, h, w_), dtype)
     w = rand(rng, (c * m, 1) + k, dtype)
     b = rand(rng, (c * m,), dtype)
-    y = pydsconv.depthwise_conv2d(x, w, b, padding=padding, activation="relu6", num_threads=1)
+    with taken() as paths:
+        y = pydsconv.depthwise_conv2d(x, w, b, padding=padding, activation="relu6", num_threads=1)
+    assert ("dw_nchw_flat" in paths) == (VEC_BYTES[isa] == 64), paths
     assert y.shape[2:] == (h, w_)
     assert_close(y, ref.depthwise_conv2d(x, w, b, padding=padding, activation="relu6"), dtype)
     y2 = pydsconv.depthwise_conv2d(x, w, b, padding=padding, activation="relu6", num_threads=2)

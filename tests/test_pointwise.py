@@ -17,6 +17,7 @@ import pydsconv
 from pydsconv import reference as ref
 
 from conftest import assert_close, rand, to_nhwc
+from kernel_paths import VEC_BYTES, taken
 
 DTYPES = [np.float32, np.float64]
 LAYOUTS = ["NCHW", "NHWC"]
@@ -131,7 +132,10 @@ def test_tall_last_tile(isa, rng, pixels, dtype):
     x = _x(rng, 1, 300, pixels, dtype, "NHWC")
     w = rand(rng, (100, 300), dtype)
     b = rand(rng, (100,), dtype)
-    got = pydsconv.pointwise_conv2d(x, w, b, layout="NHWC", activation="relu6", num_threads=1)
+    with taken() as paths:
+        got = pydsconv.pointwise_conv2d(x, w, b, layout="NHWC", activation="relu6", num_threads=1)
+    tall = VEC_BYTES[isa] == 64 and pixels != (3, 17)  # 51 = 8 x 6 + 3: no tall tile
+    assert ("gemm_tall_tile" in paths) == tall, paths
     assert_close(got, ref.pointwise_conv2d(x, w, b, layout="NHWC", activation="relu6"), dtype)
     go = rand(rng, got.shape, dtype)
     for g, r in zip(pydsconv.pointwise_conv2d_backward(go, x, w, layout="NHWC", num_threads=1),
@@ -147,7 +151,9 @@ def test_large_output_prefetching(isa, rng, layout):
     x = _x(rng, 2, 48, (63, 65), np.float32, layout)
     w = rand(rng, (161, 48), np.float32)
     b = rand(rng, (161,), np.float32)
-    y = pydsconv.pointwise_conv2d(x, w, b, layout=layout, activation="relu6", num_threads=2)
+    with taken() as paths:
+        y = pydsconv.pointwise_conv2d(x, w, b, layout=layout, activation="relu6", num_threads=2)
+    assert "gemm_prefetch_c" in paths, paths
     assert y.nbytes >= 256 << 10
     assert_close(y, ref.pointwise_conv2d(x, w, b, layout=layout, activation="relu6"), np.float32)
     # The input gradient of the transposed problem (161 <- 48) is 5 MiB.

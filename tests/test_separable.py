@@ -20,6 +20,7 @@ import pydsconv
 from pydsconv import reference as ref
 
 from conftest import run_python, assert_close, rand, to_nhwc
+from kernel_paths import lanes, taken
 
 DTYPES = [np.float32, np.float64]
 LAYOUTS = ["NCHW", "NHWC"]
@@ -226,7 +227,14 @@ def test_few_pixels_many_channels(isa, rng, case, layout, dtype):
     c, m, co, hw, s, n = case
     cfg = (c, m, co, hw, (3, 3), s, 1, "same", "relu6", "relu6", True, True)
     x, dw, pw, db, pb, kw = _make(rng, cfg, dtype, layout, n=n)
-    ys = [pydsconv.separable_conv2d(x, dw, pw, db, pb, num_threads=t, **kw) for t in (1, 2, 3)]
+    with taken() as paths:
+        ys = [pydsconv.separable_conv2d(x, dw, pw, db, pb, num_threads=t, **kw)
+              for t in (1, 2, 3)]
+    if layout == "NCHW" and m == 1 and hw == (7, 7):
+        # 7x7 planes via NHWC; where 49 pixels fill 4 of 64 lanes badly
+        # (16 lanes), the GEMM runs pixel-major and is transposed (flip).
+        assert "sep_nchw_via_nhwc" in paths, paths
+        assert ("sep_nchw_flip" in paths) == (lanes(isa, dtype) == 16), paths
     for y in ys[1:]:
         np.testing.assert_array_equal(ys[0], y)
     assert_close(ys[0], ref.separable_conv2d(x, dw, pw, db, pb, **kw), dtype)
@@ -240,7 +248,9 @@ def test_large_output_prefetching(isa, rng, layout):
     leave edge rows and columns in the register tiles."""
     cfg = (32, 1, 161, (65, 66), (3, 3), 1, 1, "same", "relu6", "relu", True, True)
     x, dw, pw, db, pb, kw = _make(rng, cfg, np.float32, layout, n=2)
-    y = pydsconv.separable_conv2d(x, dw, pw, db, pb, num_threads=2, **kw)
+    with taken() as paths:
+        y = pydsconv.separable_conv2d(x, dw, pw, db, pb, num_threads=2, **kw)
+    assert "gemm_prefetch_c" in paths, paths
     assert y.nbytes >= 256 << 10
     assert_close(y, ref.separable_conv2d(x, dw, pw, db, pb, **kw), np.float32)
 
@@ -252,7 +262,9 @@ def test_nchw_small_planes_in_groups(isa, rng):
     float32 images of 576 x 16 x 16 (576 KiB each) are three groups."""
     cfg = (576, 1, 24, (16, 16), (3, 3), 1, 1, "same", "relu6", None, True, True)
     x, dw, pw, db, pb, kw = _make(rng, cfg, np.float32, "NCHW", n=3)
-    y = pydsconv.separable_conv2d(x, dw, pw, db, pb, **kw)
+    with taken() as paths:
+        y = pydsconv.separable_conv2d(x, dw, pw, db, pb, **kw)
+    assert "sep_nchw_via_nhwc" in paths, paths
     for n in (0, 1, 2):
         assert_close(y[n:n + 1], ref.separable_conv2d(x[n:n + 1], dw, pw, db, pb, **kw), np.float32)
 

@@ -25,6 +25,7 @@ import pydsconv
 from pydsconv import reference as ref
 
 from conftest import run_python, assert_close, rand, to_nhwc
+from kernel_paths import taken
 
 
 
@@ -168,9 +169,13 @@ def test_weight_packed_once_or_per_block_same_bits(n):
             x, dw, pw, pointwise_bias=pb, padding=1, layout="NHWC", num_threads=t),
     }
     for name, f in runs.items():
-        base = f(1)
+        with taken() as paths:
+            base = f(1)
+        assert "weight_packed_once" in paths, (name, paths)
         for t in (2, 3):
-            _same_bits((f(t),), (base,))
+            with taken() as paths:
+                _same_bits((f(t),), (base,))
+            assert ("weight_packed_once" in paths) == (n == 8), (name, t, paths)
     assert_close(runs["pointwise"](1),
                  ref.pointwise_conv2d(x, pw, pb, layout="NHWC", activation="relu"))
     assert_close(runs["separable"](2),

@@ -332,6 +332,7 @@ static void gemm(const GemmArgs<T>& a) {
     if (!a.accumulate) gemm_bias_only(a);
     return;
   }
+  if (a.prefetch_c) trace::hit(trace::GemmPrefetchC);
   T* Bp = a.work;                      // KC x NC, NR-wide panels
   T* Ap = a.work + kGemmKC * kGemmNC;  // MC x KC, MR-high panels
   // A is read in place when its rows are contiguous (a_cs == 1), or its
@@ -341,6 +342,7 @@ static void gemm(const GemmArgs<T>& a) {
   const bool a_rows = a.a_cs == 1;
   const bool a_cols = !a_rows && a.a_rs == 1 && a.a_cs * int64_t(sizeof(T)) <= 256;
   const bool a_packed = !a_rows && !a_cols;  // MR-high panels (no tall tiles)
+  bool ran_tall = false;
   for (int64_t jc = 0; jc < a.N; jc += kGemmNC) {
     const int64_t nc = a.N - jc < kGemmNC ? a.N - jc : kGemmNC;
     for (int64_t pc = 0; pc < a.K; pc += kGemmKC) {
@@ -427,10 +429,14 @@ static void gemm(const GemmArgs<T>& a) {
             if (nr < NR)
               for (int64_t i = 0; i < mr; ++i)
                 for (int64_t j = 0; j < nr; ++j) c[i * a.c_rs + j] = tile[i * NR + j];
-            if (tall) break;
+            if (tall) {
+              ran_tall = true;
+              break;
+            }
           }
         }
       }
     }
   }
+  if (ran_tall) trace::hit(trace::GemmTallTile);
 }

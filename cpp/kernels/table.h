@@ -14,6 +14,8 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "trace.h"  // path counters (plain data; kernels count a few paths)
+
 namespace pydsconv {
 
 enum class Act : int { None = 0, Relu = 1, Relu6 = 2 };

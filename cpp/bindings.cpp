@@ -494,7 +494,7 @@ py::dict features() {
   d["fma"] = c.fma;
   d["avx512f"] = c.avx512f;
   py::list compiled;
-  for (Isa i : {Isa::Scalar, Isa::Avx2, Isa::Avx512})
+  for (Isa i : {Isa::Scalar, Isa::Avx2, Isa::Avx512, Isa::Avx512Emu})
     if (isa_compiled(i)) compiled.append(isa_name(i));
   d["compiled"] = compiled;
 #ifdef _OPENMP

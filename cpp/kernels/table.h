@@ -3,7 +3,8 @@
 // A kernel computes one tile (an output row, a GEMM block) and knows nothing
 // of how it was chosen, of threads or of argument checking (its preconditions
 // are established by validate() and the operator that calls it).  Each ISA
-// translation unit (isa_scalar.cpp, isa_avx2.cpp, isa_avx512.cpp) compiles
+// translation unit (isa_scalar.cpp, isa_avx2.cpp, isa_avx512.cpp, and for
+// tests isa_avx512emu.cpp) compiles
 // the kernel sources in its own namespace and exports one table per dtype.
 //
 // This header is included by ISA units, so it must stay free of templates
@@ -141,5 +142,7 @@ static_assert(sizeof(KernelTable<float>) == 24 * 8 && sizeof(KernelTable<double>
 namespace scalar { const KernelTable<float>* table_f32(); const KernelTable<double>* table_f64(); }
 namespace avx2 { const KernelTable<float>* table_f32(); const KernelTable<double>* table_f64(); }
 namespace avx512 { const KernelTable<float>* table_f32(); const KernelTable<double>* table_f64(); }
+// The AVX-512 kernels built for AVX2 (CMake PYDSCONV_EMULATED_AVX512; tests only).
+namespace avx512emu { const KernelTable<float>* table_f32(); const KernelTable<double>* table_f64(); }
 
 }  // namespace pydsconv

@@ -9,9 +9,11 @@
 //   --batch N     overrides the N of every line
 //   --nhwc        channels-last data: NHWC (2-D ops), NLC (1-D); default NCHW, NCL
 //   --isa NAME    scalar | avx2 | avx512: a kernel set no higher than the CPU's
+//                 (or avx512emu, where built with PYDSCONV_EMULATED_AVX512)
 //   --offset B    every buffer starts B bytes (0-63, a multiple of 4) past a
 //                 64-byte boundary; default 0 (16: where NumPy puts large arrays)
-//   --check       no timing: runs every layer with every ISA the CPU has, in
+//   --check       no timing: runs every layer with every ISA the CPU has
+//                 (avx512emu included where compiled in), in
 //                 both layouts, and compares with scalar NCHW; fails if
 //                 max|a - b| / max(1, max|b|) > 1e-4 anywhere
 //   --json PATH   also writes the results (timing or check) as JSON
@@ -422,11 +424,19 @@ Error compare(const FVec& a, const FVec& ref) {
   return {diff, diff / scale};
 }
 
+// Every kernel set, lowest first; avx512emu (the AVX-512 kernels built for
+// AVX2) only where CMake's PYDSCONV_EMULATED_AVX512 compiled it in.
+std::vector<const char*> isa_names_to_run() {
+  std::vector<const char*> names = {"scalar", "avx2", "avx512"};
+  if (isa_compiled(Isa::Avx512Emu)) names.push_back("avx512emu");
+  return names;
+}
+
 int run_check(const std::vector<Layer>& layers, int threads, std::string* json) {
   const Isa initial = current_isa();
   std::vector<std::string> isas;
   std::string missing;
-  for (const char* name : {"scalar", "avx2", "avx512"}) {
+  for (const char* name : isa_names_to_run()) {
     try {
       set_isa(name);
       isas.push_back(name);
@@ -493,7 +503,7 @@ int run_peak(int threads) {
   if (threads > 1) std::printf(" %10s %7s", (std::to_string(threads) + " threads").c_str(), "ratio");
   std::printf("\n");
   double below1 = 0, belown = 0;
-  for (const char* name : {"scalar", "avx2", "avx512"}) {
+  for (const char* name : isa_names_to_run()) {
     try {
       set_isa(name);
     } catch (const ArgumentError&) {

@@ -20,7 +20,8 @@
 #include <thread>
 #include <vector>
 
-#include "buffer.h"
+#include "result_pool.h"
+#include "trace.h"
 #include "dispatch.h"
 #include "ops.h"
 #include "packed.h"
@@ -493,7 +494,7 @@ py::dict features() {
   d["fma"] = c.fma;
   d["avx512f"] = c.avx512f;
   py::list compiled;
-  for (Isa i : {Isa::Scalar, Isa::Avx2, Isa::Avx512})
+  for (Isa i : {Isa::Scalar, Isa::Avx2, Isa::Avx512, Isa::Avx512Emu})
     if (isa_compiled(i)) compiled.append(isa_name(i));
   d["compiled"] = compiled;
 #ifdef _OPENMP
@@ -564,4 +565,12 @@ PYBIND11_MODULE(_core, m) {
     return r;
   }, py::arg("threads"));
   m.def("fma_probe_flops", &fma_probe_flops, py::arg("iters"));
+  // Private, for tests: how many calls took each kernel path (trace.h).
+  m.def("_path_counts", [] {
+    py::dict d;
+    for (int i = 0; i < trace::kPaths; ++i)
+      d[trace::path_name(trace::Path(i))] = trace::path_count(trace::Path(i));
+    return d;
+  });
+  m.def("_reset_path_counts", &trace::reset_path_counts);
 }

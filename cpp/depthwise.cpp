@@ -2,20 +2,19 @@
 #include <algorithm>
 #include <vector>
 
-#include "buffer.h"
+#include "arena.h"
 #include "dispatch.h"
 #include "nonfinite.h"
 #include "ops.h"
 #include "threads.h"
+#include "trace.h"
 
 namespace pydsconv {
 
 namespace {
 // Channels per task of the via-NHWC path: multiples of 16 (a channel block
 // of every NHWC kernel set, float32 and float64), enough of them for ~3K
-// outputs a task.  Alternated per-layer timings, AVX-512, one thread, 16 /
-// 32 / 64 channels: 28x28 100 / 107-118 / 106-109 us, 14x14 55 / 59 / 57,
-// 7x7 38 / 34 / 32.
+// outputs a task, so that the block's copies stay in L1/L2.
 inline int64_t via_channels(int64_t C, int64_t HW) {
   const int64_t want = ceil_div(ceil_div(3072, HW), 16) * 16;
   return std::min(C, std::max<int64_t>(16, want));
@@ -45,6 +44,7 @@ static void forward_kernels(const Problem& p, const T* x, const T* w, const T* b
   // vectorise along the row instead of over a single channel.
   const bool nchw = p.layout == Layout::NCHW || (g.C == 1 && g.M == 1);
   if (nchw && dw_nchw_flat(k, g)) {
+    trace::hit(trace::DwNchwFlat);
     // Small planes at stride 1: the flat kernel, a task per block of 16
     // channels of one image (of a tall plane: per block of ~2K outputs of
     // 16 channels).
@@ -61,6 +61,7 @@ static void forward_kernels(const Problem& p, const T* x, const T* w, const T* b
                          y + (n * CM + c0) * OHW + q0, OHW, scratch.data() + tid * per);
     });
   } else if (nchw && dw_nchw_via_nhwc(k, g, false)) {
+    trace::hit(trace::DwNchwViaNhwc);
     // Small planes (M = 1): a task takes a block of cb channels of one image,
     // transposes them into a channels-last copy (HW x cb), runs the NHWC
     // kernels on it and transposes the result into y.  The copies stay in
@@ -88,6 +89,7 @@ static void forward_kernels(const Problem& p, const T* x, const T* w, const T* b
       k.transpose(OHW, cb, yt, cb, y + (n * CM + c0) * OHW, OHW);
     });
   } else if (nchw && dw_use_rows_kernel(g)) {
+    trace::hit(trace::DwNchwRows);
     // Narrow rows: blocks of rows per call, ~1024 outputs each.
     const int64_t rb = g.OW >= 1024 ? 1 : (1024 / g.OW < g.OH ? 1024 / g.OW : g.OH);
     const int64_t blocks = ceil_div(g.OH, rb), tasks = p.N * CM * blocks;
@@ -101,6 +103,7 @@ static void forward_kernels(const Problem& p, const T* x, const T* w, const T* b
                          oh0, oh1, y + nc * OHW + oh0 * g.OW, scratch.data() + tid * per);
     });
   } else if (nchw) {
+    trace::hit(trace::DwNchwRow);
     const int64_t rows = p.N * CM * g.OH;
     const int nt = plan_threads(threads, rows, macs);
     parallel_for(rows, nt, [&](int64_t t) {
@@ -109,6 +112,7 @@ static void forward_kernels(const Problem& p, const T* x, const T* w, const T* b
                         0, g.OW, y + nc * OHW + oh * g.OW);
     });
   } else {
+    trace::hit(trace::DwNhwc);
     std::vector<T> wp(static_cast<size_t>(k.dw_nhwc_pack_elems(g)));
     k.dw_nhwc_pack(g, w, wp.data());
     const int64_t rows = p.N * g.OH;
@@ -166,6 +170,7 @@ static void backward_kernels(const Problem& p, const T* gy, const T* x, const T*
   // the flipped kernel, padded by (k-1)*d - pad; the forward kernels do it.
   const int64_t ptf = (g.kh - 1) * g.dh - g.pt, plf = (g.kw - 1) * g.dw - g.pl;
   if (gx && p.N > 0 && g.M == 1 && g.sh == 1 && g.sw == 1 && ptf >= 0 && plf >= 0) {
+    trace::hit(trace::DwBwdInputAsForward);
     Problem q = p;
     q.g = DwGeom{g.C, 1, g.OH, g.OW, g.kh, g.kw, 1, 1, g.dh, g.dw, ptf, plf, g.H, g.W};
     std::vector<T> wf(static_cast<size_t>(CM * taps));

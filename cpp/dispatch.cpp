@@ -3,6 +3,8 @@
 #include <atomic>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
+#include <stdexcept>
 
 #include "problem.h"
 
@@ -41,12 +43,30 @@ void detect(CpuInfo& info) {
 #endif
 }
 
+// avx512emu is a name only where it was compiled in.
 bool parse(const std::string& s, Isa* out) {
   if (s == "scalar") *out = Isa::Scalar;
   else if (s == "avx2") *out = Isa::Avx2;
   else if (s == "avx512") *out = Isa::Avx512;
+  else if (s == "avx512emu" && isa_compiled(Isa::Avx512Emu)) *out = Isa::Avx512Emu;
   else return false;
   return true;
+}
+
+// The names parse() takes, for messages.
+std::string isa_names() {
+  std::string s = "'scalar', 'avx2', 'avx512'";
+  if (isa_compiled(Isa::Avx512Emu)) s += ", 'avx512emu'";
+  return s;
+}
+
+bool runs(const CpuInfo& info, Isa i) {
+  switch (i) {
+    case Isa::Avx512: return info.avx512f && isa_compiled(i);
+    case Isa::Avx2: return info.avx2 && isa_compiled(i);
+    case Isa::Avx512Emu: return info.avx2 && isa_compiled(i);  // avx2 implies fma
+    default: return true;
+  }
 }
 
 // The variable's bytes as printable ASCII (others as \xNN): any bytes may
@@ -67,19 +87,46 @@ std::string printable(const char* s) {
   return out;
 }
 
+// Each compiled table has every member set (no null kernel, no zero size):
+// build_table assigns them by name, and one it forgot would crash only on
+// the path that calls it.  Every member is 8 bytes (table.h).
+template <class T>
+void check_table(const KernelTable<T>* t, const char* dtype) {
+  if (!t) return;
+  constexpr size_t n = sizeof(KernelTable<T>) / sizeof(uint64_t);
+  uint64_t words[n];
+  std::memcpy(words, t, sizeof(words));
+  for (size_t i = 0; i < n; ++i)
+    if (words[i] == 0)
+      throw std::logic_error(std::string("kernel table ") + (t->isa ? t->isa : "?") + " " + dtype +
+                             ": member " + std::to_string(i) + " is not set (build_table)");
+}
+
+void check_tables() {
+  check_table(scalar::table_f32(), "float32");
+  check_table(scalar::table_f64(), "float64");
+  check_table(avx2::table_f32(), "float32");
+  check_table(avx2::table_f64(), "float64");
+  check_table(avx512::table_f32(), "float32");
+  check_table(avx512::table_f64(), "float64");
+  check_table(avx512emu::table_f32(), "float32");
+  check_table(avx512emu::table_f64(), "float64");
+}
+
 CpuInfo make_info() {
+  check_tables();
   CpuInfo info;
   detect(info);
-  if (info.avx512f && isa_compiled(Isa::Avx512)) info.best = Isa::Avx512;
-  else if (info.avx2 && isa_compiled(Isa::Avx2)) info.best = Isa::Avx2;
+  if (runs(info, Isa::Avx512)) info.best = Isa::Avx512;
+  else if (runs(info, Isa::Avx2)) info.best = Isa::Avx2;
   info.initial = info.best;
   if (const char* env = std::getenv("PYDSCONV_ISA")) {
     info.env_request = printable(env);
     Isa want;
     if (!parse(env, &want))
-      info.env_warning = "PYDSCONV_ISA='" + info.env_request +
-                         "' is not one of 'scalar', 'avx2', 'avx512'; using " + isa_name(info.best);
-    else if (static_cast<int>(want) > static_cast<int>(info.best))
+      info.env_warning = "PYDSCONV_ISA='" + info.env_request + "' is not one of " + isa_names() +
+                         "; using " + isa_name(info.best);
+    else if (!runs(info, want))
       info.env_warning = "PYDSCONV_ISA='" + info.env_request + "' is not available on this CPU; using " +
                          isa_name(info.best);
     else
@@ -102,6 +149,7 @@ const CpuInfo& cpu_info() {
 
 const char* isa_name(Isa i) {
   switch (i) {
+    case Isa::Avx512Emu: return "avx512emu";
     case Isa::Avx512: return "avx512";
     case Isa::Avx2: return "avx2";
     default: return "scalar";
@@ -110,19 +158,22 @@ const char* isa_name(Isa i) {
 
 bool isa_compiled(Isa i) {
   switch (i) {
+    case Isa::Avx512Emu: return avx512emu::table_f32() != nullptr;
     case Isa::Avx512: return avx512::table_f32() != nullptr;
     case Isa::Avx2: return avx2::table_f32() != nullptr;
     default: return true;
   }
 }
 
+bool isa_runs(Isa i) { return runs(cpu_info(), i); }
+
 Isa current_isa() { return static_cast<Isa>(current().load(std::memory_order_acquire)); }
 
 void set_isa(const std::string& name) {
   Isa want;
   if (!parse(name, &want))
-    throw ArgumentError("isa must be one of 'scalar', 'avx2', 'avx512', got '" + name + "'");
-  if (static_cast<int>(want) > static_cast<int>(cpu_info().best))
+    throw ArgumentError("isa must be one of " + isa_names() + ", got '" + name + "'");
+  if (!isa_runs(want))
     throw ArgumentError("isa '" + name + "' is not available on this CPU (best: " +
                         isa_name(cpu_info().best) + ")");
   current().store(static_cast<int>(want), std::memory_order_release);
@@ -131,6 +182,7 @@ void set_isa(const std::string& name) {
 template <>
 const KernelTable<float>& kernels<float>() {
   switch (current_isa()) {
+    case Isa::Avx512Emu: return *avx512emu::table_f32();
     case Isa::Avx512: return *avx512::table_f32();
     case Isa::Avx2: return *avx2::table_f32();
     default: return *scalar::table_f32();
@@ -140,6 +192,7 @@ const KernelTable<float>& kernels<float>() {
 template <>
 const KernelTable<double>& kernels<double>() {
   switch (current_isa()) {
+    case Isa::Avx512Emu: return *avx512emu::table_f64();
     case Isa::Avx512: return *avx512::table_f64();
     case Isa::Avx2: return *avx2::table_f64();
     default: return *scalar::table_f64();

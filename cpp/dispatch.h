@@ -6,7 +6,11 @@
 
 namespace pydsconv {
 
-enum class Isa { Scalar = 0, Avx2 = 1, Avx512 = 2 };
+// Scalar < Avx2 < Avx512: the order `best` is chosen in.  Avx512Emu (the
+// AVX-512 kernels built for AVX2; CMake PYDSCONV_EMULATED_AVX512, tests only)
+// is outside that order: never the best, selected only by name, on any
+// AVX2 + FMA host, and only when compiled in.
+enum class Isa { Scalar = 0, Avx2 = 1, Avx512 = 2, Avx512Emu = 3 };
 
 struct CpuInfo {
   bool avx2 = false, fma = false, avx512f = false;  // CPU and OS both support
@@ -19,6 +23,7 @@ struct CpuInfo {
 const CpuInfo& cpu_info();
 const char* isa_name(Isa);
 bool isa_compiled(Isa);
+bool isa_runs(Isa);  // compiled, and this CPU and OS run it
 Isa current_isa();  // what calls use now
 // Switches the kernel set (tests use it to cover every ISA in one process).
 // Throws ArgumentError for an unknown name or one this CPU cannot run.

@@ -20,11 +20,9 @@ constexpr int64_t kLayoutWork = 16;
 // Images per group of a layout copy: as many as keep a copy of `elems`
 // elements an image within `budget` bytes, at least one.  The fused op
 // takes kViaCached: its copies are read once, right after they are made, so
-// they should stay in cache (NCHW batch 8, 1 thread: fused 56x56x128
-// 18.0 -> 15.5 ms with one image per group instead of 16 MiB; the
-// depthwise op, which went from 2.2 to 1.2 ms at 14x14x512 that way, now
-// copies blocks of channels instead).  The pointwise op takes
-// kViaLarge: each group's GEMM packs the weight once.
+// they should stay in cache (the depthwise op copies blocks of channels
+// instead).  The pointwise op takes kViaLarge: each group's GEMM packs the
+// weight once.
 constexpr int64_t kViaCached = int64_t(1) << 20, kViaLarge = int64_t(16) << 20;
 inline int64_t via_group(int64_t N, int64_t elems, size_t elem_size, int64_t budget) {
   const int64_t per = budget / (elems * int64_t(elem_size));

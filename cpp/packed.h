@@ -8,7 +8,7 @@
 #include <cstddef>
 #include <new>
 
-#include "buffer.h"
+#include "arena.h"
 #include "dispatch.h"
 #include "kernels/table.h"
 #include "threads.h"
@@ -38,11 +38,9 @@ void pack_into(T* out, int64_t K, int64_t n, int64_t unit, int threads, const Fi
   const int64_t panels = ceil_div(n, unit);
   const int64_t per = ceil_div(panels, int64_t(8));  // up to 8 ranges
   const int64_t tasks = ceil_div(panels, per);
-  // An element packed costs about as much time as 25 multiply-adds (a
-  // 512 x 512 weight: ~55 us on one Zen 3 core, L3-resident); counting it
-  // as 2 gives a second thread from about 180 x 180 up (medians of 41:
-  // 256 x 256 15 -> 8 us, 512 x 512 55 -> 37 us, 1024 x 1024 240 -> 125 us)
-  // and keeps 128 x 128 (2 us, no faster on two) on the calling thread.
+  // An element packed is counted as 2 multiply-adds of the thread policy's
+  // budget: a second thread from about 180 x 180 up, where it pays; a
+  // 128 x 128 weight stays on the calling thread.
   parallel_for(tasks, plan_threads(threads, tasks, K * n * 2), [&](int64_t t) {
     const int64_t n0 = t * per * unit, n1 = (t + 1) * per * unit < n ? (t + 1) * per * unit : n;
     fill(n0, n1, out);

@@ -4,12 +4,13 @@
 //   NHWC forward:  Y[p, co]   = X[p, :] . W^T[:, co]      (all pixels at once)
 #include <vector>
 
-#include "buffer.h"
+#include "arena.h"
 #include "dispatch.h"
 #include "layout.h"
 #include "ops.h"
 #include "packed.h"
 #include "threads.h"
+#include "trace.h"
 
 namespace pydsconv {
 
@@ -82,6 +83,7 @@ void run_gemm_packing_b(const GemmArgs<T>& a, int threads, const PackedView<T>* 
     run_gemm(a, 1, 0, 0, threads, Shared::B);
     return;
   }
+  trace::hit(trace::WeightPackedOnce);
   const Packed<T> pb = pack_b(kernels<T>(), a.K, a.N, a.B, a.b_rs, a.b_cs, threads);
   const PackedView<T> v = pb.view();
   run_gemm(a, 1, 0, 0, threads, Shared::B, &v);
@@ -188,8 +190,9 @@ void pointwise_forward(const Problem& p, const T* x, const T* w, const T* b, Act
     run_gemm(a, p.N, Ci * P, Co * P, threads, Shared::A);
   } else if (p.layout == Layout::NCHW) {
     // Small planes (7x7): pixels are the GEMM's columns in NCHW, 16 to a
-    // register tile, so 49 of them fill 64; as NHWC rows they fill 54.  The
-    // two transposes cost a few percent (batch 8, 7x7x1024: 12.1 -> 10.8 ms).
+    // register tile, so 49 of them fill 64; as NHWC rows they fill 54, which
+    // pays for the two transposes.
+    trace::hit(trace::PwNchwViaNhwc);
     const int64_t gn = via_group(p.N, P * Ci, sizeof(T), kViaLarge);
     Buffer<T> xt(gn * P * Ci), yt(gn * P * Co);
     for (int64_t n0 = 0; n0 < p.N; n0 += gn) {

@@ -15,13 +15,14 @@
 #include <algorithm>
 #include <vector>
 
-#include "buffer.h"
+#include "arena.h"
 #include "dispatch.h"
 #include "nonfinite.h"
 #include "layout.h"
 #include "ops.h"
 #include "packed.h"
 #include "threads.h"
+#include "trace.h"
 
 namespace pydsconv {
 
@@ -65,8 +66,7 @@ static void separable_kernels(const Problem& p, const T* x, const T* dw, const T
   // NCHW output: the GEMM is y (co, pixels) = W . tile, W its A (read in
   // place) and the tile its B, whatever the tile's layout (the via-NHWC
   // tile (pixels, C*M) is packed as a transposed operand, in cache), so y
-  // is written in place, with no transpose of the output (256x28x28: 655
-  // -> 615 us against a transposed output tile).
+  // is written in place, with no transpose of the output.
   // Tiles are aligned to the GEMM's register block along pixels: MR rows
   // (NHWC), or one vector of columns (NCHW: a panel's last vector is a
   // narrower tile; aligned to whole 2-vector panels, 14x14 split into 128 +
@@ -74,11 +74,12 @@ static void separable_kernels(const Problem& p, const T* x, const T* dw, const T
   int64_t tp = tile_pixels(p, sizeof(T), nchw ? k.lanes : k.gemm_mr, rows_kernel);
   // Except where a via-NHWC tile's pixels fill their vectors badly (7x7:
   // 49 of 64 lanes): there the GEMM runs as in NHWC, pixels its rows, into
-  // a per-thread tile that is then transposed into y (`flip`; 7x7x1024,
-  // alternated: 736 -> 706 us on 1 thread, 400 -> 376 on 2, batch 8 6.25
-  // -> 5.15 ms).
+  // a per-thread tile that is then transposed into y (`flip`).
   const bool flip = via_nhwc && 5 * tp < 4 * (ceil_div(tp, k.lanes) * k.lanes);
   if (flip) tp = tile_pixels(p, sizeof(T), k.gemm_mr, false);
+  trace::hit(!nchw ? trace::SepNhwc : via_nhwc ? trace::SepNchwViaNhwc
+             : rows_kernel ? trace::SepNchwRows : trace::SepNchwRow);
+  if (flip) trace::hit(trace::SepNchwFlip);
   const bool pix_rows = !nchw || flip;  // the GEMM's rows are pixels
   const int64_t tiles_per_image = ceil_div(OHW, tp);
   // Images in groups: all at once, except that the channels-last copy of x
@@ -104,7 +105,10 @@ static void separable_kernels(const Problem& p, const T* x, const T* dw, const T
   const bool pack_once = pix_rows && !use_pre && pack_weight_once(p.N * tiles_per_image, nt);
   Packed<T> pwp;
   std::vector<T> dwp;
-  if (pack_once) pwp = pack_b(k, CM, Co, pw, 1, CM, threads);
+  if (pack_once) {
+    trace::hit(trace::WeightPackedOnce);
+    pwp = pack_b(k, CM, Co, pw, 1, CM, threads);
+  }
   if (mid_nhwc) {
     dwp.resize(static_cast<size_t>(k.dw_nhwc_pack_elems(g)));
     k.dw_nhwc_pack(g, dw, dwp.data());

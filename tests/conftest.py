@@ -1,5 +1,4 @@
 """Shared fixtures: every ISA the host runs, random data, tolerances."""
-
 import numpy as np
 import pytest
 
@@ -10,7 +9,8 @@ _ORDER = ["scalar", "avx2", "avx512"]
 
 
 def host_isas():
-    """The kernel sets this machine can run (scalar up to the best one).
+    """The kernel sets this machine can run (scalar up to the best one, and
+    avx512emu where it was compiled in).
 
     PYDSCONV_TEST_ISAS (a comma-separated list, e.g. "scalar,best") keeps only
     those of them ("best": the host's best): CI's sanitizer run uses it to
@@ -18,9 +18,12 @@ def host_isas():
     the sanitized bench --check still cover.
     """
     import os
-
-    best = pydsconv.cpu_features()["best_isa"]
+    features = pydsconv.cpu_features()
+    best = features["best_isa"]
     isas = _ORDER[: _ORDER.index(best) + 1]
+    # The AVX-512 kernels built for AVX2 (CMake PYDSCONV_EMULATED_AVX512).
+    if "avx512emu" in features["compiled"] and features["avx2"]:
+        isas.append("avx512emu")
     keep = os.environ.get("PYDSCONV_TEST_ISAS")
     if keep:
         wanted = {best if w.strip() == "best" else w.strip() for w in keep.split(",")}
@@ -95,14 +98,9 @@ def run_python(code, args=(), env=None, timeout=300):
     import tempfile
 
     with tempfile.TemporaryDirectory() as cwd:
-        return subprocess.run(
-            [sys.executable, "-c", code, *map(str, args)],
-            env=python_env(env),
-            cwd=cwd,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-        )
+        return subprocess.run([sys.executable, "-c", code, *map(str, args)],
+                              env=python_env(env), cwd=cwd, capture_output=True, text=True,
+                              timeout=timeout)
 
 
 def start_python(code, cwd, args=(), env=None):
@@ -112,11 +110,5 @@ def start_python(code, cwd, args=(), env=None):
     import subprocess
     import sys
 
-    return subprocess.Popen(
-        [sys.executable, "-c", code, *map(str, args)],
-        env=python_env(env),
-        cwd=cwd,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    return subprocess.Popen([sys.executable, "-c", code, *map(str, args)], env=python_env(env),
+                            cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

@@ -282,7 +282,7 @@ measure(step, [x, w], 1000, 10)
 
 
 def test_recycled_result_memory_is_bounded():
-    """Freed results are kept for reuse (buffer.h's ResultPool), 256 MiB at
+    """Freed results are kept for reuse (result_pool.h's ResultPool), 256 MiB at
     most: 600 results of distinct sizes (1-2 MiB each, 0.9 GiB in all), each
     freed at once, leave RSS less than 256 + 16 MiB above where it started
     (kept blocks are mapped apart from malloc's heap, so they pin no free

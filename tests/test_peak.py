@@ -18,7 +18,7 @@ from pydsconv import _core
 
 # float32 lanes of each kernel set's vector: the scalar set's loop uses
 # 16-byte vectors (SSE2 on x86), then 32 and 64 bytes.
-LANES = {"scalar": 4, "avx2": 8, "avx512": 16}
+LANES = {"scalar": 4, "avx2": 8, "avx512": 16, "avx512emu": 16}
 CHAINS = 12  # independent FMA chains in KernelTable::fma_peak_loop
 
 

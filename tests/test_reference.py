@@ -27,7 +27,7 @@ def rng():
 
 
 def _tf_same(size, k, stride, dilation):
-    """TensorFlow 'same' split along one axis (the spec in API.md)."""
+    """TensorFlow 'same' split along one axis (rule 6 in docs/api.md "Errors")."""
     out = -(-size // stride)
     total = max((out - 1) * stride + (k - 1) * dilation + 1 - size, 0)
     return total // 2, total - total // 2

@@ -1,4 +1,4 @@
-"""Bad input, for every rule of API.md's "Conventions for every op", for every op.
+"""Bad input, for every argument rule (docs/api.md "Errors", cpp/README.md), for every op.
 
 * dtype problems (integer, complex, float16, mixed, strings, ragged lists)
   are ``TypeError`` naming the argument; a list of floats is converted;

@@ -1,7 +1,8 @@
 // Depthwise backward kernels (grad-input and grad-weight/bias), compiled once
 // per ISA: included by kernels-inl.h inside `namespace pydsconv::<isa>`, after
-// the SIMD vocabulary (VecOf, vload, vstore), div_s, valid_range and
-// dw_nchw_phase_blocks.  Like kernels-inl.h it includes nothing.
+// the SIMD vocabulary (simd-inl.h) and the NCHW forward helpers
+// (dw_nchw-inl.h: dw_phase_planes, dw_nchw_phase_blocks).  Like every -inl.h
+// kernel header it includes nothing.
 //
 // Determinism.  Grad-input: each kernel call owns whole input rows, and every
 // element is one FMA chain (0, then its valid taps in (m, i, j) order) that

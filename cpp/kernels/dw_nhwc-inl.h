@@ -1,7 +1,7 @@
 // NHWC depthwise forward kernels, compiled once per ISA: included by
 // kernels-inl.h inside `namespace pydsconv::<isa>`, after the SIMD vocabulary
-// (VecOf, vload, vstore), valid_range, act_row and act_vec.  Like
-// kernels-inl.h it includes nothing.
+// (simd-inl.h: VecOf, vload, vstore, valid_range, act_row, act_vec).  Like
+// every -inl.h kernel header it includes nothing.
 //
 // Every output takes one chain: the bias, then its valid taps in (i, j)
 // order.  The register-blocked paths (column-sharing tiles for 3, 5 and 7
@@ -29,7 +29,7 @@ static constexpr int64_t dw_nhwc_block() {
 
 // The blocked paths: M = 1, at least one channel block, a kernel whose
 // blocked taps stay small.  Among them the column-sharing interior tiles:
-// 3 or 5 wide, horizontal stride 1 or 2, no horizontal dilation.
+// 3, 5 or 7 wide, horizontal stride 1 or 2, no horizontal dilation.
 template <class T>
 static bool dw_nhwc_fast(const DwGeom& g) {
   return g.M == 1 && g.C >= dw_nhwc_block<T>() && g.kh * g.kw <= 256;

@@ -1,6 +1,6 @@
 // GEMM kernels, compiled once per ISA: included by kernels-inl.h inside
-// `namespace pydsconv::<isa>`, after the SIMD vocabulary (VecOf, vload,
-// vstore, act_row, act_vec).  Like kernels-inl.h it includes nothing.
+// `namespace pydsconv::<isa>`, after the SIMD vocabulary (simd-inl.h: VecOf, vload,
+// vstore, act_row, act_vec).  Like every -inl.h kernel header it includes nothing.
 //
 // gemm: C[m, n] = act(init + sum_k A[m, k] B[k, n]), the BLIS loop nest.
 // B in NR-wide panels (packed here, or once per call by gemm_pack_b), an
@@ -204,8 +204,7 @@ static void pack_panels(const T* src, int64_t ks, int64_t js, int64_t pc, int64_
       if (w == W && W % L == 0) {  // L x L blocks transposed in registers
         // One group of L source rows at a time, along all of k: rows a power
         // of two apart (C_in = 512, 1024) share an L1 set, and walking all W
-        // rows at each k would evict their lines before the next k uses them
-        // (1024 x 256: 75 -> 40 us).
+        // rows at each k would evict their lines before the next k uses them.
         for (int64_t j = 0; j < W; j += L)
           for (int64_t kb = 0; kb + L <= kc; kb += L)
             transpose_block<T>(src + pc + kb + (n0 + j0 + j) * js, js, d + kb * W + j, W);
@@ -333,6 +332,7 @@ static void gemm(const GemmArgs<T>& a) {
     if (!a.accumulate) gemm_bias_only(a);
     return;
   }
+  if (a.prefetch_c) trace::hit(trace::GemmPrefetchC);
   T* Bp = a.work;                      // KC x NC, NR-wide panels
   T* Ap = a.work + kGemmKC * kGemmNC;  // MC x KC, MR-high panels
   // A is read in place when its rows are contiguous (a_cs == 1), or its
@@ -342,6 +342,7 @@ static void gemm(const GemmArgs<T>& a) {
   const bool a_rows = a.a_cs == 1;
   const bool a_cols = !a_rows && a.a_rs == 1 && a.a_cs * int64_t(sizeof(T)) <= 256;
   const bool a_packed = !a_rows && !a_cols;  // MR-high panels (no tall tiles)
+  bool ran_tall = false;
   for (int64_t jc = 0; jc < a.N; jc += kGemmNC) {
     const int64_t nc = a.N - jc < kGemmNC ? a.N - jc : kGemmNC;
     for (int64_t pc = 0; pc < a.K; pc += kGemmKC) {
@@ -428,10 +429,14 @@ static void gemm(const GemmArgs<T>& a) {
             if (nr < NR)
               for (int64_t i = 0; i < mr; ++i)
                 for (int64_t j = 0; j < nr; ++j) c[i * a.c_rs + j] = tile[i * NR + j];
-            if (tall) break;
+            if (tall) {
+              ran_tall = true;
+              break;
+            }
           }
         }
       }
     }
   }
+  if (ran_tall) trace::hit(trace::GemmTallTile);
 }

@@ -1,7 +1,7 @@
-// The avx2 kernel set: kernels-inl.h compiled in namespace pydsconv::avx2
-// with this unit's ISA flags (set in CMakeLists.txt, nowhere else).  Built
-// without them (a non-x86 compiler), the unit exports null tables and the
-// dispatcher never selects it.
+// The avx2 kernel set: kernels-inl.h (every kernel and the table) compiled
+// in namespace pydsconv::avx2 with this unit's ISA flags (set in
+// CMakeLists.txt, nowhere else).  Built without them (a non-x86 compiler),
+// the unit exports null tables and the dispatcher never selects it.
 #include "table.h"
 
 namespace pydsconv {

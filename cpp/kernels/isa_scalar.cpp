@@ -1,5 +1,6 @@
-// The scalar kernel set: kernels-inl.h compiled in namespace pydsconv::scalar
-// with this unit's ISA flags (set in CMakeLists.txt, nowhere else).
+// The scalar kernel set: kernels-inl.h (every kernel and the table) compiled
+// in namespace pydsconv::scalar with this unit's ISA flags (set in
+// CMakeLists.txt, nowhere else).
 #include "table.h"
 
 namespace pydsconv {

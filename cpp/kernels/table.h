@@ -3,7 +3,8 @@
 // A kernel computes one tile (an output row, a GEMM block) and knows nothing
 // of how it was chosen, of threads or of argument checking (its preconditions
 // are established by validate() and the operator that calls it).  Each ISA
-// translation unit (isa_scalar.cpp, isa_avx2.cpp, isa_avx512.cpp) compiles
+// translation unit (isa_scalar.cpp, isa_avx2.cpp, isa_avx512.cpp, and for
+// tests isa_avx512emu.cpp) compiles
 // the kernel sources in its own namespace and exports one table per dtype.
 //
 // This header is included by ISA units, so it must stay free of templates
@@ -13,6 +14,8 @@
 #pragma once
 #include <cstddef>
 #include <cstdint>
+
+#include "trace.h"  // path counters (plain data; kernels count a few paths)
 
 namespace pydsconv {
 
@@ -52,7 +55,7 @@ struct GemmArgs {
   int64_t pb_npad = 0, pb_col0 = 0;
   // Prefetch C's lines a few register tiles ahead of their stores: set by
   // operators whose whole output is too large to be in cache
-  // (gemm_prefetch_c).  Costs 1-4 % when C is already cached.
+  // (heuristics.h gemm_prefetch_c).  Costs 1-4 % when C is already cached.
   bool prefetch_c = false;
 };
 
@@ -70,12 +73,11 @@ struct KernelTable {
   void (*dw_fwd_nchw_rows)(const DwGeom&, const T* x_plane, const T* w, T bias, Act act,
                            int64_t oh0, int64_t oh1, T* y, T* scratch);
   int64_t (*dw_rows_scratch)(const DwGeom&, int64_t rows);
-  // NCHW forward, 3x3 or 5x5, stride 1, no dilation, OW == W (ops.h
-  // dw_nchw_flat): flat
-  // outputs [q0, q1) (q = oh*OW + ow) of output channels [c0, c1) of one
-  // image (x_img its C planes, w all C*M taps, b all biases or null) into
-  // y + (c - c0)*y_cs, using `scratch` of dw_flat_scratch(g, q1 - q0)
-  // elements.
+  // NCHW forward, 3x3 or 5x5, stride 1, no dilation, OW == W (heuristics.h
+  // dw_nchw_flat): flat outputs [q0, q1) (q = oh*OW + ow) of output
+  // channels [c0, c1) of one image (x_img its C planes, w all C*M taps, b
+  // all biases or null) into y + (c - c0)*y_cs, using `scratch` of
+  // dw_flat_scratch(g, q1 - q0) elements.
   void (*dw_fwd_nchw_flat)(const DwGeom&, const T* x_img, const T* w, const T* b, Act act,
                            int64_t c0, int64_t c1, int64_t q0, int64_t q1, T* y, int64_t y_cs,
                            T* scratch);
@@ -130,10 +132,17 @@ struct KernelTable {
   // Benchmark probe: `iters` rounds of independent vector FMAs; returns flops.
   double (*fma_peak_loop)(int64_t iters, T* sink);
 };
+// Every member is 8 bytes and none may be null or zero: build_table
+// (kernels-inl.h) assigns each by name and dispatch.cpp checks the tables at
+// import.  A new member changes this size: assign it there, then update it.
+static_assert(sizeof(KernelTable<float>) == 24 * 8 && sizeof(KernelTable<double>) == 24 * 8,
+              "KernelTable gained or lost a member: update build_table in kernels-inl.h");
 
 // One table per (ISA, dtype); null where the ISA was not compiled in.
 namespace scalar { const KernelTable<float>* table_f32(); const KernelTable<double>* table_f64(); }
 namespace avx2 { const KernelTable<float>* table_f32(); const KernelTable<double>* table_f64(); }
 namespace avx512 { const KernelTable<float>* table_f32(); const KernelTable<double>* table_f64(); }
+// The AVX-512 kernels built for AVX2 (CMake PYDSCONV_EMULATED_AVX512; tests only).
+namespace avx512emu { const KernelTable<float>* table_f32(); const KernelTable<double>* table_f64(); }
 
 }  // namespace pydsconv

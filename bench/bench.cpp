@@ -81,18 +81,28 @@ struct OpSpec {
   int spatial;
   const char* fields;  // N C H W L k s(tride) O(= C_out)
 };
-constexpr OpSpec kOps[] = {{"sep", 2, "NCHWksO"}, {"dw", 2, "NCHWks"}, {"pw", 2, "NCHWO"},
-                           {"sep1", 1, "NCLksO"}, {"dw1", 1, "NCLks"}};
+constexpr OpSpec kOps[] = {{"sep", 2, "NCHWksO"},
+                           {"dw", 2, "NCHWks"},
+                           {"pw", 2, "NCHWO"},
+                           {"sep1", 1, "NCLksO"},
+                           {"dw1", 1, "NCLks"}};
 
 int64_t& field(Layer& l, char f) {
   switch (f) {
-    case 'N': return l.N;
-    case 'C': return l.C;
-    case 'H': return l.H;
-    case 'k': return l.k;
-    case 's': return l.s;
-    case 'O': return l.Co;
-    default: return l.W;  // 'W', 'L'
+    case 'N':
+      return l.N;
+    case 'C':
+      return l.C;
+    case 'H':
+      return l.H;
+    case 'k':
+      return l.k;
+    case 's':
+      return l.s;
+    case 'O':
+      return l.Co;
+    default:
+      return l.W;  // 'W', 'L'
   }
 }
 
@@ -150,7 +160,8 @@ std::vector<Layer> read_model(const std::string& path, int64_t batch) {
     const OpSpec* spec = nullptr;
     for (const OpSpec& o : kOps)
       if (l.op == o.name) spec = &o;
-    if (!spec) throw std::runtime_error(l.where + ": unknown op '" + l.op + "' (sep, dw, pw, sep1, dw1)");
+    if (!spec)
+      throw std::runtime_error(l.where + ": unknown op '" + l.op + "' (sep, dw, pw, sep1, dw1)");
     l.spatial = spec->spatial;
     for (const char* f = spec->fields; *f; ++f)
       if (!(ls >> field(l, *f)) || field(l, *f) < 1)
@@ -184,8 +195,10 @@ std::string layer_cols(const Layer& l) {  // "N C H W k s C_out" columns
 std::string layer_json(const Layer& l) {
   std::ostringstream s;
   s << "\"op\": \"" << l.op << "\", \"N\": " << l.N << ", \"C\": " << l.C;
-  if (l.spatial == 2) s << ", \"H\": " << l.H << ", \"W\": " << l.W;
-  else s << ", \"L\": " << l.W;
+  if (l.spatial == 2)
+    s << ", \"H\": " << l.H << ", \"W\": " << l.W;
+  else
+    s << ", \"L\": " << l.W;
   if (l.dw) s << ", \"k\": " << l.k << ", \"stride\": " << l.s;
   if (l.pw) s << ", \"C_out\": " << l.Co;
   return s.str();
@@ -213,9 +226,13 @@ struct OffsetAlloc {
     ::operator delete(reinterpret_cast<char*>(p) - g_offset, std::align_val_t(64));
   }
   template <class U>
-  bool operator==(const OffsetAlloc<U>&) const { return true; }
+  bool operator==(const OffsetAlloc<U>&) const {
+    return true;
+  }
   template <class U>
-  bool operator!=(const OffsetAlloc<U>&) const { return false; }
+  bool operator!=(const OffsetAlloc<U>&) const {
+    return false;
+  }
 };
 typedef std::vector<float, OffsetAlloc<float>> FVec;
 
@@ -372,9 +389,10 @@ int run_bench(const std::vector<Layer>& layers, bool nhwc, int threads, int repe
   if (threads > 1) std::printf(", %.1f on %d threads", peak, threads);
   std::printf(" (%%peak is against %.1f)\n", peak);
   const Bandwidth bw = memory_bandwidth(threads);
-  std::printf("# measured memory bandwidth on %d thread%s (256 MiB): read %.1f GB/s, "
-              "copy %.1f GB/s (read + write)\n", threads, threads > 1 ? "s" : "", bw.read_gbs,
-              bw.copy_gbs);
+  std::printf(
+      "# measured memory bandwidth on %d thread%s (256 MiB): read %.1f GB/s, "
+      "copy %.1f GB/s (read + write)\n",
+      threads, threads > 1 ? "s" : "", bw.read_gbs, bw.copy_gbs);
   std::printf("%-5s %4s %5s %4s %4s %2s %2s %5s %10s %8s %8s %6s\n", "op", "N", "C", "H", "W|L",
               "k", "s", "C_out", "time_us", "GFLOP/s", "GB/s", "%peak");
   std::ostringstream js;
@@ -398,11 +416,12 @@ int run_bench(const std::vector<Layer>& layers, bool nhwc, int threads, int repe
   std::ostringstream o;
   o << "{\"mode\": \"bench\", \"isa\": \"" << isa << "\", \"threads\": " << threads
     << ", \"layout\": \"" << (nhwc ? "NHWC" : "NCHW") << "\", \"repeats\": " << repeats
-    << ", \"offset\": " << g_offset << ", \"peak_gflops_1thread\": " << peak1 << ", \"peak_gflops\": " << peak
-    << ", \"mem_read_gbs\": " << bw.read_gbs << ", \"mem_copy_gbs\": " << bw.copy_gbs
-    << ",\n  \"total\": {\"time_us\": " << tt * 1e6 << ", \"gflops\": " << tf / tt / 1e9
-    << ", \"gbs\": " << tb / tt / 1e9 << ", \"pct_peak\": " << 100 * tf / tt / 1e9 / peak
-    << "},\n  \"layers\": [\n    " << js.str() << "]}\n";
+    << ", \"offset\": " << g_offset << ", \"peak_gflops_1thread\": " << peak1
+    << ", \"peak_gflops\": " << peak << ", \"mem_read_gbs\": " << bw.read_gbs
+    << ", \"mem_copy_gbs\": " << bw.copy_gbs << ",\n  \"total\": {\"time_us\": " << tt * 1e6
+    << ", \"gflops\": " << tf / tt / 1e9 << ", \"gbs\": " << tb / tt / 1e9
+    << ", \"pct_peak\": " << 100 * tf / tt / 1e9 / peak << "},\n  \"layers\": [\n    " << js.str()
+    << "]}\n";
   *json = o.str();
   return 0;
 }
@@ -448,8 +467,8 @@ int run_check(const std::vector<Layer>& layers, int threads, std::string* json) 
   for (const auto& s : isas) std::printf(" %s", s.c_str());
   if (!missing.empty()) std::printf(" (not on this CPU:%s)", missing.c_str());
   std::printf("\n# error: max|a-b| and max|a-b| / max(1, max|ref|), fail above %g\n", kTolerance);
-  std::printf("%-5s %4s %5s %4s %4s %2s %2s %5s %-7s %-6s %10s %10s\n", "op", "N", "C", "H",
-              "W|L", "k", "s", "C_out", "isa", "layout", "max_abs", "max_rel");
+  std::printf("%-5s %4s %5s %4s %4s %2s %2s %5s %-7s %-6s %10s %10s\n", "op", "N", "C", "H", "W|L",
+              "k", "s", "C_out", "isa", "layout", "max_abs", "max_rel");
   std::ostringstream js;
   int compared = 0, failed = 0;
   double worst = 0;
@@ -481,8 +500,9 @@ int run_check(const std::vector<Layer>& layers, int threads, std::string* json) 
   std::printf("# check %s: %d layers, %d comparisons, %d failed, worst relative error %.2e\n",
               failed ? "FAILED" : "passed", int(layers.size()), compared, failed, worst);
   *json = "{\"mode\": \"check\", \"tolerance\": " + std::to_string(kTolerance) +
-          ", \"threads\": " + std::to_string(threads) + ", \"passed\": " +
-          (failed ? "false" : "true") + ",\n  \"results\": [\n    " + js.str() + "]}\n";
+          ", \"threads\": " + std::to_string(threads) +
+          ", \"passed\": " + (failed ? "false" : "true") + ",\n  \"results\": [\n    " + js.str() +
+          "]}\n";
   return failed ? 1 : 0;
 }
 
@@ -498,9 +518,11 @@ int run_peak(int threads) {
     if (below > 0) std::snprintf(buf, sizeof buf, "%.2fx", r / below);
     return std::string(buf);
   };
-  std::printf("# FMA peak, float32 GFLOP/s (median of 5 runs of ~0.2 s); ratio: to the set below\n");
+  std::printf(
+      "# FMA peak, float32 GFLOP/s (median of 5 runs of ~0.2 s); ratio: to the set below\n");
   std::printf("%-7s %10s %7s", "isa", "1 thread", "ratio");
-  if (threads > 1) std::printf(" %10s %7s", (std::to_string(threads) + " threads").c_str(), "ratio");
+  if (threads > 1)
+    std::printf(" %10s %7s", (std::to_string(threads) + " threads").c_str(), "ratio");
   std::printf("\n");
   double below1 = 0, belown = 0;
   for (const char* name : isa_names_to_run()) {
@@ -527,7 +549,8 @@ int64_t parse_int(const std::string& flag, const char* s, int64_t lo = 1) {
   char* end = nullptr;
   const long long v = std::strtoll(s, &end, 10);
   if (end == s || *end || v < lo)
-    throw std::runtime_error(flag + (lo > 0 ? " needs a positive integer" : " needs an integer >= 0"));
+    throw std::runtime_error(flag +
+                             (lo > 0 ? " needs a positive integer" : " needs an integer >= 0"));
   return v;
 }
 
@@ -550,22 +573,32 @@ int main(int argc, char** argv) {
       if (a == "-h" || a == "--help") {
         std::printf("%s", kUsage);
         return 0;
-      } else if (a == "--nhwc") nhwc = true;
-      else if (a == "--check") check = true;
-      else if (a == "--peak") peak = true;
-      else if (a == "--threads" && has_value) threads = int(parse_int(a, argv[++i]));
-      else if (a == "--repeats" && has_value) repeats = int(parse_int(a, argv[++i]));
-      else if (a == "--batch" && has_value) batch = parse_int(a, argv[++i]);
-      else if (a == "--isa" && has_value) set_isa(argv[++i]);
-      else if (a == "--json" && has_value) json_path = argv[++i];
+      } else if (a == "--nhwc")
+        nhwc = true;
+      else if (a == "--check")
+        check = true;
+      else if (a == "--peak")
+        peak = true;
+      else if (a == "--threads" && has_value)
+        threads = int(parse_int(a, argv[++i]));
+      else if (a == "--repeats" && has_value)
+        repeats = int(parse_int(a, argv[++i]));
+      else if (a == "--batch" && has_value)
+        batch = parse_int(a, argv[++i]);
+      else if (a == "--isa" && has_value)
+        set_isa(argv[++i]);
+      else if (a == "--json" && has_value)
+        json_path = argv[++i];
       else if (a == "--offset" && has_value) {
         const int64_t o = parse_int(a, argv[++i], 0);
         if (o > 63 || o % 4)  // (parse_int: o >= 0)
-          throw std::runtime_error("--offset: 0-63 bytes, a multiple of 4, got " + std::to_string(o));
+          throw std::runtime_error("--offset: 0-63 bytes, a multiple of 4, got " +
+                                   std::to_string(o));
         g_offset = static_cast<size_t>(o);
-      }
-      else if (a[0] != '-' && file.empty()) file = a;
-      else throw std::runtime_error("unexpected argument '" + a + "'\n" + kUsage);
+      } else if (a[0] != '-' && file.empty())
+        file = a;
+      else
+        throw std::runtime_error("unexpected argument '" + a + "'\n" + kUsage);
     }
     if (peak) return run_peak(threads == 0 ? get_num_threads() : threads);
     if (file.empty()) throw std::runtime_error(std::string("no model file\n") + kUsage);

@@ -39,7 +39,7 @@ constexpr size_t kArenaKeep = size_t(256) << 20;
 
 struct Arena {
   char* base = nullptr;
-  size_t cap = 0, top = 0;  // arena bytes in use: [0, top)
+  size_t cap = 0, top = 0;    // arena bytes in use: [0, top)
   size_t live = 0, high = 0;  // bytes of live Buffers (arena and heap), its peak
   ~Arena() { ::operator delete(base, std::align_val_t(kArenaAlign)); }
   // n bytes (a multiple of kArenaAlign) for a Buffer of `exact` bytes;

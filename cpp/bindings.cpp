@@ -107,7 +107,6 @@ void on_interpreter_exit() {
   PyEval_RestoreThread(state);
 }
 
-
 // One array argument of a call; `obj` may be None for optional ones.
 struct Arg {
   py::handle obj;
@@ -134,8 +133,10 @@ DType common_dtype(const std::vector<Arg>& args) {
       throw py::type_error(std::string(a.name) + " must be a NumPy array of float32 or float64");
     const py::dtype d = a.arr().dtype();
     DType here;
-    if (same_dtype<float>(d)) here = DType::F32;
-    else if (same_dtype<double>(d)) here = DType::F64;
+    if (same_dtype<float>(d))
+      here = DType::F32;
+    else if (same_dtype<double>(d))
+      here = DType::F64;
     else
       throw py::type_error(std::string(a.name) + " must have dtype float32 or float64, got " +
                            std::string(py::str(d)) + " (pydsconv never casts silently)");
@@ -143,8 +144,8 @@ DType common_dtype(const std::vector<Arg>& args) {
       first = &a;
       dt = here;
     } else if (here != dt) {
-      throw py::type_error(std::string(a.name) + " has dtype " + std::string(py::str(d)) +
-                           " but " + first->name + " has dtype " +
+      throw py::type_error(std::string(a.name) + " has dtype " + std::string(py::str(d)) + " but " +
+                           first->name + " has dtype " +
                            std::string(py::str(first->arr().dtype())) +
                            "; all arrays of one call must share one dtype");
     }
@@ -246,8 +247,7 @@ py::object readable(const Arg& a) {
   if (!a.given()) return py::none();
   const py::array arr = a.arr();
   const auto flags = arr.flags();
-  if ((flags & py::array::c_style) && (flags & py::detail::npy_api::NPY_ARRAY_ALIGNED_))
-    return arr;
+  if ((flags & py::array::c_style) && (flags & py::detail::npy_api::NPY_ARRAY_ALIGNED_)) return arr;
   return contiguous_copy(arr);
 }
 
@@ -261,7 +261,8 @@ py::array result(const Arg& out, const std::vector<int64_t>& shape) {
                           ", got " + std::string(py::str(a.dtype())));
   if (!a.writeable()) throw py::value_error("out must be writable");
   if (!(a.flags() & py::detail::npy_api::NPY_ARRAY_ALIGNED_))
-    throw py::value_error("out must be aligned to its dtype (an unaligned view cannot be written in place)");
+    throw py::value_error(
+        "out must be aligned to its dtype (an unaligned view cannot be written in place)");
   return a;
 }
 
@@ -298,7 +299,7 @@ using Pad = std::array<int64_t, 4>;
 // One array argument and the Request slot validate() reads it from.
 struct Slot {
   Arg arg;
-  TensorArg Request::*field;
+  TensorArg Request::* field;
 };
 
 // What every op does, in this order: one dtype for all its arrays (rule 0),
@@ -350,10 +351,12 @@ py::object depthwise_fwd(py::object x, py::object w, py::object b, int spatial, 
                          Stride stride, Stride dilation, std::string pad_mode, Pad pad,
                          py::object act, py::object out, int threads) {
   const Act a = parse_act(act, "activation");
-  const Request r = request(OpKind::Depthwise,
-                            params(spatial, layout, stride, dilation, pad_mode, pad));
-  return forward(r, {{{x, "x"}, &Request::x}, {{w, "weight"}, &Request::dw_weight},
-                     {{b, "bias"}, &Request::dw_bias}},
+  const Request r =
+      request(OpKind::Depthwise, params(spatial, layout, stride, dilation, pad_mode, pad));
+  return forward(r,
+                 {{{x, "x"}, &Request::x},
+                  {{w, "weight"}, &Request::dw_weight},
+                  {{b, "bias"}, &Request::dw_bias}},
                  {out, "out"}, [&](const Problem& pb, auto in, auto y) {
                    return [&pb, in, y, a, threads] {
                      depthwise_forward(pb, in[0], in[1], in[2], a, y, threads);
@@ -370,8 +373,10 @@ struct PackedPointwise {
   std::shared_ptr<Prepacked<double>> f64;
   template <class T>
   PackedView<T> view() const {
-    if constexpr (sizeof(T) == sizeof(float)) return f32 ? f32->view() : PackedView<T>{};
-    else return f64 ? f64->view() : PackedView<T>{};
+    if constexpr (sizeof(T) == sizeof(float))
+      return f32 ? f32->view() : PackedView<T>{};
+    else
+      return f64 ? f64->view() : PackedView<T>{};
   }
   std::string isa() const { return f32 ? f32->isa() : f64->isa(); }
 };
@@ -385,8 +390,10 @@ PackedPointwise prepack_pointwise(py::object w, int threads) {
   bool ok = arr.ndim() >= 2 && arr.ndim() <= 4;
   for (py::ssize_t i = 2; ok && i < arr.ndim(); ++i) ok = arr.shape(i) == 1;
   if (!ok)
-    throw py::value_error("weight must have shape (C_out, C_in), (C_out, C_in, 1) or "
-                          "(C_out, C_in, 1, 1), got " + std::string(py::str(arr.attr("shape"))));
+    throw py::value_error(
+        "weight must have shape (C_out, C_in), (C_out, C_in, 1) or "
+        "(C_out, C_in, 1, 1), got " +
+        std::string(py::str(arr.attr("shape"))));
   PackedPointwise p;
   p.weight = contiguous_copy(arr);  // a snapshot: later changes to w do not reach it
   py::detail::array_proxy(p.weight.ptr())->flags &= ~py::detail::npy_api::NPY_ARRAY_WRITEABLE_;
@@ -394,11 +401,11 @@ PackedPointwise prepack_pointwise(py::object w, int threads) {
   const void* data = p.weight.data();
   without_gil([&] {
     if (dt == DType::F32)
-      p.f32 = std::make_shared<Prepacked<float>>(static_cast<const float*>(data), cout, cin,
-                                                 threads);
+      p.f32 =
+          std::make_shared<Prepacked<float>>(static_cast<const float*>(data), cout, cin, threads);
     else
-      p.f64 = std::make_shared<Prepacked<double>>(static_cast<const double*>(data), cout, cin,
-                                                  threads);
+      p.f64 =
+          std::make_shared<Prepacked<double>>(static_cast<const double*>(data), cout, cin, threads);
   });
   return p;
 }
@@ -414,10 +421,12 @@ const PackedView<T>* packed_view(const py::object& packed, PackedView<T>* storag
 py::object pointwise_fwd(py::object x, py::object w, py::object b, int spatial, std::string layout,
                          py::object act, py::object out, int threads, py::object packed) {
   const Act a = parse_act(act, "activation");
-  const Request r = request(OpKind::Pointwise,
-                            params(spatial, layout, {1, 1}, {1, 1}, "valid", {0, 0, 0, 0}));
-  return forward(r, {{{x, "x"}, &Request::x}, {{w, "weight"}, &Request::pw_weight},
-                     {{b, "bias"}, &Request::pw_bias}},
+  const Request r =
+      request(OpKind::Pointwise, params(spatial, layout, {1, 1}, {1, 1}, "valid", {0, 0, 0, 0}));
+  return forward(r,
+                 {{{x, "x"}, &Request::x},
+                  {{w, "weight"}, &Request::pw_weight},
+                  {{b, "bias"}, &Request::pw_bias}},
                  {out, "out"}, [&](const Problem& pb, auto in, auto y) {
                    using T = std::remove_const_t<std::remove_pointer_t<decltype(y)>>;
                    PackedView<T> v;
@@ -428,17 +437,19 @@ py::object pointwise_fwd(py::object x, py::object w, py::object b, int spatial, 
                  });
 }
 
-py::object separable_fwd(py::object x, py::object dw, py::object pw, py::object db,
-                         py::object pb_, int spatial, std::string layout, Stride stride,
-                         Stride dilation, std::string pad_mode, Pad pad, py::object mid_act,
-                         py::object act, py::object out, int threads, py::object packed) {
+py::object separable_fwd(py::object x, py::object dw, py::object pw, py::object db, py::object pb_,
+                         int spatial, std::string layout, Stride stride, Stride dilation,
+                         std::string pad_mode, Pad pad, py::object mid_act, py::object act,
+                         py::object out, int threads, py::object packed) {
   const Act ma = parse_act(mid_act, "mid_activation"), a = parse_act(act, "activation");
-  const Request r = request(OpKind::Separable,
-                            params(spatial, layout, stride, dilation, pad_mode, pad));
-  return forward(r, {{{x, "x"}, &Request::x}, {{dw, "depthwise_weight"}, &Request::dw_weight},
-                     {{pw, "pointwise_weight"}, &Request::pw_weight},
-                     {{db, "depthwise_bias"}, &Request::dw_bias},
-                     {{pb_, "pointwise_bias"}, &Request::pw_bias}},
+  const Request r =
+      request(OpKind::Separable, params(spatial, layout, stride, dilation, pad_mode, pad));
+  return forward(r,
+                 {{{x, "x"}, &Request::x},
+                  {{dw, "depthwise_weight"}, &Request::dw_weight},
+                  {{pw, "pointwise_weight"}, &Request::pw_weight},
+                  {{db, "depthwise_bias"}, &Request::dw_bias},
+                  {{pb_, "pointwise_bias"}, &Request::pw_bias}},
                  {out, "out"}, [&](const Problem& pb, auto in, auto y) {
                    using T = std::remove_const_t<std::remove_pointer_t<decltype(y)>>;
                    PackedView<T> v;
@@ -463,26 +474,28 @@ py::object backward(OpKind op, py::object gy, py::object x, py::object w, int sp
   const bool dw = op == OpKind::DepthwiseBackward;
   const Arg ax{x, "x"}, aw{w, "weight"};
   const Request r = request(op, params(spatial, layout, stride, dilation, pad_mode, pad));
-  return dispatch(
-      r, {{{gy, "grad_out"}, &Request::grad_out}, {ax, &Request::x},
-          {aw, dw ? &Request::dw_weight : &Request::pw_weight}},
-      {py::none(), "out"}, [&](auto tag, const Problem& pb, auto in) -> py::object {
-        using T = decltype(tag);
-        py::array gx = like<T>(ax.arr(), want_x), gw = like<T>(aw.arr(), want_w);
-        py::array gb = want_b ? new_array<T>({dw ? pb.Cmid : pb.Cout})
-                              : py::array();
-        T* gxp = want_x ? static_cast<T*>(gx.mutable_data()) : nullptr;
-        T* gwp = want_w ? static_cast<T*>(gw.mutable_data()) : nullptr;
-        T* gbp = want_b ? static_cast<T*>(gb.mutable_data()) : nullptr;
-        without_gil([&] {
-          if (dw) depthwise_backward<T>(pb, in[0], in[1], in[2], gxp, gwp, gbp, threads);
-          else pointwise_backward<T>(pb, in[0], in[1], in[2], gxp, gwp, gbp, threads);
-        });
-        auto opt = [](bool want, py::array& a) -> py::object {
-          return want ? py::object(a) : py::none();
-        };
-        return py::make_tuple(opt(want_x, gx), opt(want_w, gw), opt(want_b, gb));
-      });
+  return dispatch(r,
+                  {{{gy, "grad_out"}, &Request::grad_out},
+                   {ax, &Request::x},
+                   {aw, dw ? &Request::dw_weight : &Request::pw_weight}},
+                  {py::none(), "out"}, [&](auto tag, const Problem& pb, auto in) -> py::object {
+                    using T = decltype(tag);
+                    py::array gx = like<T>(ax.arr(), want_x), gw = like<T>(aw.arr(), want_w);
+                    py::array gb = want_b ? new_array<T>({dw ? pb.Cmid : pb.Cout}) : py::array();
+                    T* gxp = want_x ? static_cast<T*>(gx.mutable_data()) : nullptr;
+                    T* gwp = want_w ? static_cast<T*>(gw.mutable_data()) : nullptr;
+                    T* gbp = want_b ? static_cast<T*>(gb.mutable_data()) : nullptr;
+                    without_gil([&] {
+                      if (dw)
+                        depthwise_backward<T>(pb, in[0], in[1], in[2], gxp, gwp, gbp, threads);
+                      else
+                        pointwise_backward<T>(pb, in[0], in[1], in[2], gxp, gwp, gbp, threads);
+                    });
+                    auto opt = [](bool want, py::array& a) -> py::object {
+                      return want ? py::object(a) : py::none();
+                    };
+                    return py::make_tuple(opt(want_x, gx), opt(want_w, gw), opt(want_b, gb));
+                  });
 }
 
 py::dict features() {
@@ -502,7 +515,8 @@ py::dict features() {
 #else
   d["openmp"] = false;
 #endif
-  d["env_isa"] = c.env_request.empty() ? py::object(py::none()) : py::object(py::str(c.env_request));
+  d["env_isa"] =
+      c.env_request.empty() ? py::object(py::none()) : py::object(py::str(c.env_request));
   d["env_warning"] = c.env_warning;
   d["usable_cores"] = usable_cores();
   d["max_threads"] = max_threads();
@@ -522,8 +536,8 @@ PYBIND11_MODULE(_core, m) {
   m.def("depthwise_forward", &depthwise_fwd);
   // `packed` (a PackedPointwise or None) last and optional.
   m.def("pointwise_forward", &pointwise_fwd, py::arg("x"), py::arg("w"), py::arg("b"),
-        py::arg("spatial"), py::arg("layout"), py::arg("act"), py::arg("out"),
-        py::arg("threads"), py::arg("packed") = py::none());
+        py::arg("spatial"), py::arg("layout"), py::arg("act"), py::arg("out"), py::arg("threads"),
+        py::arg("packed") = py::none());
   m.def("separable_forward", &separable_fwd, py::arg("x"), py::arg("dw"), py::arg("pw"),
         py::arg("db"), py::arg("pb"), py::arg("spatial"), py::arg("layout"), py::arg("stride"),
         py::arg("dilation"), py::arg("pad_mode"), py::arg("pad"), py::arg("mid_act"),
@@ -559,11 +573,14 @@ PYBIND11_MODULE(_core, m) {
   // For benchmarks (bench/compare.py) and tests, not the public API: the FMA
   // peak the C++ benchmark binary measures, on `threads` threads, GIL
   // released; and the flops of its loop (which kernel set it runs).
-  m.def("fma_peak_gflops", [](int threads) {
-    double r = 0;
-    without_gil([&] { r = fma_peak_gflops(threads); });
-    return r;
-  }, py::arg("threads"));
+  m.def(
+      "fma_peak_gflops",
+      [](int threads) {
+        double r = 0;
+        without_gil([&] { r = fma_peak_gflops(threads); });
+        return r;
+      },
+      py::arg("threads"));
   m.def("fma_probe_flops", &fma_probe_flops, py::arg("iters"));
   // Private, for tests: how many calls took each kernel path (trace.h).
   m.def("_path_counts", [] {

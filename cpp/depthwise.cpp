@@ -34,7 +34,7 @@ std::vector<T> pack_taps_last(const T* w, int64_t cm, int64_t taps) {
 // The kernels alone (padding taps skipped: see nonfinite.h).
 template <class T>
 static void forward_kernels(const Problem& p, const T* x, const T* w, const T* b, Act act, T* y,
-                     int threads) {
+                            int threads) {
   const KernelTable<T>& k = kernels<T>();
   const DwGeom& g = p.g;
   const int64_t HW = g.H * g.W, OHW = g.OH * g.OW, CM = p.Cmid, taps = g.kh * g.kw;
@@ -160,7 +160,7 @@ void for_chunk_rows(const DwGeom& g, int64_t N, int64_t rows, int64_t k, const F
 
 template <class T>
 static void backward_kernels(const Problem& p, const T* gy, const T* x, const T* w, T* gx, T* gw,
-                      T* gb, int threads) {
+                             T* gb, int threads) {
   const KernelTable<T>& k = kernels<T>();
   const DwGeom& g = p.g;
   const int64_t HW = g.H * g.W, OHW = g.OH * g.OW, CM = p.Cmid, taps = g.kh * g.kw;
@@ -196,14 +196,17 @@ static void backward_kernels(const Problem& p, const T* gy, const T* x, const T*
       const int64_t rows = p.N * g.H;
       parallel_for(rows, plan_threads(threads, rows, macs), [&](int64_t t) {
         const int64_t ih = t % g.H, n = t / g.H;
-        k.dw_bwd_data_nhwc_row(g, gy + n * OHW * CM, wp.data(), ih, gx + (n * g.H + ih) * g.W * g.C);
+        k.dw_bwd_data_nhwc_row(g, gy + n * OHW * CM, wp.data(), ih,
+                               gx + (n * g.H + ih) * g.W * g.C);
       });
     }
   }
   if (!gw && !gb) return;
   if (p.N == 0) {
-    if (gw) for (int64_t i = 0; i < CM * taps; ++i) gw[i] = T(0);
-    if (gb) for (int64_t c = 0; c < CM; ++c) gb[c] = T(0);
+    if (gw)
+      for (int64_t i = 0; i < CM * taps; ++i) gw[i] = T(0);
+    if (gb)
+      for (int64_t c = 0; c < CM; ++c) gb[c] = T(0);
     return;
   }
   // Slot of chunk c: weights (C*M, taps) for NCHW, (taps, C*M) for NHWC,
@@ -229,7 +232,8 @@ static void backward_kernels(const Problem& p, const T* gy, const T* x, const T*
     const int64_t blocks = ceil_div(CM, kBwdChannelBlock), tasks = chunks * blocks;
     parallel_for(tasks, plan_threads(threads, tasks, macs), [&](int64_t t) {
       const int64_t b = t % blocks, c = t / blocks;
-      const int64_t c0 = b * kBwdChannelBlock, c1 = c0 + kBwdChannelBlock < CM ? c0 + kBwdChannelBlock : CM;
+      const int64_t c0 = b * kBwdChannelBlock,
+                    c1 = c0 + kBwdChannelBlock < CM ? c0 + kBwdChannelBlock : CM;
       T* s = part.data() + c * slot;
       for_chunk_rows(g, p.N, rows, c, [&](int64_t n, int64_t oh0, int64_t oh1) {
         k.dw_bwd_weight_nhwc(g, gy + n * OHW * CM, x + n * HW * g.C, oh0, oh1, c0, c1,
@@ -261,8 +265,8 @@ void depthwise_forward(const Problem& p, const T* x, const T* w, const T* b, Act
 }
 
 template <class T>
-void depthwise_backward(const Problem& p, const T* gy, const T* x, const T* w, T* gx, T* gw,
-                        T* gb, int threads) {
+void depthwise_backward(const Problem& p, const T* gy, const T* x, const T* w, T* gx, T* gw, T* gb,
+                        int threads) {
   backward_kernels(p, gy, x, w, gx, gw, gb, threads);
   nonfinite::fix_depthwise_grad_input(p, gy, w, gx, threads);
   nonfinite::fix_depthwise_grad_weight(p, gy, x, gw, threads);
@@ -270,8 +274,8 @@ void depthwise_backward(const Problem& p, const T* gy, const T* x, const T* w, T
 
 template void depthwise_forward<float>(const Problem&, const float*, const float*, const float*,
                                        Act, float*, int);
-template void depthwise_forward<double>(const Problem&, const double*, const double*,
-                                        const double*, Act, double*, int);
+template void depthwise_forward<double>(const Problem&, const double*, const double*, const double*,
+                                        Act, double*, int);
 template void depthwise_backward<float>(const Problem&, const float*, const float*, const float*,
                                         float*, float*, float*, int);
 template void depthwise_backward<double>(const Problem&, const double*, const double*,

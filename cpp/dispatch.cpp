@@ -32,8 +32,8 @@ void detect(CpuInfo& info) {
   const bool osxsave = c & (1u << 27), fma = c & (1u << 12), avx = c & (1u << 28);
   if (!osxsave || !avx) return;
   const unsigned long long xcr0 = xgetbv0();
-  const bool os_ymm = (xcr0 & 0x6) == 0x6;     // SSE + AVX state
-  const bool os_zmm = (xcr0 & 0xe6) == 0xe6;   // + opmask, ZMM_Hi256, Hi16_ZMM
+  const bool os_ymm = (xcr0 & 0x6) == 0x6;    // SSE + AVX state
+  const bool os_zmm = (xcr0 & 0xe6) == 0xe6;  // + opmask, ZMM_Hi256, Hi16_ZMM
   if (!os_ymm || !__get_cpuid_count(7, 0, &a, &b, &c, &d)) return;
   info.fma = fma;
   info.avx2 = (b & (1u << 5)) && fma;
@@ -45,11 +45,16 @@ void detect(CpuInfo& info) {
 
 // avx512emu is a name only where it was compiled in.
 bool parse(const std::string& s, Isa* out) {
-  if (s == "scalar") *out = Isa::Scalar;
-  else if (s == "avx2") *out = Isa::Avx2;
-  else if (s == "avx512") *out = Isa::Avx512;
-  else if (s == "avx512emu" && isa_compiled(Isa::Avx512Emu)) *out = Isa::Avx512Emu;
-  else return false;
+  if (s == "scalar")
+    *out = Isa::Scalar;
+  else if (s == "avx2")
+    *out = Isa::Avx2;
+  else if (s == "avx512")
+    *out = Isa::Avx512;
+  else if (s == "avx512emu" && isa_compiled(Isa::Avx512Emu))
+    *out = Isa::Avx512Emu;
+  else
+    return false;
   return true;
 }
 
@@ -62,10 +67,14 @@ std::string isa_names() {
 
 bool runs(const CpuInfo& info, Isa i) {
   switch (i) {
-    case Isa::Avx512: return info.avx512f && isa_compiled(i);
-    case Isa::Avx2: return info.avx2 && isa_compiled(i);
-    case Isa::Avx512Emu: return info.avx2 && isa_compiled(i);  // avx2 implies fma
-    default: return true;
+    case Isa::Avx512:
+      return info.avx512f && isa_compiled(i);
+    case Isa::Avx2:
+      return info.avx2 && isa_compiled(i);
+    case Isa::Avx512Emu:
+      return info.avx2 && isa_compiled(i);  // avx2 implies fma
+    default:
+      return true;
   }
 }
 
@@ -117,8 +126,10 @@ CpuInfo make_info() {
   check_tables();
   CpuInfo info;
   detect(info);
-  if (runs(info, Isa::Avx512)) info.best = Isa::Avx512;
-  else if (runs(info, Isa::Avx2)) info.best = Isa::Avx2;
+  if (runs(info, Isa::Avx512))
+    info.best = Isa::Avx512;
+  else if (runs(info, Isa::Avx2))
+    info.best = Isa::Avx2;
   info.initial = info.best;
   if (const char* env = std::getenv("PYDSCONV_ISA")) {
     info.env_request = printable(env);
@@ -127,8 +138,8 @@ CpuInfo make_info() {
       info.env_warning = "PYDSCONV_ISA='" + info.env_request + "' is not one of " + isa_names() +
                          "; using " + isa_name(info.best);
     else if (!runs(info, want))
-      info.env_warning = "PYDSCONV_ISA='" + info.env_request + "' is not available on this CPU; using " +
-                         isa_name(info.best);
+      info.env_warning = "PYDSCONV_ISA='" + info.env_request +
+                         "' is not available on this CPU; using " + isa_name(info.best);
     else
       info.initial = want;
   }
@@ -149,19 +160,27 @@ const CpuInfo& cpu_info() {
 
 const char* isa_name(Isa i) {
   switch (i) {
-    case Isa::Avx512Emu: return "avx512emu";
-    case Isa::Avx512: return "avx512";
-    case Isa::Avx2: return "avx2";
-    default: return "scalar";
+    case Isa::Avx512Emu:
+      return "avx512emu";
+    case Isa::Avx512:
+      return "avx512";
+    case Isa::Avx2:
+      return "avx2";
+    default:
+      return "scalar";
   }
 }
 
 bool isa_compiled(Isa i) {
   switch (i) {
-    case Isa::Avx512Emu: return avx512emu::table_f32() != nullptr;
-    case Isa::Avx512: return avx512::table_f32() != nullptr;
-    case Isa::Avx2: return avx2::table_f32() != nullptr;
-    default: return true;
+    case Isa::Avx512Emu:
+      return avx512emu::table_f32() != nullptr;
+    case Isa::Avx512:
+      return avx512::table_f32() != nullptr;
+    case Isa::Avx2:
+      return avx2::table_f32() != nullptr;
+    default:
+      return true;
   }
 }
 
@@ -174,28 +193,36 @@ void set_isa(const std::string& name) {
   if (!parse(name, &want))
     throw ArgumentError("isa must be one of " + isa_names() + ", got '" + name + "'");
   if (!isa_runs(want))
-    throw ArgumentError("isa '" + name + "' is not available on this CPU (best: " +
-                        isa_name(cpu_info().best) + ")");
+    throw ArgumentError("isa '" + name +
+                        "' is not available on this CPU (best: " + isa_name(cpu_info().best) + ")");
   current().store(static_cast<int>(want), std::memory_order_release);
 }
 
 template <>
 const KernelTable<float>& kernels<float>() {
   switch (current_isa()) {
-    case Isa::Avx512Emu: return *avx512emu::table_f32();
-    case Isa::Avx512: return *avx512::table_f32();
-    case Isa::Avx2: return *avx2::table_f32();
-    default: return *scalar::table_f32();
+    case Isa::Avx512Emu:
+      return *avx512emu::table_f32();
+    case Isa::Avx512:
+      return *avx512::table_f32();
+    case Isa::Avx2:
+      return *avx2::table_f32();
+    default:
+      return *scalar::table_f32();
   }
 }
 
 template <>
 const KernelTable<double>& kernels<double>() {
   switch (current_isa()) {
-    case Isa::Avx512Emu: return *avx512emu::table_f64();
-    case Isa::Avx512: return *avx512::table_f64();
-    case Isa::Avx2: return *avx2::table_f64();
-    default: return *scalar::table_f64();
+    case Isa::Avx512Emu:
+      return *avx512emu::table_f64();
+    case Isa::Avx512:
+      return *avx512::table_f64();
+    case Isa::Avx2:
+      return *avx2::table_f64();
+    default:
+      return *scalar::table_f64();
   }
 }
 

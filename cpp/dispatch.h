@@ -14,21 +14,22 @@ enum class Isa { Scalar = 0, Avx2 = 1, Avx512 = 2, Avx512Emu = 3 };
 
 struct CpuInfo {
   bool avx2 = false, fma = false, avx512f = false;  // CPU and OS both support
-  Isa best = Isa::Scalar;      // the best ISA this CPU runs and we compiled
-  Isa initial = Isa::Scalar;   // chosen at import (after PYDSCONV_ISA)
-  std::string env_request;     // PYDSCONV_ISA as given ("" if unset)
-  std::string env_warning;     // why PYDSCONV_ISA was not honoured, if so
+  Isa best = Isa::Scalar;                           // the best ISA this CPU runs and we compiled
+  Isa initial = Isa::Scalar;                        // chosen at import (after PYDSCONV_ISA)
+  std::string env_request;                          // PYDSCONV_ISA as given ("" if unset)
+  std::string env_warning;                          // why PYDSCONV_ISA was not honoured, if so
 };
 
 const CpuInfo& cpu_info();
 const char* isa_name(Isa);
 bool isa_compiled(Isa);
 bool isa_runs(Isa);  // compiled, and this CPU and OS run it
-Isa current_isa();  // what calls use now
+Isa current_isa();   // what calls use now
 // Switches the kernel set (tests use it to cover every ISA in one process).
 // Throws ArgumentError for an unknown name or one this CPU cannot run.
 void set_isa(const std::string& name);
 
-template <class T> const KernelTable<T>& kernels();
+template <class T>
+const KernelTable<T>& kernels();
 
 }  // namespace pydsconv

@@ -28,8 +28,7 @@ template <class T>
 bool dw_nchw_flat(const KernelTable<T>& k, const DwGeom& g) {
   const bool applies = g.sh == 1 && g.sw == 1 && g.dh == 1 && g.dw == 1 && g.OW == g.W &&
                        g.kh == g.kw && (g.kh == 3 || g.kh == 5);
-  return applies && k.lanes * int64_t(sizeof(T)) == 64 && g.W <= 16 &&
-         g.OH * g.OW >= 8 * k.lanes;
+  return applies && k.lanes * int64_t(sizeof(T)) == 64 && g.W <= 16 && g.OH * g.OW >= 8 * k.lanes;
 }
 
 // NCHW depthwise on small planes computed by the NHWC kernels on a

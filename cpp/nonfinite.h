@@ -170,12 +170,12 @@ void fix_depthwise_grad_weight(const Problem& p, const T* gy, const T* x, T* gw,
   std::vector<char> redo(static_cast<size_t>(CM), 0);
   parallel_for(CM, plan_threads(threads, CM, CM * p.N * (int64_t(border.size()) + taps)),
                [&](int64_t cm) {
-    bool r = !all_finite(gw + cm * taps, taps);
-    for (int64_t n = 0; n < p.N && !r; ++n)
-      for (size_t i = 0; i < border.size() && !r; ++i)
-        r = !std::isfinite(gy[yi(n, cm, border[i] / g.OW, border[i] % g.OW)]);
-    redo[cm] = r;
-  });
+                 bool r = !all_finite(gw + cm * taps, taps);
+                 for (int64_t n = 0; n < p.N && !r; ++n)
+                   for (size_t i = 0; i < border.size() && !r; ++i)
+                     r = !std::isfinite(gy[yi(n, cm, border[i] / g.OW, border[i] % g.OW)]);
+                 redo[cm] = r;
+               });
   std::vector<int64_t> bad;
   for (int64_t cm = 0; cm < CM; ++cm)
     if (redo[cm]) bad.push_back(cm);

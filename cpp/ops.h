@@ -37,11 +37,11 @@ void separable_forward(const Problem& p, const T* x, const T* dw, const T* db, c
 // Gradients of the depthwise op (before activation).  Any of gx, gw, gb may
 // be null (not wanted).
 template <class T>
-void depthwise_backward(const Problem& p, const T* gy, const T* x, const T* w, T* gx, T* gw,
-                        T* gb, int threads);
+void depthwise_backward(const Problem& p, const T* gy, const T* x, const T* w, T* gx, T* gw, T* gb,
+                        int threads);
 
 template <class T>
-void pointwise_backward(const Problem& p, const T* gy, const T* x, const T* w, T* gx, T* gw,
-                        T* gb, int threads);
+void pointwise_backward(const Problem& p, const T* gy, const T* x, const T* w, T* gx, T* gw, T* gb,
+                        int threads);
 
 }  // namespace pydsconv

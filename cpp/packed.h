@@ -51,8 +51,8 @@ void pack_into(T* out, int64_t K, int64_t n, int64_t unit, int threads, const Fi
 // B is K x N with element (k, n) at B[k*rs + n*cs]; packed into `out`
 // (k.gemm_pack_b_elems(K, N) elements).
 template <class T>
-void pack_b_into(const KernelTable<T>& k, int64_t K, int64_t N, const T* B, int64_t rs,
-                 int64_t cs, int threads, T* out) {
+void pack_b_into(const KernelTable<T>& k, int64_t K, int64_t N, const T* B, int64_t rs, int64_t cs,
+                 int threads, T* out) {
   detail::pack_into(out, K, N, k.gemm_nr, threads, [&](int64_t n0, int64_t n1, T* o) {
     k.gemm_pack_b(K, N, B, rs, cs, n0, n1, o);
   });
@@ -60,8 +60,8 @@ void pack_b_into(const KernelTable<T>& k, int64_t K, int64_t N, const T* B, int6
 
 // The same into a Buffer of the calling thread's arena, for one call.
 template <class T>
-Packed<T> pack_b(const KernelTable<T>& k, int64_t K, int64_t N, const T* B, int64_t rs,
-                 int64_t cs, int threads) {
+Packed<T> pack_b(const KernelTable<T>& k, int64_t K, int64_t N, const T* B, int64_t rs, int64_t cs,
+                 int threads) {
   Packed<T> p;
   const int64_t elems = k.gemm_pack_b_elems(K, N);
   p.data = Buffer<T>(elems);

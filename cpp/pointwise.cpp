@@ -17,8 +17,8 @@ namespace pydsconv {
 namespace {
 
 constexpr int64_t kRowBlock = 72, kColBlock = 256;  // = the GEMM's MC and NC blocks
-constexpr int64_t kGemmKCElems = 256;                 // = the GEMM's KC block
-constexpr int64_t kNchwMinPixels = 64;  // NCHW planes up to this go through NHWC
+constexpr int64_t kGemmKCElems = 256;               // = the GEMM's KC block
+constexpr int64_t kNchwMinPixels = 64;              // NCHW planes up to this go through NHWC
 // Weight-gradient row blocks: several MC blocks, so that the pixel operand
 // (packed by every task anew) is packed fewer times.
 constexpr int64_t kGradRows = 4 * kRowBlock;
@@ -107,7 +107,8 @@ void weight_grads(const Problem& p, const T* gy, const T* x, T* gw, T* gb, int t
   int64_t chunks = rblocks >= 8 ? 1 : ceil_div(8, rblocks);
   if (chunks > 1 && NP / chunks < min_chunk) chunks = NP / min_chunk > 1 ? NP / min_chunk : 1;
   const int64_t gw_sz = gw ? Co * Ci : 0, gb_sz = gb ? Co : 0;
-  const int64_t max_parts = (int64_t(1) << 22) / (gw_sz + gb_sz > 0 ? gw_sz + gb_sz : 1);  // partials <= 32 MiB (f64)
+  const int64_t max_parts =
+      (int64_t(1) << 22) / (gw_sz + gb_sz > 0 ? gw_sz + gb_sz : 1);  // partials <= 32 MiB (f64)
   if (chunks > 1 + max_parts) chunks = 1 + max_parts;
   const int64_t clen = chunks > 1 ? ceil_div(NP, chunks) : NP;
   if (chunks > 1) chunks = ceil_div(NP, clen);
@@ -128,15 +129,30 @@ void weight_grads(const Problem& p, const T* gy, const T* x, T* gw, T* gb, int t
       } else if (nchw) {  // one GEMM per image segment of the chunk
         for (int64_t kk = k0; kk < k1;) {
           const int64_t n = kk / P, p0 = kk % P, len = (n + 1) * P < k1 ? P - p0 : k1 - kk;
-          GemmArgs<T> a{mlen, Ci, len, gy + (n * Co + m0) * P + p0, P, 1, x + n * Ci * P + p0,
-                        1, P, dst, Ci, kk > k0, nullptr, -1, Act::None,
+          GemmArgs<T> a{mlen,
+                        Ci,
+                        len,
+                        gy + (n * Co + m0) * P + p0,
+                        P,
+                        1,
+                        x + n * Ci * P + p0,
+                        1,
+                        P,
+                        dst,
+                        Ci,
+                        kk > k0,
+                        nullptr,
+                        -1,
+                        Act::None,
                         work.data() + tid * k.gemm_work};
           k.gemm(a);
           kk += len;
         }
       } else {
-        GemmArgs<T> a{mlen, Ci, k1 - k0, gy + k0 * Co + m0, 1, Co, x + k0 * Ci, Ci, 1, dst, Ci,
-                      false, nullptr, -1, Act::None, work.data() + tid * k.gemm_work};
+        GemmArgs<T> a{mlen,    Ci,  k1 - k0,     gy + k0 * Co + m0,
+                      1,       Co,  x + k0 * Ci, Ci,
+                      1,       dst, Ci,          false,
+                      nullptr, -1,  Act::None,   work.data() + tid * k.gemm_work};
         k.gemm(a);
       }
     }
@@ -211,8 +227,8 @@ void pointwise_forward(const Problem& p, const T* x, const T* w, const T* b, Act
 }
 
 template <class T>
-void pointwise_backward(const Problem& p, const T* gy, const T* x, const T* w, T* gx, T* gw,
-                        T* gb, int threads) {
+void pointwise_backward(const Problem& p, const T* gy, const T* x, const T* w, T* gx, T* gw, T* gb,
+                        int threads) {
   const KernelTable<T>& k = kernels<T>();
   const int64_t P = p.H * p.W, Ci = p.Cmid, Co = p.Cout, NP = p.N * P;
   const bool nchw = p.layout == Layout::NCHW;
@@ -223,8 +239,8 @@ void pointwise_backward(const Problem& p, const T* gy, const T* x, const T* w, T
       for (int64_t n0 = 0; n0 < p.N; n0 += gn) {
         const int64_t n = gn < p.N - n0 ? gn : p.N - n0;
         nchw_to_nhwc(k, n, Co, P, gy + n0 * Co * P, gyt.data(), threads);
-        GemmArgs<T> a{n * P, Ci, Co, gyt.data(), Co, 1, w, Ci, 1, gxt.data(), Ci, false, nullptr,
-                      -1, Act::None, nullptr};
+        GemmArgs<T> a{n * P, Ci,         Co, gyt.data(), Co,      1,  w,         Ci,
+                      1,     gxt.data(), Ci, false,      nullptr, -1, Act::None, nullptr};
         a.prefetch_c = gemm_prefetch_c<T>(n * P * Ci);
         run_gemm_packing_b(a, threads);
         nhwc_to_nchw(k, n, Ci, P, gxt.data(), gx + n0 * Ci * P, threads);
@@ -234,12 +250,13 @@ void pointwise_backward(const Problem& p, const T* gy, const T* x, const T* w, T
       // columns are C_in apart: packed per task, that is N times over).
       Buffer<T> wt(Ci * Co);
       k.transpose(Co, Ci, w, Ci, wt.data(), Co);
-      GemmArgs<T> a{Ci, P, Co, wt.data(), Co, 1, gy, P, 1, gx, P, false, nullptr, -1, Act::None,
-                    nullptr};
+      GemmArgs<T> a{Ci, P,  Co, wt.data(), Co,      1,  gy,        P,
+                    1,  gx, P,  false,     nullptr, -1, Act::None, nullptr};
       a.prefetch_c = gemm_prefetch_c<T>(NP * Ci);
       run_gemm(a, p.N, Co * P, Ci * P, threads, Shared::A);
     } else {  // gx (NP, Ci) = gy (NP, Co) . W (Co, Ci)
-      GemmArgs<T> a{NP, Ci, Co, gy, Co, 1, w, Ci, 1, gx, Ci, false, nullptr, -1, Act::None, nullptr};
+      GemmArgs<T> a{NP, Ci, Co, gy,    Co,      1,  w,         Ci,
+                    1,  gx, Ci, false, nullptr, -1, Act::None, nullptr};
       a.prefetch_c = gemm_prefetch_c<T>(NP * Ci);
       run_gemm_packing_b(a, threads);
     }
@@ -249,9 +266,8 @@ void pointwise_backward(const Problem& p, const T* gy, const T* x, const T* w, T
 
 template void pointwise_forward<float>(const Problem&, const float*, const float*, const float*,
                                        Act, float*, int, const PackedView<float>*);
-template void pointwise_forward<double>(const Problem&, const double*, const double*,
-                                        const double*, Act, double*, int,
-                                        const PackedView<double>*);
+template void pointwise_forward<double>(const Problem&, const double*, const double*, const double*,
+                                        Act, double*, int, const PackedView<double>*);
 template void pointwise_backward<float>(const Problem&, const float*, const float*, const float*,
                                         float*, float*, float*, int);
 template void pointwise_backward<double>(const Problem&, const double*, const double*,

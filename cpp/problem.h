@@ -25,9 +25,9 @@ struct TensorArg {
 };
 
 struct ConvParams {
-  int spatial = 2;              // 2: (H, W) ops, 1: (L) ops
+  int spatial = 2;  // 2: (H, W) ops, 1: (L) ops
   Layout layout = Layout::NCHW;
-  int64_t stride[2] = {1, 1};   // (h, w); 1-D ops use index 1
+  int64_t stride[2] = {1, 1};  // (h, w); 1-D ops use index 1
   int64_t dilation[2] = {1, 1};
   PadMode pad_mode = PadMode::Explicit;
   int64_t pad[4] = {0, 0, 0, 0};  // top, bottom, left, right (explicit mode)
@@ -46,7 +46,7 @@ struct Problem {
   Layout layout;
   int spatial;
   int64_t N = 0, C = 0, M = 1, Cmid = 0, Cout = 0;
-  DwGeom g{};                 // depthwise geometry (depthwise/separable ops)
+  DwGeom g{};  // depthwise geometry (depthwise/separable ops)
   int64_t H = 0, W = 0, OH = 0, OW = 0;
   std::vector<int64_t> out_shape;  // forward result shape, caller's rank
 };

@@ -77,8 +77,10 @@ static void separable_kernels(const Problem& p, const T* x, const T* dw, const T
   // a per-thread tile that is then transposed into y (`flip`).
   const bool flip = via_nhwc && 5 * tp < 4 * (ceil_div(tp, k.lanes) * k.lanes);
   if (flip) tp = tile_pixels(p, sizeof(T), k.gemm_mr, false);
-  trace::hit(!nchw ? trace::SepNhwc : via_nhwc ? trace::SepNchwViaNhwc
-             : rows_kernel ? trace::SepNchwRows : trace::SepNchwRow);
+  trace::hit(!nchw         ? trace::SepNhwc
+             : via_nhwc    ? trace::SepNchwViaNhwc
+             : rows_kernel ? trace::SepNchwRows
+                           : trace::SepNchwRow);
   if (flip) trace::hit(trace::SepNchwFlip);
   const bool pix_rows = !nchw || flip;  // the GEMM's rows are pixels
   const int64_t tiles_per_image = ceil_div(OHW, tp);
@@ -142,9 +144,8 @@ static void separable_kernels(const Problem& p, const T* x, const T* dw, const T
         held[tid] = tile;
         if (rows_kernel) {  // whole rows [p0 / OW, p1 / OW)
           for (int64_t c = 0; c < CM; ++c)
-            k.dw_fwd_nchw_rows(g, xs + (ni * g.C + c / g.M) * HW, dw + c * taps,
-                               db ? db[c] : T(0), mid_act, p0 / g.OW, p1 / g.OW, mid + c * np,
-                               work + k.gemm_work);
+            k.dw_fwd_nchw_rows(g, xs + (ni * g.C + c / g.M) * HW, dw + c * taps, db ? db[c] : T(0),
+                               mid_act, p0 / g.OW, p1 / g.OW, mid + c * np, work + k.gemm_work);
         }
         // Otherwise: walk the tile's pixels row segment by row segment.
         for (int64_t q = rows_kernel ? p1 : p0; q < p1;) {
@@ -152,8 +153,8 @@ static void separable_kernels(const Problem& p, const T* x, const T* dw, const T
           const int64_t ow1 = (p1 - oh * g.OW) < g.OW ? p1 - oh * g.OW : g.OW;
           if (!mid_nhwc) {
             for (int64_t c = 0; c < CM; ++c)
-              k.dw_fwd_nchw_row(g, xs + (ni * g.C + c / g.M) * HW, dw + c * taps,
-                                db ? db[c] : T(0), mid_act, oh, ow0, ow1, mid + c * np + (q - p0));
+              k.dw_fwd_nchw_row(g, xs + (ni * g.C + c / g.M) * HW, dw + c * taps, db ? db[c] : T(0),
+                                mid_act, oh, ow0, ow1, mid + c * np + (q - p0));
           } else {
             k.dw_fwd_nhwc_row(g, xs + ni * HW * g.C, dwp.data(), db, mid_act, oh, ow0, ow1,
                               mid + (q - p0) * CM);
@@ -164,19 +165,47 @@ static void separable_kernels(const Problem& p, const T* x, const T* dw, const T
       // Pointwise on the tile, output channels [co0, co1).
       const T* bias = pb ? pb + co0 : nullptr;
       if (!pix_rows) {  // y (co, pixels) = W . tile: (C*M, pixels), or (pixels, C*M) via NHWC
-        GemmArgs<T> a{co1 - co0, np, CM, pw + co0 * CM, CM, 1, mid, mid_nhwc ? 1 : np,
-                      mid_nhwc ? CM : 1, y + (n * Co + co0) * OHW + p0, OHW, false, bias,
-                      pb ? 0 : -1, act, work};
+        GemmArgs<T> a{co1 - co0,
+                      np,
+                      CM,
+                      pw + co0 * CM,
+                      CM,
+                      1,
+                      mid,
+                      mid_nhwc ? 1 : np,
+                      mid_nhwc ? CM : 1,
+                      y + (n * Co + co0) * OHW + p0,
+                      OHW,
+                      false,
+                      bias,
+                      pb ? 0 : -1,
+                      act,
+                      work};
         a.prefetch_c = prefetch_y;
         k.gemm(a);
       } else {  // y (pixels, co) = tile (pixels, C*M) . W^T: into y (NHWC) or a tile (flip)
         const int64_t cn = co1 - co0;
         T* yt = work + k.gemm_work;
-        GemmArgs<T> a{np, cn, CM, mid, CM, 1, pw + co0 * CM, 1, CM,
-                      flip ? yt : y + (n * OHW + p0) * Co + co0, flip ? cn : Co, false, bias,
-                      pb ? 1 : -1, act, work};
-        if (use_pre) use_packed_b(a, *pre, co0);
-        else if (pack_once) use_packed_b(a, pwp, co0);
+        GemmArgs<T> a{np,
+                      cn,
+                      CM,
+                      mid,
+                      CM,
+                      1,
+                      pw + co0 * CM,
+                      1,
+                      CM,
+                      flip ? yt : y + (n * OHW + p0) * Co + co0,
+                      flip ? cn : Co,
+                      false,
+                      bias,
+                      pb ? 1 : -1,
+                      act,
+                      work};
+        if (use_pre)
+          use_packed_b(a, *pre, co0);
+        else if (pack_once)
+          use_packed_b(a, pwp, co0);
         a.prefetch_c = !flip && prefetch_y;
         k.gemm(a);
         if (flip) k.transpose(np, cn, yt, cn, y + (n * Co + co0) * OHW + p0, OHW);
@@ -196,8 +225,8 @@ void separable_forward(const Problem& p, const T* x, const T* dw, const T* db, c
 template void separable_forward<float>(const Problem&, const float*, const float*, const float*,
                                        const float*, const float*, Act, Act, float*, int,
                                        const PackedView<float>*);
-template void separable_forward<double>(const Problem&, const double*, const double*,
-                                        const double*, const double*, const double*, Act, Act,
-                                        double*, int, const PackedView<double>*);
+template void separable_forward<double>(const Problem&, const double*, const double*, const double*,
+                                        const double*, const double*, Act, Act, double*, int,
+                                        const PackedView<double>*);
 
 }  // namespace pydsconv

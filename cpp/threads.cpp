@@ -91,8 +91,8 @@ std::atomic<bool> g_region_ran{false};  // a team of > 1 threads has run here
 std::atomic<bool> g_forked{false};      // forked after that: single-threaded
 // GNU OpenMP keeps one pool of threads per thread that starts a team, so
 // what was verified holds for the calling thread only.
-thread_local int t_verified = 1;        // the largest team this thread ran
-std::atomic<int> g_failed{0};           // the last team that could not be created
+thread_local int t_verified = 1;  // the largest team this thread ran
+std::atomic<int> g_failed{0};     // the last team that could not be created
 
 void on_fork_child() {
   if (g_region_ran.load(std::memory_order_relaxed)) g_forked.store(true);
@@ -209,7 +209,9 @@ int plan_threads(int requested, int64_t tasks, int64_t macs) {
   if (t > tasks) t = tasks;
   return runnable_threads(t < 1 ? 1 : static_cast<int>(t));
 #else
-  (void)requested; (void)tasks; (void)macs;
+  (void)requested;
+  (void)tasks;
+  (void)macs;
   return 1;
 #endif
 }

@@ -7,22 +7,38 @@ uint64_t g_counts[kPaths] = {};
 
 const char* path_name(Path p) {
   switch (p) {
-    case DwNchwFlat: return "dw_nchw_flat";
-    case DwNchwViaNhwc: return "dw_nchw_via_nhwc";
-    case DwNchwRows: return "dw_nchw_rows";
-    case DwNchwRow: return "dw_nchw_row";
-    case DwNhwc: return "dw_nhwc";
-    case DwBwdInputAsForward: return "dw_bwd_input_as_forward";
-    case SepNchwViaNhwc: return "sep_nchw_via_nhwc";
-    case SepNchwFlip: return "sep_nchw_flip";
-    case SepNchwRows: return "sep_nchw_rows";
-    case SepNchwRow: return "sep_nchw_row";
-    case SepNhwc: return "sep_nhwc";
-    case PwNchwViaNhwc: return "pw_nchw_via_nhwc";
-    case WeightPackedOnce: return "weight_packed_once";
-    case GemmPrefetchC: return "gemm_prefetch_c";
-    case GemmTallTile: return "gemm_tall_tile";
-    default: return "?";
+    case DwNchwFlat:
+      return "dw_nchw_flat";
+    case DwNchwViaNhwc:
+      return "dw_nchw_via_nhwc";
+    case DwNchwRows:
+      return "dw_nchw_rows";
+    case DwNchwRow:
+      return "dw_nchw_row";
+    case DwNhwc:
+      return "dw_nhwc";
+    case DwBwdInputAsForward:
+      return "dw_bwd_input_as_forward";
+    case SepNchwViaNhwc:
+      return "sep_nchw_via_nhwc";
+    case SepNchwFlip:
+      return "sep_nchw_flip";
+    case SepNchwRows:
+      return "sep_nchw_rows";
+    case SepNchwRow:
+      return "sep_nchw_row";
+    case SepNhwc:
+      return "sep_nhwc";
+    case PwNchwViaNhwc:
+      return "pw_nchw_via_nhwc";
+    case WeightPackedOnce:
+      return "weight_packed_once";
+    case GemmPrefetchC:
+      return "gemm_prefetch_c";
+    case GemmTallTile:
+      return "gemm_tall_tile";
+    default:
+      return "?";
   }
 }
 

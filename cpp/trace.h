@@ -14,21 +14,21 @@ namespace pydsconv {
 namespace trace {
 
 enum Path : int {
-  DwNchwFlat,        // depthwise NCHW: flat kernel (small planes, stride 1, 64-byte vectors)
-  DwNchwViaNhwc,     // depthwise NCHW: blocks of channels transposed to NHWC kernels
-  DwNchwRows,        // depthwise NCHW: multi-row kernel on phase planes
-  DwNchwRow,         // depthwise NCHW: row kernel
-  DwNhwc,            // depthwise NHWC kernels
+  DwNchwFlat,           // depthwise NCHW: flat kernel (small planes, stride 1, 64-byte vectors)
+  DwNchwViaNhwc,        // depthwise NCHW: blocks of channels transposed to NHWC kernels
+  DwNchwRows,           // depthwise NCHW: multi-row kernel on phase planes
+  DwNchwRow,            // depthwise NCHW: row kernel
+  DwNhwc,               // depthwise NHWC kernels
   DwBwdInputAsForward,  // depthwise grad-input as a forward call on the flipped kernel
-  SepNchwViaNhwc,    // separable NCHW: depthwise tile from a channels-last copy
-  SepNchwFlip,       // separable NCHW via NHWC, and the GEMM pixel-major then transposed (7x7)
-  SepNchwRows,       // separable NCHW: depthwise tile by the multi-row kernel
-  SepNchwRow,        // separable NCHW: depthwise tile by the row kernel
-  SepNhwc,           // separable NHWC
-  PwNchwViaNhwc,     // pointwise NCHW small planes computed as NHWC
-  WeightPackedOnce,  // a GEMM's weight packed once for all blocks (pack_weight_once)
-  GemmPrefetchC,     // a GEMM asked to prefetch its output lines (gemm_prefetch_c)
-  GemmTallTile,      // a GEMM ran a last tile taller than MR (kGemmTall)
+  SepNchwViaNhwc,       // separable NCHW: depthwise tile from a channels-last copy
+  SepNchwFlip,          // separable NCHW via NHWC, and the GEMM pixel-major then transposed (7x7)
+  SepNchwRows,          // separable NCHW: depthwise tile by the multi-row kernel
+  SepNchwRow,           // separable NCHW: depthwise tile by the row kernel
+  SepNhwc,              // separable NHWC
+  PwNchwViaNhwc,        // pointwise NCHW small planes computed as NHWC
+  WeightPackedOnce,     // a GEMM's weight packed once for all blocks (pack_weight_once)
+  GemmPrefetchC,        // a GEMM asked to prefetch its output lines (gemm_prefetch_c)
+  GemmTallTile,         // a GEMM ran a last tile taller than MR (kGemmTall)
   kPaths
 };
 

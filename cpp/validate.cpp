@@ -48,7 +48,9 @@ const char* layout_name(int spatial, Layout l) {
   return l == Layout::NCHW ? "NCL" : "NLC";
 }
 
-struct XDims { int64_t N, C, H, W; };
+struct XDims {
+  int64_t N, C, H, W;
+};
 
 XDims check_x(const Request& r) {  // rule 1
   const TensorArg& x = r.x;
@@ -92,8 +94,9 @@ int64_t check_dw_weight(const Request& r, int64_t C, int64_t* kh, int64_t* kw) {
   if (!torch_ok) {
     bool keras = r.p.spatial == 2 ? (w.ndim == 4 && w.shape[2] == C && w.shape[3] >= 1)
                                   : (w.ndim == 3 && w.shape[1] == C && w.shape[2] >= 1);
-    std::string msg = std::string(w.name) + " must have shape " + expect + " with C = " +
-                      std::to_string(C) + " input channels (PyTorch layout), got " + shp(w);
+    std::string msg = std::string(w.name) + " must have shape " + expect +
+                      " with C = " + std::to_string(C) + " input channels (PyTorch layout), got " +
+                      shp(w);
     fail(keras ? msg + hint_keras : msg);
   }
   *kh = r.p.spatial == 2 ? w.shape[2] : 1;
@@ -113,8 +116,8 @@ int64_t check_pw_weight(const Request& r, int64_t Cin) {
   bool ok = (w.ndim == 2 || w.ndim == full) && w.shape[0] >= 1 && w.shape[1] == Cin;
   for (int i = 2; ok && i < w.ndim; ++i) ok = w.shape[i] == 1;
   if (!ok) {
-    std::string msg = std::string(w.name) + " must have shape " + expect + " with C_in = " +
-                      std::to_string(Cin) + " (PyTorch layout), got " + shp(w);
+    std::string msg = std::string(w.name) + " must have shape " + expect +
+                      " with C_in = " + std::to_string(Cin) + " (PyTorch layout), got " + shp(w);
     const bool keras = w.ndim == full && w.shape[full - 2] == Cin && w.shape[0] == 1 &&
                        (full == 3 || w.shape[1] == 1);
     if (keras)
@@ -167,8 +170,8 @@ int64_t resolve_axis(const Request& r, int axis, int64_t in, int64_t k, int64_t*
   if (eff > padded) {
     const char* ax = p.spatial == 1 ? "length" : (axis == 0 ? "height" : "width");
     std::ostringstream m;
-    m << (r.op == OpKind::Separable ? "depthwise_weight" : "weight") << ": the kernel " << ax
-      << " " << k;
+    m << (r.op == OpKind::Separable ? "depthwise_weight" : "weight") << ": the kernel " << ax << " "
+      << k;
     if (d > 1) m << " (dilation " << d << ", effective " << eff << ")";
     m << " is larger than the padded input " << ax << " " << padded << " (" << in << " + padding "
       << *lo << " + " << *hi << ")";
@@ -204,7 +207,8 @@ void check_params(const Request& r) {  // rule 5
 
 std::vector<int64_t> make_shape(const Request& r, int64_t N, int64_t C, int64_t H, int64_t W) {
   const bool cf = r.p.layout == Layout::NCHW;
-  if (r.p.spatial == 2) return cf ? std::vector<int64_t>{N, C, H, W} : std::vector<int64_t>{N, H, W, C};
+  if (r.p.spatial == 2)
+    return cf ? std::vector<int64_t>{N, C, H, W} : std::vector<int64_t>{N, H, W, C};
   return cf ? std::vector<int64_t>{N, C, W} : std::vector<int64_t>{N, W, C};
 }
 
@@ -238,10 +242,10 @@ Problem validate(const Request& r) {
   pb.C = d.C;
   pb.H = d.H;
   pb.W = d.W;
-  const bool has_dw = r.op == OpKind::Depthwise || r.op == OpKind::Separable ||
-                      r.op == OpKind::DepthwiseBackward;
-  const bool has_pw = r.op == OpKind::Pointwise || r.op == OpKind::Separable ||
-                      r.op == OpKind::PointwiseBackward;
+  const bool has_dw =
+      r.op == OpKind::Depthwise || r.op == OpKind::Separable || r.op == OpKind::DepthwiseBackward;
+  const bool has_pw =
+      r.op == OpKind::Pointwise || r.op == OpKind::Separable || r.op == OpKind::PointwiseBackward;
   pb.Cmid = d.C;
   if (has_dw) {
     int64_t kh, kw, pt, pbot, pl, pr;
@@ -252,8 +256,20 @@ Problem validate(const Request& r) {
     pb.OW = resolve_axis(r, 1, d.W, kw, &pl, &pr);
     (void)pbot;  // the bottom/right padding only shapes OH/OW: kernels
     (void)pr;    // treat every pixel outside the input as zero
-    pb.g = DwGeom{d.C, pb.M, d.H, d.W, kh, kw, r.p.stride[0], r.p.stride[1],
-                  r.p.dilation[0], r.p.dilation[1], pt, pl, pb.OH, pb.OW};
+    pb.g = DwGeom{d.C,
+                  pb.M,
+                  d.H,
+                  d.W,
+                  kh,
+                  kw,
+                  r.p.stride[0],
+                  r.p.stride[1],
+                  r.p.dilation[0],
+                  r.p.dilation[1],
+                  pt,
+                  pl,
+                  pb.OH,
+                  pb.OW};
   } else {
     pb.OH = d.H;
     pb.OW = d.W;
@@ -270,13 +286,15 @@ Problem validate(const Request& r) {
   for (int64_t v : pb.out_shape) n_out = mul(n_out, v > 0 ? v : 1, "the output");
   mul(n_out, 8, "the output");
   mul(count(r.x), 8, r.x.name);
-  if (r.op == OpKind::Separable) mul(mul(pb.Cmid, pb.OH * pb.OW, "the intermediate"), 8, "the intermediate");
+  if (r.op == OpKind::Separable)
+    mul(mul(pb.Cmid, pb.OH * pb.OW, "the intermediate"), 8, "the intermediate");
 
   if (r.grad_out.present())  // rule 8
     check_same_shape(r.grad_out, pb.out_shape, "the forward output's shape");
   if (r.out.present()) {  // rule 9
     check_same_shape(r.out, pb.out_shape, "the result's shape");
-    for (const TensorArg* in : {&r.x, &r.dw_weight, &r.dw_bias, &r.pw_weight, &r.pw_bias, &r.grad_out})
+    for (const TensorArg* in :
+         {&r.x, &r.dw_weight, &r.dw_bias, &r.pw_weight, &r.pw_bias, &r.grad_out})
       if (overlaps(r.out, *in))
         fail(std::string(r.out.name) + " must not overlap the input '" + in->name + "'");
   }

@@ -1,4 +1,5 @@
 """Shared fixtures: every ISA the host runs, random data, tolerances."""
+
 import numpy as np
 import pytest
 
@@ -18,6 +19,7 @@ def host_isas():
     the sanitized bench --check still cover.
     """
     import os
+
     features = pydsconv.cpu_features()
     best = features["best_isa"]
     isas = _ORDER[: _ORDER.index(best) + 1]
@@ -98,9 +100,14 @@ def run_python(code, args=(), env=None, timeout=300):
     import tempfile
 
     with tempfile.TemporaryDirectory() as cwd:
-        return subprocess.run([sys.executable, "-c", code, *map(str, args)],
-                              env=python_env(env), cwd=cwd, capture_output=True, text=True,
-                              timeout=timeout)
+        return subprocess.run(
+            [sys.executable, "-c", code, *map(str, args)],
+            env=python_env(env),
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
 
 
 def start_python(code, cwd, args=(), env=None):
@@ -110,5 +117,11 @@ def start_python(code, cwd, args=(), env=None):
     import subprocess
     import sys
 
-    return subprocess.Popen([sys.executable, "-c", code, *map(str, args)], env=python_env(env),
-                            cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-c", code, *map(str, args)],
+        env=python_env(env),
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )

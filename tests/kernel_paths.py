@@ -1,6 +1,7 @@
 """Which kernel paths a call took, from the private trace in ``_core``
 (cpp/trace.h): tests aimed at one path assert that they reach it, so a
 moved threshold in cpp/heuristics.h cannot route them through another."""
+
 import contextlib
 
 import numpy as np

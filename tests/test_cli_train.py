@@ -12,6 +12,18 @@ from conftest import run_python, start_python
 # Training runs and subprocesses: run once, not under the sanitizers.
 pytestmark = [pytest.mark.slow]
 
+
+@pytest.fixture(autouse=True)
+def _keep_thread_setting():
+    """main() applies --threads to the module setting, as the CLI does; the
+    in-process tests put it back for the tests after them."""
+    import pydsconv
+
+    before = pydsconv.get_num_threads()
+    yield
+    pydsconv.set_num_threads(before)
+
+
 MAIN = "import sys\nfrom pydsconv.__main__ import main\nsys.exit(main(sys.argv[1:]))"
 
 

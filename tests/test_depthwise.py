@@ -12,13 +12,14 @@ non-contiguous and negative-stride inputs, NaN propagation (exactly the
 receptive-field set), ``out=``, backward flags, thread-count determinism, and
 PyTorch (F.conv2d with groups=C, autograd) as a second oracle.
 """
+
 import numpy as np
 import pytest
+from conftest import assert_close, rand, to_nhwc
+from kernel_paths import VEC_BYTES, lanes, taken
 
 import pydsconv
 from pydsconv import reference as ref
-from conftest import rand, assert_close, to_nhwc
-from kernel_paths import VEC_BYTES, lanes, taken
 
 DTYPES = [np.float32, np.float64]
 LAYOUTS = ["NCHW", "NHWC"]
@@ -27,8 +28,23 @@ LAYOUTS = ["NCHW", "NHWC"]
 def C(cfg_id, n, c, m, h, w, k, stride=1, padding=0, dilation=1, bias=False, act=None):
     """One depthwise config; ``k`` is an int or (kH, kW)."""
     kh, kw = (k, k) if isinstance(k, int) else k
-    return pytest.param(dict(n=n, c=c, m=m, h=h, w=w, kh=kh, kw=kw, stride=stride,
-                             padding=padding, dilation=dilation, bias=bias, act=act), id=cfg_id)
+    return pytest.param(
+        dict(
+            n=n,
+            c=c,
+            m=m,
+            h=h,
+            w=w,
+            kh=kh,
+            kw=kw,
+            stride=stride,
+            padding=padding,
+            dilation=dilation,
+            bias=bias,
+            act=act,
+        ),
+        id=cfg_id,
+    )
 
 
 # ~40 configs that cover the battery; each runs for both layouts x dtypes x ISA.
@@ -85,12 +101,42 @@ FWD_CONFIGS = [
     C("wide", 2, 32, 1, 17, 40, 3, padding=1, bias=True, act="relu"),
 ]
 
-BWD_CONFIGS = [p for p in FWD_CONFIGS if p.id in {
-    "c1", "c7", "c16-relu", "c17-relu6", "c33-same-s2", "img2x2-k3-p2", "img2x2-k5-p2",
-    "img1x1-k3-p1", "img3x3-k7-p3", "pad-top", "pad-bottom", "pad-left", "pad-right",
-    "s3", "d2", "s2-d2", "s2x3-d3x2", "m2-c7", "m3-c5-s2", "m2-c1-d2-s3", "k1-s2", "k2-same",
-    "k7-s2", "k1x3", "k3x1", "k2x5-same-s2", "same-s3", "valid-s3", "wide",
-}]
+BWD_CONFIGS = [
+    p
+    for p in FWD_CONFIGS
+    if p.id
+    in {
+        "c1",
+        "c7",
+        "c16-relu",
+        "c17-relu6",
+        "c33-same-s2",
+        "img2x2-k3-p2",
+        "img2x2-k5-p2",
+        "img1x1-k3-p1",
+        "img3x3-k7-p3",
+        "pad-top",
+        "pad-bottom",
+        "pad-left",
+        "pad-right",
+        "s3",
+        "d2",
+        "s2-d2",
+        "s2x3-d3x2",
+        "m2-c7",
+        "m3-c5-s2",
+        "m2-c1-d2-s3",
+        "k1-s2",
+        "k2-same",
+        "k7-s2",
+        "k1x3",
+        "k3x1",
+        "k2x5-same-s2",
+        "same-s3",
+        "valid-s3",
+        "wide",
+    }
+]
 
 
 def kw_of(cfg):
@@ -143,6 +189,7 @@ def out_shape(cfg, layout):
 # Forward vs reference
 # ---------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
 @pytest.mark.parametrize("layout", LAYOUTS)
 @pytest.mark.parametrize("cfg", FWD_CONFIGS)
@@ -179,6 +226,7 @@ def test_forward_activation_clamps(layout, dtype, isa, rng):
 # Backward vs reference
 # ---------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
 @pytest.mark.parametrize("layout", LAYOUTS)
 @pytest.mark.parametrize("cfg", BWD_CONFIGS)
@@ -202,25 +250,57 @@ def test_backward_matches_reference(cfg, layout, dtype, isa, rng):
 # weight-gradient chunks (many rows, several images), narrow and wide rows.
 def _bcfg(id, n=2, c=8, m=1, h=9, w=11, k=3, stride=1, padding=1, dilation=1):
     kh, kw = (k, k) if isinstance(k, int) else k
-    return pytest.param(dict(n=n, c=c, m=m, h=h, w=w, kh=kh, kw=kw, stride=stride,
-                             padding=padding, dilation=dilation, bias=True), id=id)
+    return pytest.param(
+        dict(
+            n=n,
+            c=c,
+            m=m,
+            h=h,
+            w=w,
+            kh=kh,
+            kw=kw,
+            stride=stride,
+            padding=padding,
+            dilation=dilation,
+            bias=True,
+        ),
+        id=id,
+    )
 
 
 BWD_PATH_CONFIGS = [
-    _bcfg("c3"), _bcfg("c4"), _bcfg("c8"), _bcfg("c9"), _bcfg("c16"), _bcfg("c17"),
-    _bcfg("c31"), _bcfg("c64"), _bcfg("c70"), _bcfg("c130-s2", c=130, h=6, w=7, stride=2),
-    _bcfg("s2-even", h=10, w=12, stride=2), _bcfg("s2-odd", h=11, w=13, stride=2, c=9),
+    _bcfg("c3"),
+    _bcfg("c4"),
+    _bcfg("c8"),
+    _bcfg("c9"),
+    _bcfg("c16"),
+    _bcfg("c17"),
+    _bcfg("c31"),
+    _bcfg("c64"),
+    _bcfg("c70"),
+    _bcfg("c130-s2", c=130, h=6, w=7, stride=2),
+    _bcfg("s2-even", h=10, w=12, stride=2),
+    _bcfg("s2-odd", h=11, w=13, stride=2, c=9),
     _bcfg("s2-same", h=10, w=12, stride=2, padding="same", c=17),
     _bcfg("s3-d2", h=13, w=14, stride=3, dilation=2, padding=2, c=11),
-    _bcfg("s2x1", h=10, w=9, stride=(2, 1), c=12), _bcfg("s1x2", h=9, w=10, stride=(1, 2), c=12),
-    _bcfg("asym", padding=((0, 2), (2, 0)), c=20), _bcfg("asym-s2", padding=((2, 0), (0, 1)), stride=2, c=20),
-    _bcfg("pad-big", h=4, w=5, k=3, padding=5, c=9), _bcfg("pad-big-s2", h=4, w=5, padding=4, stride=2, c=9),
-    _bcfg("k5", k=5, padding=2, c=19), _bcfg("k5-s2", k=5, padding=2, stride=2, c=19, h=12, w=13),
-    _bcfg("k1x11", k=(1, 11), padding=(0, 5), c=10, w=23), _bcfg("k1", k=1, padding=0, c=10),
-    _bcfg("img-lt-k", h=2, w=2, k=5, padding=2, c=9), _bcfg("m2-c9-s2", m=2, c=9, stride=2),
-    _bcfg("m3-c4", m=3, c=4), _bcfg("chunks", n=3, h=40, w=40, c=10),
-    _bcfg("chunks-s2", n=3, h=41, w=40, c=10, stride=2), _bcfg("wide-row", n=1, h=3, w=150, c=3),
-    _bcfg("narrow-tall", n=1, h=90, w=3, c=5), _bcfg("one-chan", c=1, h=20, w=30),
+    _bcfg("s2x1", h=10, w=9, stride=(2, 1), c=12),
+    _bcfg("s1x2", h=9, w=10, stride=(1, 2), c=12),
+    _bcfg("asym", padding=((0, 2), (2, 0)), c=20),
+    _bcfg("asym-s2", padding=((2, 0), (0, 1)), stride=2, c=20),
+    _bcfg("pad-big", h=4, w=5, k=3, padding=5, c=9),
+    _bcfg("pad-big-s2", h=4, w=5, padding=4, stride=2, c=9),
+    _bcfg("k5", k=5, padding=2, c=19),
+    _bcfg("k5-s2", k=5, padding=2, stride=2, c=19, h=12, w=13),
+    _bcfg("k1x11", k=(1, 11), padding=(0, 5), c=10, w=23),
+    _bcfg("k1", k=1, padding=0, c=10),
+    _bcfg("img-lt-k", h=2, w=2, k=5, padding=2, c=9),
+    _bcfg("m2-c9-s2", m=2, c=9, stride=2),
+    _bcfg("m3-c4", m=3, c=4),
+    _bcfg("chunks", n=3, h=40, w=40, c=10),
+    _bcfg("chunks-s2", n=3, h=41, w=40, c=10, stride=2),
+    _bcfg("wide-row", n=1, h=3, w=150, c=3),
+    _bcfg("narrow-tall", n=1, h=90, w=3, c=5),
+    _bcfg("one-chan", c=1, h=20, w=30),
 ]
 
 
@@ -239,15 +319,19 @@ def test_backward_kernel_paths(cfg, layout, dtype, isa, rng):
 
 
 @pytest.mark.parametrize("layout", LAYOUTS)
-@pytest.mark.parametrize("flags", [(a, b, c) for a in (0, 1) for b in (0, 1) for c in (0, 1)],
-                         ids=lambda f: "".join("xwb"[i] if f[i] else "-" for i in range(3)))
+@pytest.mark.parametrize(
+    "flags",
+    [(a, b, c) for a in (0, 1) for b in (0, 1) for c in (0, 1)],
+    ids=lambda f: "".join("xwb"[i] if f[i] else "-" for i in range(3)),
+)
 def test_backward_flags(flags, layout, isa, rng):
     cfg = dict(n=2, c=17, m=2, h=7, w=9, kh=3, kw=3, stride=2, padding=1, dilation=1, bias=False)
     x, w, _ = make(cfg, layout, np.float64, rng)
     g = rand(rng, out_shape(cfg, layout), np.float64)
     ix, iw, ib = (bool(f) for f in flags)
-    got = pydsconv.depthwise_conv2d_backward(g, x, w, layout=layout, input_grad=ix,
-                                             weight_grad=iw, bias_grad=ib, **kw_of(cfg))
+    got = pydsconv.depthwise_conv2d_backward(
+        g, x, w, layout=layout, input_grad=ix, weight_grad=iw, bias_grad=ib, **kw_of(cfg)
+    )
     full = ref.depthwise_conv2d_backward(g, x, w, layout=layout, **kw_of(cfg))
     assert isinstance(got, tuple) and len(got) == 3
     for want, a, e in zip((ix, iw, ib), got, full):
@@ -261,13 +345,17 @@ def test_backward_flags(flags, layout, isa, rng):
 # Batch 0
 # ---------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
 @pytest.mark.parametrize("layout", LAYOUTS)
-@pytest.mark.parametrize("cfg", [
-    C("k3-p1", 0, 17, 2, 6, 7, 3, padding=1, bias=True, act="relu"),
-    C("same-s2", 0, 16, 1, 5, 9, (2, 5), stride=2, padding="same"),
-    C("s2-d2", 0, 7, 3, 12, 11, 3, stride=2, padding=2, dilation=2, bias=True),
-])
+@pytest.mark.parametrize(
+    "cfg",
+    [
+        C("k3-p1", 0, 17, 2, 6, 7, 3, padding=1, bias=True, act="relu"),
+        C("same-s2", 0, 16, 1, 5, 9, (2, 5), stride=2, padding="same"),
+        C("s2-d2", 0, 7, 3, 12, 11, 3, stride=2, padding=2, dilation=2, bias=True),
+    ],
+)
 def test_batch_zero(cfg, layout, dtype, isa, rng):
     x, w, b = make(cfg, layout, dtype, rng)
     shape = out_shape(cfg, layout)
@@ -287,6 +375,7 @@ def test_batch_zero(cfg, layout, dtype, isa, rng):
 # Non-contiguous and negative-stride inputs == their contiguous copies
 # ---------------------------------------------------------------------------
 
+
 def _views(x_nchw, layout):
     """Non-C-contiguous views with the values of a `layout` tensor, by name."""
     n, c, h, w = x_nchw.shape
@@ -299,7 +388,7 @@ def _views(x_nchw, layout):
     else:
         transposed = np.ascontiguousarray(x_nchw).transpose(0, 2, 3, 1)
     flipped_store = np.ascontiguousarray(logical[..., ::-1])
-    neg = flipped_store[..., ::-1]        # negative last-axis stride
+    neg = flipped_store[..., ::-1]  # negative last-axis stride
     rev = np.ascontiguousarray(logical[::-1, ::-1])[::-1, ::-1]  # negative N and axis 1
     views = {"sliced": sliced, "transposed": transposed, "neg-last": neg, "neg-front": rev}
     for name, v in views.items():
@@ -311,8 +400,20 @@ def _views(x_nchw, layout):
 @pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
 @pytest.mark.parametrize("layout", LAYOUTS)
 def test_noncontiguous_inputs_forward(layout, dtype, isa, rng):
-    cfg = dict(n=2, c=17, m=2, h=7, w=19, kh=3, kw=5, stride=(1, 2), padding="same",
-               dilation=(2, 1), bias=True, act="relu6")
+    cfg = dict(
+        n=2,
+        c=17,
+        m=2,
+        h=7,
+        w=19,
+        kh=3,
+        kw=5,
+        stride=(1, 2),
+        padding="same",
+        dilation=(2, 1),
+        bias=True,
+        act="relu6",
+    )
     x_nchw = rand(rng, (2, 17, 7, 19), dtype)
     xc = x_nchw if layout == "NCHW" else to_nhwc(x_nchw)
     w = rand(rng, (34, 1, 3, 5), dtype)
@@ -358,6 +459,7 @@ def test_noncontiguous_inputs_backward(layout, dtype, isa, rng):
 # NaN in one input pixel reaches exactly its receptive-field outputs
 # ---------------------------------------------------------------------------
 
+
 def _hit(i, o_count, s, d, pad_lo, k):
     """Output indices along one axis whose window (any tap) reads input index i."""
     return np.array([any(o * s - pad_lo + t * d == i for t in range(k)) for o in range(o_count)])
@@ -381,9 +483,13 @@ def test_nan_stays_in_receptive_field(cfg, layout, dtype, act, isa, rng):
     outputs whose window covers the pixel, and nowhere else."""
     pads, s, d, (oh, ow) = geometry(cfg)
     n, c, m, h, w_ = cfg["n"], cfg["c"], cfg["m"], cfg["h"], cfg["w"]
-    positions = {(n - 1, c // 2, h // 2, w_ // 2), (0, 0, 0, 0), (0, c - 1, h - 1, w_ - 1),
-                 (n - 1, min(c - 1, 16), h - 1, 0)}
-    for (pn, pc, ph, pw) in sorted(positions):
+    positions = {
+        (n - 1, c // 2, h // 2, w_ // 2),
+        (0, 0, 0, 0),
+        (0, c - 1, h - 1, w_ - 1),
+        (n - 1, min(c - 1, 16), h - 1, 0),
+    }
+    for pn, pc, ph, pw in sorted(positions):
         x_nchw = rand(rng, (n, c, h, w_), dtype)
         x_nchw[pn, pc, ph, pw] = np.nan
         x = x_nchw if layout == "NCHW" else to_nhwc(x_nchw)
@@ -395,9 +501,8 @@ def test_nan_stays_in_receptive_field(cfg, layout, dtype, act, isa, rng):
         expected = np.zeros((n, c * m, oh, ow), bool)
         rows = _hit(ph, oh, s[0], d[0], pads[0][0], cfg["kh"])
         cols = _hit(pw, ow, s[1], d[1], pads[1][0], cfg["kw"])
-        expected[pn, pc * m:(pc + 1) * m] = rows[:, None] & cols[None, :]
-        np.testing.assert_array_equal(np.isnan(y), expected,
-                                      err_msg=f"NaN at {(pn, pc, ph, pw)}")
+        expected[pn, pc * m : (pc + 1) * m] = rows[:, None] & cols[None, :]
+        np.testing.assert_array_equal(np.isnan(y), expected, err_msg=f"NaN at {(pn, pc, ph, pw)}")
         # the finite outputs are still right
         e = ref.depthwise_conv2d(x, wgt, b, layout=layout, activation=act, **kw_of(cfg))
         if layout == "NHWC":
@@ -409,12 +514,16 @@ def test_nan_stays_in_receptive_field(cfg, layout, dtype, act, isa, rng):
 # out=
 # ---------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
 @pytest.mark.parametrize("layout", LAYOUTS)
-@pytest.mark.parametrize("cfg", [
-    C("c17-m2-relu", 2, 17, 2, 7, 9, 3, padding=1, bias=True, act="relu"),
-    C("s2-same", 1, 16, 1, 8, 19, 5, stride=2, padding="same"),
-])
+@pytest.mark.parametrize(
+    "cfg",
+    [
+        C("c17-m2-relu", 2, 17, 2, 7, 9, 3, padding=1, bias=True, act="relu"),
+        C("s2-same", 1, 16, 1, 8, 19, 5, stride=2, padding="same"),
+    ],
+)
 def test_out_filled_and_returned(cfg, layout, dtype, isa, rng):
     x, w, b = make(cfg, layout, dtype, rng)
     kw = dict(kw_of(cfg), layout=layout, activation=cfg["act"])
@@ -428,6 +537,7 @@ def test_out_filled_and_returned(cfg, layout, dtype, isa, rng):
 # ---------------------------------------------------------------------------
 # Thread count does not change the bits
 # ---------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
 @pytest.mark.parametrize("stride", [1, 2])
@@ -451,8 +561,13 @@ def test_nchw_3x3_row_blocks(h, w, stride, dtype, isa, rng):
             ys = [pydsconv.depthwise_conv2d(x, wt, b, num_threads=t, **kw) for t in (1, 2, 3)]
         # Rows as wide as the input at stride 1 take the flat kernel where
         # it applies (heuristics.h dw_nchw_flat); all others the multi-row one.
-        flat = (VEC_BYTES[isa] == 64 and stride == 1 and padding != "valid" and w <= 16
-                and h * w >= 8 * lanes(isa, dtype))
+        flat = (
+            VEC_BYTES[isa] == 64
+            and stride == 1
+            and padding != "valid"
+            and w <= 16
+            and h * w >= 8 * lanes(isa, dtype)
+        )
         assert set(paths) == {"dw_nchw_flat" if flat else "dw_nchw_rows"}, paths
         for y in ys[1:]:
             np.testing.assert_array_equal(y, ys[0])
@@ -462,8 +577,7 @@ def test_nchw_3x3_row_blocks(h, w, stride, dtype, isa, rng):
 @pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
 @pytest.mark.parametrize("layout", LAYOUTS)
 def test_thread_count_same_bits(layout, dtype, isa, rng):
-    cfg = dict(n=3, c=33, m=2, h=13, w=21, kh=3, kw=3, stride=1, padding=1, dilation=1,
-               bias=True)
+    cfg = dict(n=3, c=33, m=2, h=13, w=21, kh=3, kw=3, stride=1, padding=1, dilation=1, bias=True)
     x, w, b = make(cfg, layout, dtype, rng)
     g = rand(rng, out_shape(cfg, layout), dtype)
     kw = dict(kw_of(cfg), layout=layout)
@@ -503,21 +617,22 @@ def test_nchw_small_planes_in_channel_blocks(isa, rng, dtype, stride):
     with taken() as paths:
         y = pydsconv.depthwise_conv2d(x, w, b, stride=stride, padding="valid", activation="relu6")
     assert set(paths) == {"dw_nchw_via_nhwc"}, paths
-    assert_close(y, ref.depthwise_conv2d(x, w, b, stride=stride, padding="valid",
-                                         activation="relu6"), dtype)
+    assert_close(
+        y, ref.depthwise_conv2d(x, w, b, stride=stride, padding="valid", activation="relu6"), dtype
+    )
 
 
 # (C, M, H, W, (kh, kw), padding): stride 1, rows as wide as the input's.
 FLAT_CASES = [
-    (37, 1, 14, 14, (3, 3), "same"),          # 37: groups of 16 and 4 channels, and single ones
+    (37, 1, 14, 14, (3, 3), "same"),  # 37: groups of 16 and 4 channels, and single ones
     (20, 1, 14, 14, (5, 5), "same"),
     (18, 2, 12, 12, (3, 3), ((1, 1), (1, 1))),  # M = 2
-    (17, 1, 9, 15, (5, 5), ((1, 3), (0, 4))),   # taps left-aligned (pl = 0)
+    (17, 1, 9, 15, (5, 5), ((1, 3), (0, 4))),  # taps left-aligned (pl = 0)
     (16, 1, 11, 16, (3, 3), ((0, 2), (1, 1))),  # rows padded only below
     (16, 1, 14, 13, (3, 3), ((2, 0), (2, 0))),  # taps right-aligned (pl = kw - 1)
     (16, 1, 14, 10, (5, 5), ((4, 0), (3, 1))),
-    (5, 1, 300, 16, (3, 3), "same"),          # tall: blocks of 128 rows
-    (3, 1, 682, 9, (3, 3), "same"),           # blocks of 227 rows and one of 9 outputs
+    (5, 1, 300, 16, (3, 3), "same"),  # tall: blocks of 128 rows
+    (3, 1, 682, 9, (3, 3), "same"),  # blocks of 227 rows and one of 9 outputs
 ]
 
 
@@ -561,8 +676,15 @@ def test_matches_torch(cfg, memory_format, isa, rng):
         tx = tx.detach().to(memory_format=torch.channels_last).requires_grad_(True)
     tw = torch.tensor(w, requires_grad=True)
     tb = torch.tensor(b, requires_grad=True)
-    ty = F.conv2d(tx, tw, tb, stride=cfg["stride"], padding=cfg["padding"],
-                  dilation=cfg["dilation"], groups=cfg["c"])
+    ty = F.conv2d(
+        tx,
+        tw,
+        tb,
+        stride=cfg["stride"],
+        padding=cfg["padding"],
+        dilation=cfg["dilation"],
+        groups=cfg["c"],
+    )
     g_nchw = rand(rng, tuple(ty.shape), np.float64)
     (ty * torch.tensor(g_nchw)).sum().backward()
 
@@ -593,8 +715,10 @@ def test_nhwc_every_row_width(isa, rng, k, stride, dtype):
     b = rand(rng, (72,), dtype)
     for width in range(1, 41):
         x = rand(rng, (1, 3, width, 72), dtype)
-        y = pydsconv.depthwise_conv2d(x, w, b, stride=stride, padding="same", layout="NHWC",
-                                      activation="relu6")
-        want = ref.depthwise_conv2d(x.transpose(0, 3, 1, 2), w, b, stride=stride, padding="same",
-                                    activation="relu6").transpose(0, 2, 3, 1)
+        y = pydsconv.depthwise_conv2d(
+            x, w, b, stride=stride, padding="same", layout="NHWC", activation="relu6"
+        )
+        want = ref.depthwise_conv2d(
+            x.transpose(0, 3, 1, 2), w, b, stride=stride, padding="same", activation="relu6"
+        ).transpose(0, 2, 3, 1)
         assert_close(y, want, dtype)

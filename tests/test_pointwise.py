@@ -8,16 +8,16 @@ pixels; NHWC: rows are pixels, columns output channels, so one case has
 C_out > 256).  PyTorch (1x1 F.conv2d and autograd, float64) is a second
 oracle where installed.
 """
+
 import itertools
 
 import numpy as np
 import pytest
+from conftest import assert_close, rand, to_nhwc
+from kernel_paths import VEC_BYTES, taken
 
 import pydsconv
 from pydsconv import reference as ref
-
-from conftest import assert_close, rand, to_nhwc
-from kernel_paths import VEC_BYTES, taken
 
 DTYPES = [np.float32, np.float64]
 LAYOUTS = ["NCHW", "NHWC"]
@@ -25,8 +25,18 @@ ACTS = [None, "relu", "relu6"]
 
 # (C_in, C_out): below/at/above the vector width and the 64-row block.
 PAIRS = [
-    (1, 1), (1, 17), (3, 16), (16, 3), (17, 65), (64, 64),
-    (65, 1), (130, 17), (16, 130), (65, 130), (130, 65), (3, 64),
+    (1, 1),
+    (1, 17),
+    (3, 16),
+    (16, 3),
+    (17, 65),
+    (64, 64),
+    (65, 1),
+    (130, 17),
+    (16, 130),
+    (65, 130),
+    (130, 65),
+    (3, 64),
 ]
 HW = (15, 20)  # 300 pixels: two 256-wide column blocks in NCHW
 
@@ -44,6 +54,7 @@ def _case_options(i):
 # ---------------------------------------------------------------------------
 # Forward vs the reference
 # ---------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("layout", LAYOUTS)
@@ -90,8 +101,10 @@ def test_forward_nhwc_wide_output(isa, rng, dtype):
     got = pydsconv.pointwise_conv2d(x, w, b, layout="NHWC", activation="relu")
     assert_close(got, ref.pointwise_conv2d(x, w, b, layout="NHWC", activation="relu"), dtype)
     go = rand(rng, got.shape, dtype)
-    for g, r in zip(pydsconv.pointwise_conv2d_backward(go, x, w, layout="NHWC"),
-                    ref.pointwise_conv2d_backward(go, x, w, layout="NHWC")):
+    for g, r in zip(
+        pydsconv.pointwise_conv2d_backward(go, x, w, layout="NHWC"),
+        ref.pointwise_conv2d_backward(go, x, w, layout="NHWC"),
+    ):
         assert_close(g, r, dtype)
 
 
@@ -115,8 +128,10 @@ def test_narrow_last_panel(isa, rng, cols, layout, dtype):
     got = pydsconv.pointwise_conv2d(x, w, b, layout=layout, activation="relu6", num_threads=1)
     assert_close(got, ref.pointwise_conv2d(x, w, b, layout=layout, activation="relu6"), dtype)
     go = rand(rng, got.shape, dtype)
-    for g, r in zip(pydsconv.pointwise_conv2d_backward(go, x, w, layout=layout, num_threads=1),
-                    ref.pointwise_conv2d_backward(go, x, w, layout=layout)):
+    for g, r in zip(
+        pydsconv.pointwise_conv2d_backward(go, x, w, layout=layout, num_threads=1),
+        ref.pointwise_conv2d_backward(go, x, w, layout=layout),
+    ):
         assert_close(g, r, dtype)
 
 
@@ -138,8 +153,10 @@ def test_tall_last_tile(isa, rng, pixels, dtype):
     assert ("gemm_tall_tile" in paths) == tall, paths
     assert_close(got, ref.pointwise_conv2d(x, w, b, layout="NHWC", activation="relu6"), dtype)
     go = rand(rng, got.shape, dtype)
-    for g, r in zip(pydsconv.pointwise_conv2d_backward(go, x, w, layout="NHWC", num_threads=1),
-                    ref.pointwise_conv2d_backward(go, x, w, layout="NHWC")):
+    for g, r in zip(
+        pydsconv.pointwise_conv2d_backward(go, x, w, layout="NHWC", num_threads=1),
+        ref.pointwise_conv2d_backward(go, x, w, layout="NHWC"),
+    ):
         assert_close(g, r, dtype)
 
 
@@ -160,16 +177,19 @@ def test_large_output_prefetching(isa, rng, layout):
     x2 = _x(rng, 2, 161, (63, 65), np.float32, layout)
     w2 = rand(rng, (48, 161), np.float32)
     go = _x(rng, 2, 48, (63, 65), np.float32, layout)
-    gx, _, _ = pydsconv.pointwise_conv2d_backward(go, x2, w2, layout=layout, weight_grad=False,
-                                                  bias_grad=False)
+    gx, _, _ = pydsconv.pointwise_conv2d_backward(
+        go, x2, w2, layout=layout, weight_grad=False, bias_grad=False
+    )
     assert gx.nbytes >= 256 << 10
     assert_close(gx, ref.pointwise_conv2d_backward(go, x2, w2, layout=layout)[0], np.float32)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("layout", LAYOUTS)
-@pytest.mark.parametrize("n,hw,ci,co", [(1, (7, 7), 128, 200), (1, (5, 5), 64, 130),
-                                        (2, (6, 7), 64, 100), (1, (3, 3), 70, 33)])
+@pytest.mark.parametrize(
+    "n,hw,ci,co",
+    [(1, (7, 7), 128, 200), (1, (5, 5), 64, 130), (2, (6, 7), 64, 100), (1, (3, 3), 70, 33)],
+)
 def test_forward_few_pixels(isa, rng, n, hw, ci, co, layout, dtype):
     """Few pixels: the threads split the output channels, and the NHWC weight
     is transposed block by block inside the GEMM (up to 72 pixels) or packed
@@ -177,14 +197,18 @@ def test_forward_few_pixels(isa, rng, n, hw, ci, co, layout, dtype):
     x = _x(rng, n, ci, hw, dtype, layout)
     w = rand(rng, (co, ci), dtype)
     b = rand(rng, (co,), dtype)
-    ys = [pydsconv.pointwise_conv2d(x, w, b, layout=layout, activation="relu6", num_threads=t)
-          for t in (1, 2, 3)]
+    ys = [
+        pydsconv.pointwise_conv2d(x, w, b, layout=layout, activation="relu6", num_threads=t)
+        for t in (1, 2, 3)
+    ]
     for y in ys[1:]:
         np.testing.assert_array_equal(ys[0], y)
     assert_close(ys[0], ref.pointwise_conv2d(x, w, b, layout=layout, activation="relu6"), dtype)
     go = rand(rng, ys[0].shape, dtype)
-    for g, r in zip(pydsconv.pointwise_conv2d_backward(go, x, w, layout=layout),
-                    ref.pointwise_conv2d_backward(go, x, w, layout=layout)):
+    for g, r in zip(
+        pydsconv.pointwise_conv2d_backward(go, x, w, layout=layout),
+        ref.pointwise_conv2d_backward(go, x, w, layout=layout),
+    ):
         assert_close(g, r, dtype)
 
 
@@ -212,13 +236,17 @@ def test_forward_image_sizes(isa, rng, layout, hw):
     x = _x(rng, 2, 5, hw, dtype, layout)
     w = rand(rng, (9, 5, 1, 1), dtype)
     b = rand(rng, (9,), dtype)
-    assert_close(pydsconv.pointwise_conv2d(x, w, b, layout=layout),
-                 ref.pointwise_conv2d(x, w, b, layout=layout), dtype)
+    assert_close(
+        pydsconv.pointwise_conv2d(x, w, b, layout=layout),
+        ref.pointwise_conv2d(x, w, b, layout=layout),
+        dtype,
+    )
 
 
 # ---------------------------------------------------------------------------
 # Backward vs the reference
 # ---------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("layout", LAYOUTS)
@@ -246,8 +274,9 @@ def test_backward_flags(isa, rng, flags, layout):
     w = rand(rng, (7, 6), dtype)
     go = rand(rng, (2, 7, 4, 5) if layout == "NCHW" else (2, 4, 5, 7), dtype)
     ig, wg, bg = flags
-    got = pydsconv.pointwise_conv2d_backward(go, x, w, layout=layout, input_grad=ig,
-                                             weight_grad=wg, bias_grad=bg)
+    got = pydsconv.pointwise_conv2d_backward(
+        go, x, w, layout=layout, input_grad=ig, weight_grad=wg, bias_grad=bg
+    )
     full = ref.pointwise_conv2d_backward(go, x, w, layout=layout)
     assert isinstance(got, tuple) and len(got) == 3
     for flag, g, r in zip(flags, got, full):
@@ -265,15 +294,16 @@ def test_backward_deterministic_across_threads(rng, layout, dtype):
     x = _x(rng, 3, ci, (20, 21), dtype, layout)
     w = rand(rng, (co, ci, 1, 1), dtype)
     go = rand(rng, (3, co, 20, 21) if layout == "NCHW" else (3, 20, 21, co), dtype)
-    results = [pydsconv.pointwise_conv2d_backward(go, x, w, layout=layout, num_threads=t)
-               for t in (1, 2, 3)]
+    results = [
+        pydsconv.pointwise_conv2d_backward(go, x, w, layout=layout, num_threads=t)
+        for t in (1, 2, 3)
+    ]
     for other in results[1:]:
         for a, b in zip(results[0], other):
             np.testing.assert_array_equal(a, b)
     fwd = [pydsconv.pointwise_conv2d(x, w, layout=layout, num_threads=t) for t in (1, 2, 3)]
     for other in fwd[1:]:
         np.testing.assert_array_equal(fwd[0], other)
-
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -289,25 +319,30 @@ def test_backward_weight_grad_split_over_pixels(isa, rng, n, hw, layout, dtype):
     w = rand(rng, (co, ci), dtype)
     go = rand(rng, (n, co) + hw if layout == "NCHW" else (n,) + hw + (co,), dtype)
     want = ref.pointwise_conv2d_backward(go, x, w, layout=layout, input_grad=False)
-    base = pydsconv.pointwise_conv2d_backward(go, x, w, layout=layout, input_grad=False,
-                                              num_threads=1)
+    base = pydsconv.pointwise_conv2d_backward(
+        go, x, w, layout=layout, input_grad=False, num_threads=1
+    )
     assert base[0] is None
     assert_close(base[1], want[1], dtype)
     assert_close(base[2], want[2], dtype)
     for t in (2, 3, 5):
-        got = pydsconv.pointwise_conv2d_backward(go, x, w, layout=layout, input_grad=False,
-                                                 num_threads=t)
+        got = pydsconv.pointwise_conv2d_backward(
+            go, x, w, layout=layout, input_grad=False, num_threads=t
+        )
         np.testing.assert_array_equal(got[1], base[1])
         np.testing.assert_array_equal(got[2], base[2])
     # Bias gradient alone takes the same path and gives the same bits.
-    only_b = pydsconv.pointwise_conv2d_backward(go, x, w, layout=layout, input_grad=False,
-                                                weight_grad=False, num_threads=2)
+    only_b = pydsconv.pointwise_conv2d_backward(
+        go, x, w, layout=layout, input_grad=False, weight_grad=False, num_threads=2
+    )
     assert only_b[1] is None
     np.testing.assert_array_equal(only_b[2], base[2])
+
 
 # ---------------------------------------------------------------------------
 # Batch 0, non-contiguous inputs, out=
 # ---------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("layout", LAYOUTS)
@@ -338,16 +373,21 @@ def test_non_contiguous_inputs(isa, rng, layout, dtype):
     # bias: every other element.
     big = _x(rng, 4, ci + 3, (16, 22), dtype, layout)
     if layout == "NCHW":
-        x = big[::2, 1:ci + 1, ::2, 1::2]
+        x = big[::2, 1 : ci + 1, ::2, 1::2]
     else:
-        x = big[::2, ::2, 1::2, 1:ci + 1]
+        x = big[::2, ::2, 1::2, 1 : ci + 1]
     assert not x.flags.c_contiguous
     w = rand(rng, (ci, co), dtype).T
     assert not w.flags.c_contiguous
     b = rand(rng, (2 * co,), dtype)[::2]
     got = pydsconv.pointwise_conv2d(x, w, b, layout=layout, activation="relu6")
-    want = ref.pointwise_conv2d(np.ascontiguousarray(x), np.ascontiguousarray(w),
-                                np.ascontiguousarray(b), layout=layout, activation="relu6")
+    want = ref.pointwise_conv2d(
+        np.ascontiguousarray(x),
+        np.ascontiguousarray(w),
+        np.ascontiguousarray(b),
+        layout=layout,
+        activation="relu6",
+    )
     assert_close(got, want, dtype)
     # Inputs are left untouched.
     assert not x.flags.c_contiguous
@@ -358,8 +398,9 @@ def test_non_contiguous_inputs(isa, rng, layout, dtype):
     w4 = rand(rng, (co, ci, 1, 2), dtype)[..., 1:]  # (co, ci, 1, 1) strided
     assert not w4.flags.c_contiguous
     got_g = pydsconv.pointwise_conv2d_backward(go, x, w4, layout=layout)
-    want_g = ref.pointwise_conv2d_backward(np.ascontiguousarray(go), np.ascontiguousarray(x),
-                                           np.ascontiguousarray(w4), layout=layout)
+    want_g = ref.pointwise_conv2d_backward(
+        np.ascontiguousarray(go), np.ascontiguousarray(x), np.ascontiguousarray(w4), layout=layout
+    )
     assert got_g[1].shape == (co, ci, 1, 1)
     for g, r in zip(got_g, want_g):
         assert_close(g, r, dtype)
@@ -400,6 +441,7 @@ def test_out_error_leaves_out_untouched(rng):
 # 1-D twins (same C++ with H = 1)
 # ---------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("layout", ["NCL", "NLC"])
 def test_conv1d_matches_reference(isa, rng, layout, dtype):
@@ -422,6 +464,7 @@ def test_conv1d_matches_reference(isa, rng, layout, dtype):
 # ---------------------------------------------------------------------------
 # PyTorch as a second oracle
 # ---------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("layout", LAYOUTS)
 @pytest.mark.parametrize("pair", [(3, 16), (65, 130), (130, 17)])
@@ -470,5 +513,6 @@ def test_vs_torch_activation(rng, act):
     for layout in LAYOUTS:
         xx = x if layout == "NCHW" else to_nhwc(x)
         want = ty.numpy() if layout == "NCHW" else to_nhwc(ty.numpy())
-        assert_close(pydsconv.pointwise_conv2d(xx, w, b, layout=layout, activation=act),
-                     want, dtype)
+        assert_close(
+            pydsconv.pointwise_conv2d(xx, w, b, layout=layout, activation=act), want, dtype
+        )

@@ -9,18 +9,18 @@ composition of pydsconv's own ops; batch 0; out=; identical bits for any
 thread count; PyTorch (grouped conv then 1x1) as a second oracle; and a
 subprocess memory test proving the intermediate is never materialised.
 """
+
 import itertools
 import os
 import textwrap
 
 import numpy as np
 import pytest
+from conftest import assert_close, rand, run_python, to_nhwc
+from kernel_paths import lanes, taken
 
 import pydsconv
 from pydsconv import reference as ref
-
-from conftest import run_python, assert_close, rand, to_nhwc
-from kernel_paths import lanes, taken
 
 DTYPES = [np.float32, np.float64]
 LAYOUTS = ["NCHW", "NHWC"]
@@ -47,8 +47,9 @@ CONFIGS = [
 
 def _ids(cfg):
     c, m, co, hw, k, s, d, p, ma, a, db, pb = cfg
-    return (f"C{c}M{m}o{co}-{hw[0]}x{hw[1]}-k{k[0]}x{k[1]}-s{s}-d{d}-p{p}-{ma}-{a}"
-            f"-{int(db)}{int(pb)}")
+    return (
+        f"C{c}M{m}o{co}-{hw[0]}x{hw[1]}-k{k[0]}x{k[1]}-s{s}-d{d}-p{p}-{ma}-{a}-{int(db)}{int(pb)}"
+    )
 
 
 def _make(rng, cfg, dtype, layout, n=2, xscale=2.0):
@@ -66,16 +67,26 @@ def _make(rng, cfg, dtype, layout, n=2, xscale=2.0):
 
 def _unfused(x, dw, pw, db, pb, kw, **extra):
     """pointwise_conv2d(mid_act(depthwise_conv2d(...))) with pydsconv's own ops."""
-    mid = pydsconv.depthwise_conv2d(x, dw, db, stride=kw["stride"], padding=kw["padding"],
-                                    dilation=kw["dilation"], layout=kw["layout"],
-                                    activation=kw["mid_activation"], **extra)
-    return pydsconv.pointwise_conv2d(mid, pw, pb, layout=kw["layout"],
-                                     activation=kw["activation"], **extra)
+    mid = pydsconv.depthwise_conv2d(
+        x,
+        dw,
+        db,
+        stride=kw["stride"],
+        padding=kw["padding"],
+        dilation=kw["dilation"],
+        layout=kw["layout"],
+        activation=kw["mid_activation"],
+        **extra,
+    )
+    return pydsconv.pointwise_conv2d(
+        mid, pw, pb, layout=kw["layout"], activation=kw["activation"], **extra
+    )
 
 
 # ---------------------------------------------------------------------------
 # Against the reference and the unfused composition
 # ---------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("layout", LAYOUTS)
@@ -137,8 +148,12 @@ def test_non_contiguous_inputs(isa, rng, layout, dtype):
     dws = np.asfortranarray(dw)
     pws = pw[:, :, 0, 0].T.copy().T  # (C_out, C*M) transposed view
     pbs = np.repeat(pb, 2)[::2]
-    assert not (xs.flags.c_contiguous or dws.flags.c_contiguous
-                or pws.flags.c_contiguous or pbs.flags.c_contiguous)
+    assert not (
+        xs.flags.c_contiguous
+        or dws.flags.c_contiguous
+        or pws.flags.c_contiguous
+        or pbs.flags.c_contiguous
+    )
     got = pydsconv.separable_conv2d(xs, dws, pws, db, pbs, **kw)
     assert_close(got, ref.separable_conv2d(x, dw, pw, db, pb, **kw), dtype)
 
@@ -146,6 +161,7 @@ def test_non_contiguous_inputs(isa, rng, layout, dtype):
 # ---------------------------------------------------------------------------
 # Batch 0, out=, threads
 # ---------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("layout", LAYOUTS)
@@ -199,8 +215,10 @@ def test_threads_identical_bits_single_image(rng):
     cfg = (17, 2, 40, (30, 29), (3, 3), 1, 1, "same", "relu", None, True, True)
     for layout in LAYOUTS:
         x, dw, pw, db, pb, kw = _make(rng, cfg, np.float32, layout, n=1)
-        ys = [pydsconv.separable_conv2d(x, dw, pw, db, pb, num_threads=t, **kw)
-              for t in (1, 2, 3, 8, pydsconv.cpu_features()["max_threads"])]
+        ys = [
+            pydsconv.separable_conv2d(x, dw, pw, db, pb, num_threads=t, **kw)
+            for t in (1, 2, 3, 8, pydsconv.cpu_features()["max_threads"])
+        ]
         for y in ys[1:]:
             np.testing.assert_array_equal(ys[0], y)
 
@@ -228,8 +246,7 @@ def test_few_pixels_many_channels(isa, rng, case, layout, dtype):
     cfg = (c, m, co, hw, (3, 3), s, 1, "same", "relu6", "relu6", True, True)
     x, dw, pw, db, pb, kw = _make(rng, cfg, dtype, layout, n=n)
     with taken() as paths:
-        ys = [pydsconv.separable_conv2d(x, dw, pw, db, pb, num_threads=t, **kw)
-              for t in (1, 2, 3)]
+        ys = [pydsconv.separable_conv2d(x, dw, pw, db, pb, num_threads=t, **kw) for t in (1, 2, 3)]
     if layout == "NCHW" and m == 1 and hw == (7, 7):
         # 7x7 planes via NHWC; where 49 pixels fill 4 of 64 lanes badly
         # (16 lanes), the GEMM runs pixel-major and is transposed (flip).
@@ -266,24 +283,25 @@ def test_nchw_small_planes_in_groups(isa, rng):
         y = pydsconv.separable_conv2d(x, dw, pw, db, pb, **kw)
     assert "sep_nchw_via_nhwc" in paths, paths
     for n in (0, 1, 2):
-        assert_close(y[n:n + 1], ref.separable_conv2d(x[n:n + 1], dw, pw, db, pb, **kw), np.float32)
+        assert_close(
+            y[n : n + 1], ref.separable_conv2d(x[n : n + 1], dw, pw, db, pb, **kw), np.float32
+        )
 
 
 def test_concurrent_python_threads(rng):
     """Several Python threads at once (the GIL is released; each call has its
     own scratch tiles) give the same results as one at a time."""
     from concurrent.futures import ThreadPoolExecutor
+
     cases = []
     for i, cfg in enumerate([CONFIGS[2], CONFIGS[3], CONFIGS[8], CONFIGS[13]] * 2):
         dtype, layout = DTYPES[i % 2], LAYOUTS[(i // 2) % 2]
         cases.append(_make(rng, cfg, dtype, layout))
-    serial = [pydsconv.separable_conv2d(x, dw, pw, db, pb, **kw)
-              for x, dw, pw, db, pb, kw in cases]
+    serial = [pydsconv.separable_conv2d(x, dw, pw, db, pb, **kw) for x, dw, pw, db, pb, kw in cases]
 
     def run(case):
         x, dw, pw, db, pb, kw = case
-        return [pydsconv.separable_conv2d(x, dw, pw, db, pb, num_threads=2, **kw)
-                for _ in range(5)]
+        return [pydsconv.separable_conv2d(x, dw, pw, db, pb, num_threads=2, **kw) for _ in range(5)]
 
     with ThreadPoolExecutor(max_workers=len(cases)) as pool:
         results = list(pool.map(run, cases))
@@ -296,6 +314,7 @@ def test_concurrent_python_threads(rng):
 # 1-D twin (same C++ with H = 1)
 # ---------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("layout", ["NCL", "NLC"])
 @pytest.mark.parametrize("padding", [0, "same", "causal", (3, 1)])
@@ -307,8 +326,14 @@ def test_conv1d_matches_reference(isa, rng, padding, layout, dtype):
     dw = rand(rng, (c * m, 1, 3), dtype)
     pw = rand(rng, (co, c * m, 1), dtype)
     db, pb = rand(rng, (c * m,), dtype), rand(rng, (co,), dtype)
-    kw = dict(stride=2, padding=padding, dilation=2, layout=layout, mid_activation="relu",
-              activation="relu6")
+    kw = dict(
+        stride=2,
+        padding=padding,
+        dilation=2,
+        layout=layout,
+        mid_activation="relu",
+        activation="relu6",
+    )
     got = pydsconv.separable_conv1d(x, dw, pw, db, pb, **kw)
     assert_close(got, ref.separable_conv1d(x, dw, pw, db, pb, **kw), dtype)
 
@@ -317,12 +342,16 @@ def test_conv1d_matches_reference(isa, rng, padding, layout, dtype):
 # PyTorch as a second oracle
 # ---------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("layout", LAYOUTS)
-@pytest.mark.parametrize("cfg", [
-    # (C, M, C_out, (H, W), (kH, kW), stride, dilation, torch padding (ph, pw))
-    (17, 2, 40, (30, 29), (3, 3), 2, 1, (1, 1)),
-    (8, 1, 16, (13, 12), (5, 3), (1, 2), (2, 1), (4, 0)),
-])
+@pytest.mark.parametrize(
+    "cfg",
+    [
+        # (C, M, C_out, (H, W), (kH, kW), stride, dilation, torch padding (ph, pw))
+        (17, 2, 40, (30, 29), (3, 3), 2, 1, (1, 1)),
+        (8, 1, 16, (13, 12), (5, 3), (1, 2), (2, 1), (4, 0)),
+    ],
+)
 def test_vs_torch(isa, rng, cfg, layout):
     torch = pytest.importorskip("torch")
     F = torch.nn.functional
@@ -332,13 +361,21 @@ def test_vs_torch(isa, rng, cfg, layout):
     dw = rand(rng, (c * m, 1) + k, dtype)
     pw = rand(rng, (co, c * m, 1, 1), dtype)
     db, pb = rand(rng, (c * m,), dtype), rand(rng, (co,), dtype)
-    mid = F.conv2d(torch.from_numpy(x), torch.from_numpy(dw), torch.from_numpy(db),
-                   stride=s, padding=p, dilation=d, groups=c)
+    mid = F.conv2d(
+        torch.from_numpy(x),
+        torch.from_numpy(dw),
+        torch.from_numpy(db),
+        stride=s,
+        padding=p,
+        dilation=d,
+        groups=c,
+    )
     ty = F.conv2d(F.relu(mid), torch.from_numpy(pw), torch.from_numpy(pb)).numpy()
     xx = x if layout == "NCHW" else to_nhwc(x)
     want = ty if layout == "NCHW" else to_nhwc(ty)
-    got = pydsconv.separable_conv2d(xx, dw, pw, db, pb, stride=s, padding=p, dilation=d,
-                                    layout=layout, mid_activation="relu")
+    got = pydsconv.separable_conv2d(
+        xx, dw, pw, db, pb, stride=s, padding=p, dilation=d, layout=layout, mid_activation="relu"
+    )
     assert_close(got, want, dtype)
 
 

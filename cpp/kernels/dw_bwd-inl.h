@@ -22,8 +22,14 @@ constexpr int kBwdTG = 9;  // taps held in registers at once (3x3 in one group)
 
 // *e = u / s if s divides u (u of any sign); strides 1 and 2 skip the divide.
 static inline bool dw_exact_div(int64_t u, int64_t s, int64_t* e) {
-  if (s == 1) { *e = u; return true; }
-  if (s == 2) { *e = u >> 1; return (u & 1) == 0; }
+  if (s == 1) {
+    *e = u;
+    return true;
+  }
+  if (s == 2) {
+    *e = u >> 1;
+    return (u & 1) == 0;
+  }
   *e = u / s;
   return u % s == 0;
 }
@@ -67,12 +73,11 @@ struct DwBwdTap {
 
 template <class T, class VT, int P, bool CHECK>
 static inline int64_t dw_bwd_nhwc_gx_run(const T* gy, const DwBwdTap* tp, int n, const VT* wv,
-                                         bool first, int64_t q, int64_t qend, int64_t C,
-                                         int64_t sw, int64_t p, T* gx) {
+                                         bool first, int64_t q, int64_t qend, int64_t C, int64_t sw,
+                                         int64_t p, T* gx) {
   for (; q + P <= qend; q += P) {
     VT acc[P];
-    for (int b = 0; b < P; ++b)
-      acc[b] = first ? VT{} : vload<VT>(gx + ((q + b) * sw + p) * C);
+    for (int b = 0; b < P; ++b) acc[b] = first ? VT{} : vload<VT>(gx + ((q + b) * sw + p) * C);
     for (int t = 0; t < kBwdTG; ++t) {
       if (t >= n) break;
       if (CHECK && (q < tp[t].qlo || q >= tp[t].qhi)) continue;  // CHECK: P == 1
@@ -113,8 +118,7 @@ static void dw_bwd_nhwc_gx_phase(const T* gy, const T* w, const DwBwdTap* tp, in
 
 template <class T>
 static bool dw_bwd_data_nhwc_m1(const DwGeom& g, const T* PYDSCONV_RESTRICT gy,
-                                const T* PYDSCONV_RESTRICT w, int64_t ih,
-                                T* PYDSCONV_RESTRICT gx) {
+                                const T* PYDSCONV_RESTRICT w, int64_t ih, T* PYDSCONV_RESTRICT gx) {
   typedef typename VecOf<T>::type V;
   constexpr int64_t L = static_cast<int64_t>(sizeof(V) / sizeof(T));
   if (g.kh > kDwMaxTaps || g.kh * g.kw > kDwMaxTaps) return false;
@@ -139,8 +143,10 @@ static bool dw_bwd_data_nhwc_m1(const DwGeom& g, const T* PYDSCONV_RESTRICT gy,
         for (int64_t c = 0; c < C; ++c) gx[(q * g.sw + p) * C + c] = T(0);
       continue;
     }
-    for (int64_t c = 0; c < cv; c += L) dw_bwd_nhwc_gx_phase<T, V>(gy, w, tp, nt, Qp, C, g.sw, p, c, gx);
-    for (int64_t c = cv; c < C; ++c) dw_bwd_nhwc_gx_phase<T, T>(gy, w, tp, nt, Qp, C, g.sw, p, c, gx);
+    for (int64_t c = 0; c < cv; c += L)
+      dw_bwd_nhwc_gx_phase<T, V>(gy, w, tp, nt, Qp, C, g.sw, p, c, gx);
+    for (int64_t c = cv; c < C; ++c)
+      dw_bwd_nhwc_gx_phase<T, T>(gy, w, tp, nt, Qp, C, g.sw, p, c, gx);
   }
   return true;
 }
@@ -181,10 +187,9 @@ static void dw_bwd_data_nhwc_row(const DwGeom& g, const T* PYDSCONV_RESTRICT gy,
 // loaded once per group.  Each tap's chain: its slot value, then the valid
 // pixels in row-major order.
 template <class T, class VT, bool CHECK, bool BIAS>
-static inline void dw_bwd_nhwc_gw_run(const T* gy, const T* x, const int64_t* xoff,
-                                      const bool* rok, const int64_t* jo, int n,
-                                      int64_t ow0, int64_t ow1, int64_t C, int64_t sw,
-                                      int64_t W, VT* acc, VT* bacc) {
+static inline void dw_bwd_nhwc_gw_run(const T* gy, const T* x, const int64_t* xoff, const bool* rok,
+                                      const int64_t* jo, int n, int64_t ow0, int64_t ow1, int64_t C,
+                                      int64_t sw, int64_t W, VT* acc, VT* bacc) {
   for (int64_t ow = ow0; ow < ow1; ++ow) {
     const VT gv = vload<VT>(gy + ow * C);
     if (BIAS) *bacc += gv;
@@ -202,9 +207,8 @@ static inline void dw_bwd_nhwc_gw_run(const T* gy, const T* x, const int64_t* xo
 // tap's input row inside): straight-line taps, no per-pixel tests.  Same
 // chains (same order, same contraction) as dw_bwd_nhwc_gw_run.
 template <class T, class VT, bool BIAS>
-static inline void dw_bwd_nhwc_gw_full(const T* gy, const T* x, const int64_t* xoff,
-                                       int64_t ow0, int64_t ow1, int64_t C, int64_t sw,
-                                       VT* acc, VT* bacc) {
+static inline void dw_bwd_nhwc_gw_full(const T* gy, const T* x, const int64_t* xoff, int64_t ow0,
+                                       int64_t ow1, int64_t C, int64_t sw, VT* acc, VT* bacc) {
   const T* xp[kBwdTG];
   VT r[kBwdTG];
   for (int t = 0; t < kBwdTG; ++t) {
@@ -223,8 +227,8 @@ static inline void dw_bwd_nhwc_gw_full(const T* gy, const T* x, const int64_t* x
 }
 
 template <class T, class VT>
-static void dw_bwd_weight_nhwc_c(const DwGeom& g, const T* gy, const T* x, int64_t oh0,
-                                 int64_t oh1, int64_t c, T* gw, T* gb) {
+static void dw_bwd_weight_nhwc_c(const DwGeom& g, const T* gy, const T* x, int64_t oh0, int64_t oh1,
+                                 int64_t c, T* gw, T* gb) {
   const int64_t C = g.C, taps = gw ? g.kh * g.kw : 0;
   VT bacc = gb ? vload<VT>(gb + c) : VT{};
   if (gb && !gw) {  // bias only
@@ -263,15 +267,25 @@ static void dw_bwd_weight_nhwc_c(const DwGeom& g, const T* gy, const T* x, int64
       bool full = n == kBwdTG;
       for (int t = 0; t < kBwdTG; ++t) full = full && rok[t];
       if (bias) {
-        dw_bwd_nhwc_gw_run<T, VT, true, true>(gyr, x, xoff, rok, jo, n, 0, a, C, g.sw, g.W, acc, &bacc);
-        if (full) dw_bwd_nhwc_gw_full<T, VT, true>(gyr, x, xoff, a, bnd, C, g.sw, acc, &bacc);
-        else dw_bwd_nhwc_gw_run<T, VT, false, true>(gyr, x, xoff, rok, jo, n, a, bnd, C, g.sw, g.W, acc, &bacc);
-        dw_bwd_nhwc_gw_run<T, VT, true, true>(gyr, x, xoff, rok, jo, n, bnd, g.OW, C, g.sw, g.W, acc, &bacc);
+        dw_bwd_nhwc_gw_run<T, VT, true, true>(gyr, x, xoff, rok, jo, n, 0, a, C, g.sw, g.W, acc,
+                                              &bacc);
+        if (full)
+          dw_bwd_nhwc_gw_full<T, VT, true>(gyr, x, xoff, a, bnd, C, g.sw, acc, &bacc);
+        else
+          dw_bwd_nhwc_gw_run<T, VT, false, true>(gyr, x, xoff, rok, jo, n, a, bnd, C, g.sw, g.W,
+                                                 acc, &bacc);
+        dw_bwd_nhwc_gw_run<T, VT, true, true>(gyr, x, xoff, rok, jo, n, bnd, g.OW, C, g.sw, g.W,
+                                              acc, &bacc);
       } else {
-        dw_bwd_nhwc_gw_run<T, VT, true, false>(gyr, x, xoff, rok, jo, n, 0, a, C, g.sw, g.W, acc, &bacc);
-        if (full) dw_bwd_nhwc_gw_full<T, VT, false>(gyr, x, xoff, a, bnd, C, g.sw, acc, &bacc);
-        else dw_bwd_nhwc_gw_run<T, VT, false, false>(gyr, x, xoff, rok, jo, n, a, bnd, C, g.sw, g.W, acc, &bacc);
-        dw_bwd_nhwc_gw_run<T, VT, true, false>(gyr, x, xoff, rok, jo, n, bnd, g.OW, C, g.sw, g.W, acc, &bacc);
+        dw_bwd_nhwc_gw_run<T, VT, true, false>(gyr, x, xoff, rok, jo, n, 0, a, C, g.sw, g.W, acc,
+                                               &bacc);
+        if (full)
+          dw_bwd_nhwc_gw_full<T, VT, false>(gyr, x, xoff, a, bnd, C, g.sw, acc, &bacc);
+        else
+          dw_bwd_nhwc_gw_run<T, VT, false, false>(gyr, x, xoff, rok, jo, n, a, bnd, C, g.sw, g.W,
+                                                  acc, &bacc);
+        dw_bwd_nhwc_gw_run<T, VT, true, false>(gyr, x, xoff, rok, jo, n, bnd, g.OW, C, g.sw, g.W,
+                                               acc, &bacc);
       }
     }
     for (int t = 0; t < n; ++t) vstore(gw + (g0 + t) * C + c, acc[t]);
@@ -284,8 +298,8 @@ static void dw_bwd_weight_nhwc_c(const DwGeom& g, const T* gy, const T* x, int64
 // (c1 - c0) mod L channels one at a time; M > 1: plain loops, same chains.
 template <class T>
 static void dw_bwd_weight_nhwc(const DwGeom& g, const T* PYDSCONV_RESTRICT gy,
-                               const T* PYDSCONV_RESTRICT x, int64_t oh0, int64_t oh1,
-                               int64_t c0, int64_t c1, T* PYDSCONV_RESTRICT gw, T* gb) {
+                               const T* PYDSCONV_RESTRICT x, int64_t oh0, int64_t oh1, int64_t c0,
+                               int64_t c1, T* PYDSCONV_RESTRICT gw, T* gb) {
   typedef typename VecOf<T>::type V;
   constexpr int64_t L = static_cast<int64_t>(sizeof(V) / sizeof(T));
   const int64_t C = g.C, M = g.M, CM = g.C * g.M;
@@ -298,7 +312,8 @@ static void dw_bwd_weight_nhwc(const DwGeom& g, const T* PYDSCONV_RESTRICT gy,
   for (int64_t oh = oh0; oh < oh1; ++oh) {
     for (int64_t ow = 0; ow < g.OW; ++ow) {
       const T* gyp = gy + (oh * g.OW + ow) * CM;
-      if (gb) for (int64_t co = c0; co < c1; ++co) gb[co] += gyp[co];
+      if (gb)
+        for (int64_t co = c0; co < c1; ++co) gb[co] += gyp[co];
       for (int64_t i = 0; i < g.kh; ++i) {
         const int64_t ih = oh * g.sh - g.pt + i * g.dh;
         if (ih < 0 || ih >= g.H) continue;
@@ -351,8 +366,8 @@ static int64_t dw_bwd_data_nchw_scratch(const DwGeom& g) {
 
 template <class T>
 static void dw_bwd_data_nchw_row(const DwGeom& g, const T* PYDSCONV_RESTRICT gy,
-                                 const T* PYDSCONV_RESTRICT w, int64_t ih,
-                                 T* PYDSCONV_RESTRICT gx, T* scratch) {
+                                 const T* PYDSCONV_RESTRICT w, int64_t ih, T* PYDSCONV_RESTRICT gx,
+                                 T* scratch) {
   typedef typename VecOf<T>::type V;
   constexpr int64_t L = static_cast<int64_t>(sizeof(V) / sizeof(T));
   const int64_t taps = g.kh * g.kw, OHW = g.OH * g.OW;
@@ -380,7 +395,7 @@ static void dw_bwd_data_nchw_row(const DwGeom& g, const T* PYDSCONV_RESTRICT gy,
   dw_bwd_nchw_dims<T>(g, &padl, &plen, &qmax);
   int64_t ri[kDwMaxTaps], roh[kDwMaxTaps];
   const int64_t nr = dw_bwd_rows(g, ih, ri, roh);
-  T* buf = scratch;                   // M * nr padded gy rows
+  T* buf = scratch;                    // M * nr padded gy rows
   T* out = scratch + g.M * nr * plen;  // one phase's columns + slack
   for (int64_t m = 0; m < g.M; ++m)
     for (int64_t r = 0; r < nr; ++r) {
@@ -412,7 +427,7 @@ static void dw_bwd_data_nchw_row(const DwGeom& g, const T* PYDSCONV_RESTRICT gy,
     } else {
       int64_t o = dw_nchw_phase_blocks<T, 4>(buf, toff, nt, wt, T(0), Qp, 0, y);
       o = dw_nchw_phase_blocks<T, 1>(buf, toff, nt, wt, T(0), Qp, o, y);
-      if (o < Qp) {  // last partial vector as a whole one over the zeroed slack
+      if (o < Qp) {              // last partial vector as a whole one over the zeroed slack
         T tail[kMaxLanes] = {};  // (initialised: GCC cannot see the one full block)
         dw_nchw_phase_blocks<T, 1>(buf + o, toff, nt, wt, T(0), L, 0, tail);
         for (int64_t i = 0; i < Qp - o; ++i) y[o + i] = tail[i];
@@ -467,8 +482,8 @@ static void dw_bwd_weight_nchw_plain(const DwGeom& g, const T* gy, const T* x, i
 
 template <class T>
 static void dw_bwd_weight_nchw(const DwGeom& g, const T* PYDSCONV_RESTRICT gy,
-                               const T* PYDSCONV_RESTRICT x, int64_t oh0, int64_t oh1, T* gw,
-                               T* gb, T* scratch) {
+                               const T* PYDSCONV_RESTRICT x, int64_t oh0, int64_t oh1, T* gw, T* gb,
+                               T* scratch) {
   typedef typename VecOf<T>::type V;
   constexpr int64_t L = static_cast<int64_t>(sizeof(V) / sizeof(T));
   if (gb) {  // the rows are one contiguous run of gy
@@ -490,8 +505,8 @@ static void dw_bwd_weight_nchw(const DwGeom& g, const T* PYDSCONV_RESTRICT gy,
   int64_t hq, wq;
   dw_rows_dims(g, rows, &hq, &wq);
   const int64_t plane = hq * wq;
-  T* ph = scratch;                    // sh*sw phase planes of x
-  T* gq = ph + g.sh * g.sw * plane;   // rows x wq of gy, then zeroed slack
+  T* ph = scratch;                   // sh*sw phase planes of x
+  T* gq = ph + g.sh * g.sw * plane;  // rows x wq of gy, then zeroed slack
   int64_t offs[kDwMaxTaps];
   dw_phase_planes(g, x, oh0, hq, wq, ph, offs);
   for (int64_t r = 0; r < rows; ++r) {

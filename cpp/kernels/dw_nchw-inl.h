@@ -39,9 +39,8 @@ static inline int64_t dw_nchw_phase_blocks(const T* buf, const int64_t* toff, in
 
 template <class T>
 static void dw_fwd_nchw_row_general(const DwGeom& g, const T* PYDSCONV_RESTRICT x,
-                                    const T* PYDSCONV_RESTRICT w, T bias, Act act,
-                                    int64_t oh, int64_t ow0, int64_t ow1,
-                                    T* PYDSCONV_RESTRICT y) {
+                                    const T* PYDSCONV_RESTRICT w, T bias, Act act, int64_t oh,
+                                    int64_t ow0, int64_t ow1, T* PYDSCONV_RESTRICT y) {
   const int64_t n = ow1 - ow0;
   for (int64_t o = 0; o < n; ++o) y[o] = bias;
   for (int64_t i = 0; i < g.kh; ++i) {
@@ -114,7 +113,7 @@ static void dw_fwd_nchw_row(const DwGeom& g, const T* x, const T* w, T bias, Act
     T* yc = y + (c0 - ow0);
     int64_t o = dw_nchw_phase_blocks<T, 4>(buf, toff, taps, wr, bias, n, 0, yc);
     o = dw_nchw_phase_blocks<T, 1>(buf, toff, taps, wr, bias, n, o, yc);
-    if (o < n) {  // last partial vector as a whole one, as in dw_fwd_nchw_rows
+    if (o < n) {               // last partial vector as a whole one, as in dw_fwd_nchw_rows
       T tail[kMaxLanes] = {};  // (initialised: GCC cannot see the one full block)
       dw_nchw_phase_blocks<T, 1>(buf + o, toff, taps, wr, bias, L, 0, tail);
       for (int64_t i = 0; i < n - o; ++i) yc[o + i] = tail[i];
@@ -153,8 +152,8 @@ static int64_t dw_rows_scratch(const DwGeom& g, int64_t rows) {
 // land after the planes: the callers' scratch has room there and holds
 // nothing of theirs yet.
 template <class T>
-static void dw_phase_planes(const DwGeom& g, const T* x, int64_t oh0, int64_t hq, int64_t wq,
-                            T* ph, int64_t* offs) {
+static void dw_phase_planes(const DwGeom& g, const T* x, int64_t oh0, int64_t hq, int64_t wq, T* ph,
+                            int64_t* offs) {
   const int64_t plane = hq * wq;
   for (int64_t i = 0; i < g.kh; ++i)
     for (int64_t j = 0; j < g.kw; ++j) {
@@ -201,9 +200,8 @@ static void dw_phase_planes(const DwGeom& g, const T* x, int64_t oh0, int64_t hq
 // order, as dw_nchw_phase_blocks.  The last column vector ends at OW
 // (overlapping its neighbour, same bits); y gets rows [r0, r0 + R) with act.
 template <class T, int S, int R>
-static inline void dw_nchw_3x3_rows(const T* ph, int64_t plane, int64_t wq, int64_t r0,
-                                    int64_t OW, const typename VecOf<T>::type* wv, T bias,
-                                    Act act, T* y) {
+static inline void dw_nchw_3x3_rows(const T* ph, int64_t plane, int64_t wq, int64_t r0, int64_t OW,
+                                    const typename VecOf<T>::type* wv, T bias, Act act, T* y) {
   typedef typename VecOf<T>::type V;
   constexpr int64_t L = static_cast<int64_t>(sizeof(V) / sizeof(T));
   for (int64_t c0 = 0; c0 < OW; c0 += L) {
@@ -238,14 +236,26 @@ static void dw_nchw_3x3(const T* ph, int64_t plane, int64_t wq, int64_t rows, in
   V wv[9];
   for (int t = 0; t < 9; ++t) wv[t] = V{} + w[t];
   int64_t r = 0;
-  for (; r + kR <= rows; r += kR) dw_nchw_3x3_rows<T, S, kR>(ph, plane, wq, r, OW, wv, bias, act, y);
+  for (; r + kR <= rows; r += kR)
+    dw_nchw_3x3_rows<T, S, kR>(ph, plane, wq, r, OW, wv, bias, act, y);
   switch (rows - r) {
-    case 5: dw_nchw_3x3_rows<T, S, 5>(ph, plane, wq, r, OW, wv, bias, act, y); break;
-    case 4: dw_nchw_3x3_rows<T, S, 4>(ph, plane, wq, r, OW, wv, bias, act, y); break;
-    case 3: dw_nchw_3x3_rows<T, S, 3>(ph, plane, wq, r, OW, wv, bias, act, y); break;
-    case 2: dw_nchw_3x3_rows<T, S, 2>(ph, plane, wq, r, OW, wv, bias, act, y); break;
-    case 1: dw_nchw_3x3_rows<T, S, 1>(ph, plane, wq, r, OW, wv, bias, act, y); break;
-    default: break;
+    case 5:
+      dw_nchw_3x3_rows<T, S, 5>(ph, plane, wq, r, OW, wv, bias, act, y);
+      break;
+    case 4:
+      dw_nchw_3x3_rows<T, S, 4>(ph, plane, wq, r, OW, wv, bias, act, y);
+      break;
+    case 3:
+      dw_nchw_3x3_rows<T, S, 3>(ph, plane, wq, r, OW, wv, bias, act, y);
+      break;
+    case 2:
+      dw_nchw_3x3_rows<T, S, 2>(ph, plane, wq, r, OW, wv, bias, act, y);
+      break;
+    case 1:
+      dw_nchw_3x3_rows<T, S, 1>(ph, plane, wq, r, OW, wv, bias, act, y);
+      break;
+    default:
+      break;
   }
 }
 
@@ -254,27 +264,29 @@ static void dw_nchw_3x3(const T* ph, int64_t plane, int64_t wq, int64_t rows, in
 template <class T>
 static inline int dw_nchw_3x3_stride(const DwGeom& g) {
   constexpr int64_t L = PYDSCONV_VEC_BYTES / static_cast<int64_t>(sizeof(T));
-  const bool ok = g.kh == 3 && g.kw == 3 && g.sh == g.sw && (g.sh == 1 || g.sh == 2) &&
-                  g.dh == 1 && g.dw == 1 && g.OW >= L;
+  const bool ok = g.kh == 3 && g.kw == 3 && g.sh == g.sw && (g.sh == 1 || g.sh == 2) && g.dh == 1 &&
+                  g.dw == 1 && g.OW >= L;
   return ok ? static_cast<int>(g.sh) : 0;
 }
 
 template <class T>
-static void dw_fwd_nchw_rows(const DwGeom& g, const T* x, const T* w, T bias, Act act,
-                             int64_t oh0, int64_t oh1, T* y, T* scratch) {
+static void dw_fwd_nchw_rows(const DwGeom& g, const T* x, const T* w, T bias, Act act, int64_t oh0,
+                             int64_t oh1, T* y, T* scratch) {
   typedef typename VecOf<T>::type V;
   constexpr int64_t L = static_cast<int64_t>(sizeof(V) / sizeof(T));
   const int64_t rows = oh1 - oh0, taps = g.kh * g.kw;  // taps <= kDwMaxTaps (caller)
   int64_t hq, wq;
   dw_rows_dims(g, rows, &hq, &wq);
   const int64_t plane = hq * wq;
-  T* ph = scratch;                     // sh*sw phase planes
-  T* out = ph + g.sh * g.sw * plane;   // rows x wq wide outputs, then slack
+  T* ph = scratch;                    // sh*sw phase planes
+  T* out = ph + g.sh * g.sw * plane;  // rows x wq wide outputs, then slack
   int64_t offs[kDwMaxTaps];
   dw_phase_planes(g, x, oh0, hq, wq, ph, offs);
   if (const int s3 = dw_nchw_3x3_stride<T>(g)) {
-    if (s3 == 1) dw_nchw_3x3<T, 1>(ph, plane, wq, rows, g.OW, w, bias, act, y);
-    else dw_nchw_3x3<T, 2>(ph, plane, wq, rows, g.OW, w, bias, act, y);
+    if (s3 == 1)
+      dw_nchw_3x3<T, 1>(ph, plane, wq, rows, g.OW, w, bias, act, y);
+    else
+      dw_nchw_3x3<T, 2>(ph, plane, wq, rows, g.OW, w, bias, act, y);
     return;
   }
   for (int64_t i = rows * wq; i < rows * wq + 2 * L; ++i) out[i] = T(0);
@@ -360,8 +372,8 @@ static inline void dw_zero(T* d, int64_t n) {
 // (3x3 or 5x5, compile-time sizes so that taps and masks stay in registers;
 // 7x7 is left to the other paths, which are faster on it).
 template <class T, int KH, int KW, int NC>
-static void dw_flat_vectors(const DwGeom& g, const T* const* base, const T* const* w,
-                            const T* bias, Act act, int64_t q0, int64_t q1, T* const* out) {
+static void dw_flat_vectors(const DwGeom& g, const T* const* base, const T* const* w, const T* bias,
+                            Act act, int64_t q0, int64_t q1, T* const* out) {
   typedef typename VecOf<T>::type V;
   typedef typename VecOf<T>::lanes_int VI;
   constexpr int64_t L = static_cast<int64_t>(sizeof(V) / sizeof(T));
@@ -402,8 +414,10 @@ static void dw_flat_vectors(const DwGeom& g, const T* const* base, const T* cons
 template <class T, int NC>
 static void dw_flat_channels(const DwGeom& g, const T* const* base, const T* const* w,
                              const T* bias, Act act, int64_t q0, int64_t q1, T* const* out) {
-  if (g.kh == 3) dw_flat_vectors<T, 3, 3, NC>(g, base, w, bias, act, q0, q1, out);
-  else dw_flat_vectors<T, 5, 5, NC>(g, base, w, bias, act, q0, q1, out);
+  if (g.kh == 3)
+    dw_flat_vectors<T, 3, 3, NC>(g, base, w, bias, act, q0, q1, out);
+  else
+    dw_flat_vectors<T, 5, 5, NC>(g, base, w, bias, act, q0, q1, out);
 }
 
 // The padded copy of the input rows that outputs [q0, q1) of one channel

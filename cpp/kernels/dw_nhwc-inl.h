@@ -75,8 +75,8 @@ static void dw_nhwc_pack(const DwGeom& g, const T* w, T* out) {
 // block's taps (kh*kw x B), yp: output pixel ow, channel c.
 template <class T, int KW, int S, int NP>
 static inline void dw_nhwc_tile(const DwGeom& g, const T* PYDSCONV_RESTRICT x,
-                                const T* PYDSCONV_RESTRICT wb, const T* bias, Act act,
-                                int64_t oh, int64_t i0, int64_t i1, int64_t ow, int64_t c,
+                                const T* PYDSCONV_RESTRICT wb, const T* bias, Act act, int64_t oh,
+                                int64_t i0, int64_t i1, int64_t ow, int64_t c,
                                 T* PYDSCONV_RESTRICT yp) {
   typedef typename VecOf<T>::type V;
   constexpr int L = static_cast<int>(sizeof(V) / sizeof(T)), CB = kDwCB, B = CB * L;
@@ -165,8 +165,8 @@ static inline void dw_nhwc_tile_k(const DwGeom& g, const T* x, const T* wb, cons
   if constexpr (KW == 0)
     dw_nhwc_tile_any<T, NP, 1>(g, x, wb, bias, act, oh, i0, i1, 0, g.kw, ow, q, yp);
   else
-    dw_nhwc_tile<T, KW, S, NP>(g, x, wb + q * g.kh * g.kw * dw_nhwc_block<T>(), bias, act, oh,
-                               i0, i1, ow, c, yp + c);
+    dw_nhwc_tile<T, KW, S, NP>(g, x, wb + q * g.kh * g.kw * dw_nhwc_block<T>(), bias, act, oh, i0,
+                               i1, ow, c, yp + c);
 }
 
 // A tile width as a type (dw_nhwc_interior's tiles()).
@@ -219,10 +219,9 @@ constexpr int kDwEdgeBlocks = 4;
 
 // NHWC, M = 1: channel blocks of NB vectors, c in [c0, c1) (multiples of L).
 template <class T, int NB>
-static inline int64_t dw_nhwc_m1_blocks(const DwGeom& g, const T* x, const T* w,
-                                        const T* bias, int64_t oh, int64_t ow, int64_t i0,
-                                        int64_t i1, int64_t j0, int64_t j1, int64_t c0,
-                                        int64_t c1, T* yp) {
+static inline int64_t dw_nhwc_m1_blocks(const DwGeom& g, const T* x, const T* w, const T* bias,
+                                        int64_t oh, int64_t ow, int64_t i0, int64_t i1, int64_t j0,
+                                        int64_t j1, int64_t c0, int64_t c1, T* yp) {
   typedef typename VecOf<T>::type V;
   constexpr int64_t L = static_cast<int64_t>(sizeof(V) / sizeof(T));
   const int64_t C = g.C;
@@ -288,13 +287,20 @@ static void dw_fwd_nhwc_row_m1(const DwGeom& g, const T* x, const T* w, const T*
   const T* wb = w + g.kh * g.kw * C;  // the blocked copy (dw_nhwc_fast)
   if (owb > owa) {
     const int64_t key = dw_nhwc_cols(g) ? g.kw * 10 + g.sw : 0;
-    if (key == 31) dw_nhwc_interior<T, 3, 1>(g, x, wb, bias, act, oh, i0, i1, owa, owb, ow0, y);
-    else if (key == 32) dw_nhwc_interior<T, 3, 2>(g, x, wb, bias, act, oh, i0, i1, owa, owb, ow0, y);
-    else if (key == 51) dw_nhwc_interior<T, 5, 1>(g, x, wb, bias, act, oh, i0, i1, owa, owb, ow0, y);
-    else if (key == 52) dw_nhwc_interior<T, 5, 2>(g, x, wb, bias, act, oh, i0, i1, owa, owb, ow0, y);
-    else if (key == 71) dw_nhwc_interior<T, 7, 1>(g, x, wb, bias, act, oh, i0, i1, owa, owb, ow0, y);
-    else if (key == 72) dw_nhwc_interior<T, 7, 2>(g, x, wb, bias, act, oh, i0, i1, owa, owb, ow0, y);
-    else dw_nhwc_interior<T, 0, 0>(g, x, wb, bias, act, oh, i0, i1, owa, owb, ow0, y);
+    if (key == 31)
+      dw_nhwc_interior<T, 3, 1>(g, x, wb, bias, act, oh, i0, i1, owa, owb, ow0, y);
+    else if (key == 32)
+      dw_nhwc_interior<T, 3, 2>(g, x, wb, bias, act, oh, i0, i1, owa, owb, ow0, y);
+    else if (key == 51)
+      dw_nhwc_interior<T, 5, 1>(g, x, wb, bias, act, oh, i0, i1, owa, owb, ow0, y);
+    else if (key == 52)
+      dw_nhwc_interior<T, 5, 2>(g, x, wb, bias, act, oh, i0, i1, owa, owb, ow0, y);
+    else if (key == 71)
+      dw_nhwc_interior<T, 7, 1>(g, x, wb, bias, act, oh, i0, i1, owa, owb, ow0, y);
+    else if (key == 72)
+      dw_nhwc_interior<T, 7, 2>(g, x, wb, bias, act, oh, i0, i1, owa, owb, ow0, y);
+    else
+      dw_nhwc_interior<T, 0, 0>(g, x, wb, bias, act, oh, i0, i1, owa, owb, ow0, y);
   }
   // Edges (some horizontal taps outside the image): blocked where it applies
   // (large kernels on small images leave many edge pixels).
@@ -332,9 +338,9 @@ static bool dw_fwd_nhwc_row_mult(const DwGeom& g, const T* x, const T* w, const 
   const int64_t C = g.C, M = g.M, CM = C * M, taps = g.kh * g.kw, cv = C / L * L;
   if (C < L || taps * CM + 2 * CM > kDwMultBuf) return false;
   T buf[kDwMultBuf];
-  T* wm = buf;                 // (M, kh, kw, C)
-  T* bz = wm + taps * CM;      // (M, C)
-  T* z = bz + CM;              // (M, C) outputs of one pixel
+  T* wm = buf;             // (M, kh, kw, C)
+  T* bz = wm + taps * CM;  // (M, C)
+  T* z = bz + CM;          // (M, C) outputs of one pixel
   for (int64_t m = 0; m < M; ++m)
     for (int64_t t = 0; t < taps; ++t)
       for (int64_t c = 0; c < C; ++c) wm[(m * taps + t) * C + c] = w[t * CM + c * M + m];
@@ -363,9 +369,8 @@ static bool dw_fwd_nhwc_row_mult(const DwGeom& g, const T* x, const T* w, const 
 
 template <class T>
 static void dw_fwd_nhwc_row(const DwGeom& g, const T* PYDSCONV_RESTRICT x,
-                            const T* PYDSCONV_RESTRICT w, const T* bias,
-                            Act act, int64_t oh, int64_t ow0, int64_t ow1,
-                            T* PYDSCONV_RESTRICT y) {
+                            const T* PYDSCONV_RESTRICT w, const T* bias, Act act, int64_t oh,
+                            int64_t ow0, int64_t ow1, T* PYDSCONV_RESTRICT y) {
   if (g.M == 1) {
     dw_fwd_nhwc_row_m1(g, x, w, bias, act, oh, ow0, ow1, y);
     return;
@@ -374,8 +379,10 @@ static void dw_fwd_nhwc_row(const DwGeom& g, const T* PYDSCONV_RESTRICT x,
   const int64_t C = g.C, M = g.M, CM = g.C * g.M;
   for (int64_t ow = ow0; ow < ow1; ++ow) {
     T* yp = y + (ow - ow0) * CM;
-    if (bias) for (int64_t c = 0; c < CM; ++c) yp[c] = bias[c];
-    else for (int64_t c = 0; c < CM; ++c) yp[c] = T(0);
+    if (bias)
+      for (int64_t c = 0; c < CM; ++c) yp[c] = bias[c];
+    else
+      for (int64_t c = 0; c < CM; ++c) yp[c] = T(0);
     for (int64_t i = 0; i < g.kh; ++i) {
       const int64_t ih = oh * g.sh - g.pt + i * g.dh;
       if (ih < 0 || ih >= g.H) continue;
@@ -395,4 +402,3 @@ static void dw_fwd_nhwc_row(const DwGeom& g, const T* PYDSCONV_RESTRICT x,
   }
   act_row(y, (ow1 - ow0) * CM, act);
 }
-

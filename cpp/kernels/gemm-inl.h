@@ -84,35 +84,40 @@ static inline void gemm_ukernel(int64_t kc, const T* PYDSCONV_RESTRICT A, int64_
 }
 
 template <class T, bool COLS, int R = kGemmMR, int NV = kGemmNV>
-static inline void gemm_ukernel_rows(int64_t rows, int64_t kc, const T* A, int64_t lda,
-                                     const T* Bp, T* C, int64_t ldc, bool load_c,
-                                     const T* bias_row, const T* bias_col, Act act) {
+static inline void gemm_ukernel_rows(int64_t rows, int64_t kc, const T* A, int64_t lda, const T* Bp,
+                                     T* C, int64_t ldc, bool load_c, const T* bias_row,
+                                     const T* bias_col, Act act) {
   if (R == 1 || rows >= R)
     gemm_ukernel<T, R, COLS, NV>(kc, A, lda, Bp, C, ldc, load_c, bias_row, bias_col, act);
   else
     gemm_ukernel_rows<T, COLS, (R > 1 ? R - 1 : 1), NV>(rows, kc, A, lda, Bp, C, ldc, load_c,
-                                                         bias_row, bias_col, act);
+                                                        bias_row, bias_col, act);
 }
 
 // A panel's last columns, nv < kGemmNV vectors of them (NCHW 14x14 planes:
 // 196 pixels = 6 panels of 32 and 4 columns), up to 2*MR rows at once: the
 // tile keeps rows x nv >= 2*MR independent FMA chains where it can.
 template <class T, bool COLS, int NV = (kGemmNV > 1 ? kGemmNV - 1 : 1)>
-static inline void gemm_ukernel_narrow(int nv, int64_t rows, int64_t kc, const T* A,
-                                       int64_t lda, const T* Bp, T* C, int64_t ldc, bool load_c,
+static inline void gemm_ukernel_narrow(int nv, int64_t rows, int64_t kc, const T* A, int64_t lda,
+                                       const T* Bp, T* C, int64_t ldc, bool load_c,
                                        const T* bias_row, const T* bias_col, Act act) {
   if (NV > 1 && nv < NV)
     gemm_ukernel_narrow<T, COLS, (NV > 1 ? NV - 1 : 1)>(nv, rows, kc, A, lda, Bp, C, ldc, load_c,
-                                                         bias_row, bias_col, act);
+                                                        bias_row, bias_col, act);
   else
     gemm_ukernel_rows<T, COLS, 2 * kGemmMR, NV>(rows, kc, A, lda, Bp, C, ldc, load_c, bias_row,
                                                 bias_col, act);
 }
 
 // Lane index packs 0, 1, ..., N-1 for __builtin_shufflevector.
-template <int... I> struct LaneSeq {};
-template <int N, int... I> struct MakeLaneSeq : MakeLaneSeq<N - 1, N - 1, I...> {};
-template <int... I> struct MakeLaneSeq<0, I...> { typedef LaneSeq<I...> type; };
+template <int... I>
+struct LaneSeq {};
+template <int N, int... I>
+struct MakeLaneSeq : MakeLaneSeq<N - 1, N - 1, I...> {};
+template <int... I>
+struct MakeLaneSeq<0, I...> {
+  typedef LaneSeq<I...> type;
+};
 
 static inline int64_t gemm_round_up(int64_t n, int64_t r) { return (n + r - 1) / r * r; }
 
@@ -121,7 +126,8 @@ static inline int64_t gemm_round_up(int64_t n, int64_t r) { return (n + r - 1) /
 // r with the first half of r + h's.
 template <int L, int H, bool SECOND>
 static constexpr int swap_lane(int l) {  // source lane (>= L: the second vector)
-  return (l - l % (2 * H)) + (SECOND ? H : 0) + (l % (2 * H) < H ? l % (2 * H) : L + l % (2 * H) - H);
+  return (l - l % (2 * H)) + (SECOND ? H : 0) +
+         (l % (2 * H) < H ? l % (2 * H) : L + l % (2 * H) - H);
 }
 
 template <class V, int L, int H>
@@ -185,8 +191,8 @@ static void transpose(int64_t R, int64_t Cn, const T* PYDSCONV_RESTRICT s, int64
 // (rows x W) panel starting at column j0 is src[k*ks + (j0 + j)*js], zero
 // past n0 + n.  Panel p (columns n0 + p*W ...) lands at dst + p*W*kc.
 template <class T>
-static void pack_panels(const T* src, int64_t ks, int64_t js, int64_t pc, int64_t kc,
-                        int64_t n0, int64_t n, int64_t W, T* PYDSCONV_RESTRICT dst) {
+static void pack_panels(const T* src, int64_t ks, int64_t js, int64_t pc, int64_t kc, int64_t n0,
+                        int64_t n, int64_t W, T* PYDSCONV_RESTRICT dst) {
   typedef typename VecOf<T>::type V;
   constexpr int64_t L = static_cast<int64_t>(sizeof(V) / sizeof(T));
   for (int64_t j0 = 0; j0 < n; j0 += W) {
@@ -213,8 +219,10 @@ static void pack_panels(const T* src, int64_t ks, int64_t js, int64_t pc, int64_
       if (k0 == kc) continue;
       for (int64_t j = 0; j < W; ++j) {
         const T* s = src + pc + (n0 + j0 + j) * js;
-        if (j < w) for (int64_t k = k0; k < kc; ++k) d[k * W + j] = s[k];
-        else for (int64_t k = k0; k < kc; ++k) d[k * W + j] = T(0);
+        if (j < w)
+          for (int64_t k = k0; k < kc; ++k) d[k * W + j] = s[k];
+        else
+          for (int64_t k = k0; k < kc; ++k) d[k * W + j] = T(0);
       }
       continue;
     }
@@ -228,8 +236,10 @@ static void pack_panels(const T* src, int64_t ks, int64_t js, int64_t pc, int64_
     }
     for (; k < kc; ++k) {
       const T* s = src + (pc + k) * ks + (n0 + j0) * js;
-      if (js == 1) for (int64_t j = 0; j < w; ++j) d[k * W + j] = s[j];
-      else for (int64_t j = 0; j < w; ++j) d[k * W + j] = s[j * js];
+      if (js == 1)
+        for (int64_t j = 0; j < w; ++j) d[k * W + j] = s[j];
+      else
+        for (int64_t j = 0; j < w; ++j) d[k * W + j] = s[j * js];
       for (int64_t j = w; j < W; ++j) d[k * W + j] = T(0);
     }
   }
@@ -270,11 +280,11 @@ __attribute__((noinline)) static void gemm_tall_tile(bool a_rows, int64_t rows, 
                                                      int64_t ldc, bool load_c, const T* bias_row,
                                                      const T* bias_col, Act act) {
   if (a_rows)
-    gemm_ukernel_rows<T, false, kGemmTall>(rows, kc, A, lda, Bp, C, ldc, load_c, bias_row,
-                                           bias_col, act);
+    gemm_ukernel_rows<T, false, kGemmTall>(rows, kc, A, lda, Bp, C, ldc, load_c, bias_row, bias_col,
+                                           act);
   else
-    gemm_ukernel_rows<T, true, kGemmTall>(rows, kc, A, lda, Bp, C, ldc, load_c, bias_row,
-                                          bias_col, act);
+    gemm_ukernel_rows<T, true, kGemmTall>(rows, kc, A, lda, Bp, C, ldc, load_c, bias_row, bias_col,
+                                          act);
 }
 
 // One column panel of an MC x KC block whose nr columns fill fewer vectors
@@ -288,8 +298,8 @@ template <class T>
 __attribute__((noinline)) static void gemm_narrow_panel(const GemmArgs<T>& a, int64_t mc,
                                                         int64_t nr, int64_t kc, const T* A,
                                                         int64_t lda, int64_t step, bool a_rows,
-                                                        int64_t rs, const T* Bp, T* C,
-                                                        bool load_c, const T* bias, Act act) {
+                                                        int64_t rs, const T* Bp, T* C, bool load_c,
+                                                        const T* bias, Act act) {
   typedef typename VecOf<T>::type V;
   constexpr int NR = gemm_nr<T>(), L = static_cast<int>(sizeof(V) / sizeof(T));
   const int nv = static_cast<int>((nr + L - 1) / L);
@@ -313,11 +323,11 @@ __attribute__((noinline)) static void gemm_narrow_panel(const GemmArgs<T>& a, in
       ldc = NR;
     }
     if (a_rows)
-      gemm_ukernel_narrow<T, false>(nv, mr, kc, A + i0 * step, lda, Bp, ct, ldc, load_c, brow,
-                                    bcol, act);
+      gemm_ukernel_narrow<T, false>(nv, mr, kc, A + i0 * step, lda, Bp, ct, ldc, load_c, brow, bcol,
+                                    act);
     else
-      gemm_ukernel_narrow<T, true>(nv, mr, kc, A + i0 * step, lda, Bp, ct, ldc, load_c, brow,
-                                   bcol, act);
+      gemm_ukernel_narrow<T, true>(nv, mr, kc, A + i0 * step, lda, Bp, ct, ldc, load_c, brow, bcol,
+                                   act);
     if (nr < nv * L)
       for (int64_t i = 0; i < mr; ++i)
         for (int64_t j = 0; j < nr; ++j) c[i * a.c_rs + j] = tile[i * NR + j];
@@ -369,11 +379,11 @@ static void gemm(const GemmArgs<T>& a) {
         for (int64_t j0 = 0; j0 < nc; j0 += NR) {
           const int64_t nr = nc - j0 < NR ? nc - j0 : NR;
           if (nr <= NR - L) {  // a panel's last columns, fewer vectors than NR
-            gemm_narrow_panel(a, mc, nr, kc, Apc, lda, step, a_rows,
-                              a_rows || a_cols ? 2 * MR : MR, Bpc + j0 * kc,
-                              a.C + ic * a.c_rs + jc + j0, load_c,
-                              a.bias_axis == 0 ? a.bias + ic : a.bias_axis == 1 ? a.bias + jc + j0
-                                                                                 : nullptr,
+            gemm_narrow_panel(a, mc, nr, kc, Apc, lda, step, a_rows, a_rows || a_cols ? 2 * MR : MR,
+                              Bpc + j0 * kc, a.C + ic * a.c_rs + jc + j0, load_c,
+                              a.bias_axis == 0   ? a.bias + ic
+                              : a.bias_axis == 1 ? a.bias + jc + j0
+                                                 : nullptr,
                               act);
             continue;
           }

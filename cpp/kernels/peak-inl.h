@@ -1,7 +1,8 @@
 // The FMA throughput probe behind the benchmarks' "% of peak", compiled once
 // per ISA: included by kernels-inl.h inside `namespace pydsconv::<isa>`,
-// after the SIMD vocabulary (simd-inl.h).  12 independent vector FMA chains (enough to cover FMA latency x ports on current cores).
-// Returns the flops done (2 per lane per FMA); *sink defeats dead-code removal.
+// after the SIMD vocabulary (simd-inl.h).  12 independent vector FMA chains (enough to cover FMA
+// latency x ports on current cores). Returns the flops done (2 per lane per FMA); *sink defeats
+// dead-code removal.
 template <class T>
 static double fma_peak_loop(int64_t iters, T* sink) {
   typedef typename VecOf<T>::type V;

@@ -28,13 +28,11 @@ static inline void act_row(T* PYDSCONV_RESTRICT y, int64_t n, Act act) {
 }
 
 // a / s for a >= 0; strides 1 and 2 (nearly every network) skip the divide.
-static inline int64_t div_s(int64_t a, int64_t s) {
-  return s == 1 ? a : s == 2 ? a >> 1 : a / s;
-}
+static inline int64_t div_s(int64_t a, int64_t s) { return s == 1 ? a : s == 2 ? a >> 1 : a / s; }
 
 // Output indices o in [lo, hi) with 0 <= o*s + off < n.
-static inline void valid_range(int64_t n, int64_t s, int64_t off, int64_t nout,
-                               int64_t* lo, int64_t* hi) {
+static inline void valid_range(int64_t n, int64_t s, int64_t off, int64_t nout, int64_t* lo,
+                               int64_t* hi) {
   int64_t l = off >= 0 ? 0 : div_s(-off + s - 1, s);
   int64_t h = (n - 1 - off) < 0 ? 0 : div_s(n - 1 - off, s) + 1;
   if (h > nout) h = nout;
@@ -51,9 +49,18 @@ typedef float vec_f32 __attribute__((vector_size(PYDSCONV_VEC_BYTES)));
 typedef double vec_f64 __attribute__((vector_size(PYDSCONV_VEC_BYTES)));
 typedef int32_t vec_i32 __attribute__((vector_size(PYDSCONV_VEC_BYTES)));
 typedef int64_t vec_i64 __attribute__((vector_size(PYDSCONV_VEC_BYTES)));
-template <class T> struct VecOf;
-template <> struct VecOf<float> { typedef vec_f32 type; typedef vec_i32 lanes_int; };
-template <> struct VecOf<double> { typedef vec_f64 type; typedef vec_i64 lanes_int; };
+template <class T>
+struct VecOf;
+template <>
+struct VecOf<float> {
+  typedef vec_f32 type;
+  typedef vec_i32 lanes_int;
+};
+template <>
+struct VecOf<double> {
+  typedef vec_f64 type;
+  typedef vec_i64 lanes_int;
+};
 
 template <class V, class T>
 static inline V vload(const T* p) {
@@ -81,19 +88,24 @@ static inline V act_vec(V v, Act act) {
 
 // Lanes O, O + 2, O + 4, ... of a and b concatenated (stride-2
 // de-interleave: O = 0 the even lanes, O = 1 the odd ones).
-template <class V, int L, int O> struct HalfLanes;
-template <class V, int O> struct HalfLanes<V, 2, O> {
+template <class V, int L, int O>
+struct HalfLanes;
+template <class V, int O>
+struct HalfLanes<V, 2, O> {
   static V of(V a, V b) { return __builtin_shufflevector(a, b, O, O + 2); }
 };
-template <class V, int O> struct HalfLanes<V, 4, O> {
+template <class V, int O>
+struct HalfLanes<V, 4, O> {
   static V of(V a, V b) { return __builtin_shufflevector(a, b, O, O + 2, O + 4, O + 6); }
 };
-template <class V, int O> struct HalfLanes<V, 8, O> {
+template <class V, int O>
+struct HalfLanes<V, 8, O> {
   static V of(V a, V b) {
     return __builtin_shufflevector(a, b, O, O + 2, O + 4, O + 6, O + 8, O + 10, O + 12, O + 14);
   }
 };
-template <class V, int O> struct HalfLanes<V, 16, O> {
+template <class V, int O>
+struct HalfLanes<V, 16, O> {
   static V of(V a, V b) {
     return __builtin_shufflevector(a, b, O, O + 2, O + 4, O + 6, O + 8, O + 10, O + 12, O + 14,
                                    O + 16, O + 18, O + 20, O + 22, O + 24, O + 26, O + 28, O + 30);

@@ -44,11 +44,15 @@ struct DwGeom {
 template <class T>
 struct GemmArgs {
   int64_t M, N, K;
-  const T* A; int64_t a_rs, a_cs;
-  const T* B; int64_t b_rs, b_cs;
-  T* C; int64_t c_rs;
+  const T* A;
+  int64_t a_rs, a_cs;
+  const T* B;
+  int64_t b_rs, b_cs;
+  T* C;
+  int64_t c_rs;
   bool accumulate;
-  const T* bias; int bias_axis;
+  const T* bias;
+  int bias_axis;
   Act act;
   T* work;
   const T* packed_b = nullptr;
@@ -65,8 +69,8 @@ struct KernelTable {
   // NCHW forward: outputs [ow0, ow1) of row `oh` of one output channel.
   // x_plane is the input channel's (H, W) plane, w its (kh*kw) taps, y
   // receives ow1 - ow0 elements.
-  void (*dw_fwd_nchw_row)(const DwGeom&, const T* x_plane, const T* w, T bias,
-                          Act act, int64_t oh, int64_t ow0, int64_t ow1, T* y);
+  void (*dw_fwd_nchw_row)(const DwGeom&, const T* x_plane, const T* w, T bias, Act act, int64_t oh,
+                          int64_t ow0, int64_t ow1, T* y);
   // NCHW forward, narrow rows: output rows [oh0, oh1) (all OW columns) of
   // one output channel into y ((oh1 - oh0) x OW), using `scratch` of
   // dw_rows_scratch(g, oh1 - oh0) elements.  Same bits as dw_fwd_nchw_row.
@@ -86,22 +90,21 @@ struct KernelTable {
   // channels.  x_img is (H, W, C), w_packed the weights as dw_nhwc_pack
   // lays them out (dw_nhwc_pack_elems(g) elements), bias (C*M) or null; y
   // receives (ow1 - ow0, C*M).
-  void (*dw_fwd_nhwc_row)(const DwGeom&, const T* x_img, const T* w_packed,
-                          const T* bias, Act act, int64_t oh, int64_t ow0,
-                          int64_t ow1, T* y);
+  void (*dw_fwd_nhwc_row)(const DwGeom&, const T* x_img, const T* w_packed, const T* bias, Act act,
+                          int64_t oh, int64_t ow0, int64_t ow1, T* y);
   void (*dw_nhwc_pack)(const DwGeom&, const T* w, T* out);  // w: (C*M, kh*kw)
   int64_t (*dw_nhwc_pack_elems)(const DwGeom&);
   // NCHW grad-input: one input row `ih` of input channel c.  gy_planes are
   // the M output planes (OH, OW) of channels c*M..c*M+M-1, w their M*kh*kw
   // taps; gx_row (W) is overwritten.  scratch: dw_bwd_data_nchw_scratch(g)
   // elements owned by the caller's thread (null if that is 0).
-  void (*dw_bwd_data_nchw_row)(const DwGeom&, const T* gy_planes, const T* w,
-                               int64_t ih, T* gx_row, T* scratch);
+  void (*dw_bwd_data_nchw_row)(const DwGeom&, const T* gy_planes, const T* w, int64_t ih, T* gx_row,
+                               T* scratch);
   int64_t (*dw_bwd_data_nchw_scratch)(const DwGeom&);
   // NHWC grad-input: one input row of one image; gy_img (OH, OW, C*M),
   // w_packed (kh, kw, C*M); gx_row (W, C) is overwritten.
-  void (*dw_bwd_data_nhwc_row)(const DwGeom&, const T* gy_img,
-                               const T* w_packed, int64_t ih, T* gx_row);
+  void (*dw_bwd_data_nhwc_row)(const DwGeom&, const T* gy_img, const T* w_packed, int64_t ih,
+                               T* gx_row);
   // Grad-weight kernels sum over output rows [oh0, oh1) of one image and
   // *accumulate* into gw / gb (the operator's per-chunk slots): each tap's
   // chain continues from the slot over the rows' pixels in a fixed order, so
@@ -109,13 +112,12 @@ struct KernelTable {
   // NCHW: one output channel; gw (kh*kw) or null, gb (one element) or null;
   // scratch: dw_bwd_weight_nchw_scratch(g, oh1 - oh0) elements of the
   // caller's thread (null if that is 0).
-  void (*dw_bwd_weight_nchw)(const DwGeom&, const T* gy_plane, const T* x_plane,
-                             int64_t oh0, int64_t oh1, T* gw, T* gb, T* scratch);
+  void (*dw_bwd_weight_nchw)(const DwGeom&, const T* gy_plane, const T* x_plane, int64_t oh0,
+                             int64_t oh1, T* gw, T* gb, T* scratch);
   int64_t (*dw_bwd_weight_nchw_scratch)(const DwGeom&, int64_t rows);
   // NHWC: mid channels [c0, c1); gw_packed (kh, kw, C*M) or null, gb (C*M) or null.
-  void (*dw_bwd_weight_nhwc)(const DwGeom&, const T* gy_img, const T* x_img,
-                             int64_t oh0, int64_t oh1, int64_t c0, int64_t c1,
-                             T* gw_packed, T* gb);
+  void (*dw_bwd_weight_nhwc)(const DwGeom&, const T* gy_img, const T* x_img, int64_t oh0,
+                             int64_t oh1, int64_t c0, int64_t c1, T* gw_packed, T* gb);
   void (*gemm)(const GemmArgs<T>&);
   int64_t gemm_work;  // scratch elements one gemm call needs
   // Pack a whole GEMM B operand once (K x N, given by strides) into the
@@ -126,7 +128,7 @@ struct KernelTable {
                       int64_t n1, T* out);
   int64_t (*gemm_pack_b_elems)(int64_t K, int64_t N);
   int64_t gemm_mr, gemm_nr;  // the register tile: MR rows x NR columns
-  int64_t lanes;  // elements of T in one SIMD vector of this kernel set
+  int64_t lanes;             // elements of T in one SIMD vector of this kernel set
   // d[c*ldd + r] = s[r*lds + c] for r < R, c < Cn (a layout change).
   void (*transpose)(int64_t R, int64_t Cn, const T* s, int64_t lds, T* d, int64_t ldd);
   // Benchmark probe: `iters` rounds of independent vector FMAs; returns flops.
@@ -139,10 +141,22 @@ static_assert(sizeof(KernelTable<float>) == 24 * 8 && sizeof(KernelTable<double>
               "KernelTable gained or lost a member: update build_table in kernels-inl.h");
 
 // One table per (ISA, dtype); null where the ISA was not compiled in.
-namespace scalar { const KernelTable<float>* table_f32(); const KernelTable<double>* table_f64(); }
-namespace avx2 { const KernelTable<float>* table_f32(); const KernelTable<double>* table_f64(); }
-namespace avx512 { const KernelTable<float>* table_f32(); const KernelTable<double>* table_f64(); }
+namespace scalar {
+const KernelTable<float>* table_f32();
+const KernelTable<double>* table_f64();
+}  // namespace scalar
+namespace avx2 {
+const KernelTable<float>* table_f32();
+const KernelTable<double>* table_f64();
+}  // namespace avx2
+namespace avx512 {
+const KernelTable<float>* table_f32();
+const KernelTable<double>* table_f64();
+}  // namespace avx512
 // The AVX-512 kernels built for AVX2 (CMake PYDSCONV_EMULATED_AVX512; tests only).
-namespace avx512emu { const KernelTable<float>* table_f32(); const KernelTable<double>* table_f64(); }
+namespace avx512emu {
+const KernelTable<float>* table_f32();
+const KernelTable<double>* table_f64();
+}  // namespace avx512emu
 
 }  // namespace pydsconv

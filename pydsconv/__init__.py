@@ -33,6 +33,7 @@ from .conv import (
     separable_conv2d,
 )
 from ._core import PackedPointwise  # noqa: E402  (prepack_pointwise's result type)
+from .plan import Plan  # noqa: E402  (pydsconv.nn.compile's result type)
 from . import cost, reference, weights  # noqa: E402  (submodules users reach as attributes)
 
 __version__ = _core.__version__  # one source: pyproject.toml, compiled into _core
@@ -42,7 +43,7 @@ __all__ = [
     "depthwise_conv2d_backward", "pointwise_conv2d_backward",
     "depthwise_conv1d", "pointwise_conv1d", "separable_conv1d",
     "depthwise_conv1d_backward", "pointwise_conv1d_backward",
-    "prepack_pointwise",
+    "prepack_pointwise", "Plan",
     "set_num_threads", "get_num_threads", "cpu_features",
     "cost", "reference", "weights",
 ]

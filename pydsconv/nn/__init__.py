@@ -26,9 +26,10 @@ Contents: :class:`Module`, :class:`Parameter`, :class:`Sequential`,
 :func:`fold_batchnorm`; :class:`CrossEntropyLoss`; :class:`SGD`,
 :class:`Adam`; models :class:`SeparableConvNet`, :class:`MobileNetV1`,
 :func:`weight_count`; checkpoints :func:`save`, :func:`load`,
-:func:`load_metadata`.
+:func:`load_metadata`; inference plans :func:`compile`.
 """
 from .activation import ReLU, ReLU6
+from .compile import compile
 from .container import Identity, Sequential
 from .conv import Conv2d, DepthwiseConv2d, PointwiseConv2d, SeparableConv2d
 from .dropout import Dropout
@@ -47,5 +48,5 @@ __all__ = [
     "ReLU", "ReLU6", "GlobalAvgPool2d", "Flatten", "Linear", "Dropout",
     "CrossEntropyLoss", "log_softmax", "Optimizer", "SGD", "Adam",
     "SeparableConvNet", "MobileNetV1", "weight_count",
-    "save", "load", "load_metadata",
+    "save", "load", "load_metadata", "compile",
 ]

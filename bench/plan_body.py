@@ -19,8 +19,8 @@ import sys
 import numpy as np
 
 import pydsconv
-from pydsconv import nn
 from bench.lib.timing import interleaved_medians_ms
+from pydsconv import nn
 
 WEIGHTS = "/work/shared/peers/body_weights.npz"
 

@@ -490,9 +490,10 @@ py::object backward(OpKind op, py::object gy, py::object x, py::object w, int sp
 // pydsconv/nn/compile.py; arrays are None or arrays of the plan's dtype.
 StepKind step_kind(const std::string& k) {
   static const std::pair<const char*, StepKind> kinds[] = {
-      {"conv", StepKind::Conv}, {"depthwise", StepKind::Depthwise},
+      {"conv", StepKind::Conv},           {"depthwise", StepKind::Depthwise},
       {"pointwise", StepKind::Pointwise}, {"separable", StepKind::Separable},
-      {"pool", StepKind::Pool}, {"flatten", StepKind::Flatten}, {"linear", StepKind::Linear}};
+      {"pool", StepKind::Pool},           {"flatten", StepKind::Flatten},
+      {"linear", StepKind::Linear}};
   for (const auto& e : kinds)
     if (k == e.first) return e.second;
   throw py::value_error("internal: unknown plan step kind '" + k + "'");
@@ -547,8 +548,9 @@ py::object plan_input(const Plan& p, const py::object& x) {
   const std::vector<int64_t> got(a.shape(), a.shape() + a.ndim());
   if (got != s) {
     const bool nchw = p.layout() == Layout::NCHW;
-    std::string msg = "x must have shape " + shape_str(s.data(), 4) + " (the plan's input, layout='" +
-                      (nchw ? "NCHW" : "NHWC") + "'), got " + shape_str(got.data(), int(got.size()));
+    std::string msg = "x must have shape " + shape_str(s.data(), 4) +
+                      " (the plan's input, layout='" + (nchw ? "NCHW" : "NHWC") + "'), got " +
+                      shape_str(got.data(), int(got.size()));
     const std::vector<int64_t> other = nchw ? std::vector<int64_t>{s[0], s[2], s[3], s[1]}
                                             : std::vector<int64_t>{s[0], s[3], s[1], s[2]};
     if (got == other)
@@ -590,8 +592,8 @@ py::object plan_run(const Plan& p, py::object x, py::object out) {
 std::vector<double> plan_profile(const Plan& p, py::object x, int repeats) {
   if (repeats < 1) throw py::value_error("repeats must be >= 1, got " + std::to_string(repeats));
   const py::object xr = plan_input(p, x);
-  py::array y = p.f64() ? plan_output<double>(p, x, py::none())
-                        : plan_output<float>(p, x, py::none());
+  py::array y =
+      p.f64() ? plan_output<double>(p, x, py::none()) : plan_output<float>(p, x, py::none());
   const void* xp = py::reinterpret_borrow<py::array>(xr).data();
   void* yp = y.mutable_data();
   std::vector<double> t;
@@ -680,11 +682,13 @@ PYBIND11_MODULE(_core, m) {
                ", dtype=" + std::string(py::str(p.weight.dtype())) + ", isa='" + p.isa() + "')";
       });
   m.def("prepack_pointwise", &prepack_pointwise);
-  py::class_<Plan, std::shared_ptr<Plan>>(m, "PlanCore",
-                                          "A compiled network; use pydsconv.Plan.")
-      .def_property_readonly("input_shape", [](const Plan& p) { return py::tuple(py::cast(p.input_shape())); })
-      .def_property_readonly("output_shape", [](const Plan& p) { return py::tuple(py::cast(p.output_shape())); })
-      .def_property_readonly("layout", [](const Plan& p) { return p.layout() == Layout::NCHW ? "NCHW" : "NHWC"; })
+  py::class_<Plan, std::shared_ptr<Plan>>(m, "PlanCore", "A compiled network; use pydsconv.Plan.")
+      .def_property_readonly("input_shape",
+                             [](const Plan& p) { return py::tuple(py::cast(p.input_shape())); })
+      .def_property_readonly("output_shape",
+                             [](const Plan& p) { return py::tuple(py::cast(p.output_shape())); })
+      .def_property_readonly(
+          "layout", [](const Plan& p) { return p.layout() == Layout::NCHW ? "NCHW" : "NHWC"; })
       .def_property_readonly("dtype", [](const Plan& p) { return p.f64() ? "float64" : "float32"; })
       .def_property_readonly("num_threads", &Plan::threads)
       .def_property_readonly("arena_bytes", &Plan::arena_bytes)

@@ -135,8 +135,8 @@ void exec(const Step<T>& s, const T* x, T* y, T* col, int threads) {
       pointwise_forward(s.pb, x, s.w.data(), ptr(s.b), s.act, y, threads, pre);
       break;
     case Op::Separable:
-      separable_forward(s.pb, x, s.w.data(), ptr(s.b), s.w2.data(), ptr(s.b2), s.mid_act, s.act,
-                        y, threads, pre);
+      separable_forward(s.pb, x, s.w.data(), ptr(s.b), s.w2.data(), ptr(s.b2), s.mid_act, s.act, y,
+                        threads, pre);
       break;
     case Op::Pool:
       global_avg_pool(s.N, s.P, s.C, x, y, threads);
@@ -155,13 +155,20 @@ void exec(const Step<T>& s, const T* x, T* y, T* col, int threads) {
 
 const char* op_name(StepKind k) {
   switch (k) {
-    case StepKind::Conv: return "conv";
-    case StepKind::Depthwise: return "depthwise";
-    case StepKind::Pointwise: return "pointwise";
-    case StepKind::Separable: return "separable";
-    case StepKind::Pool: return "global_avg_pool";
-    case StepKind::Flatten: return "flatten";
-    case StepKind::Linear: return "linear";
+    case StepKind::Conv:
+      return "conv";
+    case StepKind::Depthwise:
+      return "depthwise";
+    case StepKind::Pointwise:
+      return "pointwise";
+    case StepKind::Separable:
+      return "separable";
+    case StepKind::Pool:
+      return "global_avg_pool";
+    case StepKind::Flatten:
+      return "flatten";
+    case StepKind::Linear:
+      return "linear";
   }
   return "?";
 }
@@ -194,9 +201,10 @@ void need_arrays(const StepSpec& spec, size_t n) {
 
 void need_image(const StepSpec& spec, const Shape& s) {
   if (s.flat)
-    fail(spec.name + ": " + op_name(spec.kind) + " needs a 4-D input, but the layers before it "
-         "produce a 2-D (N, features) array of shape (" + std::to_string(s.N) + ", " +
-         std::to_string(s.C) + ")");
+    fail(spec.name + ": " + op_name(spec.kind) +
+         " needs a 4-D input, but the layers before it "
+         "produce a 2-D (N, features) array of shape (" +
+         std::to_string(s.N) + ", " + std::to_string(s.C) + ")");
 }
 
 }  // namespace
@@ -242,18 +250,26 @@ namespace {
 template <class T>
 class Builder {
  public:
-  Builder(Net<T>& net, Layout layout, int threads) : net_(net), layout_(layout), threads_(threads) {}
+  Builder(Net<T>& net, Layout layout, int threads)
+      : net_(net), layout_(layout), threads_(threads) {}
 
   // Appends one layer; s becomes its output.
   void add(const StepSpec& spec, Shape& s) {
     switch (spec.kind) {
-      case StepKind::Depthwise: return depthwise(spec, s);
-      case StepKind::Pointwise: return pointwise(spec, s);
-      case StepKind::Separable: return separable(spec, s);
-      case StepKind::Conv: return conv(spec, s);
-      case StepKind::Pool: return pool(spec, s);
-      case StepKind::Flatten: return flatten(spec, s);
-      case StepKind::Linear: return linear(spec, s);
+      case StepKind::Depthwise:
+        return depthwise(spec, s);
+      case StepKind::Pointwise:
+        return pointwise(spec, s);
+      case StepKind::Separable:
+        return separable(spec, s);
+      case StepKind::Conv:
+        return conv(spec, s);
+      case StepKind::Pool:
+        return pool(spec, s);
+      case StepKind::Flatten:
+        return flatten(spec, s);
+      case StepKind::Linear:
+        return linear(spec, s);
     }
   }
 
@@ -336,8 +352,7 @@ class Builder {
     const Problem pb = checked(r, spec);
     const Shape out{s.N, pb.OH, pb.OW, pb.Cout, false};
     const int64_t px = s.N * pb.OH * pb.OW;
-    Step<T>& st = push(Op::Separable, spec, s, out,
-                       px * pb.Cmid * (pb.g.kh * pb.g.kw + pb.Cout));
+    Step<T>& st = push(Op::Separable, spec, s, out, px * pb.Cmid * (pb.g.kh * pb.g.kw + pb.Cout));
     st.pb = pb;
     st.w = copy_of<T>(spec.arrays[0]);
     st.b = copy_of<T>(spec.arrays[1]);
@@ -360,8 +375,7 @@ class Builder {
     Request r = request(OpKind::Depthwise, spec, s);
     r.dw_weight = arg("weight", {s.C, 1, kh, kw});  // the geometry, checked as the ops do
     const Problem dw = checked(r, spec);
-    if (spec.arrays[1].data &&
-        (spec.arrays[1].shape.size() != 1 || spec.arrays[1].shape[0] != co))
+    if (spec.arrays[1].data && (spec.arrays[1].shape.size() != 1 || spec.arrays[1].shape[0] != co))
       fail(spec.name + ": bias must be a 1-D array of shape (" + std::to_string(co) + ",)");
     const int64_t K = kh * kw * s.C;
     const Shape out{s.N, dw.OH, dw.OW, co, false};
@@ -412,7 +426,8 @@ class Builder {
   void linear(const StepSpec& spec, Shape& s) {
     need_arrays(spec, 2);
     if (!s.flat)
-      fail(spec.name + ": linear needs a 2-D (N, features) input, but the layers before it "
+      fail(spec.name +
+           ": linear needs a 2-D (N, features) input, but the layers before it "
            "produce a 4-D map; add GlobalAvgPool2d or Flatten before it");
     const PlanArray& w = spec.arrays[0];
     if (w.shape.size() != 2 || w.shape[1] != s.C || w.shape[0] < 1)
@@ -485,8 +500,8 @@ Plan::Plan(const std::vector<StepSpec>& specs, const std::vector<int64_t>& input
          std::string(layout == Layout::NCHW ? "(N, C, H, W)" : "(N, H, W, C)") + ", got " +
          shape_str(input_shape.data(), int(input_shape.size())));
   for (int64_t v : input_shape)
-    if (v < 0) fail("input_shape must not have negative sizes, got " +
-                    shape_str(input_shape.data(), 4));
+    if (v < 0)
+      fail("input_shape must not have negative sizes, got " + shape_str(input_shape.data(), 4));
   impl_->in_shape = input_shape;
   impl_->layout = layout;
   impl_->f64 = f64;

@@ -19,6 +19,9 @@ class Plan:
     is immutable, safe to call from several Python threads at once (each call
     takes its activation memory from its own thread's arena), releases the
     GIL while it runs, and gives the same bits for any thread count.
+    Call it as ``plan(x, out=None)``; ``plan.summary()`` describes its steps
+    (one line each: op, shapes, MACs, what was fused into it),
+    ``plan.profile(x, repeats=10)`` times them and ``plan.steps()`` lists them.
 
     Attributes
     ----------

@@ -11,11 +11,11 @@ import threading
 
 import numpy as np
 import pytest
+from conftest import rand, to_nhwc
 
 import pydsconv
-from pydsconv import nn, reference as ref
-
-from conftest import rand, to_nhwc
+from pydsconv import nn
+from pydsconv import reference as ref
 
 DTYPES = [np.float32, np.float64]
 LAYOUTS = ["NCHW", "NHWC"]
@@ -232,8 +232,9 @@ def test_plan_is_a_snapshot_and_immutable(rng):
 
 def test_packed_under_one_isa_runs_under_another(rng):
     """Weights packed for one kernel set are packed per call under another."""
-    from pydsconv import _core
     from conftest import host_isas
+
+    from pydsconv import _core
 
     model = _mobilenet("NHWC", np.float32, rng)
     x = rand(rng, (1, 32, 32, 3), np.float32)

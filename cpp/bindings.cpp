@@ -487,7 +487,7 @@ py::object backward(OpKind op, py::object gy, py::object x, py::object w, int sp
 
 // Compiled plans (pydsconv.nn.compile): each spec a tuple (kind, name, fused,
 // stride, dilation, pad_mode, pad, mid_act, act, arrays) from
-// pydsconv/nn/compile.py; arrays are None or arrays of the plan's dtype.
+// pydsconv/nn/compiler.py; arrays are None or arrays of the plan's dtype.
 StepKind step_kind(const std::string& k) {
   static const std::pair<const char*, StepKind> kinds[] = {
       {"conv", StepKind::Conv},           {"depthwise", StepKind::Depthwise},

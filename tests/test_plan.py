@@ -1,5 +1,5 @@
 """Tests of compiled plans: pydsconv.nn.compile and pydsconv.Plan; mirrors
-pydsconv/nn/compile.py (the passes) and cpp/plan.cpp (the C++ plan).
+pydsconv/nn/compiler.py (the passes) and cpp/plan.cpp (the C++ plan).
 
 Every plan is checked against the eager eval-mode model (``model(x)``) and,
 for a network of every supported layer kind, against the NumPy reference;

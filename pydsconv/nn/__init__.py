@@ -29,7 +29,7 @@ Contents: :class:`Module`, :class:`Parameter`, :class:`Sequential`,
 :func:`load_metadata`; inference plans :func:`compile`.
 """
 from .activation import ReLU, ReLU6
-from .compile import compile
+from .compiler import compile
 from .container import Identity, Sequential
 from .conv import Conv2d, DepthwiseConv2d, PointwiseConv2d, SeparableConv2d
 from .dropout import Dropout

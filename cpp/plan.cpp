@@ -101,14 +101,22 @@ void im2col(const DwGeom& g, int64_t N, const T* x, T* col, int threads) {
 }
 
 // y (N, C) = the mean of x (N, P, C) over pixels, summed in pixel order in
-// double (the same bits for any thread count: images are split, not sums).
+// double, a block of channels at a time (contiguous loads; the accumulators
+// live on the stack: workers never allocate).  The same bits for any thread
+// count: images are split across threads, never a sum.
 template <class T>
 void global_avg_pool(int64_t N, int64_t P, int64_t C, const T* x, T* y, int threads) {
+  constexpr int64_t kBlock = 64;
   parallel_for(N, plan_threads(threads, N, N * P * C), [&](int64_t n) {
-    for (int64_t c = 0; c < C; ++c) {
-      double s = 0;
-      for (int64_t p = 0; p < P; ++p) s += x[(n * P + p) * C + c];
-      y[n * C + c] = static_cast<T>(s / static_cast<double>(P));
+    for (int64_t c0 = 0; c0 < C; c0 += kBlock) {
+      const int64_t nc = std::min(kBlock, C - c0);
+      double acc[kBlock] = {};
+      for (int64_t p = 0; p < P; ++p) {
+        const T* row = x + (n * P + p) * C + c0;
+        for (int64_t c = 0; c < nc; ++c) acc[c] += row[c];
+      }
+      for (int64_t c = 0; c < nc; ++c)
+        y[n * C + c0 + c] = static_cast<T>(acc[c] / static_cast<double>(P));
     }
   });
 }

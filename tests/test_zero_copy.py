@@ -27,13 +27,13 @@ from conftest import run_python, rand
 MiB = 1 << 20
 GiB = 1 << 30
 
+# Subprocesses with GiB-sized arrays: run once, not under the sanitizers.
+pytestmark = [pytest.mark.slow]
+
 _SCRIPT = r"""
 import json, resource, sys
 import numpy as np
 import pydsconv
-
-# Subprocesses with GiB-sized arrays: run once, not under the sanitizers.
-pytestmark = [pytest.mark.slow]
 
 def peak():  # bytes; Linux reports ru_maxrss in KiB
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024

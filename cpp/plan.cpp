@@ -37,10 +37,11 @@ struct Shape {
 };
 
 TensorArg arg(const char* name, const std::vector<int64_t>& shape) {
+  if (shape.size() > 8) fail(std::string(name) + " has too many dimensions");
   TensorArg t;
   t.name = name;
   t.ndim = static_cast<int>(shape.size());
-  for (int i = 0; i < t.ndim && i < 8; ++i) t.shape[i] = shape[i];
+  for (int i = 0; i < t.ndim; ++i) t.shape[i] = shape[i];
   return t;
 }
 
@@ -507,9 +508,11 @@ Plan::Plan(const std::vector<StepSpec>& specs, const std::vector<int64_t>& input
     fail("input_shape must have 4 dimensions " +
          std::string(layout == Layout::NCHW ? "(N, C, H, W)" : "(N, H, W, C)") + ", got " +
          shape_str(input_shape.data(), int(input_shape.size())));
-  for (int64_t v : input_shape)
-    if (v < 0)
-      fail("input_shape must not have negative sizes, got " + shape_str(input_shape.data(), 4));
+  bool ok = true;
+  for (size_t i = 0; i < 4; ++i) ok = ok && input_shape[i] >= (i == 0 ? 0 : 1);
+  if (!ok)
+    fail("input_shape must have a batch >= 0 and at least one channel and one pixel, got " +
+         shape_str(input_shape.data(), 4));
   impl_->in_shape = input_shape;
   impl_->layout = layout;
   impl_->f64 = f64;

@@ -322,6 +322,8 @@ def test_bad_compile_arguments():
     model = nn.Sequential(nn.PointwiseConv2d(3, 4)).eval()
     with pytest.raises(ValueError, match="input_shape must be 4"):
         nn.compile(model, (1, 3, 8))
+    with pytest.raises(ValueError, match="at least one channel and one pixel"):
+        nn.compile(nn.Sequential(nn.GlobalAvgPool2d()).eval(), (1, 3, 0, 8))
     with pytest.raises(TypeError, match="input_shape must be a tuple"):
         nn.compile(model, 5)
     with pytest.raises(ValueError, match="layout must be"):

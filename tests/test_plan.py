@@ -139,6 +139,37 @@ def test_every_layer_kind_matches_reference_and_eager(isa, layout, dtype, rng):
     assert ops == (["to_nhwc"] + inner + ["to_nchw"] if layout == "NCHW" else inner)
 
 
+def _bn(c, layout, dtype):
+    return nn.BatchNorm2d(c, layout=layout, dtype=dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_folding_and_fusion_patterns(layout, dtype, rng):
+    """BatchNorm into a SeparableConv2d's pointwise stage and into a bare
+    depthwise layer; activations stacked on an op that has one already;
+    a depthwise layer without activation merged with the pointwise after it;
+    a pointwise layer not after a depthwise one left alone."""
+    kw = dict(layout=layout, dtype=dtype)
+    model = _randomise_bn(nn.Sequential(
+        nn.SeparableConv2d(4, 6, 3, padding=1, mid_activation="relu", **kw, rng=0),
+        _bn(6, layout, dtype), nn.ReLU6(), nn.ReLU(),
+        nn.DepthwiseConv2d(6, 5, stride=2, padding="same", bias=False, **kw, rng=1),
+        _bn(6, layout, dtype),
+        nn.PointwiseConv2d(6, 8, activation="relu", **kw, rng=2), nn.ReLU6(),
+        nn.PointwiseConv2d(8, 3, **kw, rng=3), _bn(3, layout, dtype),
+    ), rng)
+    shape = _shape(layout, 2, 4, 9, 10)
+    plan = nn.compile(model, shape, layout=layout)
+    x = rand(rng, shape, dtype)
+    _close(plan(x), model(x))
+    steps = [s for s in plan.steps() if not s["op"].startswith("to_")]
+    assert [s["op"] for s in steps] == ["separable", "separable", "pointwise"]
+    assert steps[0]["fused"] == "BatchNorm2d 1, ReLU6 2, ReLU 3"
+    assert steps[1]["fused"] == "BatchNorm2d 5, pointwise 6 (PointwiseConv2d), ReLU6 7"
+    assert steps[2]["fused"] == "BatchNorm2d 9"
+
+
 @pytest.mark.parametrize("layout", LAYOUTS)
 def test_flatten_follows_the_callers_layout(isa, layout, rng):
     """Flatten of a 3x2 map flattens (C, H, W) in NCHW and (H, W, C) in NHWC."""

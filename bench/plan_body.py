@@ -7,7 +7,9 @@ and thread count.  Prints the medians and their ratio (chain / plan); first
 checks that both give the same bits.
 
     python3 -m bench.plan_body [--batches 1 8] [--threads 1 2] [--repeats 11] \\
-        [--weights /work/shared/peers/body_weights.npz]
+        [--weights /work/shared/peers/body_weights.npz] [--profile]
+
+``--profile`` also prints each plan's per-step medians (Plan.profile).
 
 A benchmark, never a test.
 """
@@ -68,6 +70,7 @@ def main():
     ap.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     ap.add_argument("--repeats", type=int, default=11)
     ap.add_argument("--weights", default=WEIGHTS)
+    ap.add_argument("--profile", action="store_true", help="per-step medians of each plan")
     args = ap.parse_args()
     blocks, (c, h, w) = load_body(args.weights)
     model = body_model(blocks)
@@ -86,6 +89,10 @@ def main():
             print(f"batch {n}, {t} thread(s): chain {med['chain']:.2f}, plan {med['plan']:.2f}, "
                   f"plan out= {med['plan_out']:.2f}; chain/plan {med['chain'] / med['plan']:.3f}, "
                   f"chain/plan out= {med['chain'] / med['plan_out']:.3f}")
+            if args.profile:
+                for i, s in enumerate(plan.profile(x, repeats=args.repeats)):
+                    print(f"  {i:2d} {s['op']:<10} {str(s['out_shape']):<20} "
+                          f"{s['seconds'] * 1e3:8.3f} ms  {s['macs'] / s['seconds'] / 1e9:6.1f} GMAC/s")
 
 
 if __name__ == "__main__":

@@ -4,7 +4,8 @@ Ops (NumPy in, NumPy out, zero-copy for C-contiguous inputs):
 ``depthwise_conv2d``, ``pointwise_conv2d``, ``separable_conv2d`` (fused),
 their ``*_backward``, and the 1-D twins ``*_conv1d``.  Submodules:
 ``reference`` (the NumPy oracle), ``weights`` (Keras <-> PyTorch layouts),
-``cost`` (MACs and parameters, MobileNet figures).
+``cost`` (MACs and parameters, MobileNet figures).  Whole networks:
+``pydsconv.nn.compile`` returns a ``Plan`` (one C++ call per inference).
 """
 from __future__ import annotations
 

@@ -26,6 +26,7 @@
 #include "ops.h"
 #include "packed.h"
 #include "peak.h"
+#include "plan.h"
 #include "strided.h"
 #include "threads.h"
 
@@ -498,6 +499,137 @@ py::object backward(OpKind op, py::object gy, py::object x, py::object w, int sp
                   });
 }
 
+// Compiled plans (pydsconv.nn.compile): each spec a tuple (kind, name, fused,
+// stride, dilation, pad_mode, pad, mid_act, act, arrays) from
+// pydsconv/nn/compiler.py; arrays are None or arrays of the plan's dtype.
+StepKind step_kind(const std::string& k) {
+  static const std::pair<const char*, StepKind> kinds[] = {
+      {"conv", StepKind::Conv},           {"depthwise", StepKind::Depthwise},
+      {"pointwise", StepKind::Pointwise}, {"separable", StepKind::Separable},
+      {"pool", StepKind::Pool},           {"flatten", StepKind::Flatten},
+      {"linear", StepKind::Linear}};
+  for (const auto& e : kinds)
+    if (k == e.first) return e.second;
+  throw py::value_error("internal: unknown plan step kind '" + k + "'");
+}
+
+std::shared_ptr<Plan> compile_plan(py::list specs, std::vector<int64_t> input_shape,
+                                   std::string layout, bool f64, int threads) {
+  std::vector<StepSpec> steps;
+  std::vector<py::object> keep;  // the arrays the specs point into
+  for (py::handle item : specs) {
+    const py::tuple t = py::reinterpret_borrow<py::tuple>(item);
+    StepSpec s;
+    s.kind = step_kind(t[0].cast<std::string>());
+    s.name = t[1].cast<std::string>();
+    s.fused = t[2].cast<std::string>();
+    s.geom = params(2, "NHWC", t[3].cast<Stride>(), t[4].cast<Stride>(), t[5].cast<std::string>(),
+                    t[6].cast<Pad>());
+    s.mid_act = parse_act(t[7], "mid_activation");
+    s.act = parse_act(t[8], "activation");
+    for (py::handle a : t[9].cast<py::list>()) {
+      PlanArray pa;
+      if (!a.is_none()) {
+        const Arg arg{a, "weight"};
+        if (common_dtype({arg}) != (f64 ? DType::F64 : DType::F32))
+          throw py::type_error(s.name + ": weights must have the model's dtype");
+        keep.push_back(readable(arg));
+        const py::array arr = py::reinterpret_borrow<py::array>(keep.back());
+        pa.shape.assign(arr.shape(), arr.shape() + arr.ndim());
+        pa.data = arr.data();
+      }
+      s.arrays.push_back(pa);
+    }
+    steps.push_back(std::move(s));
+  }
+  const Layout l = layout == "NHWC" ? Layout::NHWC : Layout::NCHW;
+  std::shared_ptr<Plan> plan;
+  without_gil([&] { plan = std::make_shared<Plan>(steps, input_shape, l, f64, threads); });
+  return plan;
+}
+
+// x checked against the plan (dtype: TypeError; shape: ValueError naming
+// the expected shape and layout), taken zero-copy or copied once.
+py::object plan_input(const Plan& p, const py::object& x) {
+  const Arg ax{x, "x"};
+  const DType dt = common_dtype({ax});
+  const char* want = p.f64() ? "float64" : "float32";
+  if ((dt == DType::F64) != p.f64())
+    throw py::type_error("x must have dtype " + std::string(want) + " (the plan's), got " +
+                         std::string(py::str(ax.arr().dtype())));
+  const py::array a = ax.arr();
+  const std::vector<int64_t>& s = p.input_shape();
+  const std::vector<int64_t> got(a.shape(), a.shape() + a.ndim());
+  if (got != s) {
+    const bool nchw = p.layout() == Layout::NCHW;
+    std::string msg = "x must have shape " + shape_str(s.data(), 4) +
+                      " (the plan's input, layout='" + (nchw ? "NCHW" : "NHWC") + "'), got " +
+                      shape_str(got.data(), int(got.size()));
+    const std::vector<int64_t> other = nchw ? std::vector<int64_t>{s[0], s[2], s[3], s[1]}
+                                            : std::vector<int64_t>{s[0], s[3], s[1], s[2]};
+    if (got == other)
+      msg += std::string("; it looks like ") + (nchw ? "NHWC" : "NCHW") +
+             " data: compile the plan with layout='" + (nchw ? "NHWC" : "NCHW") + "'";
+    throw py::value_error(msg);
+  }
+  return readable(ax);
+}
+
+template <class T>
+py::array plan_output(const Plan& p, const py::object& x, const py::object& out) {
+  const Arg ao{out, "out"};
+  check_out(ao);
+  py::array y = result<T>(ao, p.output_shape());
+  if (ao.given()) {
+    const std::vector<int64_t> got(y.shape(), y.shape() + y.ndim());
+    const std::vector<int64_t>& s = p.output_shape();
+    if (got != s)
+      throw py::value_error("out must have shape " + shape_str(s.data(), int(s.size())) +
+                            " (the plan's output), got " + shape_str(got.data(), int(got.size())));
+    TensorArg tx = describe({x, "x"}), ty = describe(ao);
+    const auto x0 = reinterpret_cast<uintptr_t>(tx.data), y0 = reinterpret_cast<uintptr_t>(ty.data);
+    if (tx.nbytes && ty.nbytes && x0 < y0 + uintptr_t(ty.nbytes) && y0 < x0 + uintptr_t(tx.nbytes))
+      throw py::value_error("out must not overlap the input 'x'");
+  }
+  return y;
+}
+
+py::object plan_run(const Plan& p, py::object x, py::object out) {
+  const py::object xr = plan_input(p, x);
+  py::array y = p.f64() ? plan_output<double>(p, x, out) : plan_output<float>(p, x, out);
+  const void* xp = py::reinterpret_borrow<py::array>(xr).data();
+  void* yp = y.mutable_data();
+  without_gil([&] { p.run(xp, yp); });
+  return std::move(y);
+}
+
+std::vector<double> plan_profile(const Plan& p, py::object x, int repeats) {
+  if (repeats < 1) throw py::value_error("repeats must be >= 1, got " + std::to_string(repeats));
+  const py::object xr = plan_input(p, x);
+  py::array y =
+      p.f64() ? plan_output<double>(p, x, py::none()) : plan_output<float>(p, x, py::none());
+  const void* xp = py::reinterpret_borrow<py::array>(xr).data();
+  void* yp = y.mutable_data();
+  std::vector<double> t;
+  without_gil([&] { t = p.profile(xp, yp, repeats); });
+  return t;
+}
+
+py::list plan_steps(const Plan& p) {
+  py::list l;
+  for (const StepInfo& s : p.steps()) {
+    py::dict d;
+    d["op"] = s.op;
+    d["name"] = s.name;
+    d["fused"] = s.fused;
+    d["in_shape"] = py::tuple(py::cast(s.in_shape));
+    d["out_shape"] = py::tuple(py::cast(s.out_shape));
+    d["macs"] = s.macs;
+    l.append(d);
+  }
+  return l;
+}
+
 py::dict features() {
   const CpuInfo& c = cpu_info();
   py::dict d;
@@ -565,6 +697,21 @@ PYBIND11_MODULE(_core, m) {
                ", dtype=" + std::string(py::str(p.weight.dtype())) + ", isa='" + p.isa() + "')";
       });
   m.def("prepack_pointwise", &prepack_pointwise);
+  py::class_<Plan, std::shared_ptr<Plan>>(m, "PlanCore", "A compiled network; use pydsconv.Plan.")
+      .def_property_readonly("input_shape",
+                             [](const Plan& p) { return py::tuple(py::cast(p.input_shape())); })
+      .def_property_readonly("output_shape",
+                             [](const Plan& p) { return py::tuple(py::cast(p.output_shape())); })
+      .def_property_readonly(
+          "layout", [](const Plan& p) { return p.layout() == Layout::NCHW ? "NCHW" : "NHWC"; })
+      .def_property_readonly("dtype", [](const Plan& p) { return p.f64() ? "float64" : "float32"; })
+      .def_property_readonly("num_threads", &Plan::threads)
+      .def_property_readonly("arena_bytes", &Plan::arena_bytes)
+      .def("steps", &plan_steps)
+      .def("run", &plan_run, py::arg("x"), py::arg("out"))
+      .def("profile", &plan_profile, py::arg("x"), py::arg("repeats"));
+  m.def("compile_plan", &compile_plan, py::arg("specs"), py::arg("input_shape"), py::arg("layout"),
+        py::arg("f64"), py::arg("threads"));
   m.def("cpu_features", &features);
   m.def("set_isa", &set_isa);
   m.def("set_num_threads", &set_num_threads);

@@ -4,7 +4,8 @@ Ops (NumPy in, NumPy out, zero-copy for C-contiguous inputs):
 ``depthwise_conv2d``, ``pointwise_conv2d``, ``separable_conv2d`` (fused),
 their ``*_backward``, and the 1-D twins ``*_conv1d``.  Submodules:
 ``reference`` (the NumPy oracle), ``weights`` (Keras <-> PyTorch layouts),
-``cost`` (MACs and parameters, MobileNet figures).
+``cost`` (MACs and parameters, MobileNet figures).  Whole networks:
+``pydsconv.nn.compile`` returns a ``Plan`` (one C++ call per inference).
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from .conv import (
     separable_conv1d,
     separable_conv2d,
 )
+from .plan import Plan  # noqa: E402  (pydsconv.nn.compile's result type)
 
 __version__ = _core.__version__  # one source: pyproject.toml, compiled into _core
 
@@ -52,6 +54,7 @@ __all__ = [
     "depthwise_conv1d_backward",
     "pointwise_conv1d_backward",
     "prepack_pointwise",
+    "Plan",
     "set_num_threads",
     "get_num_threads",
     "cpu_features",

@@ -1,7 +1,7 @@
 # Type stubs for the C++ extension pydsconv._core (cpp/bindings.cpp).  Not
 # public API: use the functions of the pydsconv package.  Checked against the
 # built module in CI with mypy's stubtest.
-from typing import Any, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -16,6 +16,27 @@ class PackedPointwise:
     @property
     def isa(self) -> str: ...
 
+class PlanCore:
+    """A compiled network (cpp/plan.h); wrapped by pydsconv.Plan."""
+    @property
+    def input_shape(self) -> Tuple[int, ...]: ...
+    @property
+    def output_shape(self) -> Tuple[int, ...]: ...
+    @property
+    def layout(self) -> str: ...
+    @property
+    def dtype(self) -> str: ...
+    @property
+    def num_threads(self) -> int: ...
+    @property
+    def arena_bytes(self) -> int: ...
+    def steps(self) -> List[Dict[str, Any]]: ...
+    def run(self, x: Any, out: Optional[np.ndarray]) -> np.ndarray: ...
+    def profile(self, x: Any, repeats: int) -> List[float]: ...
+
+def compile_plan(
+    specs: List[tuple], input_shape: Sequence[int], layout: str, f64: bool, threads: int
+) -> PlanCore: ...
 def depthwise_forward(
     x: Any,
     w: Any,

@@ -29,6 +29,9 @@ pytestmark = [pytest.mark.slow]
 MiB = 1 << 20
 GiB = 1 << 30
 
+# Subprocesses with GiB-sized arrays: run once, not under the sanitizers.
+pytestmark = [pytest.mark.slow]
+
 _SCRIPT = r"""
 import json, resource, sys
 import numpy as np

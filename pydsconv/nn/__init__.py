@@ -26,10 +26,11 @@ Contents: :class:`Module`, :class:`Parameter`, :class:`Sequential`,
 :func:`fold_batchnorm`; :class:`CrossEntropyLoss`; :class:`SGD`,
 :class:`Adam`; models :class:`SeparableConvNet`, :class:`MobileNetV1`,
 :func:`weight_count`; checkpoints :func:`save`, :func:`load`,
-:func:`load_metadata`.
+:func:`load_metadata`; inference plans :func:`compile`.
 """
 
 from .activation import ReLU, ReLU6
+from .compiler import compile
 from .container import Identity, Sequential
 from .conv import Conv2d, DepthwiseConv2d, PointwiseConv2d, SeparableConv2d
 from .dropout import Dropout
@@ -70,4 +71,5 @@ __all__ = [
     "save",
     "load",
     "load_metadata",
+    "compile",
 ]

@@ -1,0 +1,542 @@
+// The compiled plan (plan.h): builds the step list once -- every layer's
+// Problem validated, weights copied and GEMM weights packed, buffers
+// assigned -- and then runs it with no decisions left but the ops' own.
+#include "plan.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cstring>
+#include <utility>
+
+#include "arena.h"
+#include "dispatch.h"
+#include "layout.h"
+#include "ops.h"
+#include "packed.h"
+#include "threads.h"
+
+namespace pydsconv {
+
+namespace {
+
+enum class Op { Conv, Depthwise, Pointwise, Separable, Pool, ToNhwc, ToNchw, Copy };
+// Where a step reads and writes: the caller's x and y, two ping-pong buffers.
+enum Slot { kX = 0, kY = 1, kA = 2, kB = 3 };
+constexpr int64_t kAlignElems = 16;  // buffers start on 64-byte lines
+
+[[noreturn]] void fail(const std::string& m) { throw ArgumentError(m); }
+
+// An activation inside the plan: NHWC (N, H, W, C), or flat (N, C) (H = W = 1).
+struct Shape {
+  int64_t N, H, W, C;
+  bool flat;
+  int64_t elems() const { return N * H * W * C; }
+  std::vector<int64_t> dims() const {
+    return flat ? std::vector<int64_t>{N, C} : std::vector<int64_t>{N, H, W, C};
+  }
+};
+
+TensorArg arg(const char* name, const std::vector<int64_t>& shape) {
+  if (shape.size() > 8) fail(std::string(name) + " has too many dimensions");
+  TensorArg t;
+  t.name = name;
+  t.ndim = static_cast<int>(shape.size());
+  for (int i = 0; i < t.ndim; ++i) t.shape[i] = shape[i];
+  return t;
+}
+
+TensorArg arg(const char* name, const PlanArray& a) {
+  return a.data ? arg(name, a.shape) : TensorArg{};
+}
+
+template <class T>
+std::vector<T> copy_of(const PlanArray& a) {
+  if (!a.data) return {};
+  int64_t n = 1;
+  for (int64_t d : a.shape) n *= d;
+  const T* p = static_cast<const T*>(a.data);
+  return std::vector<T>(p, p + n);
+}
+
+template <class T>
+const T* ptr(const std::vector<T>& v) {
+  return v.empty() ? nullptr : v.data();
+}
+
+template <class T>
+struct Step {
+  Op op = Op::Copy;
+  Problem pb{};  // Conv: the GEMM's problem (pixels OH x OW, C_in = kH*kW*C)
+  DwGeom g{};    // Conv: the im2col geometry
+  std::vector<T> w, b, w2, b2;
+  std::unique_ptr<Prepacked<T>> packed;  // the GEMM weight: w (or w2, Separable)
+  Act mid_act = Act::None, act = Act::None;
+  int in = kX, out = kY;
+  int64_t N = 0, C = 0, P = 0;  // Pool, transposes, Copy: images, channels, pixels
+  StepInfo info;
+};
+
+// NHWC im2col: col[(n, oh, ow), (i, j, c)] = x[n, ih, iw, c], zero outside
+// the input; rows of output pixels split across threads (a pure copy).
+template <class T>
+void im2col(const DwGeom& g, int64_t N, const T* x, T* col, int threads) {
+  const int64_t K = g.kh * g.kw * g.C, rows = N * g.OH;
+  parallel_for(rows, plan_threads(threads, rows, rows * g.OW * K), [&](int64_t r) {
+    const int64_t n = r / g.OH, oh = r % g.OH;
+    T* dst = col + r * g.OW * K;
+    for (int64_t ow = 0; ow < g.OW; ++ow)
+      for (int64_t i = 0; i < g.kh; ++i) {
+        const int64_t ih = oh * g.sh - g.pt + i * g.dh;
+        for (int64_t j = 0; j < g.kw; ++j) {
+          const int64_t iw = ow * g.sw - g.pl + j * g.dw;
+          T* d = dst + ow * K + (i * g.kw + j) * g.C;
+          if (ih < 0 || ih >= g.H || iw < 0 || iw >= g.W) {
+            std::fill(d, d + g.C, T(0));
+          } else {
+            const T* s = x + ((n * g.H + ih) * g.W + iw) * g.C;
+            std::copy(s, s + g.C, d);
+          }
+        }
+      }
+  });
+}
+
+// y (N, C) = the mean of x (N, P, C) over pixels, summed in pixel order in
+// double, a block of channels at a time (contiguous loads; the accumulators
+// live on the stack: workers never allocate).  The same bits for any thread
+// count: images are split across threads, never a sum.
+template <class T>
+void global_avg_pool(int64_t N, int64_t P, int64_t C, const T* x, T* y, int threads) {
+  constexpr int64_t kBlock = 64;
+  parallel_for(N, plan_threads(threads, N, N * P * C), [&](int64_t n) {
+    for (int64_t c0 = 0; c0 < C; c0 += kBlock) {
+      const int64_t nc = std::min(kBlock, C - c0);
+      double acc[kBlock] = {};
+      for (int64_t p = 0; p < P; ++p) {
+        const T* row = x + (n * P + p) * C + c0;
+        for (int64_t c = 0; c < nc; ++c) acc[c] += row[c];
+      }
+      for (int64_t c = 0; c < nc; ++c)
+        y[n * C + c0 + c] = static_cast<T>(acc[c] / static_cast<double>(P));
+    }
+  });
+}
+
+template <class T>
+PackedView<T> view_of(const Step<T>& s, PackedView<T>* storage) {
+  *storage = s.packed ? s.packed->view() : PackedView<T>{};
+  return *storage;
+}
+
+template <class T>
+void exec(const Step<T>& s, const T* x, T* y, T* col, int threads) {
+  PackedView<T> v;
+  const PackedView<T>* pre = view_of(s, &v).data ? &v : nullptr;
+  switch (s.op) {
+    case Op::Conv:
+      im2col(s.g, s.pb.N, x, col, threads);
+      pointwise_forward(s.pb, col, s.w.data(), ptr(s.b), s.act, y, threads, pre);
+      break;
+    case Op::Depthwise:
+      depthwise_forward(s.pb, x, s.w.data(), ptr(s.b), s.act, y, threads);
+      break;
+    case Op::Pointwise:
+      pointwise_forward(s.pb, x, s.w.data(), ptr(s.b), s.act, y, threads, pre);
+      break;
+    case Op::Separable:
+      separable_forward(s.pb, x, s.w.data(), ptr(s.b), s.w2.data(), ptr(s.b2), s.mid_act, s.act, y,
+                        threads, pre);
+      break;
+    case Op::Pool:
+      global_avg_pool(s.N, s.P, s.C, x, y, threads);
+      break;
+    case Op::ToNhwc:
+      nchw_to_nhwc(kernels<T>(), s.N, s.C, s.P, x, y, threads);
+      break;
+    case Op::ToNchw:
+      nhwc_to_nchw(kernels<T>(), s.N, s.C, s.P, x, y, threads);
+      break;
+    case Op::Copy:
+      if (s.N * s.P * s.C > 0) std::memcpy(y, x, static_cast<size_t>(s.N * s.P * s.C) * sizeof(T));
+      break;
+  }
+}
+
+const char* op_name(StepKind k) {
+  switch (k) {
+    case StepKind::Conv:
+      return "conv";
+    case StepKind::Depthwise:
+      return "depthwise";
+    case StepKind::Pointwise:
+      return "pointwise";
+    case StepKind::Separable:
+      return "separable";
+    case StepKind::Pool:
+      return "global_avg_pool";
+    case StepKind::Flatten:
+      return "flatten";
+    case StepKind::Linear:
+      return "linear";
+  }
+  return "?";
+}
+
+// validate() for one layer, its message prefixed with the layer's name.
+Problem checked(const Request& r, const StepSpec& spec) {
+  try {
+    return validate(r);
+  } catch (const ArgumentError& e) {
+    fail(spec.name + ": " + e.what());
+  }
+}
+
+// A Request of `op` in NHWC for input s, geometry from spec.
+Request request(OpKind op, const StepSpec& spec, const Shape& s) {
+  Request r;
+  r.op = op;
+  r.p = spec.geom;
+  r.p.spatial = 2;
+  r.p.layout = Layout::NHWC;
+  r.x = arg("x", s.dims());
+  return r;
+}
+
+void need_arrays(const StepSpec& spec, size_t n) {
+  if (spec.arrays.size() != n)
+    fail(spec.name + ": internal: expected " + std::to_string(n) + " arrays, got " +
+         std::to_string(spec.arrays.size()));
+}
+
+void need_image(const StepSpec& spec, const Shape& s) {
+  if (s.flat)
+    fail(spec.name + ": " + op_name(spec.kind) +
+         " needs a 4-D input, but the layers before it "
+         "produce a 2-D (N, features) array of shape (" +
+         std::to_string(s.N) + ", " + std::to_string(s.C) + ")");
+}
+
+}  // namespace
+
+struct NetBase {
+  virtual ~NetBase() = default;
+  virtual void run(const void* x, void* y, double* times) const = 0;
+};
+
+template <class T>
+struct Net : NetBase {
+  std::vector<Step<T>> steps;
+  int threads = 0;
+  int64_t act_elems = 0, col_elems = 0;  // each ping-pong buffer; the im2col area
+
+  void run(const void* xv, void* yv, double* times) const override {
+    Buffer<T> arena(2 * act_elems + col_elems);
+    T* slot[4] = {const_cast<T*>(static_cast<const T*>(xv)), static_cast<T*>(yv), arena.data(),
+                  arena.data() + act_elems};
+    T* col = arena.data() + 2 * act_elems;
+    for (size_t i = 0; i < steps.size(); ++i) {
+      const Step<T>& s = steps[i];
+      const auto t0 = std::chrono::steady_clock::now();
+      exec(s, slot[s.in], slot[s.out], col, threads);
+      if (times)
+        times[i] = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    }
+  }
+};
+
+struct Plan::Impl {
+  std::vector<int64_t> in_shape, out_shape;
+  Layout layout = Layout::NCHW;
+  bool f64 = false;
+  int threads = 0;
+  std::vector<StepInfo> infos;
+  int64_t arena_bytes = 0;
+  std::unique_ptr<NetBase> net;
+};
+
+namespace {
+
+template <class T>
+class Builder {
+ public:
+  Builder(Net<T>& net, Layout layout, int threads)
+      : net_(net), layout_(layout), threads_(threads) {}
+
+  // Appends one layer; s becomes its output.
+  void add(const StepSpec& spec, Shape& s) {
+    switch (spec.kind) {
+      case StepKind::Depthwise:
+        return depthwise(spec, s);
+      case StepKind::Pointwise:
+        return pointwise(spec, s);
+      case StepKind::Separable:
+        return separable(spec, s);
+      case StepKind::Conv:
+        return conv(spec, s);
+      case StepKind::Pool:
+        return pool(spec, s);
+      case StepKind::Flatten:
+        return flatten(spec, s);
+      case StepKind::Linear:
+        return linear(spec, s);
+    }
+  }
+
+  void transpose(Op op, const Shape& s, const std::vector<int64_t>& in,
+                 const std::vector<int64_t>& out, const char* name) {
+    Step<T> st;
+    st.op = op;
+    st.N = s.N;
+    st.C = s.C;
+    st.P = s.H * s.W;
+    st.info = StepInfo{op == Op::ToNhwc ? "to_nhwc" : "to_nchw", name, "", in, out, 0};
+    net_.steps.push_back(std::move(st));
+  }
+
+  void copy(const Shape& s, const std::vector<int64_t>& shape) {
+    Step<T> st;
+    st.op = Op::Copy;
+    st.N = s.N;
+    st.P = s.H * s.W;
+    st.C = s.C;
+    st.info = StepInfo{"copy", "input", "", shape, shape, 0};
+    net_.steps.push_back(std::move(st));
+  }
+
+ private:
+  Step<T>& push(Op op, const StepSpec& spec, const Shape& in, const Shape& out, int64_t macs) {
+    Step<T> st;
+    st.op = op;
+    st.act = spec.act;
+    st.mid_act = spec.mid_act;
+    st.info = StepInfo{op_name(spec.kind), spec.name, spec.fused, in.dims(), out.dims(), macs};
+    net_.steps.push_back(std::move(st));
+    return net_.steps.back();
+  }
+
+  void pack(Step<T>& st, const std::vector<T>& w, int64_t cout, int64_t cin) {
+    st.packed = std::make_unique<Prepacked<T>>(w.data(), cout, cin, threads_);
+  }
+
+  void depthwise(const StepSpec& spec, Shape& s) {
+    need_arrays(spec, 2);
+    need_image(spec, s);
+    Request r = request(OpKind::Depthwise, spec, s);
+    r.dw_weight = arg("weight", spec.arrays[0]);
+    r.dw_bias = arg("bias", spec.arrays[1]);
+    const Problem pb = checked(r, spec);
+    const Shape out{s.N, pb.OH, pb.OW, pb.Cmid, false};
+    Step<T>& st = push(Op::Depthwise, spec, s, out, out.elems() * pb.g.kh * pb.g.kw);
+    st.pb = pb;
+    st.w = copy_of<T>(spec.arrays[0]);
+    st.b = copy_of<T>(spec.arrays[1]);
+    s = out;
+  }
+
+  void pointwise(const StepSpec& spec, Shape& s) {
+    need_arrays(spec, 2);
+    need_image(spec, s);
+    Request r = request(OpKind::Pointwise, spec, s);
+    r.p.pad_mode = PadMode::Valid;
+    r.pw_weight = arg("weight", spec.arrays[0]);
+    r.pw_bias = arg("bias", spec.arrays[1]);
+    const Problem pb = checked(r, spec);
+    const Shape out{s.N, s.H, s.W, pb.Cout, false};
+    Step<T>& st = push(Op::Pointwise, spec, s, out, out.elems() * pb.Cmid);
+    st.pb = pb;
+    st.w = copy_of<T>(spec.arrays[0]);
+    st.b = copy_of<T>(spec.arrays[1]);
+    pack(st, st.w, pb.Cout, pb.Cmid);
+    s = out;
+  }
+
+  void separable(const StepSpec& spec, Shape& s) {
+    need_arrays(spec, 4);
+    need_image(spec, s);
+    Request r = request(OpKind::Separable, spec, s);
+    r.dw_weight = arg("depthwise_weight", spec.arrays[0]);
+    r.dw_bias = arg("depthwise_bias", spec.arrays[1]);
+    r.pw_weight = arg("pointwise_weight", spec.arrays[2]);
+    r.pw_bias = arg("pointwise_bias", spec.arrays[3]);
+    const Problem pb = checked(r, spec);
+    const Shape out{s.N, pb.OH, pb.OW, pb.Cout, false};
+    const int64_t px = s.N * pb.OH * pb.OW;
+    Step<T>& st = push(Op::Separable, spec, s, out, px * pb.Cmid * (pb.g.kh * pb.g.kw + pb.Cout));
+    st.pb = pb;
+    st.w = copy_of<T>(spec.arrays[0]);
+    st.b = copy_of<T>(spec.arrays[1]);
+    st.w2 = copy_of<T>(spec.arrays[2]);
+    st.b2 = copy_of<T>(spec.arrays[3]);
+    pack(st, st.w2, pb.Cout, pb.Cmid);
+    s = out;
+  }
+
+  // A standard convolution: im2col (taps-major, channels fastest) and one
+  // GEMM against the weight reordered to (C_out, kH, kW, C_in), packed once.
+  void conv(const StepSpec& spec, Shape& s) {
+    need_arrays(spec, 2);
+    need_image(spec, s);
+    const PlanArray& w = spec.arrays[0];
+    if (w.shape.size() != 4 || w.shape[1] != s.C || w.shape[0] < 1)
+      fail(spec.name + ": weight must have shape (C_out, C_in, kH, kW) with C_in = " +
+           std::to_string(s.C) + ", got " + shape_str(w.shape.data(), int(w.shape.size())));
+    const int64_t co = w.shape[0], kh = w.shape[2], kw = w.shape[3];
+    Request r = request(OpKind::Depthwise, spec, s);
+    r.dw_weight = arg("weight", {s.C, 1, kh, kw});  // the geometry, checked as the ops do
+    const Problem dw = checked(r, spec);
+    if (spec.arrays[1].data && (spec.arrays[1].shape.size() != 1 || spec.arrays[1].shape[0] != co))
+      fail(spec.name + ": bias must be a 1-D array of shape (" + std::to_string(co) + ",)");
+    const int64_t K = kh * kw * s.C;
+    const Shape out{s.N, dw.OH, dw.OW, co, false};
+    Step<T>& st = push(Op::Conv, spec, s, out, out.elems() * K);
+    st.g = dw.g;
+    Problem& q = st.pb;  // the GEMM: (N*OH*OW, K) . (K, C_out)
+    q.op = OpKind::Pointwise;
+    q.layout = Layout::NHWC;
+    q.spatial = 2;
+    q.N = s.N;
+    q.H = q.OH = dw.OH;
+    q.W = q.OW = dw.OW;
+    q.C = q.Cmid = K;
+    q.Cout = co;
+    q.out_shape = out.dims();
+    const std::vector<T> src = copy_of<T>(w);
+    st.w.resize(static_cast<size_t>(co * K));
+    for (int64_t o = 0; o < co; ++o)
+      for (int64_t c = 0; c < s.C; ++c)
+        for (int64_t t = 0; t < kh * kw; ++t)
+          st.w[o * K + t * s.C + c] = src[(o * s.C + c) * kh * kw + t];
+    st.b = copy_of<T>(spec.arrays[1]);
+    pack(st, st.w, co, K);
+    net_.col_elems = std::max(net_.col_elems, s.N * dw.OH * dw.OW * K);
+    s = out;
+  }
+
+  void pool(const StepSpec& spec, Shape& s) {
+    need_image(spec, s);
+    const Shape out{s.N, 1, 1, s.C, true};
+    Step<T>& st = push(Op::Pool, spec, s, out, s.elems());
+    st.N = s.N;
+    st.P = s.H * s.W;
+    st.C = s.C;
+    s = out;
+  }
+
+  // Flatten follows the caller's layout: NCHW flattens (C, H, W), so a map
+  // of more than one pixel is transposed back first; otherwise a reshape.
+  void flatten(const StepSpec& spec, Shape& s) {
+    if (s.flat) return;
+    const Shape out{s.N, 1, 1, s.H * s.W * s.C, true};
+    if (layout_ == Layout::NCHW && s.H * s.W > 1)
+      transpose(Op::ToNchw, s, s.dims(), out.dims(), spec.name.c_str());
+    s = out;
+  }
+
+  void linear(const StepSpec& spec, Shape& s) {
+    need_arrays(spec, 2);
+    if (!s.flat)
+      fail(spec.name +
+           ": linear needs a 2-D (N, features) input, but the layers before it "
+           "produce a 4-D map; add GlobalAvgPool2d or Flatten before it");
+    const PlanArray& w = spec.arrays[0];
+    if (w.shape.size() != 2 || w.shape[1] != s.C || w.shape[0] < 1)
+      fail(spec.name + ": weight must have shape (out_features, " + std::to_string(s.C) +
+           ") for an input of " + std::to_string(s.C) + " features, got " +
+           shape_str(w.shape.data(), int(w.shape.size())));
+    Request r = request(OpKind::Pointwise, spec, Shape{s.N, 1, 1, s.C, false});
+    r.p.pad_mode = PadMode::Valid;
+    r.pw_weight = arg("weight", w.shape);
+    r.pw_bias = arg("bias", spec.arrays[1]);
+    const Problem pb = checked(r, spec);
+    const Shape out{s.N, 1, 1, pb.Cout, true};
+    Step<T>& st = push(Op::Pointwise, spec, s, out, s.N * s.C * pb.Cout);
+    st.pb = pb;
+    st.w = copy_of<T>(w);
+    st.b = copy_of<T>(spec.arrays[1]);
+    pack(st, st.w, pb.Cout, pb.Cmid);
+    s = out;
+  }
+
+  Net<T>& net_;
+  Layout layout_;
+  int threads_;
+};
+
+std::vector<int64_t> caller_dims(const Shape& s, Layout layout) {
+  if (s.flat) return {s.N, s.C};
+  if (layout == Layout::NCHW) return {s.N, s.C, s.H, s.W};
+  return s.dims();
+}
+
+template <class T>
+std::unique_ptr<NetBase> build(const std::vector<StepSpec>& specs, Plan::Impl& im) {
+  auto net = std::make_unique<Net<T>>();
+  net->threads = im.threads;
+  Builder<T> b(*net, im.layout, im.threads);
+  const std::vector<int64_t>& d = im.in_shape;
+  const bool nchw = im.layout == Layout::NCHW;
+  Shape s{d[0], nchw ? d[2] : d[1], nchw ? d[3] : d[2], nchw ? d[1] : d[3], false};
+  if (nchw) b.transpose(Op::ToNhwc, s, d, s.dims(), "input");
+  for (const StepSpec& spec : specs) b.add(spec, s);
+  im.out_shape = caller_dims(s, im.layout);
+  if (nchw && !s.flat) b.transpose(Op::ToNchw, s, s.dims(), im.out_shape, "output");
+  if (net->steps.empty()) b.copy(s, im.out_shape);
+  // Buffers: step i reads where step i-1 wrote; the last writes y.
+  int cur = kX;
+  for (size_t i = 0; i < net->steps.size(); ++i) {
+    Step<T>& st = net->steps[i];
+    st.in = cur;
+    st.out = i + 1 == net->steps.size() ? kY : (cur == kA ? kB : kA);
+    if (st.out != kY) {
+      int64_t n = 1;
+      for (int64_t v : st.info.out_shape) n *= v;
+      net->act_elems = std::max(net->act_elems, ceil_div(n, kAlignElems) * kAlignElems);
+    }
+    cur = st.out;
+    im.infos.push_back(st.info);
+  }
+  im.arena_bytes = (2 * net->act_elems + net->col_elems) * int64_t(sizeof(T));
+  return net;
+}
+
+}  // namespace
+
+Plan::Plan(const std::vector<StepSpec>& specs, const std::vector<int64_t>& input_shape,
+           Layout layout, bool f64, int threads)
+    : impl_(std::make_unique<Impl>()) {
+  if (input_shape.size() != 4)
+    fail("input_shape must have 4 dimensions " +
+         std::string(layout == Layout::NCHW ? "(N, C, H, W)" : "(N, H, W, C)") + ", got " +
+         shape_str(input_shape.data(), int(input_shape.size())));
+  bool ok = true;
+  for (size_t i = 0; i < 4; ++i) ok = ok && input_shape[i] >= (i == 0 ? 0 : 1);
+  if (!ok)
+    fail("input_shape must have a batch >= 0 and at least one channel and one pixel, got " +
+         shape_str(input_shape.data(), 4));
+  impl_->in_shape = input_shape;
+  impl_->layout = layout;
+  impl_->f64 = f64;
+  impl_->threads = threads;
+  impl_->net = f64 ? build<double>(specs, *impl_) : build<float>(specs, *impl_);
+}
+
+Plan::~Plan() = default;
+
+const std::vector<int64_t>& Plan::input_shape() const { return impl_->in_shape; }
+const std::vector<int64_t>& Plan::output_shape() const { return impl_->out_shape; }
+Layout Plan::layout() const { return impl_->layout; }
+bool Plan::f64() const { return impl_->f64; }
+int Plan::threads() const { return impl_->threads; }
+const std::vector<StepInfo>& Plan::steps() const { return impl_->infos; }
+int64_t Plan::arena_bytes() const { return impl_->arena_bytes; }
+
+void Plan::run(const void* x, void* y) const { impl_->net->run(x, y, nullptr); }
+
+std::vector<double> Plan::profile(const void* x, void* y, int repeats) const {
+  const size_t n = impl_->infos.size();
+  std::vector<double> t(n * static_cast<size_t>(repeats > 0 ? repeats : 0));
+  for (int r = 0; r < repeats; ++r) impl_->net->run(x, y, t.data() + r * n);
+  return t;
+}
+
+}  // namespace pydsconv

@@ -1,0 +1,313 @@
+"""Compile a :mod:`pydsconv.nn` network into one C++ inference plan.
+
+The passes, in order, on the network's layers flattened out of its
+``Sequential`` s (``Dropout`` and ``Identity`` dropped, as in eval mode):
+
+1. **BatchNorm folding**: a ``BatchNorm2d`` right after a convolution
+   without activation scales that convolution's weight and shifts its bias
+   (computed in float64, stored in the model's dtype).
+2. **Activation fusion**: ``ReLU`` / ``ReLU6`` become the epilogue of the
+   convolution or ``Linear`` before them.
+3. **Separable fusion**: a depthwise layer followed by a pointwise layer
+   (with an activation between) becomes one fused separable step, whose
+   intermediate tensor never exists in full.
+
+The plan (C++, ``cpp/plan.cpp``) then runs in NHWC, packs every GEMM weight
+once and plans its activation memory when it is built.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .. import _args, _core
+from ..conv import _threads
+from ..plan import Plan
+from ._util import check_layout
+from .activation import ReLU, ReLU6
+from .container import Identity, Sequential
+from .conv import Conv2d, DepthwiseConv2d, PointwiseConv2d, SeparableConv2d
+from .dropout import Dropout
+from .linear import Flatten, Linear
+from .module import Module
+from .norm import BatchNorm2d
+from .pooling import GlobalAvgPool2d
+
+__all__ = ["compile"]
+
+_SUPPORTED = (
+    "Sequential (nested), Conv2d, DepthwiseConv2d, PointwiseConv2d, SeparableConv2d, "
+    "BatchNorm2d (after a convolution), ReLU, ReLU6, Dropout, Identity, "
+    "GlobalAvgPool2d, Flatten, Linear"
+)
+_CONVS = ("conv", "depthwise", "pointwise", "separable")
+_EPILOGUE = _CONVS + ("linear",)  # steps an activation can be fused into
+
+
+class _Step:
+    """One step of the plan being built: what the C++ plan receives."""
+
+    def __init__(self, kind, name, layer=None, arrays=(), act=None, mid_act=None, geom=None):
+        self.kind = kind
+        self.name = name
+        self.layer = layer  # BatchNorm2d / activation steps: the layer itself
+        self.arrays = list(arrays)
+        self.act = act
+        self.mid_act = mid_act
+        self.geom = geom or ((1, 1), (1, 1), "valid", (0, 0, 0, 0))
+        self.fused = []
+
+    def spec(self):
+        stride, dilation, pad_mode, pad = self.geom
+        return (
+            self.kind,
+            self.name,
+            ", ".join(self.fused),
+            stride,
+            dilation,
+            pad_mode,
+            pad,
+            self.mid_act,
+            self.act,
+            self.arrays,
+        )
+
+
+def _label(name, layer):
+    return f"{name or '<model>'} ({type(layer).__name__})"
+
+
+def _bias(layer):
+    return None if layer.bias is None else layer.bias.data
+
+
+def _geom(layer):
+    mode, pad = _args.to_padding(layer.padding, 2)
+    return tuple(layer.stride), tuple(layer.dilation), mode, pad
+
+
+def _leaves(module, name, layout):
+    """(name, layer) of every computing layer, Sequentials flattened."""
+    if isinstance(module, Sequential):
+        for child, m in module.named_children():
+            yield from _leaves(m, f"{name}.{child}" if name else child, layout)
+        return
+    if isinstance(module, (Dropout, Identity)):
+        return
+    own = getattr(module, "layout", layout)
+    if own != layout:
+        raise ValueError(
+            f"compile: layer {_label(name, module)} has layout={own!r}, but the "
+            f"plan is compiled for layout={layout!r}; build the model with "
+            f"layout={layout!r}"
+        )
+    yield name, module
+
+
+def _lower(name, layer):
+    """The first-pass step of one layer."""
+    label = _label(name, layer)
+    if isinstance(layer, SeparableConv2d):
+        dw, pw = layer.depthwise, layer.pointwise
+        return _Step(
+            "separable",
+            label,
+            arrays=[dw.weight.data, _bias(dw), pw.weight.data, _bias(pw)],
+            act=pw.activation,
+            mid_act=dw.activation,
+            geom=_geom(dw),
+        )
+    if isinstance(layer, (Conv2d, DepthwiseConv2d)):
+        kind = "conv" if isinstance(layer, Conv2d) else "depthwise"
+        return _Step(
+            kind,
+            label,
+            arrays=[layer.weight.data, _bias(layer)],
+            act=layer.activation,
+            geom=_geom(layer),
+        )
+    if isinstance(layer, PointwiseConv2d):
+        return _Step(
+            "pointwise", label, arrays=[layer.weight.data, _bias(layer)], act=layer.activation
+        )
+    if isinstance(layer, Linear):
+        return _Step("linear", label, arrays=[layer.weight.data, _bias(layer)])
+    if isinstance(layer, BatchNorm2d):
+        return _Step("bn", label, layer=layer)
+    if isinstance(layer, (ReLU, ReLU6)):
+        return _Step("act", label, layer=layer)
+    if isinstance(layer, GlobalAvgPool2d):
+        return _Step("pool", label)
+    if isinstance(layer, Flatten):
+        return _Step("flatten", label)
+    raise TypeError(f"compile: layer {label} is not supported; a plan takes {_SUPPORTED}")
+
+
+def _fold_bn(prev, step, dtype):
+    """Fold BatchNorm ``step`` into ``prev`` (a convolution without activation)."""
+    bn = step.layer
+    if prev is None or prev.kind not in _CONVS or prev.act is not None:
+        after = "at the start of the network" if prev is None else f"after {prev.name}"
+        raise ValueError(
+            f"compile: {step.name} {after} cannot be folded: a plan folds "
+            "BatchNorm2d only into a convolution directly before it that has no "
+            "activation"
+        )
+    if not bn.track_running_stats:
+        raise ValueError(
+            f"compile: {step.name} has no running statistics "
+            "(track_running_stats=False), so it cannot be folded"
+        )
+    iw = 2 if prev.kind == "separable" else 0
+    w = np.asarray(prev.arrays[iw], np.float64)
+    if bn.num_features != w.shape[0]:
+        raise ValueError(
+            f"compile: {step.name} has {bn.num_features} features but "
+            f"{prev.name} has {w.shape[0]} output channels"
+        )
+    scale = (1.0 if bn.weight is None else bn.weight.data.astype(np.float64)) / np.sqrt(
+        bn.running_var.astype(np.float64) + bn.eps
+    )
+    scale = np.broadcast_to(scale, (w.shape[0],))
+    beta = 0.0 if bn.bias is None else bn.bias.data.astype(np.float64)
+    b = prev.arrays[iw + 1]
+    b = np.zeros(w.shape[0]) if b is None else np.asarray(b, np.float64)
+    prev.arrays[iw] = (w * scale.reshape(-1, *([1] * (w.ndim - 1)))).astype(dtype)
+    prev.arrays[iw + 1] = ((b - bn.running_mean) * scale + beta).astype(dtype)
+    prev.fused.append(f"BatchNorm2d {step.name.split(' ')[0]}")
+
+
+def _fuse_act(prev, step):
+    """Make activation ``step`` the epilogue of ``prev``."""
+    if prev is None or prev.kind not in _EPILOGUE:
+        after = "at the start of the network" if prev is None else f"after {prev.name}"
+        raise ValueError(
+            f"compile: {step.name} {after} has no convolution or Linear to fuse "
+            "into; a plan applies activations in the epilogue of the op before them"
+        )
+    act = "relu6" if isinstance(step.layer, ReLU6) else "relu"
+    # relu6(relu(x)) = relu(relu6(x)) = relu6(x); relu(relu(x)) = relu(x)
+    prev.act = "relu6" if "relu6" in (prev.act, act) else "relu"
+    prev.fused.append(f"{type(step.layer).__name__} {step.name.split(' ')[0]}")
+
+
+def _merge(dw, pw):
+    """A depthwise step and the pointwise step after it as one separable step."""
+    s = _Step(
+        "separable", dw.name, arrays=dw.arrays + pw.arrays, act=pw.act, mid_act=dw.act, geom=dw.geom
+    )
+    s.fused = dw.fused + [f"pointwise {pw.name}"] + pw.fused
+    return s
+
+
+def _passes(leaves, dtype):
+    steps = []
+    for name, layer in leaves:
+        step = _lower(name, layer)
+        prev = steps[-1] if steps else None
+        if step.kind == "bn":
+            _fold_bn(prev, step, dtype)
+        elif step.kind == "act":
+            _fuse_act(prev, step)
+        else:
+            steps.append(step)
+    # Depthwise + pointwise after all folding (BatchNorms and activations of
+    # both stages are already in their weights and epilogues).
+    merged = []
+    for step in steps:
+        if step.kind == "pointwise" and merged and merged[-1].kind == "depthwise":
+            merged[-1] = _merge(merged[-1], step)
+        else:
+            merged.append(step)
+    return merged
+
+
+def _input_shape(input_shape, layout):
+    try:
+        shape = tuple(int(v) for v in input_shape)
+    except TypeError:
+        raise TypeError(
+            f"input_shape must be a tuple of 4 ints {_dims(layout)}, got {input_shape!r}"
+        ) from None
+    if len(shape) != 4 or min(shape) < 0:
+        raise ValueError(
+            f"input_shape must be 4 non-negative sizes {_dims(layout)}, got {input_shape!r}"
+        )
+    return shape
+
+
+def _dims(layout):
+    return "(N, C, H, W)" if layout == "NCHW" else "(N, H, W, C)"
+
+
+def compile(model, input_shape, *, layout="NCHW", num_threads=None):
+    """Compile an eval-mode network into a :class:`pydsconv.Plan`.
+
+    Parameters
+    ----------
+    model : pydsconv.nn.Module
+        In eval mode (``model.eval()``): a ValueError otherwise.  Layers:
+        ``Sequential`` (nested), ``Conv2d``, ``DepthwiseConv2d``,
+        ``PointwiseConv2d``, ``SeparableConv2d``, ``BatchNorm2d`` (directly
+        after a convolution without activation), ``ReLU``, ``ReLU6`` (after a
+        convolution or ``Linear``), ``Dropout`` and ``Identity`` (skipped),
+        ``GlobalAvgPool2d``, ``Flatten``, ``Linear``; e.g.
+        :class:`MobileNetV1`, :class:`SeparableConvNet`.  Any other layer is
+        a TypeError naming it.  Its weights are copied: later changes to the
+        model do not reach the plan.
+    input_shape : tuple of 4 ints
+        Including the batch, in ``layout``; the plan accepts exactly it.
+    layout : "NCHW" or "NHWC", optional
+        Of the plan's input and output; the model's layers must have been
+        built with the same layout.  Inside, the plan runs in NHWC (an NCHW
+        caller pays one transpose in and one out).
+    num_threads : int, optional
+        Threads of every call; None follows :func:`pydsconv.set_num_threads`.
+        Results are the same bits for any count.
+
+    Returns
+    -------
+    pydsconv.Plan
+        ``plan(x, out=None)`` equals ``model(x)`` in eval mode within float
+        tolerance (BatchNorm folding changes rounding).
+
+    Raises
+    ------
+    ValueError
+        A model in training mode, a layout that disagrees with a layer's, a
+        BatchNorm2d or activation with nothing to fold into, or a layer whose
+        shapes do not fit its input (the message names the layer).
+    TypeError
+        An unsupported layer, or a model that is not a ``pydsconv.nn.Module``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from pydsconv import nn
+    >>> model = nn.MobileNetV1(0.25, num_classes=10, input_size=32, rng=0).eval()
+    >>> plan = nn.compile(model, (1, 3, 32, 32))
+    >>> x = np.zeros((1, 3, 32, 32), np.float32)
+    >>> plan(x).shape
+    (1, 10)
+    """
+    if not isinstance(model, Module):
+        raise TypeError(f"compile: model must be a pydsconv.nn.Module, got {type(model).__name__}")
+    layout = check_layout(layout)
+    shape = _input_shape(input_shape, layout)
+    training = [n for n, m in model.named_modules() if m.training]
+    if training:
+        where = "the model" if training[0] == "" else f"layer {training[0]!r}"
+        raise ValueError(
+            f"compile: {where} is in training mode; call model.eval() first "
+            "(a plan is for inference: BatchNorm uses its running statistics, "
+            "Dropout is off)"
+        )
+    threads = _threads(num_threads)
+    dtype = model.dtype or np.dtype(np.float32)
+    if np.dtype(dtype) not in (np.dtype(np.float32), np.dtype(np.float64)):
+        raise TypeError(f"compile: the model's dtype must be float32 or float64, got {dtype}")
+    steps = _passes(list(_leaves(model, "", layout)), dtype)
+    core = _core.compile_plan(
+        [s.spec() for s in steps], shape, layout, np.dtype(dtype) == np.float64, threads
+    )
+    return Plan(core)

@@ -240,8 +240,14 @@ def test_ctrl_c_exits_130_and_keeps_the_old_weights(tmp_path):
     r = run_python(MAIN, ["train", *TINY, "--limit", "37", "--out", out])
     assert r.returncode == 0, r.stderr
     before = out.read_bytes()
+    # A shell's background job (CI started as `cmd &`) inherits SIGINT
+    # ignored, and so would the child: give it the terminal's default back.
+    interactive = "import signal; signal.signal(signal.SIGINT, signal.default_int_handler)\n"
     proc = start_python(
-        MAIN, tmp_path, ["train", "--epochs", "200", "--out", out], env={"PYTHONUNBUFFERED": "1"}
+        interactive + MAIN,
+        tmp_path,
+        ["train", "--epochs", "200", "--out", out],
+        env={"PYTHONUNBUFFERED": "1"},
     )
     try:
         for line in proc.stdout:

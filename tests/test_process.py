@@ -336,3 +336,55 @@ def test_pydsconv_isa_not_utf8_warns_and_falls_back(value):
     assert "is not one of 'scalar', 'avx2', 'avx512'" in r.stderr
     assert "RuntimeWarning" in r.stderr
     assert shown.isascii() and "\\x" in shown
+
+
+# ---------------------------------------------------------------------------
+# A CPU without AVX-512
+# ---------------------------------------------------------------------------
+
+_NO_AVX512 = r"""
+import numpy as np, pydsconv
+from pydsconv import reference as ref
+f = pydsconv.cpu_features()
+rng = np.random.default_rng(0)
+x = rng.uniform(-1, 1, (2, 8, 9, 9)).astype(np.float32)
+w = rng.uniform(-1, 1, (8, 1, 3, 3)).astype(np.float32)
+pw = rng.uniform(-1, 1, (4, 8)).astype(np.float32)
+assert np.allclose(pydsconv.separable_conv2d(x, w, pw, padding=1),
+                   ref.separable_conv2d(x, w, pw, padding=1), atol=1e-4)
+assert np.allclose(pydsconv.depthwise_conv2d_backward(x, x, w, padding=1)[1],
+                   ref.depthwise_conv2d_backward(x, x, w, padding=1)[1], atol=1e-3)
+print(f["best_isa"])
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="valgrind: Linux")
+def test_import_and_ops_on_a_cpu_without_avx512():
+    # valgrind's CPU has no AVX-512 (its CPUID hides it and it cannot run
+    # AVX-512 instructions): reading the kernel tables at import, choosing the
+    # ISA and running ops must not execute one (SIGILL).  A table built at
+    # run time inside the -mavx512f unit did, once.
+    import shutil
+
+    valgrind = shutil.which("valgrind")
+    if valgrind is None:
+        pytest.skip("valgrind is not installed (apt-get install valgrind)")
+    if "avx512" not in pydsconv.cpu_features()["compiled"]:
+        pytest.skip("built without the AVX-512 unit")
+    import subprocess
+
+    from conftest import python_env
+
+    env = python_env({"OMP_NUM_THREADS": "1", "PYDSCONV_ISA": None})
+    r = subprocess.run(
+        [valgrind, "--tool=none", "-q", sys.executable, "-c", _NO_AVX512],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd="/",
+    )
+    if "ASan" in r.stderr or "AddressSanitizer" in r.stderr:
+        pytest.skip("not under AddressSanitizer")
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert r.stdout.split()[-1] in ("avx2", "scalar")

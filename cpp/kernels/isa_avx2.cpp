@@ -10,8 +10,7 @@ namespace avx2 {
 #define PYDSCONV_VEC_BYTES 32  // AVX2: 256-bit vectors
 #include "kernels-inl.h"
 
-const KernelTable<float>* table_f32() { return make_table<float>("avx2"); }
-const KernelTable<double>* table_f64() { return make_table<double>("avx2"); }
+PYDSCONV_KERNEL_TABLES("avx2")
 #else
 const KernelTable<float>* table_f32() { return nullptr; }
 const KernelTable<double>* table_f64() { return nullptr; }

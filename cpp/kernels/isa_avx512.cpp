@@ -10,8 +10,7 @@ namespace avx512 {
 #define PYDSCONV_VEC_BYTES 64  // AVX-512: 512-bit vectors
 #include "kernels-inl.h"
 
-const KernelTable<float>* table_f32() { return make_table<float>("avx512"); }
-const KernelTable<double>* table_f64() { return make_table<double>("avx512"); }
+PYDSCONV_KERNEL_TABLES("avx512")
 #else
 const KernelTable<float>* table_f32() { return nullptr; }
 const KernelTable<double>* table_f64() { return nullptr; }

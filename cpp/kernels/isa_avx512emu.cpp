@@ -15,8 +15,7 @@ namespace avx512emu {
 #define PYDSCONV_VEC_BYTES 64  // AVX-512's width, as pairs of AVX2 registers
 #include "kernels-inl.h"
 
-const KernelTable<float>* table_f32() { return make_table<float>("avx512emu"); }
-const KernelTable<double>* table_f64() { return make_table<double>("avx512emu"); }
+PYDSCONV_KERNEL_TABLES("avx512emu")
 #else
 const KernelTable<float>* table_f32() { return nullptr; }
 const KernelTable<double>* table_f64() { return nullptr; }

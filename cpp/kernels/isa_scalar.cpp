@@ -8,7 +8,6 @@ namespace scalar {
 #define PYDSCONV_VEC_BYTES 16  // no SIMD assumed; small blocks
 #include "kernels-inl.h"
 
-const KernelTable<float>* table_f32() { return make_table<float>("scalar"); }
-const KernelTable<double>* table_f64() { return make_table<double>("scalar"); }
+PYDSCONV_KERNEL_TABLES("scalar")
 }  // namespace scalar
 }  // namespace pydsconv

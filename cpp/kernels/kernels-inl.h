@@ -15,9 +15,12 @@
 
 // The table of this kernel set, each member assigned by name (so reordering
 // table.h cannot misplace one); dispatch.cpp checks at import that no
-// member was left null or zero (kernel_table_complete).
+// member was left null or zero (kernel_table_complete).  constexpr, and the
+// tables below constant-initialised: building a table must run no code of
+// this unit's ISA, since the dispatcher reads every compiled table, also on
+// CPUs that cannot run it.
 template <class T>
-static KernelTable<T> build_table(const char* isa) {
+static constexpr KernelTable<T> build_table(const char* isa) {
   KernelTable<T> t{};
   t.isa = isa;
   t.dw_fwd_nchw_row = &dw_fwd_nchw_row<T>;
@@ -46,8 +49,13 @@ static KernelTable<T> build_table(const char* isa) {
   return t;
 }
 
-template <class T>
-static const KernelTable<T>* make_table(const char* isa) {
-  static const KernelTable<T> t = build_table<T>(isa);
-  return &t;
-}
+// Defines this unit's table_f32() / table_f64() (table.h).
+#define PYDSCONV_KERNEL_TABLES(NAME)                                    \
+  const KernelTable<float>* table_f32() {                               \
+    static constexpr KernelTable<float> t = build_table<float>(NAME);   \
+    return &t;                                                          \
+  }                                                                     \
+  const KernelTable<double>* table_f64() {                              \
+    static constexpr KernelTable<double> t = build_table<double>(NAME); \
+    return &t;                                                          \
+  }

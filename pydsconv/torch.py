@@ -72,7 +72,7 @@ from torch.autograd.function import once_differentiable
 
 import pydsconv
 from pydsconv import _args
-from pydsconv._args import Activation, IntOrPair, Padding2D
+from pydsconv._args import Activation, IntOrPair, Padding1D, Padding2D
 
 __all__ = [
     "DepthwiseConv2d",
@@ -84,6 +84,15 @@ __all__ = [
     "DepthwiseConv2dFunction",
     "PointwiseConv2dFunction",
     "SeparableConv2dFunction",
+    "DepthwiseConv1d",
+    "PointwiseConv1d",
+    "SeparableConv1d",
+    "depthwise_conv1d",
+    "pointwise_conv1d",
+    "separable_conv1d",
+    "DepthwiseConv1dFunction",
+    "PointwiseConv1dFunction",
+    "SeparableConv1dFunction",
 ]
 
 _DTYPES = (torch.float32, torch.float64)
@@ -114,7 +123,7 @@ def _check_tensor(name, t, optional=False):
         )
 
 
-def _check_call(x, named, activations=()):
+def _check_call(x, named, activations=(), ndim=4):
     """Type, device and dtype checks shared by the functional ops."""
     _check_tensor("x", x)
     for name, t in named:
@@ -124,10 +133,13 @@ def _check_call(x, named, activations=()):
                 f"x is {x.dtype} but {name} is {t.dtype}: all tensors of one call "
                 "must share one dtype (pydsconv never casts silently)"
             )
-    if x.dim() != 4:
-        raise ValueError(
-            f"x must be 4-D (N, C, H, W) (or 3-D (C, H, W) unbatched), got shape {tuple(x.shape)}"
+    if x.dim() != ndim:
+        want = (
+            "4-D (N, C, H, W) (or 3-D (C, H, W) unbatched)"
+            if ndim == 4
+            else "3-D (N, C, L) (or 2-D (C, L) unbatched)"
         )
+        raise ValueError(f"x must be {want}, got shape {tuple(x.shape)}")
     for name, act in activations:
         _args.check_activation(name, act)
 
@@ -394,9 +406,10 @@ class SeparableConv2dFunction(torch.autograd.Function):
 # --------------------------------------------------------------------------
 
 
-def _unbatched(x, fn):
-    """PyTorch's convention: a 3-D (C, H, W) input is one unbatched sample."""
-    if isinstance(x, torch.Tensor) and x.dim() == 3:
+def _unbatched(x, fn, ndim=4):
+    """PyTorch's convention: a 3-D (C, H, W) input (2-D (C, L) for 1-D ops)
+    is one unbatched sample."""
+    if isinstance(x, torch.Tensor) and x.dim() == ndim - 1:
         return fn(x.unsqueeze(0)).squeeze(0)
     return fn(x)
 
@@ -838,6 +851,616 @@ class SeparableConv2d(nn.Module):
         if d.padding != (0, 0):
             s += f", padding={d.padding!r}"
         if d.dilation != (1, 1):
+            s += f", dilation={d.dilation}"
+        if d.depth_multiplier != 1:
+            s += f", depth_multiplier={d.depth_multiplier}"
+        return _act_repr(s, mid_activation=self.mid_activation, activation=self.activation)
+
+
+# --------------------------------------------------------------------------
+# 1-D: sequences (text, audio)
+# --------------------------------------------------------------------------
+#
+# Tensors are (N, C, L).  PyTorch has no channels-last format for 3-D
+# tensors, so the data layout is always pydsconv's "NCL"; a non-contiguous
+# input or gradient is copied once.
+
+
+def _array1(t):
+    """``t`` as a C-contiguous ndarray (NCL); no copy when it is contiguous."""
+    if t is None:
+        return None
+    t = t.detach()
+    if not t.is_contiguous():
+        t = t.contiguous()
+    return t.numpy()
+
+
+def _tensor1(a):
+    return None if a is None else torch.from_numpy(a)
+
+
+class DepthwiseConv1dFunction(torch.autograd.Function):
+    """Depthwise 1-D conv as an autograd Function (use :func:`depthwise_conv1d`).
+
+    ``apply(x, weight, bias, stride, padding, dilation, activation)``; ``bias``
+    may be None; ``stride`` and ``dilation`` are ints.
+    """
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, stride, padding, dilation, activation):
+        x = x if x.is_contiguous() else x.contiguous()
+        y = pydsconv.depthwise_conv1d(
+            _array1(x),
+            _array1(weight),
+            _array1(bias),
+            stride=stride,
+            padding=padding,
+            dilation=dilation,
+            activation=activation,
+            num_threads=_threads(),
+        )
+        out = _tensor1(y)
+        ctx.conf = (stride, padding, dilation, activation)
+        ctx.save_for_backward(x, weight, out if activation else None)
+        return out
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad):
+        x, weight, out = ctx.saved_tensors
+        stride, padding, dilation, activation = ctx.conf
+        need_x, need_w, need_b = ctx.needs_input_grad[:3]
+        g = _act_mask(_array1(grad), _array1(out), activation)
+        gx, gw, gb = pydsconv.depthwise_conv1d_backward(
+            g,
+            _array1(x),
+            _array1(weight),
+            stride=stride,
+            padding=padding,
+            dilation=dilation,
+            input_grad=need_x,
+            weight_grad=need_w,
+            bias_grad=need_b,
+            num_threads=_threads(),
+        )
+        return _tensor1(gx), _tensor1(gw), _tensor1(gb), None, None, None, None
+
+
+class PointwiseConv1dFunction(torch.autograd.Function):
+    """Pointwise (kernel 1) 1-D conv as an autograd Function (use
+    :func:`pointwise_conv1d`).
+
+    ``apply(x, weight, bias, activation)``; ``weight`` is (C_out, C_in, 1) or
+    (C_out, C_in) and its gradient has the same shape.
+    """
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, activation):
+        x = x if x.is_contiguous() else x.contiguous()
+        y = pydsconv.pointwise_conv1d(
+            _array1(x),
+            _array1(weight),
+            _array1(bias),
+            activation=activation,
+            num_threads=_threads(),
+        )
+        out = _tensor1(y)
+        ctx.conf = activation
+        ctx.save_for_backward(x, weight, out if activation else None)
+        return out
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad):
+        x, weight, out = ctx.saved_tensors
+        activation = ctx.conf
+        need_x, need_w, need_b = ctx.needs_input_grad[:3]
+        g = _act_mask(_array1(grad), _array1(out), activation)
+        gx, gw, gb = pydsconv.pointwise_conv1d_backward(
+            g,
+            _array1(x),
+            _array1(weight),
+            input_grad=need_x,
+            weight_grad=need_w,
+            bias_grad=need_b,
+            num_threads=_threads(),
+        )
+        return _tensor1(gx), _tensor1(gw), _tensor1(gb), None
+
+
+class SeparableConv1dFunction(torch.autograd.Function):
+    """Fused depthwise separable 1-D conv as an autograd Function (use
+    :func:`separable_conv1d`).
+
+    ``apply(x, depthwise_weight, pointwise_weight, depthwise_bias,
+    pointwise_bias, stride, padding, dilation, mid_activation, activation)``.
+    As :class:`SeparableConv2dFunction`: the forward is fused and backward
+    recomputes the depthwise intermediate.
+    """
+
+    @staticmethod
+    def forward(
+        ctx,
+        x,
+        depthwise_weight,
+        pointwise_weight,
+        depthwise_bias,
+        pointwise_bias,
+        stride,
+        padding,
+        dilation,
+        mid_activation,
+        activation,
+    ):
+        x = x if x.is_contiguous() else x.contiguous()
+        y = pydsconv.separable_conv1d(
+            _array1(x),
+            _array1(depthwise_weight),
+            _array1(pointwise_weight),
+            _array1(depthwise_bias),
+            _array1(pointwise_bias),
+            stride=stride,
+            padding=padding,
+            dilation=dilation,
+            mid_activation=mid_activation,
+            activation=activation,
+            num_threads=_threads(),
+        )
+        out = _tensor1(y)
+        ctx.conf = (stride, padding, dilation, mid_activation, activation)
+        ctx.save_for_backward(
+            x, depthwise_weight, pointwise_weight, depthwise_bias, out if activation else None
+        )
+        return out
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad):
+        x, dw, pw, db, out = ctx.saved_tensors
+        stride, padding, dilation, mid_activation, activation = ctx.conf
+        need_x, need_dw, need_pw, need_db, need_pb = ctx.needs_input_grad[:5]
+        need_dw_stage = need_x or need_dw or need_db
+        threads = _threads()
+        conv = dict(stride=stride, padding=padding, dilation=dilation, num_threads=threads)
+        xa, dwa = _array1(x), _array1(dw)
+        g = _act_mask(_array1(grad), _array1(out), activation)
+        mid = pydsconv.depthwise_conv1d(xa, dwa, _array1(db), activation=mid_activation, **conv)
+        gmid, gpw, gpb = pydsconv.pointwise_conv1d_backward(
+            g,
+            mid,
+            _array1(pw),
+            input_grad=need_dw_stage,
+            weight_grad=need_pw,
+            bias_grad=need_pb,
+            num_threads=threads,
+        )
+        gx = gdw = gdb = None
+        if need_dw_stage:
+            gmid = _act_mask(gmid, mid, mid_activation)
+            gx, gdw, gdb = pydsconv.depthwise_conv1d_backward(
+                gmid, xa, dwa, input_grad=need_x, weight_grad=need_dw, bias_grad=need_db, **conv
+            )
+        return (
+            _tensor1(gx),
+            _tensor1(gdw),
+            _tensor1(gpw),
+            _tensor1(gdb),
+            _tensor1(gpb),
+            None,
+            None,
+            None,
+            None,
+            None,
+        )
+
+
+def _int1(name, v):
+    """A 1-D ``stride`` / ``dilation`` / ``kernel_size``: an int or a 1-tuple
+    (as ``nn.Conv1d`` stores them) -> int >= 1."""
+    return _args.to_pair(name, v, 1, minimum=1)[0]
+
+
+def depthwise_conv1d(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    bias: Optional[torch.Tensor] = None,
+    stride: int = 1,
+    padding: Padding1D = 0,
+    dilation: int = 1,
+    activation: Activation = None,
+) -> torch.Tensor:
+    """Differentiable depthwise 1-D convolution on CPU tensors.
+
+    Equals ``F.conv1d(x, weight, bias, stride, padding, dilation, groups=C)``
+    followed by ``activation``.
+
+    Parameters
+    ----------
+    x : Tensor, (N, C, L) or (C, L)
+        float32 or float64, on the CPU (other strides are copied once).
+    weight : Tensor, (C*M, 1, k)
+        PyTorch's grouped-conv weight; M is the channel multiplier.
+    bias : Tensor (C*M,), optional
+    stride, dilation : int (or a 1-tuple)
+    padding : int, (left, right), "valid", "same" or "causal"
+        "same" is TensorFlow's rule at any stride (PyTorch's at stride 1);
+        "causal" pads ``dilation * (k - 1)`` on the left only (Keras).
+    activation : None, "relu" or "relu6"
+        Applied after the bias, fused into the op.
+
+    Returns
+    -------
+    Tensor, (N, C*M, L_out) (or unbatched).
+    """
+    s, d = _int1("stride", stride), _int1("dilation", dilation)
+
+    def run(x):
+        _check_call(x, (("weight", weight), ("bias", bias)), (("activation", activation),), 3)
+        return DepthwiseConv1dFunction.apply(x, weight, bias, s, padding, d, activation)
+
+    return _unbatched(x, run, 3)
+
+
+def pointwise_conv1d(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    bias: Optional[torch.Tensor] = None,
+    activation: Activation = None,
+) -> torch.Tensor:
+    """Differentiable pointwise (kernel 1) 1-D convolution on CPU tensors.
+
+    Equals ``F.conv1d(x, weight, bias)`` with a kernel-1 weight, then
+    ``activation``.
+
+    Parameters
+    ----------
+    x : Tensor, (N, C_in, L) or (C_in, L)
+    weight : Tensor, (C_out, C_in, 1) or (C_out, C_in)
+    bias : Tensor (C_out,), optional
+    activation : None, "relu" or "relu6"
+
+    Returns
+    -------
+    Tensor, (N, C_out, L) (or unbatched).
+    """
+
+    def run(x):
+        _check_call(x, (("weight", weight), ("bias", bias)), (("activation", activation),), 3)
+        return PointwiseConv1dFunction.apply(x, weight, bias, activation)
+
+    return _unbatched(x, run, 3)
+
+
+def separable_conv1d(
+    x: torch.Tensor,
+    depthwise_weight: torch.Tensor,
+    pointwise_weight: torch.Tensor,
+    depthwise_bias: Optional[torch.Tensor] = None,
+    pointwise_bias: Optional[torch.Tensor] = None,
+    stride: int = 1,
+    padding: Padding1D = 0,
+    dilation: int = 1,
+    mid_activation: Activation = None,
+    activation: Activation = None,
+) -> torch.Tensor:
+    """Differentiable fused depthwise separable 1-D convolution on CPU tensors.
+
+    Equals ``activation(pointwise(mid_activation(depthwise(x))))`` computed by
+    :func:`pydsconv.separable_conv1d` without materialising the intermediate.
+
+    Parameters
+    ----------
+    x : Tensor, (N, C, L) or (C, L)
+    depthwise_weight : Tensor, (C*M, 1, k)
+    pointwise_weight : Tensor, (C_out, C*M, 1) or (C_out, C*M)
+    depthwise_bias, pointwise_bias : Tensor, optional
+    stride, padding, dilation
+        Of the depthwise stage, as in :func:`depthwise_conv1d`.
+    mid_activation, activation : None, "relu" or "relu6"
+
+    Returns
+    -------
+    Tensor, (N, C_out, L_out) (or unbatched).
+    """
+    s, d = _int1("stride", stride), _int1("dilation", dilation)
+
+    def run(x):
+        _check_call(
+            x,
+            (
+                ("depthwise_weight", depthwise_weight),
+                ("pointwise_weight", pointwise_weight),
+                ("depthwise_bias", depthwise_bias),
+                ("pointwise_bias", pointwise_bias),
+            ),
+            (("mid_activation", mid_activation), ("activation", activation)),
+            3,
+        )
+        return SeparableConv1dFunction.apply(
+            x,
+            depthwise_weight,
+            pointwise_weight,
+            depthwise_bias,
+            pointwise_bias,
+            s,
+            padding,
+            d,
+            mid_activation,
+            activation,
+        )
+
+    return _unbatched(x, run, 3)
+
+
+def _norm_padding1(padding):
+    """1-D padding, checked (>= 0): "same" / "valid" / "causal", ``(p,)`` when
+    symmetric (``nn.Conv1d``'s form), else ``(left, right)``."""
+    mode, (_, _, left, right) = _args.to_padding(padding, 1, minimum=0)
+    if mode != "explicit":
+        return mode
+    return (left,) if left == right else (left, right)
+
+
+class DepthwiseConv1d(nn.Module):
+    """Depthwise 1-D convolution layer, ``nn.Conv1d(C, C*M, k, groups=C)`` on pydsconv.
+
+    Parameters
+    ----------
+    in_channels : int
+        C.  The layer has ``out_channels = C * depth_multiplier``.
+    kernel_size, stride, dilation : int
+    padding : int, (left, right), "valid", "same" or "causal"
+        "same" follows TensorFlow at any stride (PyTorch's at stride 1);
+        "causal" pads ``dilation * (kernel_size - 1)`` on the left only, so
+        output step t sees inputs up to t (autoregressive models).
+    bias : bool
+    depth_multiplier : int
+        M, filters per input channel.
+    padding_mode : "zeros"
+        The only one supported (ValueError otherwise).
+    activation : None, "relu" or "relu6"
+        Fused after the bias.
+    device, dtype
+        CPU only; float32 (default) or float64.
+
+    Attributes
+    ----------
+    weight : Parameter, (C*M, 1, k)
+    bias : Parameter (C*M,) or None
+        Named, shaped and initialised as ``nn.Conv1d``'s, so state dicts are
+        interchangeable.
+
+    Examples
+    --------
+    >>> import torch, pydsconv.torch as pt
+    >>> layer = pt.DepthwiseConv1d(4, 3, padding="causal")
+    >>> layer(torch.randn(2, 4, 10)).shape
+    torch.Size([2, 4, 10])
+    """
+
+    def __init__(
+        self,
+        in_channels,
+        kernel_size,
+        stride=1,
+        padding=0,
+        dilation=1,
+        bias=True,
+        depth_multiplier=1,
+        padding_mode="zeros",
+        activation=None,
+        device=None,
+        dtype=None,
+    ):
+        super().__init__()
+        kw = _factory(device, dtype, padding_mode, ("activation", activation))
+        self.in_channels = _pos_int("in_channels", in_channels)
+        self.depth_multiplier = _pos_int("depth_multiplier", depth_multiplier)
+        self.out_channels = self.in_channels * self.depth_multiplier
+        self.kernel_size = (_int1("kernel_size", kernel_size),)
+        self.stride = (_int1("stride", stride),)
+        self.padding = _norm_padding1(padding)
+        self.dilation = (_int1("dilation", dilation),)
+        self.padding_mode = padding_mode
+        self.activation = activation
+        self.weight = nn.Parameter(torch.empty((self.out_channels, 1, *self.kernel_size), **kw))
+        if bias:
+            self.bias = nn.Parameter(torch.empty(self.out_channels, **kw))
+        else:
+            self.register_parameter("bias", None)
+        self.reset_parameters()
+
+    def reset_parameters(self):
+        """Re-initialise as ``nn.Conv1d`` does (Kaiming-uniform weight, uniform bias)."""
+        _reset_conv(self.weight, self.bias)
+
+    def forward(self, x):
+        """Apply the layer to ``x`` (N, C, L) or (C, L); see :func:`depthwise_conv1d`."""
+        return depthwise_conv1d(
+            x,
+            self.weight,
+            self.bias,
+            self.stride[0],
+            self.padding,
+            self.dilation[0],
+            self.activation,
+        )
+
+    def extra_repr(self):
+        s = (
+            f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
+            f"stride={self.stride}"
+        )
+        if self.padding != (0,):
+            s += f", padding={self.padding!r}"
+        if self.dilation != (1,):
+            s += f", dilation={self.dilation}"
+        if self.depth_multiplier != 1:
+            s += f", depth_multiplier={self.depth_multiplier}"
+        if self.bias is None:
+            s += ", bias=False"
+        return _act_repr(s, activation=self.activation)
+
+
+class PointwiseConv1d(nn.Module):
+    """Pointwise (kernel 1) 1-D convolution layer, ``nn.Conv1d(C_in, C_out, 1)`` on pydsconv.
+
+    Parameters
+    ----------
+    in_channels, out_channels : int
+    bias : bool
+    activation : None, "relu" or "relu6"
+        Fused after the bias.
+    device, dtype
+        CPU only; float32 (default) or float64.
+
+    Attributes
+    ----------
+    weight : Parameter, (C_out, C_in, 1)
+    bias : Parameter (C_out,) or None
+        As ``nn.Conv1d``'s (same names, shapes and initialisation).
+    """
+
+    def __init__(
+        self, in_channels, out_channels, bias=True, activation=None, device=None, dtype=None
+    ):
+        super().__init__()
+        kw = _factory(device, dtype, "zeros", ("activation", activation))
+        self.in_channels = _pos_int("in_channels", in_channels)
+        self.out_channels = _pos_int("out_channels", out_channels)
+        self.activation = activation
+        self.weight = nn.Parameter(torch.empty((self.out_channels, self.in_channels, 1), **kw))
+        if bias:
+            self.bias = nn.Parameter(torch.empty(self.out_channels, **kw))
+        else:
+            self.register_parameter("bias", None)
+        self.reset_parameters()
+
+    def reset_parameters(self):
+        """Re-initialise as ``nn.Conv1d`` does (Kaiming-uniform weight, uniform bias)."""
+        _reset_conv(self.weight, self.bias)
+
+    def forward(self, x):
+        """Apply the layer to ``x`` (N, C_in, L) or (C_in, L)."""
+        return pointwise_conv1d(x, self.weight, self.bias, self.activation)
+
+    def extra_repr(self):
+        s = f"{self.in_channels}, {self.out_channels}"
+        if self.bias is None:
+            s += ", bias=False"
+        return _act_repr(s, activation=self.activation)
+
+
+class SeparableConv1d(nn.Module):
+    """Depthwise separable 1-D convolution layer, fused (one pydsconv call).
+
+    Computes ``activation(pointwise(mid_activation(depthwise(x))))`` with
+    :func:`pydsconv.separable_conv1d` (backward recomputes the intermediate).
+
+    Parameters
+    ----------
+    in_channels, out_channels : int
+    kernel_size : int
+    stride, padding, dilation
+        Of the depthwise stage, as in :class:`DepthwiseConv1d` (padding may
+        be "causal").
+    bias : bool or (bool, bool)
+        Biases of (depthwise, pointwise); one bool sets both.
+    depth_multiplier : int
+    padding_mode : "zeros"
+    mid_activation, activation : None, "relu" or "relu6"
+        After the depthwise and after the pointwise stage.
+    device, dtype
+        CPU only; float32 (default) or float64.
+
+    Attributes
+    ----------
+    depthwise : DepthwiseConv1d
+        Holds ``depthwise.weight`` (C*M, 1, k) and ``depthwise.bias``.
+    pointwise : PointwiseConv1d
+        Holds ``pointwise.weight`` (C_out, C*M, 1) and ``pointwise.bias``.
+    """
+
+    def __init__(
+        self,
+        in_channels,
+        out_channels,
+        kernel_size,
+        stride=1,
+        padding=0,
+        dilation=1,
+        bias=True,
+        depth_multiplier=1,
+        padding_mode="zeros",
+        mid_activation=None,
+        activation=None,
+        device=None,
+        dtype=None,
+    ):
+        super().__init__()
+        _factory(
+            device,
+            dtype,
+            padding_mode,
+            ("mid_activation", mid_activation),
+            ("activation", activation),
+        )
+        if isinstance(bias, (tuple, list)):
+            if len(bias) != 2:
+                raise ValueError(f"bias must be a bool or a pair of bools, got {bias!r}")
+            dw_bias, pw_bias = bias
+        else:
+            dw_bias = pw_bias = bias
+        self.mid_activation = mid_activation
+        self.activation = activation
+        self.depthwise = DepthwiseConv1d(
+            in_channels,
+            kernel_size,
+            stride,
+            padding,
+            dilation,
+            bool(dw_bias),
+            depth_multiplier,
+            device=device,
+            dtype=dtype,
+        )
+        self.pointwise = PointwiseConv1d(
+            self.depthwise.out_channels, out_channels, bool(pw_bias), device=device, dtype=dtype
+        )
+        self.in_channels = self.depthwise.in_channels
+        self.out_channels = self.pointwise.out_channels
+
+    def reset_parameters(self):
+        """Re-initialise both stages as ``nn.Conv1d`` does."""
+        self.depthwise.reset_parameters()
+        self.pointwise.reset_parameters()
+
+    def forward(self, x):
+        """Apply the layer to ``x`` (N, C, L) or (C, L); see :func:`separable_conv1d`."""
+        d, p = self.depthwise, self.pointwise
+        return separable_conv1d(
+            x,
+            d.weight,
+            p.weight,
+            d.bias,
+            p.bias,
+            d.stride[0],
+            d.padding,
+            d.dilation[0],
+            self.mid_activation,
+            self.activation,
+        )
+
+    def extra_repr(self):
+        d = self.depthwise
+        s = (
+            f"{self.in_channels}, {self.out_channels}, kernel_size={d.kernel_size}, "
+            f"stride={d.stride}"
+        )
+        if d.padding != (0,):
+            s += f", padding={d.padding!r}"
+        if d.dilation != (1,):
             s += f", dilation={d.dilation}"
         if d.depth_multiplier != 1:
             s += f", depth_multiplier={d.depth_multiplier}"

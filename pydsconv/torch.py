@@ -50,8 +50,10 @@ Gradients are computed only for the inputs that need them
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import math
-from typing import Optional
+from typing import Dict, Optional, Tuple
 
 try:
     import torch
@@ -93,6 +95,8 @@ __all__ = [
     "DepthwiseConv1dFunction",
     "PointwiseConv1dFunction",
     "SeparableConv1dFunction",
+    "convert",
+    "ConvertReport",
 ]
 
 _DTYPES = (torch.float32, torch.float64)
@@ -1465,3 +1469,340 @@ class SeparableConv1d(nn.Module):
         if d.depth_multiplier != 1:
             s += f", depth_multiplier={d.depth_multiplier}"
         return _act_repr(s, mid_activation=self.mid_activation, activation=self.activation)
+
+
+# --------------------------------------------------------------------------
+# convert: a PyTorch model's depthwise / 1x1 convolutions -> pydsconv layers
+# --------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class ConvertReport:
+    """What :func:`convert` did, by qualified module name (``model.named_modules()``
+    names of the model as given).
+
+    Attributes
+    ----------
+    converted : dict[str, str]
+        Convolution name -> the pydsconv class that replaced it.
+    folded : dict[str, str]
+        BatchNorm name -> the name of the convolution it was folded into (the
+        BatchNorm is now an ``nn.Identity``).
+    fused : dict[str, tuple of str]
+        Name of the new ``SeparableConv2d`` / ``SeparableConv1d`` (the
+        depthwise's slot) -> the names of the modules it absorbed, in order
+        (depthwise, optional activation, pointwise, optional activation); the
+        slots after the first now hold ``nn.Identity``.
+    renamed : dict[str, str]
+        State-dict prefix changes made by fusion: old prefix -> new prefix
+        (``"blk.0" -> "blk.0.depthwise"``, ``"blk.2" -> "blk.0.pointwise"``).
+    left_alone : dict[str, str]
+        Convolutions and BatchNorms left as they were -> why.
+    """
+
+    converted: Dict[str, str] = dataclasses.field(default_factory=dict)
+    folded: Dict[str, str] = dataclasses.field(default_factory=dict)
+    fused: Dict[str, Tuple[str, ...]] = dataclasses.field(default_factory=dict)
+    renamed: Dict[str, str] = dataclasses.field(default_factory=dict)
+    left_alone: Dict[str, str] = dataclasses.field(default_factory=dict)
+
+    def __str__(self):
+        lines = [
+            f"converted {len(self.converted)}, folded {len(self.folded)}, "
+            f"fused {len(self.fused)}, left alone {len(self.left_alone)}"
+        ]
+        lines += [f"  converted  {k}: {v}" for k, v in self.converted.items()]
+        lines += [f"  folded     {k} -> {v}" for k, v in self.folded.items()]
+        lines += [f"  fused      {k}: {' + '.join(v)}" for k, v in self.fused.items()]
+        lines += [f"  left alone {k}: {v}" for k, v in self.left_alone.items()]
+        return "\n".join(lines)
+
+
+_DW_TYPES = (DepthwiseConv2d, DepthwiseConv1d)
+_PW_TYPES = (PointwiseConv2d, PointwiseConv1d)
+_ACTS = {nn.ReLU: "relu", nn.ReLU6: "relu6"}
+
+
+def _join(prefix, name):
+    return f"{prefix}.{name}" if prefix else name
+
+
+def _conv_refusal(m):
+    """Why the exact ``nn.Conv1d`` / ``nn.Conv2d`` ``m`` cannot be converted, or
+    None; and which kind it is: "depthwise" / "pointwise"."""
+    w = m.weight
+    if w.device.type != "cpu":
+        return f"on device {w.device} (pydsconv runs on the CPU)", None
+    if w.dtype not in _DTYPES:
+        return f"dtype {w.dtype} (pydsconv computes float32 and float64)", None
+    if m.padding_mode != "zeros":
+        return f"padding_mode={m.padding_mode!r} (pydsconv pads with zeros only)", None
+    if m.transposed:
+        return "transposed convolution", None
+    one = all(k == 1 for k in m.kernel_size)
+    if m.groups == 1 and one and m.in_channels > 1:
+        if any(s != 1 for s in m.stride):
+            return (
+                f"1x1 convolution with stride {m.stride}: pydsconv's pointwise op has no stride"
+            ), None
+        if m.padding not in ("valid", "same") and any(p != 0 for p in m.padding):
+            return f"1x1 convolution with padding {m.padding}: pointwise ops do not pad", None
+        return None, "pointwise"
+    if m.groups == m.in_channels and m.out_channels % m.in_channels == 0:
+        return None, "depthwise"
+    if m.groups == 1:
+        return f"full {tuple(m.kernel_size)} convolution (groups=1): not depthwise or 1x1", None
+    return f"grouped convolution (groups={m.groups}, {m.in_channels} channels)", None
+
+
+def _swap_conv(m, kind):
+    """The pydsconv layer replacing the exact nn.Conv1d / nn.Conv2d ``m``; it
+    holds ``m``'s own Parameters (an optimizer built on them keeps working)."""
+    one_d = isinstance(m, nn.Conv1d)
+    kw = {"bias": m.bias is not None, "dtype": m.weight.dtype}
+    with torch.random.fork_rng(devices=[]):  # the throwaway init leaves torch's RNG as it was
+        if kind == "pointwise":
+            cls = PointwiseConv1d if one_d else PointwiseConv2d
+            new = cls(m.in_channels, m.out_channels, **kw)
+        else:
+            cls = DepthwiseConv1d if one_d else DepthwiseConv2d
+            new = cls(
+                m.in_channels,
+                m.kernel_size,
+                m.stride,
+                m.padding,
+                m.dilation,
+                depth_multiplier=m.out_channels // m.in_channels,
+                **kw,
+            )
+    new.weight = m.weight
+    if m.bias is not None:
+        new.bias = m.bias
+    new.train(m.training)
+    return new
+
+
+def _bn_refusal(conv, bn):
+    """Why BatchNorm ``bn`` cannot be folded into the converted ``conv``, or None."""
+    want = (
+        nn.BatchNorm1d if isinstance(conv, (DepthwiseConv1d, PointwiseConv1d)) else nn.BatchNorm2d
+    )
+    if type(bn) is not want:
+        return f"{type(bn).__name__} after a {type(conv).__name__} (needs {want.__name__})"
+    if bn.training or conv.training:
+        return "train mode: folding needs eval mode (running statistics)"
+    if bn.running_mean is None or bn.running_var is None:
+        return "track_running_stats=False: it normalises with batch statistics"
+    if bn.num_features != conv.out_channels:
+        return f"{bn.num_features} features after {conv.out_channels} channels"
+    return None
+
+
+@torch.no_grad()
+def _fold(conv, bn):
+    """Fold eval-mode BatchNorm ``bn`` into ``conv``'s weight and bias
+    (computed in float64, stored in the conv's dtype)."""
+    w = conv.weight.detach().double()
+    mean, var = bn.running_mean.double(), bn.running_var.double()
+    scale = torch.rsqrt(var + bn.eps)
+    if bn.weight is not None:
+        scale = scale * bn.weight.double()
+    shift = -mean * scale
+    if bn.bias is not None:
+        shift = shift + bn.bias.double()
+    b = conv.bias.detach().double() if conv.bias is not None else torch.zeros_like(mean)
+    dtype = conv.weight.dtype
+    conv.weight = nn.Parameter((w * scale.reshape(-1, *([1] * (w.dim() - 1)))).to(dtype))
+    conv.bias = nn.Parameter((b * scale + shift).to(dtype))
+
+
+def _act_of(m):
+    """ "relu" / "relu6" for an exact nn.ReLU / nn.ReLU6 module, else None."""
+    return _ACTS.get(type(m))
+
+
+def _fuse_run(seq, prefix, report):
+    """Fuse depthwise -> [ReLU/ReLU6] -> pointwise [-> ReLU/ReLU6] runs of
+    the nn.Sequential ``seq`` (Identity slots skipped) into Separable layers."""
+    keys = list(seq._modules)
+    live = [k for k in keys if type(seq._modules[k]) is not nn.Identity]
+    i = 0
+    while i < len(live):
+        dw = seq._modules[live[i]]
+        if not (isinstance(dw, _DW_TYPES) and dw.activation is None):
+            i += 1
+            continue
+        j, mid = i + 1, None
+        if j < len(live) and _act_of(seq._modules[live[j]]):
+            mid = _act_of(seq._modules[live[j]])
+            j += 1
+        pw = seq._modules[live[j]] if j < len(live) else None
+        one_d = isinstance(dw, DepthwiseConv1d)
+        want = PointwiseConv1d if one_d else PointwiseConv2d
+        if not (
+            type(pw) is want
+            and pw.activation is None
+            and pw.in_channels == dw.out_channels
+            and pw.weight.dtype == dw.weight.dtype
+            and dw.training == pw.training
+        ):
+            i += 1
+            continue
+        used = live[i : j + 1]
+        act = None
+        if j + 1 < len(live) and _act_of(seq._modules[live[j + 1]]):
+            act = _act_of(seq._modules[live[j + 1]])
+            used.append(live[j + 1])
+        cls = SeparableConv1d if one_d else SeparableConv2d
+        with torch.random.fork_rng(devices=[]):
+            sep = cls(
+                dw.in_channels,
+                pw.out_channels,
+                dw.kernel_size,
+                depth_multiplier=dw.depth_multiplier,
+                mid_activation=mid,
+                activation=act,
+                dtype=dw.weight.dtype,
+            )
+        sep.depthwise, sep.pointwise = dw, pw  # the same modules and Parameters
+        sep.train(dw.training)
+        for k in used[1:]:
+            seq._modules[k] = nn.Identity()
+        seq._modules[live[i]] = sep
+        name = _join(prefix, live[i])
+        report.fused[name] = tuple(_join(prefix, k) for k in used)
+        report.renamed[name] = _join(name, "depthwise")
+        report.renamed[_join(prefix, live[j])] = _join(name, "pointwise")
+        i = live.index(used[-1]) + 1
+
+
+def _convert_children(module, prefix, fold, fuse, report):
+    for key, child in list(module._modules.items()):
+        if child is None:
+            continue
+        name = _join(prefix, key)
+        if type(child) in (nn.Conv1d, nn.Conv2d):
+            why, kind = _conv_refusal(child)
+            if why:
+                report.left_alone[name] = why
+            else:
+                new = _swap_conv(child, kind)
+                module._modules[key] = new
+                report.converted[name] = type(new).__name__
+        elif isinstance(child, (nn.Conv1d, nn.Conv2d, nn.Conv3d)):
+            report.left_alone[name] = (
+                f"{type(child).__name__}: only exact nn.Conv1d / nn.Conv2d are converted"
+                if isinstance(child, (nn.Conv1d, nn.Conv2d))
+                else "3-D convolution"
+            )
+        else:
+            _convert_children(child, name, fold, fuse, report)
+    if not isinstance(module, nn.Sequential):
+        _note_batchnorms(module, prefix, report)
+        return
+    keys = list(module._modules)
+    for a, b in zip(keys, keys[1:]):
+        conv, bn = module._modules[a], module._modules[b]
+        if not isinstance(bn, nn.modules.batchnorm._BatchNorm):
+            continue
+        if _join(prefix, a) not in report.converted:
+            continue  # explained by _note_batchnorms
+        why = _bn_refusal(conv, bn) if fold else "not folded: the model is in train mode"
+        if why is None:
+            _fold(conv, bn)
+            module._modules[b] = nn.Identity()
+            report.folded[_join(prefix, b)] = _join(prefix, a)
+        else:
+            report.left_alone[_join(prefix, b)] = why
+    _note_batchnorms(module, prefix, report)
+    if fuse:
+        _fuse_run(module, prefix, report)
+
+
+def _note_batchnorms(module, prefix, report):
+    """Record the direct BatchNorm children of ``module`` that were not folded
+    and not explained yet."""
+    for key, child in module._modules.items():
+        if isinstance(child, nn.modules.batchnorm._BatchNorm):
+            name = _join(prefix, key)
+            if name not in report.folded and name not in report.left_alone:
+                report.left_alone[name] = (
+                    "not folded: not directly after a converted convolution in an nn.Sequential"
+                )
+
+
+def convert(model, *, fuse=True, inplace=False):
+    """Swap a PyTorch model's depthwise and 1x1 convolutions for pydsconv layers.
+
+    Converted (exact ``nn.Conv2d`` / ``nn.Conv1d`` instances, CPU, float32 or
+    float64, ``padding_mode="zeros"``):
+
+    * depthwise: ``groups == in_channels``, ``out_channels = M * in_channels``,
+      any kernel, stride, dilation and padding (also ``"same"``, ``"valid"``)
+      -> :class:`DepthwiseConv2d` / :class:`DepthwiseConv1d`;
+    * 1x1 (kernel 1) with ``groups=1``, stride 1 and no padding ->
+      :class:`PointwiseConv2d` / :class:`PointwiseConv1d`.
+
+    Everything else (full or grouped convolutions, strided 1x1, other padding
+    modes, subclasses, other devices or dtypes) is left as it is, with the
+    reason in the report; modules convert does not know are left as they are
+    (their children are still visited).  A converted layer holds the original
+    ``weight`` / ``bias`` Parameters under the same names, so state dicts and
+    an optimizer built on ``model.parameters()`` carry over.
+
+    In eval mode (no module of ``model`` in training mode), a ``BatchNorm2d``
+    / ``BatchNorm1d`` (with running statistics) that directly follows a
+    converted convolution inside an ``nn.Sequential`` is folded into the
+    convolution's weight and bias (a bias is added if it had none) and
+    replaced by ``nn.Identity``.  In train mode nothing is folded, and the
+    converted model trains exactly as the original.
+
+    With ``fuse=True``, inside an ``nn.Sequential``, depthwise -> optional
+    ``nn.ReLU`` / ``nn.ReLU6`` -> 1x1 (``nn.Identity`` slots, such as folded
+    BatchNorms, skipped) becomes one fused :class:`SeparableConv2d` /
+    :class:`SeparableConv1d` (the activation as its ``mid_activation``; a
+    ReLU / ReLU6 right after the 1x1 becomes its ``activation``).  It takes
+    the depthwise's slot and holds the two converted layers as ``depthwise``
+    and ``pointwise``; the other slots become ``nn.Identity``, so the indices
+    of later layers do not move.  State-dict keys change from ``blk.0.weight``
+    / ``blk.2.weight`` to ``blk.0.depthwise.weight`` / ``blk.0.pointwise.weight``
+    (``report.renamed``).  Fusion is exact and also applies in train mode.
+
+    Parameters
+    ----------
+    model : nn.Module
+        Any module; it may itself be an ``nn.Conv2d``.
+    fuse : bool
+        Fuse depthwise -> activation -> pointwise runs (see above).
+    inplace : bool
+        False (default): convert a ``copy.deepcopy`` of ``model`` and leave
+        ``model`` untouched.  True: modify ``model`` itself.
+
+    Returns
+    -------
+    model : nn.Module
+        The converted model (``model`` itself when ``inplace=True``, unless
+        ``model`` is itself a convertible convolution).
+    report : ConvertReport
+        What was converted, folded, fused and left alone (with reasons).
+
+    Examples
+    --------
+    >>> import torch, pydsconv.torch as pt
+    >>> net = torch.nn.Sequential(
+    ...     torch.nn.Conv2d(8, 8, 3, padding=1, groups=8, bias=False),
+    ...     torch.nn.BatchNorm2d(8), torch.nn.ReLU6(), torch.nn.Conv2d(8, 16, 1)).eval()
+    >>> fast, report = pt.convert(net)
+    >>> type(fast[0]).__name__, report.folded
+    ('SeparableConv2d', {'1': '0'})
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    if not inplace:
+        model = copy.deepcopy(model)
+    fold = not any(m.training for m in model.modules())
+    report = ConvertReport()
+    holder = nn.Sequential()  # so that the model itself can be swapped or fused
+    holder._modules[""] = model
+    _convert_children(holder, "", fold, fuse, report)
+    return holder._modules[""], report

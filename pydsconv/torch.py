@@ -16,6 +16,12 @@ What it gives:
   the functional forms (like ``torch.nn.functional.conv2d``), differentiable.
 * :class:`DepthwiseConv2dFunction`, :class:`PointwiseConv2dFunction`,
   :class:`SeparableConv2dFunction`: the ``torch.autograd.Function``s beneath.
+* The 1-D twins for (N, C, L) sequences: :class:`DepthwiseConv1d`,
+  :class:`PointwiseConv1d`, :class:`SeparableConv1d` (padding also
+  ``"causal"``), :func:`depthwise_conv1d` ..., ``...Conv1dFunction``.
+* :func:`convert`: swaps an existing PyTorch model's depthwise and 1x1
+  convolutions for these layers (folding BatchNorm in eval mode, fusing
+  depthwise -> activation -> 1x1); :class:`ConvertReport` says what it did.
 
 Data path.  CPU float32 / float64 tensors go to pydsconv **without a copy**
 (``tensor.detach().numpy()``) and results come back without one

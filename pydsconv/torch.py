@@ -1618,8 +1618,9 @@ def _fold(conv, bn):
         shift = shift + bn.bias.double()
     b = conv.bias.detach().double() if conv.bias is not None else torch.zeros_like(mean)
     dtype = conv.weight.dtype
-    conv.weight = nn.Parameter((w * scale.reshape(-1, *([1] * (w.dim() - 1)))).to(dtype))
-    conv.bias = nn.Parameter((b * scale + shift).to(dtype))
+    grad = conv.weight.requires_grad
+    conv.weight = nn.Parameter((w * scale.reshape(-1, *([1] * (w.dim() - 1)))).to(dtype), grad)
+    conv.bias = nn.Parameter((b * scale + shift).to(dtype), grad)
 
 
 def _act_of(m):
@@ -1756,7 +1757,8 @@ def convert(model, *, fuse=True, inplace=False):
     ``weight`` / ``bias`` Parameters under the same names, so state dicts and
     an optimizer built on ``model.parameters()`` carry over.
 
-    In eval mode (no module of ``model`` in training mode), a ``BatchNorm2d``
+    In eval mode (``model.training`` False, and the convolution and the
+    BatchNorm in eval mode), a ``BatchNorm2d``
     / ``BatchNorm1d`` (with running statistics) that directly follows a
     converted convolution inside an ``nn.Sequential`` is folded into the
     convolution's weight and bias (a bias is added if it had none) and
@@ -1806,7 +1808,7 @@ def convert(model, *, fuse=True, inplace=False):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     if not inplace:
         model = copy.deepcopy(model)
-    fold = not any(m.training for m in model.modules())
+    fold = not model.training  # and, per pair, the conv and the BatchNorm in eval mode
     report = ConvertReport()
     holder = nn.Sequential()  # so that the model itself can be swapped or fused
     holder._modules[""] = model

@@ -279,6 +279,22 @@ def test_left_alone_with_reasons():
     close(out(x), model(x))
 
 
+def test_fold_needs_eval_mode_of_model_conv_and_batchnorm():
+    def block():
+        return nn.Sequential(nn.Conv2d(4, 4, 3, groups=4, bias=False), nn.BatchNorm2d(4))
+
+    model = nn.Sequential(block(), block()).eval()
+    model[1][1].train()  # a BatchNorm left in train mode is not folded
+    for p in model[0].parameters():
+        p.requires_grad_(False)
+    out, report = pt.convert(model)
+    assert report.folded == {"0.1": "0.0"}
+    assert "train mode" in report.left_alone["1.1"]
+    assert not out[0][0].weight.requires_grad and not out[0][0].bias.requires_grad
+    _, report = pt.convert(model.train())
+    assert not report.folded and "train mode" in report.left_alone["0.1"]
+
+
 def test_unfoldable_batchnorms_stay():
     model = nn.Sequential(
         nn.Conv2d(4, 4, 3, groups=4),

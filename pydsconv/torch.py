@@ -16,6 +16,12 @@ What it gives:
   the functional forms (like ``torch.nn.functional.conv2d``), differentiable.
 * :class:`DepthwiseConv2dFunction`, :class:`PointwiseConv2dFunction`,
   :class:`SeparableConv2dFunction`: the ``torch.autograd.Function``s beneath.
+* The 1-D twins for (N, C, L) sequences: :class:`DepthwiseConv1d`,
+  :class:`PointwiseConv1d`, :class:`SeparableConv1d` (padding also
+  ``"causal"``), :func:`depthwise_conv1d` ..., ``...Conv1dFunction``.
+* :func:`convert`: swaps an existing PyTorch model's depthwise and 1x1
+  convolutions for these layers (folding BatchNorm in eval mode, fusing
+  depthwise -> activation -> 1x1); :class:`ConvertReport` says what it did.
 
 Data path.  CPU float32 / float64 tensors go to pydsconv **without a copy**
 (``tensor.detach().numpy()``) and results come back without one
@@ -50,8 +56,10 @@ Gradients are computed only for the inputs that need them
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import math
-from typing import Optional
+from typing import Dict, Optional, Tuple
 
 try:
     import torch
@@ -72,7 +80,7 @@ from torch.autograd.function import once_differentiable
 
 import pydsconv
 from pydsconv import _args
-from pydsconv._args import Activation, IntOrPair, Padding2D
+from pydsconv._args import Activation, IntOrPair, Padding1D, Padding2D
 
 __all__ = [
     "DepthwiseConv2d",
@@ -84,6 +92,17 @@ __all__ = [
     "DepthwiseConv2dFunction",
     "PointwiseConv2dFunction",
     "SeparableConv2dFunction",
+    "DepthwiseConv1d",
+    "PointwiseConv1d",
+    "SeparableConv1d",
+    "depthwise_conv1d",
+    "pointwise_conv1d",
+    "separable_conv1d",
+    "DepthwiseConv1dFunction",
+    "PointwiseConv1dFunction",
+    "SeparableConv1dFunction",
+    "convert",
+    "ConvertReport",
 ]
 
 _DTYPES = (torch.float32, torch.float64)
@@ -114,7 +133,7 @@ def _check_tensor(name, t, optional=False):
         )
 
 
-def _check_call(x, named, activations=()):
+def _check_call(x, named, activations=(), ndim=4):
     """Type, device and dtype checks shared by the functional ops."""
     _check_tensor("x", x)
     for name, t in named:
@@ -124,10 +143,13 @@ def _check_call(x, named, activations=()):
                 f"x is {x.dtype} but {name} is {t.dtype}: all tensors of one call "
                 "must share one dtype (pydsconv never casts silently)"
             )
-    if x.dim() != 4:
-        raise ValueError(
-            f"x must be 4-D (N, C, H, W) (or 3-D (C, H, W) unbatched), got shape {tuple(x.shape)}"
+    if x.dim() != ndim:
+        want = (
+            "4-D (N, C, H, W) (or 3-D (C, H, W) unbatched)"
+            if ndim == 4
+            else "3-D (N, C, L) (or 2-D (C, L) unbatched)"
         )
+        raise ValueError(f"x must be {want}, got shape {tuple(x.shape)}")
     for name, act in activations:
         _args.check_activation(name, act)
 
@@ -394,9 +416,10 @@ class SeparableConv2dFunction(torch.autograd.Function):
 # --------------------------------------------------------------------------
 
 
-def _unbatched(x, fn):
-    """PyTorch's convention: a 3-D (C, H, W) input is one unbatched sample."""
-    if isinstance(x, torch.Tensor) and x.dim() == 3:
+def _unbatched(x, fn, ndim=4):
+    """PyTorch's convention: a 3-D (C, H, W) input (2-D (C, L) for 1-D ops)
+    is one unbatched sample."""
+    if isinstance(x, torch.Tensor) and x.dim() == ndim - 1:
         return fn(x.unsqueeze(0)).squeeze(0)
     return fn(x)
 
@@ -842,3 +865,952 @@ class SeparableConv2d(nn.Module):
         if d.depth_multiplier != 1:
             s += f", depth_multiplier={d.depth_multiplier}"
         return _act_repr(s, mid_activation=self.mid_activation, activation=self.activation)
+
+
+# --------------------------------------------------------------------------
+# 1-D: sequences (text, audio)
+# --------------------------------------------------------------------------
+#
+# Tensors are (N, C, L).  PyTorch has no channels-last format for 3-D
+# tensors, so the data layout is always pydsconv's "NCL"; a non-contiguous
+# input or gradient is copied once.
+
+
+def _array1(t):
+    """``t`` as a C-contiguous ndarray (NCL); no copy when it is contiguous."""
+    if t is None:
+        return None
+    t = t.detach()
+    if not t.is_contiguous():
+        t = t.contiguous()
+    return t.numpy()
+
+
+def _tensor1(a):
+    return None if a is None else torch.from_numpy(a)
+
+
+class DepthwiseConv1dFunction(torch.autograd.Function):
+    """Depthwise 1-D conv as an autograd Function (use :func:`depthwise_conv1d`).
+
+    ``apply(x, weight, bias, stride, padding, dilation, activation)``; ``bias``
+    may be None; ``stride`` and ``dilation`` are ints.
+    """
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, stride, padding, dilation, activation):
+        x = x if x.is_contiguous() else x.contiguous()
+        y = pydsconv.depthwise_conv1d(
+            _array1(x),
+            _array1(weight),
+            _array1(bias),
+            stride=stride,
+            padding=padding,
+            dilation=dilation,
+            activation=activation,
+            num_threads=_threads(),
+        )
+        out = _tensor1(y)
+        ctx.conf = (stride, padding, dilation, activation)
+        ctx.save_for_backward(x, weight, out if activation else None)
+        return out
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad):
+        x, weight, out = ctx.saved_tensors
+        stride, padding, dilation, activation = ctx.conf
+        need_x, need_w, need_b = ctx.needs_input_grad[:3]
+        g = _act_mask(_array1(grad), _array1(out), activation)
+        gx, gw, gb = pydsconv.depthwise_conv1d_backward(
+            g,
+            _array1(x),
+            _array1(weight),
+            stride=stride,
+            padding=padding,
+            dilation=dilation,
+            input_grad=need_x,
+            weight_grad=need_w,
+            bias_grad=need_b,
+            num_threads=_threads(),
+        )
+        return _tensor1(gx), _tensor1(gw), _tensor1(gb), None, None, None, None
+
+
+class PointwiseConv1dFunction(torch.autograd.Function):
+    """Pointwise (kernel 1) 1-D conv as an autograd Function (use
+    :func:`pointwise_conv1d`).
+
+    ``apply(x, weight, bias, activation)``; ``weight`` is (C_out, C_in, 1) or
+    (C_out, C_in) and its gradient has the same shape.
+    """
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, activation):
+        x = x if x.is_contiguous() else x.contiguous()
+        y = pydsconv.pointwise_conv1d(
+            _array1(x),
+            _array1(weight),
+            _array1(bias),
+            activation=activation,
+            num_threads=_threads(),
+        )
+        out = _tensor1(y)
+        ctx.conf = activation
+        ctx.save_for_backward(x, weight, out if activation else None)
+        return out
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad):
+        x, weight, out = ctx.saved_tensors
+        activation = ctx.conf
+        need_x, need_w, need_b = ctx.needs_input_grad[:3]
+        g = _act_mask(_array1(grad), _array1(out), activation)
+        gx, gw, gb = pydsconv.pointwise_conv1d_backward(
+            g,
+            _array1(x),
+            _array1(weight),
+            input_grad=need_x,
+            weight_grad=need_w,
+            bias_grad=need_b,
+            num_threads=_threads(),
+        )
+        return _tensor1(gx), _tensor1(gw), _tensor1(gb), None
+
+
+class SeparableConv1dFunction(torch.autograd.Function):
+    """Fused depthwise separable 1-D conv as an autograd Function (use
+    :func:`separable_conv1d`).
+
+    ``apply(x, depthwise_weight, pointwise_weight, depthwise_bias,
+    pointwise_bias, stride, padding, dilation, mid_activation, activation)``.
+    As :class:`SeparableConv2dFunction`: the forward is fused and backward
+    recomputes the depthwise intermediate.
+    """
+
+    @staticmethod
+    def forward(
+        ctx,
+        x,
+        depthwise_weight,
+        pointwise_weight,
+        depthwise_bias,
+        pointwise_bias,
+        stride,
+        padding,
+        dilation,
+        mid_activation,
+        activation,
+    ):
+        x = x if x.is_contiguous() else x.contiguous()
+        y = pydsconv.separable_conv1d(
+            _array1(x),
+            _array1(depthwise_weight),
+            _array1(pointwise_weight),
+            _array1(depthwise_bias),
+            _array1(pointwise_bias),
+            stride=stride,
+            padding=padding,
+            dilation=dilation,
+            mid_activation=mid_activation,
+            activation=activation,
+            num_threads=_threads(),
+        )
+        out = _tensor1(y)
+        ctx.conf = (stride, padding, dilation, mid_activation, activation)
+        ctx.save_for_backward(
+            x, depthwise_weight, pointwise_weight, depthwise_bias, out if activation else None
+        )
+        return out
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad):
+        x, dw, pw, db, out = ctx.saved_tensors
+        stride, padding, dilation, mid_activation, activation = ctx.conf
+        need_x, need_dw, need_pw, need_db, need_pb = ctx.needs_input_grad[:5]
+        need_dw_stage = need_x or need_dw or need_db
+        threads = _threads()
+        conv = dict(stride=stride, padding=padding, dilation=dilation, num_threads=threads)
+        xa, dwa = _array1(x), _array1(dw)
+        g = _act_mask(_array1(grad), _array1(out), activation)
+        mid = pydsconv.depthwise_conv1d(xa, dwa, _array1(db), activation=mid_activation, **conv)
+        gmid, gpw, gpb = pydsconv.pointwise_conv1d_backward(
+            g,
+            mid,
+            _array1(pw),
+            input_grad=need_dw_stage,
+            weight_grad=need_pw,
+            bias_grad=need_pb,
+            num_threads=threads,
+        )
+        gx = gdw = gdb = None
+        if need_dw_stage:
+            gmid = _act_mask(gmid, mid, mid_activation)
+            gx, gdw, gdb = pydsconv.depthwise_conv1d_backward(
+                gmid, xa, dwa, input_grad=need_x, weight_grad=need_dw, bias_grad=need_db, **conv
+            )
+        return (
+            _tensor1(gx),
+            _tensor1(gdw),
+            _tensor1(gpw),
+            _tensor1(gdb),
+            _tensor1(gpb),
+            None,
+            None,
+            None,
+            None,
+            None,
+        )
+
+
+def _int1(name, v):
+    """A 1-D ``stride`` / ``dilation`` / ``kernel_size``: an int or a 1-tuple
+    (as ``nn.Conv1d`` stores them) -> int >= 1."""
+    return _args.to_pair(name, v, 1, minimum=1)[0]
+
+
+def depthwise_conv1d(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    bias: Optional[torch.Tensor] = None,
+    stride: int = 1,
+    padding: Padding1D = 0,
+    dilation: int = 1,
+    activation: Activation = None,
+) -> torch.Tensor:
+    """Differentiable depthwise 1-D convolution on CPU tensors.
+
+    Equals ``F.conv1d(x, weight, bias, stride, padding, dilation, groups=C)``
+    followed by ``activation``.
+
+    Parameters
+    ----------
+    x : Tensor, (N, C, L) or (C, L)
+        float32 or float64, on the CPU (other strides are copied once).
+    weight : Tensor, (C*M, 1, k)
+        PyTorch's grouped-conv weight; M is the channel multiplier.
+    bias : Tensor (C*M,), optional
+    stride, dilation : int (or a 1-tuple)
+    padding : int, (left, right), "valid", "same" or "causal"
+        "same" is TensorFlow's rule at any stride (PyTorch's at stride 1);
+        "causal" pads ``dilation * (k - 1)`` on the left only (Keras).
+    activation : None, "relu" or "relu6"
+        Applied after the bias, fused into the op.
+
+    Returns
+    -------
+    Tensor, (N, C*M, L_out) (or unbatched).
+    """
+    s, d = _int1("stride", stride), _int1("dilation", dilation)
+
+    def run(x):
+        _check_call(x, (("weight", weight), ("bias", bias)), (("activation", activation),), 3)
+        return DepthwiseConv1dFunction.apply(x, weight, bias, s, padding, d, activation)
+
+    return _unbatched(x, run, 3)
+
+
+def pointwise_conv1d(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    bias: Optional[torch.Tensor] = None,
+    activation: Activation = None,
+) -> torch.Tensor:
+    """Differentiable pointwise (kernel 1) 1-D convolution on CPU tensors.
+
+    Equals ``F.conv1d(x, weight, bias)`` with a kernel-1 weight, then
+    ``activation``.
+
+    Parameters
+    ----------
+    x : Tensor, (N, C_in, L) or (C_in, L)
+    weight : Tensor, (C_out, C_in, 1) or (C_out, C_in)
+    bias : Tensor (C_out,), optional
+    activation : None, "relu" or "relu6"
+
+    Returns
+    -------
+    Tensor, (N, C_out, L) (or unbatched).
+    """
+
+    def run(x):
+        _check_call(x, (("weight", weight), ("bias", bias)), (("activation", activation),), 3)
+        return PointwiseConv1dFunction.apply(x, weight, bias, activation)
+
+    return _unbatched(x, run, 3)
+
+
+def separable_conv1d(
+    x: torch.Tensor,
+    depthwise_weight: torch.Tensor,
+    pointwise_weight: torch.Tensor,
+    depthwise_bias: Optional[torch.Tensor] = None,
+    pointwise_bias: Optional[torch.Tensor] = None,
+    stride: int = 1,
+    padding: Padding1D = 0,
+    dilation: int = 1,
+    mid_activation: Activation = None,
+    activation: Activation = None,
+) -> torch.Tensor:
+    """Differentiable fused depthwise separable 1-D convolution on CPU tensors.
+
+    Equals ``activation(pointwise(mid_activation(depthwise(x))))`` computed by
+    :func:`pydsconv.separable_conv1d` without materialising the intermediate.
+
+    Parameters
+    ----------
+    x : Tensor, (N, C, L) or (C, L)
+    depthwise_weight : Tensor, (C*M, 1, k)
+    pointwise_weight : Tensor, (C_out, C*M, 1) or (C_out, C*M)
+    depthwise_bias, pointwise_bias : Tensor, optional
+    stride, padding, dilation
+        Of the depthwise stage, as in :func:`depthwise_conv1d`.
+    mid_activation, activation : None, "relu" or "relu6"
+
+    Returns
+    -------
+    Tensor, (N, C_out, L_out) (or unbatched).
+    """
+    s, d = _int1("stride", stride), _int1("dilation", dilation)
+
+    def run(x):
+        _check_call(
+            x,
+            (
+                ("depthwise_weight", depthwise_weight),
+                ("pointwise_weight", pointwise_weight),
+                ("depthwise_bias", depthwise_bias),
+                ("pointwise_bias", pointwise_bias),
+            ),
+            (("mid_activation", mid_activation), ("activation", activation)),
+            3,
+        )
+        return SeparableConv1dFunction.apply(
+            x,
+            depthwise_weight,
+            pointwise_weight,
+            depthwise_bias,
+            pointwise_bias,
+            s,
+            padding,
+            d,
+            mid_activation,
+            activation,
+        )
+
+    return _unbatched(x, run, 3)
+
+
+def _norm_padding1(padding):
+    """1-D padding, checked (>= 0): "same" / "valid" / "causal", ``(p,)`` when
+    symmetric (``nn.Conv1d``'s form), else ``(left, right)``."""
+    mode, (_, _, left, right) = _args.to_padding(padding, 1, minimum=0)
+    if mode != "explicit":
+        return mode
+    return (left,) if left == right else (left, right)
+
+
+class DepthwiseConv1d(nn.Module):
+    """Depthwise 1-D convolution layer, ``nn.Conv1d(C, C*M, k, groups=C)`` on pydsconv.
+
+    Parameters
+    ----------
+    in_channels : int
+        C.  The layer has ``out_channels = C * depth_multiplier``.
+    kernel_size, stride, dilation : int
+    padding : int, (left, right), "valid", "same" or "causal"
+        "same" follows TensorFlow at any stride (PyTorch's at stride 1);
+        "causal" pads ``dilation * (kernel_size - 1)`` on the left only, so
+        output step t sees inputs up to t (autoregressive models).
+    bias : bool
+    depth_multiplier : int
+        M, filters per input channel.
+    padding_mode : "zeros"
+        The only one supported (ValueError otherwise).
+    activation : None, "relu" or "relu6"
+        Fused after the bias.
+    device, dtype
+        CPU only; float32 (default) or float64.
+
+    Attributes
+    ----------
+    weight : Parameter, (C*M, 1, k)
+    bias : Parameter (C*M,) or None
+        Named, shaped and initialised as ``nn.Conv1d``'s, so state dicts are
+        interchangeable.
+
+    Examples
+    --------
+    >>> import torch, pydsconv.torch as pt
+    >>> layer = pt.DepthwiseConv1d(4, 3, padding="causal")
+    >>> layer(torch.randn(2, 4, 10)).shape
+    torch.Size([2, 4, 10])
+    """
+
+    def __init__(
+        self,
+        in_channels,
+        kernel_size,
+        stride=1,
+        padding=0,
+        dilation=1,
+        bias=True,
+        depth_multiplier=1,
+        padding_mode="zeros",
+        activation=None,
+        device=None,
+        dtype=None,
+    ):
+        super().__init__()
+        kw = _factory(device, dtype, padding_mode, ("activation", activation))
+        self.in_channels = _pos_int("in_channels", in_channels)
+        self.depth_multiplier = _pos_int("depth_multiplier", depth_multiplier)
+        self.out_channels = self.in_channels * self.depth_multiplier
+        self.kernel_size = (_int1("kernel_size", kernel_size),)
+        self.stride = (_int1("stride", stride),)
+        self.padding = _norm_padding1(padding)
+        self.dilation = (_int1("dilation", dilation),)
+        self.padding_mode = padding_mode
+        self.activation = activation
+        self.weight = nn.Parameter(torch.empty((self.out_channels, 1, *self.kernel_size), **kw))
+        if bias:
+            self.bias = nn.Parameter(torch.empty(self.out_channels, **kw))
+        else:
+            self.register_parameter("bias", None)
+        self.reset_parameters()
+
+    def reset_parameters(self):
+        """Re-initialise as ``nn.Conv1d`` does (Kaiming-uniform weight, uniform bias)."""
+        _reset_conv(self.weight, self.bias)
+
+    def forward(self, x):
+        """Apply the layer to ``x`` (N, C, L) or (C, L); see :func:`depthwise_conv1d`."""
+        return depthwise_conv1d(
+            x,
+            self.weight,
+            self.bias,
+            self.stride[0],
+            self.padding,
+            self.dilation[0],
+            self.activation,
+        )
+
+    def extra_repr(self):
+        s = (
+            f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
+            f"stride={self.stride}"
+        )
+        if self.padding != (0,):
+            s += f", padding={self.padding!r}"
+        if self.dilation != (1,):
+            s += f", dilation={self.dilation}"
+        if self.depth_multiplier != 1:
+            s += f", depth_multiplier={self.depth_multiplier}"
+        if self.bias is None:
+            s += ", bias=False"
+        return _act_repr(s, activation=self.activation)
+
+
+class PointwiseConv1d(nn.Module):
+    """Pointwise (kernel 1) 1-D convolution layer, ``nn.Conv1d(C_in, C_out, 1)`` on pydsconv.
+
+    Parameters
+    ----------
+    in_channels, out_channels : int
+    bias : bool
+    activation : None, "relu" or "relu6"
+        Fused after the bias.
+    device, dtype
+        CPU only; float32 (default) or float64.
+
+    Attributes
+    ----------
+    weight : Parameter, (C_out, C_in, 1)
+    bias : Parameter (C_out,) or None
+        As ``nn.Conv1d``'s (same names, shapes and initialisation).
+    """
+
+    def __init__(
+        self, in_channels, out_channels, bias=True, activation=None, device=None, dtype=None
+    ):
+        super().__init__()
+        kw = _factory(device, dtype, "zeros", ("activation", activation))
+        self.in_channels = _pos_int("in_channels", in_channels)
+        self.out_channels = _pos_int("out_channels", out_channels)
+        self.activation = activation
+        self.weight = nn.Parameter(torch.empty((self.out_channels, self.in_channels, 1), **kw))
+        if bias:
+            self.bias = nn.Parameter(torch.empty(self.out_channels, **kw))
+        else:
+            self.register_parameter("bias", None)
+        self.reset_parameters()
+
+    def reset_parameters(self):
+        """Re-initialise as ``nn.Conv1d`` does (Kaiming-uniform weight, uniform bias)."""
+        _reset_conv(self.weight, self.bias)
+
+    def forward(self, x):
+        """Apply the layer to ``x`` (N, C_in, L) or (C_in, L)."""
+        return pointwise_conv1d(x, self.weight, self.bias, self.activation)
+
+    def extra_repr(self):
+        s = f"{self.in_channels}, {self.out_channels}"
+        if self.bias is None:
+            s += ", bias=False"
+        return _act_repr(s, activation=self.activation)
+
+
+class SeparableConv1d(nn.Module):
+    """Depthwise separable 1-D convolution layer, fused (one pydsconv call).
+
+    Computes ``activation(pointwise(mid_activation(depthwise(x))))`` with
+    :func:`pydsconv.separable_conv1d` (backward recomputes the intermediate).
+
+    Parameters
+    ----------
+    in_channels, out_channels : int
+    kernel_size : int
+    stride, padding, dilation
+        Of the depthwise stage, as in :class:`DepthwiseConv1d` (padding may
+        be "causal").
+    bias : bool or (bool, bool)
+        Biases of (depthwise, pointwise); one bool sets both.
+    depth_multiplier : int
+    padding_mode : "zeros"
+    mid_activation, activation : None, "relu" or "relu6"
+        After the depthwise and after the pointwise stage.
+    device, dtype
+        CPU only; float32 (default) or float64.
+
+    Attributes
+    ----------
+    depthwise : DepthwiseConv1d
+        Holds ``depthwise.weight`` (C*M, 1, k) and ``depthwise.bias``.
+    pointwise : PointwiseConv1d
+        Holds ``pointwise.weight`` (C_out, C*M, 1) and ``pointwise.bias``.
+    """
+
+    def __init__(
+        self,
+        in_channels,
+        out_channels,
+        kernel_size,
+        stride=1,
+        padding=0,
+        dilation=1,
+        bias=True,
+        depth_multiplier=1,
+        padding_mode="zeros",
+        mid_activation=None,
+        activation=None,
+        device=None,
+        dtype=None,
+    ):
+        super().__init__()
+        _factory(
+            device,
+            dtype,
+            padding_mode,
+            ("mid_activation", mid_activation),
+            ("activation", activation),
+        )
+        if isinstance(bias, (tuple, list)):
+            if len(bias) != 2:
+                raise ValueError(f"bias must be a bool or a pair of bools, got {bias!r}")
+            dw_bias, pw_bias = bias
+        else:
+            dw_bias = pw_bias = bias
+        self.mid_activation = mid_activation
+        self.activation = activation
+        self.depthwise = DepthwiseConv1d(
+            in_channels,
+            kernel_size,
+            stride,
+            padding,
+            dilation,
+            bool(dw_bias),
+            depth_multiplier,
+            device=device,
+            dtype=dtype,
+        )
+        self.pointwise = PointwiseConv1d(
+            self.depthwise.out_channels, out_channels, bool(pw_bias), device=device, dtype=dtype
+        )
+        self.in_channels = self.depthwise.in_channels
+        self.out_channels = self.pointwise.out_channels
+
+    def reset_parameters(self):
+        """Re-initialise both stages as ``nn.Conv1d`` does."""
+        self.depthwise.reset_parameters()
+        self.pointwise.reset_parameters()
+
+    def forward(self, x):
+        """Apply the layer to ``x`` (N, C, L) or (C, L); see :func:`separable_conv1d`."""
+        d, p = self.depthwise, self.pointwise
+        return separable_conv1d(
+            x,
+            d.weight,
+            p.weight,
+            d.bias,
+            p.bias,
+            d.stride[0],
+            d.padding,
+            d.dilation[0],
+            self.mid_activation,
+            self.activation,
+        )
+
+    def extra_repr(self):
+        d = self.depthwise
+        s = (
+            f"{self.in_channels}, {self.out_channels}, kernel_size={d.kernel_size}, "
+            f"stride={d.stride}"
+        )
+        if d.padding != (0,):
+            s += f", padding={d.padding!r}"
+        if d.dilation != (1,):
+            s += f", dilation={d.dilation}"
+        if d.depth_multiplier != 1:
+            s += f", depth_multiplier={d.depth_multiplier}"
+        return _act_repr(s, mid_activation=self.mid_activation, activation=self.activation)
+
+
+# --------------------------------------------------------------------------
+# convert: a PyTorch model's depthwise / 1x1 convolutions -> pydsconv layers
+# --------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class ConvertReport:
+    """What :func:`convert` did, by qualified module name (``model.named_modules()``
+    names of the model as given).
+
+    Attributes
+    ----------
+    converted : dict[str, str]
+        Convolution name -> the pydsconv class that replaced it.
+    folded : dict[str, str]
+        BatchNorm name -> the name of the convolution it was folded into (the
+        BatchNorm is now an ``nn.Identity``).
+    fused : dict[str, tuple of str]
+        Name of the new ``SeparableConv2d`` / ``SeparableConv1d`` (the
+        depthwise's slot) -> the names of the modules it absorbed, in order
+        (depthwise, optional activation, pointwise, optional activation); the
+        slots after the first now hold ``nn.Identity``.
+    renamed : dict[str, str]
+        State-dict prefix changes made by fusion: old prefix -> new prefix
+        (``"blk.0" -> "blk.0.depthwise"``, ``"blk.2" -> "blk.0.pointwise"``).
+    left_alone : dict[str, str]
+        Convolutions and BatchNorms left as they were -> why.
+    """
+
+    converted: Dict[str, str] = dataclasses.field(default_factory=dict)
+    folded: Dict[str, str] = dataclasses.field(default_factory=dict)
+    fused: Dict[str, Tuple[str, ...]] = dataclasses.field(default_factory=dict)
+    renamed: Dict[str, str] = dataclasses.field(default_factory=dict)
+    left_alone: Dict[str, str] = dataclasses.field(default_factory=dict)
+
+    def __str__(self):
+        lines = [
+            f"converted {len(self.converted)}, folded {len(self.folded)}, "
+            f"fused {len(self.fused)}, left alone {len(self.left_alone)}"
+        ]
+        lines += [f"  converted  {k}: {v}" for k, v in self.converted.items()]
+        lines += [f"  folded     {k} -> {v}" for k, v in self.folded.items()]
+        lines += [f"  fused      {k}: {' + '.join(v)}" for k, v in self.fused.items()]
+        lines += [f"  left alone {k}: {v}" for k, v in self.left_alone.items()]
+        return "\n".join(lines)
+
+
+_DW_TYPES = (DepthwiseConv2d, DepthwiseConv1d)
+_PW_TYPES = (PointwiseConv2d, PointwiseConv1d)
+_ACTS = {nn.ReLU: "relu", nn.ReLU6: "relu6"}
+
+
+def _join(prefix, name):
+    return f"{prefix}.{name}" if prefix else name
+
+
+def _conv_refusal(m):
+    """Why the exact ``nn.Conv1d`` / ``nn.Conv2d`` ``m`` cannot be converted, or
+    None; and which kind it is: "depthwise" / "pointwise"."""
+    w = m.weight
+    if w.device.type != "cpu":
+        return f"on device {w.device} (pydsconv runs on the CPU)", None
+    if w.dtype not in _DTYPES:
+        return f"dtype {w.dtype} (pydsconv computes float32 and float64)", None
+    if m.padding_mode != "zeros":
+        return f"padding_mode={m.padding_mode!r} (pydsconv pads with zeros only)", None
+    if m.transposed:
+        return "transposed convolution", None
+    one = all(k == 1 for k in m.kernel_size)
+    if m.groups == 1 and one and m.in_channels > 1:
+        if any(s != 1 for s in m.stride):
+            return (
+                f"1x1 convolution with stride {m.stride}: pydsconv's pointwise op has no stride"
+            ), None
+        if m.padding not in ("valid", "same") and any(p != 0 for p in m.padding):
+            return f"1x1 convolution with padding {m.padding}: pointwise ops do not pad", None
+        return None, "pointwise"
+    if m.groups == m.in_channels and m.out_channels % m.in_channels == 0:
+        return None, "depthwise"
+    if m.groups == 1:
+        return f"full {tuple(m.kernel_size)} convolution (groups=1): not depthwise or 1x1", None
+    return f"grouped convolution (groups={m.groups}, {m.in_channels} channels)", None
+
+
+def _swap_conv(m, kind):
+    """The pydsconv layer replacing the exact nn.Conv1d / nn.Conv2d ``m``; it
+    holds ``m``'s own Parameters (an optimizer built on them keeps working)."""
+    one_d = isinstance(m, nn.Conv1d)
+    kw = {"bias": m.bias is not None, "dtype": m.weight.dtype}
+    with torch.random.fork_rng(devices=[]):  # the throwaway init leaves torch's RNG as it was
+        if kind == "pointwise":
+            cls = PointwiseConv1d if one_d else PointwiseConv2d
+            new = cls(m.in_channels, m.out_channels, **kw)
+        else:
+            cls = DepthwiseConv1d if one_d else DepthwiseConv2d
+            new = cls(
+                m.in_channels,
+                m.kernel_size,
+                m.stride,
+                m.padding,
+                m.dilation,
+                depth_multiplier=m.out_channels // m.in_channels,
+                **kw,
+            )
+    new.weight = m.weight
+    if m.bias is not None:
+        new.bias = m.bias
+    new.train(m.training)
+    return new
+
+
+def _bn_refusal(conv, bn):
+    """Why BatchNorm ``bn`` cannot be folded into the converted ``conv``, or None."""
+    want = (
+        nn.BatchNorm1d if isinstance(conv, (DepthwiseConv1d, PointwiseConv1d)) else nn.BatchNorm2d
+    )
+    if type(bn) is not want:
+        return f"{type(bn).__name__} after a {type(conv).__name__} (needs {want.__name__})"
+    if bn.training or conv.training:
+        return "train mode: folding needs eval mode (running statistics)"
+    if bn.running_mean is None or bn.running_var is None:
+        return "track_running_stats=False: it normalises with batch statistics"
+    if bn.num_features != conv.out_channels:
+        return f"{bn.num_features} features after {conv.out_channels} channels"
+    return None
+
+
+@torch.no_grad()
+def _fold(conv, bn):
+    """Fold eval-mode BatchNorm ``bn`` into ``conv``'s weight and bias
+    (computed in float64, stored in the conv's dtype)."""
+    w = conv.weight.detach().double()
+    mean, var = bn.running_mean.double(), bn.running_var.double()
+    scale = torch.rsqrt(var + bn.eps)
+    if bn.weight is not None:
+        scale = scale * bn.weight.double()
+    shift = -mean * scale
+    if bn.bias is not None:
+        shift = shift + bn.bias.double()
+    b = conv.bias.detach().double() if conv.bias is not None else torch.zeros_like(mean)
+    dtype = conv.weight.dtype
+    grad = conv.weight.requires_grad
+    conv.weight = nn.Parameter((w * scale.reshape(-1, *([1] * (w.dim() - 1)))).to(dtype), grad)
+    conv.bias = nn.Parameter((b * scale + shift).to(dtype), grad)
+
+
+def _act_of(m):
+    """ "relu" / "relu6" for an exact nn.ReLU / nn.ReLU6 module, else None."""
+    return _ACTS.get(type(m))
+
+
+def _fuse_run(seq, prefix, report):
+    """Fuse depthwise -> [ReLU/ReLU6] -> pointwise [-> ReLU/ReLU6] runs of
+    the nn.Sequential ``seq`` (Identity slots skipped) into Separable layers."""
+    keys = list(seq._modules)
+    live = [k for k in keys if type(seq._modules[k]) is not nn.Identity]
+    i = 0
+    while i < len(live):
+        dw = seq._modules[live[i]]
+        if not (isinstance(dw, _DW_TYPES) and dw.activation is None):
+            i += 1
+            continue
+        j, mid = i + 1, None
+        if j < len(live) and _act_of(seq._modules[live[j]]):
+            mid = _act_of(seq._modules[live[j]])
+            j += 1
+        pw = seq._modules[live[j]] if j < len(live) else None
+        one_d = isinstance(dw, DepthwiseConv1d)
+        want = PointwiseConv1d if one_d else PointwiseConv2d
+        if not (
+            type(pw) is want
+            and pw.activation is None
+            and pw.in_channels == dw.out_channels
+            and pw.weight.dtype == dw.weight.dtype
+            and dw.training == pw.training
+        ):
+            i += 1
+            continue
+        used = live[i : j + 1]
+        act = None
+        if j + 1 < len(live) and _act_of(seq._modules[live[j + 1]]):
+            act = _act_of(seq._modules[live[j + 1]])
+            used.append(live[j + 1])
+        cls = SeparableConv1d if one_d else SeparableConv2d
+        with torch.random.fork_rng(devices=[]):
+            sep = cls(
+                dw.in_channels,
+                pw.out_channels,
+                dw.kernel_size,
+                depth_multiplier=dw.depth_multiplier,
+                mid_activation=mid,
+                activation=act,
+                dtype=dw.weight.dtype,
+            )
+        sep.depthwise, sep.pointwise = dw, pw  # the same modules and Parameters
+        sep.train(dw.training)
+        for k in used[1:]:
+            seq._modules[k] = nn.Identity()
+        seq._modules[live[i]] = sep
+        name = _join(prefix, live[i])
+        report.fused[name] = tuple(_join(prefix, k) for k in used)
+        report.renamed[name] = _join(name, "depthwise")
+        report.renamed[_join(prefix, live[j])] = _join(name, "pointwise")
+        i = live.index(used[-1]) + 1
+
+
+def _convert_children(module, prefix, fold, fuse, report):
+    for key, child in list(module._modules.items()):
+        if child is None:
+            continue
+        name = _join(prefix, key)
+        if type(child) in (nn.Conv1d, nn.Conv2d):
+            why, kind = _conv_refusal(child)
+            if why:
+                report.left_alone[name] = why
+            else:
+                new = _swap_conv(child, kind)
+                module._modules[key] = new
+                report.converted[name] = type(new).__name__
+        elif isinstance(child, (nn.Conv1d, nn.Conv2d, nn.Conv3d)):
+            report.left_alone[name] = (
+                f"{type(child).__name__}: only exact nn.Conv1d / nn.Conv2d are converted"
+                if isinstance(child, (nn.Conv1d, nn.Conv2d))
+                else "3-D convolution"
+            )
+        else:
+            _convert_children(child, name, fold, fuse, report)
+    if not isinstance(module, nn.Sequential):
+        _note_batchnorms(module, prefix, report)
+        return
+    keys = list(module._modules)
+    for a, b in zip(keys, keys[1:]):
+        conv, bn = module._modules[a], module._modules[b]
+        if not isinstance(bn, nn.modules.batchnorm._BatchNorm):
+            continue
+        if _join(prefix, a) not in report.converted:
+            continue  # explained by _note_batchnorms
+        why = _bn_refusal(conv, bn) if fold else "not folded: the model is in train mode"
+        if why is None:
+            _fold(conv, bn)
+            module._modules[b] = nn.Identity()
+            report.folded[_join(prefix, b)] = _join(prefix, a)
+        else:
+            report.left_alone[_join(prefix, b)] = why
+    _note_batchnorms(module, prefix, report)
+    if fuse:
+        _fuse_run(module, prefix, report)
+
+
+def _note_batchnorms(module, prefix, report):
+    """Record the direct BatchNorm children of ``module`` that were not folded
+    and not explained yet."""
+    for key, child in module._modules.items():
+        if isinstance(child, nn.modules.batchnorm._BatchNorm):
+            name = _join(prefix, key)
+            if name not in report.folded and name not in report.left_alone:
+                report.left_alone[name] = (
+                    "not folded: not directly after a converted convolution in an nn.Sequential"
+                )
+
+
+def convert(model, *, fuse=True, inplace=False):
+    """Swap a PyTorch model's depthwise and 1x1 convolutions for pydsconv layers.
+
+    Converted (exact ``nn.Conv2d`` / ``nn.Conv1d`` instances, CPU, float32 or
+    float64, ``padding_mode="zeros"``):
+
+    * depthwise: ``groups == in_channels``, ``out_channels = M * in_channels``,
+      any kernel, stride, dilation and padding (also ``"same"``, ``"valid"``)
+      -> :class:`DepthwiseConv2d` / :class:`DepthwiseConv1d`;
+    * 1x1 (kernel 1) with ``groups=1``, stride 1 and no padding ->
+      :class:`PointwiseConv2d` / :class:`PointwiseConv1d`.
+
+    Everything else (full or grouped convolutions, strided 1x1, other padding
+    modes, subclasses, other devices or dtypes) is left as it is, with the
+    reason in the report; modules convert does not know are left as they are
+    (their children are still visited).  A converted layer holds the original
+    ``weight`` / ``bias`` Parameters under the same names, so state dicts and
+    an optimizer built on ``model.parameters()`` carry over.
+
+    In eval mode (``model.training`` False, and the convolution and the
+    BatchNorm in eval mode), a ``BatchNorm2d``
+    / ``BatchNorm1d`` (with running statistics) that directly follows a
+    converted convolution inside an ``nn.Sequential`` is folded into the
+    convolution's weight and bias (a bias is added if it had none) and
+    replaced by ``nn.Identity``.  In train mode nothing is folded, and the
+    converted model trains exactly as the original.
+
+    With ``fuse=True``, inside an ``nn.Sequential``, depthwise -> optional
+    ``nn.ReLU`` / ``nn.ReLU6`` -> 1x1 (``nn.Identity`` slots, such as folded
+    BatchNorms, skipped) becomes one fused :class:`SeparableConv2d` /
+    :class:`SeparableConv1d` (the activation as its ``mid_activation``; a
+    ReLU / ReLU6 right after the 1x1 becomes its ``activation``).  It takes
+    the depthwise's slot and holds the two converted layers as ``depthwise``
+    and ``pointwise``; the other slots become ``nn.Identity``, so the indices
+    of later layers do not move.  State-dict keys change from ``blk.0.weight``
+    / ``blk.2.weight`` to ``blk.0.depthwise.weight`` / ``blk.0.pointwise.weight``
+    (``report.renamed``).  Fusion is exact and also applies in train mode.
+
+    Parameters
+    ----------
+    model : nn.Module
+        Any module; it may itself be an ``nn.Conv2d``.
+    fuse : bool
+        Fuse depthwise -> activation -> pointwise runs (see above).
+    inplace : bool
+        False (default): convert a ``copy.deepcopy`` of ``model`` and leave
+        ``model`` untouched.  True: modify ``model`` itself.
+
+    Returns
+    -------
+    model : nn.Module
+        The converted model (``model`` itself when ``inplace=True``, unless
+        ``model`` is itself a convertible convolution).
+    report : ConvertReport
+        What was converted, folded, fused and left alone (with reasons).
+
+    Examples
+    --------
+    >>> import torch, pydsconv.torch as pt
+    >>> net = torch.nn.Sequential(
+    ...     torch.nn.Conv2d(8, 8, 3, padding=1, groups=8, bias=False),
+    ...     torch.nn.BatchNorm2d(8), torch.nn.ReLU6(), torch.nn.Conv2d(8, 16, 1)).eval()
+    >>> fast, report = pt.convert(net)
+    >>> type(fast[0]).__name__, report.folded
+    ('SeparableConv2d', {'1': '0'})
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    if not inplace:
+        model = copy.deepcopy(model)
+    fold = not model.training  # and, per pair, the conv and the BatchNorm in eval mode
+    report = ConvertReport()
+    holder = nn.Sequential()  # so that the model itself can be swapped or fused
+    holder._modules[""] = model
+    _convert_children(holder, "", fold, fuse, report)
+    return holder._modules[""], report

@@ -59,7 +59,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import math
-from typing import Dict, Optional, Tuple
+from typing import Dict, List, Optional, Tuple
 
 try:
     import torch
@@ -76,7 +76,6 @@ if not hasattr(torch, "autograd"):  # `import torch` found this file: pydsconv/ 
     )
 
 from torch import nn
-from torch.autograd.function import once_differentiable
 
 import pydsconv
 from pydsconv import _args
@@ -212,110 +211,415 @@ def _saved_input(x, layout):
 
 
 # --------------------------------------------------------------------------
-# autograd Functions
+# torch.library custom ops
+# --------------------------------------------------------------------------
+#
+# Every pydsconv op used here is a custom op in the "pydsconv" namespace
+# (``torch.ops.pydsconv.depthwise_conv2d`` ...), forward and backward alike,
+# each with a fake (meta) kernel that computes the output's shape, dtype and
+# memory format from the arguments, and the forward ops with their autograd
+# formula (``register_autograd``) calling the backward ops.  So
+# ``torch.compile(fullgraph=True)``, ``torch.export`` and FakeTensor / meta
+# tensors see through them; eagerly they cost one dispatch over calling
+# pydsconv directly (the tensors still go to NumPy without a copy).
+#
+# Schemas need plain types, so the wrappers pass ``stride`` / ``dilation``
+# as int lists and ``padding`` as its parsed ``(mode, [top, bottom, left,
+# right])`` (:func:`pydsconv._args.to_padding`); the kernels rebuild the
+# user form for pydsconv, which validates everything as before.  The backward
+# ops return an empty tensor for a gradient that is not needed.
+
+_CL = torch.channels_last
+
+
+def _pad_arg(mode, pads, spatial=2):
+    """The parsed padding back in a form pydsconv takes."""
+    if mode != "explicit":
+        return mode
+    t, b, left, right = pads
+    return ((t, b), (left, right)) if spatial == 2 else (left, right)
+
+
+def _geom(stride, padding, dilation, spatial=2):
+    """User geometry -> the custom ops' arguments (stride, mode, pads, dilation)."""
+    s = list(_args.to_pair("stride", stride, spatial))
+    d = list(_args.to_pair("dilation", dilation, spatial))
+    mode, pads = _args.to_padding(padding, spatial)
+    return s, mode, list(pads), d
+
+
+def _none(t):
+    """A backward op's empty placeholder -> None (autograd's "no gradient")."""
+    return None if t.numel() == 0 and t.dim() == 1 and t.shape[0] == 0 else t
+
+
+def _grad_or_empty(a, like, layout="NCHW"):
+    return _tensor(a, layout) if a is not None else like.new_empty(0)
+
+
+def _fake_like(t, shape):
+    """An uninitialised tensor of ``shape`` in ``t``'s pydsconv memory format."""
+    fmt = _CL if t.dim() == 4 and _layout(t) == "NHWC" else torch.contiguous_format
+    return t.new_empty(shape, memory_format=fmt)
+
+
+def _fake_out_hw(x, weight, stride, mode, pads, dilation, spatial=2):
+    sizes = tuple(x.shape[2:])
+    kernel = tuple(weight.shape[2:])
+    s = _args.to_pair("stride", stride, spatial, minimum=1)
+    d = _args.to_pair("dilation", dilation, spatial, minimum=1)
+    return _args.output_size(sizes, kernel, s, _pad_arg(mode, pads, spatial), d, spatial=spatial)
+
+
+def _refuse_double_backward(ctx, *grads):
+    raise RuntimeError(
+        "pydsconv ops are differentiable once: a second derivative through a pydsconv op "
+        "(double backward, create_graph=True then backward again) is not supported"
+    )
+
+
+def _no_double_backward(op):
+    op.register_autograd(_refuse_double_backward)
+
+
+@torch.library.custom_op("pydsconv::depthwise_conv2d", mutates_args=())
+def _dw2_op(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    bias: Optional[torch.Tensor],
+    stride: List[int],
+    pad_mode: str,
+    pads: List[int],
+    dilation: List[int],
+    activation: Optional[str],
+) -> torch.Tensor:
+    layout = _layout(x)
+    y = pydsconv.depthwise_conv2d(
+        _array(x, layout),
+        _array(weight),
+        _array(bias),
+        stride=tuple(stride),
+        padding=_pad_arg(pad_mode, pads),
+        dilation=tuple(dilation),
+        layout=layout,
+        activation=activation,
+        num_threads=_threads(),
+    )
+    return _tensor(y, layout)
+
+
+@_dw2_op.register_fake
+def _(x, weight, bias, stride, pad_mode, pads, dilation, activation):
+    oh, ow = _fake_out_hw(x, weight, stride, pad_mode, pads, dilation)
+    return _fake_like(x, (x.shape[0], weight.shape[0], oh, ow))
+
+
+@torch.library.custom_op("pydsconv::depthwise_conv2d_backward", mutates_args=())
+def _dw2_bwd_op(
+    grad: torch.Tensor,
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    out: Optional[torch.Tensor],
+    stride: List[int],
+    pad_mode: str,
+    pads: List[int],
+    dilation: List[int],
+    activation: Optional[str],
+    need_x: bool,
+    need_w: bool,
+    need_b: bool,
+) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    layout = _layout(x)
+    g = _act_mask(_array(grad, layout), _array(out, layout), activation)
+    gx, gw, gb = pydsconv.depthwise_conv2d_backward(
+        g,
+        _array(x, layout),
+        _array(weight),
+        stride=tuple(stride),
+        padding=_pad_arg(pad_mode, pads),
+        dilation=tuple(dilation),
+        layout=layout,
+        input_grad=need_x,
+        weight_grad=need_w,
+        bias_grad=need_b,
+        num_threads=_threads(),
+    )
+    return _grad_or_empty(gx, x, layout), _grad_or_empty(gw, x), _grad_or_empty(gb, x)
+
+
+@_dw2_bwd_op.register_fake
+def _(grad, x, weight, out, stride, pad_mode, pads, dilation, activation, need_x, need_w, need_b):
+    return (
+        _fake_like(x, x.shape) if need_x else x.new_empty(0),
+        weight.new_empty(weight.shape) if need_w else x.new_empty(0),
+        x.new_empty((weight.shape[0],)) if need_b else x.new_empty(0),
+    )
+
+
+def _dw2_setup(ctx, inputs, output):
+    x, weight, _, stride, pad_mode, pads, dilation, activation = inputs
+    ctx.conf = (stride, pad_mode, pads, dilation, activation)
+    ctx.save_for_backward(x, weight, output if activation else None)
+
+
+def _dw2_backward(ctx, grad):
+    x, weight, out = ctx.saved_tensors
+    need_x, need_w, need_b = ctx.needs_input_grad[:3]
+    gx, gw, gb = _dw2_bwd_op(grad, x, weight, out, *ctx.conf, need_x, need_w, need_b)
+    return _none(gx), _none(gw), _none(gb), None, None, None, None, None
+
+
+_dw2_op.register_autograd(_dw2_backward, setup_context=_dw2_setup)
+_no_double_backward(_dw2_bwd_op)
+
+
+@torch.library.custom_op("pydsconv::pointwise_conv2d", mutates_args=())
+def _pw2_op(
+    x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor], activation: Optional[str]
+) -> torch.Tensor:
+    layout = _layout(x)
+    y = pydsconv.pointwise_conv2d(
+        _array(x, layout),
+        _array(weight),
+        _array(bias),
+        layout=layout,
+        activation=activation,
+        num_threads=_threads(),
+    )
+    return _tensor(y, layout)
+
+
+@_pw2_op.register_fake
+def _(x, weight, bias, activation):
+    n, _, h, w = x.shape
+    return _fake_like(x, (n, weight.shape[0], h, w))
+
+
+@torch.library.custom_op("pydsconv::pointwise_conv2d_backward", mutates_args=())
+def _pw2_bwd_op(
+    grad: torch.Tensor,
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    out: Optional[torch.Tensor],
+    activation: Optional[str],
+    need_x: bool,
+    need_w: bool,
+    need_b: bool,
+) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    layout = _layout(x)
+    g = _act_mask(_array(grad, layout), _array(out, layout), activation)
+    gx, gw, gb = pydsconv.pointwise_conv2d_backward(
+        g,
+        _array(x, layout),
+        _array(weight),
+        layout=layout,
+        input_grad=need_x,
+        weight_grad=need_w,
+        bias_grad=need_b,
+        num_threads=_threads(),
+    )
+    return _grad_or_empty(gx, x, layout), _grad_or_empty(gw, x), _grad_or_empty(gb, x)
+
+
+@_pw2_bwd_op.register_fake
+def _(grad, x, weight, out, activation, need_x, need_w, need_b):
+    return (
+        _fake_like(x, x.shape) if need_x else x.new_empty(0),
+        weight.new_empty(weight.shape) if need_w else x.new_empty(0),
+        x.new_empty((weight.shape[0],)) if need_b else x.new_empty(0),
+    )
+
+
+def _pw2_setup(ctx, inputs, output):
+    x, weight, _, activation = inputs
+    ctx.activation = activation
+    ctx.save_for_backward(x, weight, output if activation else None)
+
+
+def _pw2_backward(ctx, grad):
+    x, weight, out = ctx.saved_tensors
+    need_x, need_w, need_b = ctx.needs_input_grad[:3]
+    gx, gw, gb = _pw2_bwd_op(grad, x, weight, out, ctx.activation, need_x, need_w, need_b)
+    return _none(gx), _none(gw), _none(gb), None
+
+
+_pw2_op.register_autograd(_pw2_backward, setup_context=_pw2_setup)
+_no_double_backward(_pw2_bwd_op)
+
+
+@torch.library.custom_op("pydsconv::separable_conv2d", mutates_args=())
+def _sep2_op(
+    x: torch.Tensor,
+    depthwise_weight: torch.Tensor,
+    pointwise_weight: torch.Tensor,
+    depthwise_bias: Optional[torch.Tensor],
+    pointwise_bias: Optional[torch.Tensor],
+    stride: List[int],
+    pad_mode: str,
+    pads: List[int],
+    dilation: List[int],
+    mid_activation: Optional[str],
+    activation: Optional[str],
+) -> torch.Tensor:
+    layout = _layout(x)
+    y = pydsconv.separable_conv2d(
+        _array(x, layout),
+        _array(depthwise_weight),
+        _array(pointwise_weight),
+        _array(depthwise_bias),
+        _array(pointwise_bias),
+        stride=tuple(stride),
+        padding=_pad_arg(pad_mode, pads),
+        dilation=tuple(dilation),
+        layout=layout,
+        mid_activation=mid_activation,
+        activation=activation,
+        num_threads=_threads(),
+    )
+    return _tensor(y, layout)
+
+
+@_sep2_op.register_fake
+def _(x, dw, pw, db, pb, stride, pad_mode, pads, dilation, mid_activation, activation):
+    oh, ow = _fake_out_hw(x, dw, stride, pad_mode, pads, dilation)
+    return _fake_like(x, (x.shape[0], pw.shape[0], oh, ow))
+
+
+@torch.library.custom_op("pydsconv::separable_conv2d_backward", mutates_args=())
+def _sep2_bwd_op(
+    grad: torch.Tensor,
+    x: torch.Tensor,
+    dw: torch.Tensor,
+    pw: torch.Tensor,
+    db: Optional[torch.Tensor],
+    out: Optional[torch.Tensor],
+    stride: List[int],
+    pad_mode: str,
+    pads: List[int],
+    dilation: List[int],
+    mid_activation: Optional[str],
+    activation: Optional[str],
+    need_x: bool,
+    need_dw: bool,
+    need_pw: bool,
+    need_db: bool,
+    need_pb: bool,
+) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    layout = _layout(x)
+    need_dw_stage = need_x or need_dw or need_db
+    threads = _threads()
+    conv = dict(
+        stride=tuple(stride),
+        padding=_pad_arg(pad_mode, pads),
+        dilation=tuple(dilation),
+        layout=layout,
+        num_threads=threads,
+    )
+    xa, dwa = _array(x, layout), _array(dw)
+    g = _act_mask(_array(grad, layout), _array(out, layout), activation)
+    # recompute the intermediate (see SeparableConv2dFunction's docstring)
+    mid = pydsconv.depthwise_conv2d(xa, dwa, _array(db), activation=mid_activation, **conv)
+    gmid, gpw, gpb = pydsconv.pointwise_conv2d_backward(
+        g,
+        mid,
+        _array(pw),
+        layout=layout,
+        input_grad=need_dw_stage,
+        weight_grad=need_pw,
+        bias_grad=need_pb,
+        num_threads=threads,
+    )
+    gx = gdw = gdb = None
+    if need_dw_stage:
+        gmid = _act_mask(gmid, mid, mid_activation)
+        gx, gdw, gdb = pydsconv.depthwise_conv2d_backward(
+            gmid, xa, dwa, input_grad=need_x, weight_grad=need_dw, bias_grad=need_db, **conv
+        )
+    return (
+        _grad_or_empty(gx, x, layout),
+        _grad_or_empty(gdw, x),
+        _grad_or_empty(gpw, x),
+        _grad_or_empty(gdb, x),
+        _grad_or_empty(gpb, x),
+    )
+
+
+def _sep_bwd_fake(grad, x, dw, pw, db, out, *conf_and_needs):
+    need_x, need_dw, need_pw, need_db, need_pb = conf_and_needs[-5:]
+    empty = x.new_empty(0)
+    return (
+        _fake_like(x, x.shape) if need_x else empty,
+        dw.new_empty(dw.shape) if need_dw else x.new_empty(0),
+        pw.new_empty(pw.shape) if need_pw else x.new_empty(0),
+        x.new_empty((dw.shape[0],)) if need_db else x.new_empty(0),
+        x.new_empty((pw.shape[0],)) if need_pb else x.new_empty(0),
+    )
+
+
+_sep2_bwd_op.register_fake(_sep_bwd_fake)
+
+
+def _sep_setup(ctx, inputs, output):
+    x, dw, pw, db, _, *conf = inputs
+    ctx.conf = tuple(conf)
+    ctx.save_for_backward(x, dw, pw, db, output if conf[-1] else None)
+
+
+def _sep_backward_with(bwd_op):
+    def backward(ctx, grad):
+        x, dw, pw, db, out = ctx.saved_tensors
+        needs = ctx.needs_input_grad[:5]
+        grads = bwd_op(grad, x, dw, pw, db, out, *ctx.conf, *needs)
+        return tuple(_none(g) for g in grads) + (None,) * len(ctx.conf)
+
+    return backward
+
+
+_sep2_op.register_autograd(_sep_backward_with(_sep2_bwd_op), setup_context=_sep_setup)
+_no_double_backward(_sep2_bwd_op)
+
+
+# --------------------------------------------------------------------------
+# the former autograd Functions, kept as names
 # --------------------------------------------------------------------------
 
 
-class DepthwiseConv2dFunction(torch.autograd.Function):
-    """Depthwise conv as an autograd Function (use :func:`depthwise_conv2d`).
+class DepthwiseConv2dFunction:
+    """Depthwise conv, the former ``torch.autograd.Function`` (use
+    :func:`depthwise_conv2d`).
 
-    ``apply(x, weight, bias, stride, padding, dilation, activation)``; ``bias``
-    may be None.  Saves ``x``, ``weight`` and, with an activation, the output.
+    ``apply(x, weight, bias, stride, padding, dilation, activation)`` is
+    :func:`depthwise_conv2d`: the custom op ``torch.ops.pydsconv.depthwise_conv2d``
+    with its autograd formula.  Saves ``x``, ``weight`` and, with an
+    activation, the output.
     """
 
     @staticmethod
-    def forward(ctx, x, weight, bias, stride, padding, dilation, activation):
-        layout = _layout(x)
-        x = _saved_input(x, layout)
-        y = pydsconv.depthwise_conv2d(
-            _array(x, layout),
-            _array(weight),
-            _array(bias),
-            stride=stride,
-            padding=padding,
-            dilation=dilation,
-            layout=layout,
-            activation=activation,
-            num_threads=_threads(),
-        )
-        out = _tensor(y, layout)
-        ctx.conf = (stride, padding, dilation, layout, activation)
-        ctx.save_for_backward(x, weight, out if activation else None)
-        return out
-
-    @staticmethod
-    @once_differentiable
-    def backward(ctx, grad):
-        x, weight, out = ctx.saved_tensors
-        stride, padding, dilation, layout, activation = ctx.conf
-        need_x, need_w, need_b = ctx.needs_input_grad[:3]
-        g = _act_mask(_array(grad, layout), _array(out, layout), activation)
-        gx, gw, gb = pydsconv.depthwise_conv2d_backward(
-            g,
-            _array(x, layout),
-            _array(weight),
-            stride=stride,
-            padding=padding,
-            dilation=dilation,
-            layout=layout,
-            input_grad=need_x,
-            weight_grad=need_w,
-            bias_grad=need_b,
-            num_threads=_threads(),
-        )
-        return _tensor(gx, layout), _tensor(gw), _tensor(gb), None, None, None, None
+    def apply(x, weight, bias, stride, padding, dilation, activation):
+        return depthwise_conv2d(x, weight, bias, stride, padding, dilation, activation)
 
 
-class PointwiseConv2dFunction(torch.autograd.Function):
-    """Pointwise (1x1) conv as an autograd Function (use :func:`pointwise_conv2d`).
+class PointwiseConv2dFunction:
+    """Pointwise (1x1) conv, the former ``torch.autograd.Function`` (use
+    :func:`pointwise_conv2d`).
 
-    ``apply(x, weight, bias, activation)``; ``weight`` is (C_out, C_in, 1, 1)
-    or (C_out, C_in) and its gradient has the same shape.
+    ``apply(x, weight, bias, activation)`` is :func:`pointwise_conv2d`;
+    ``weight`` is (C_out, C_in, 1, 1) or (C_out, C_in) and its gradient has
+    the same shape.
     """
 
     @staticmethod
-    def forward(ctx, x, weight, bias, activation):
-        layout = _layout(x)
-        x = _saved_input(x, layout)
-        y = pydsconv.pointwise_conv2d(
-            _array(x, layout),
-            _array(weight),
-            _array(bias),
-            layout=layout,
-            activation=activation,
-            num_threads=_threads(),
-        )
-        out = _tensor(y, layout)
-        ctx.conf = (layout, activation)
-        ctx.save_for_backward(x, weight, out if activation else None)
-        return out
-
-    @staticmethod
-    @once_differentiable
-    def backward(ctx, grad):
-        x, weight, out = ctx.saved_tensors
-        layout, activation = ctx.conf
-        need_x, need_w, need_b = ctx.needs_input_grad[:3]
-        g = _act_mask(_array(grad, layout), _array(out, layout), activation)
-        gx, gw, gb = pydsconv.pointwise_conv2d_backward(
-            g,
-            _array(x, layout),
-            _array(weight),
-            layout=layout,
-            input_grad=need_x,
-            weight_grad=need_w,
-            bias_grad=need_b,
-            num_threads=_threads(),
-        )
-        return _tensor(gx, layout), _tensor(gw), _tensor(gb), None
+    def apply(x, weight, bias, activation):
+        return pointwise_conv2d(x, weight, bias, activation)
 
 
-class SeparableConv2dFunction(torch.autograd.Function):
-    """Fused depthwise separable conv as an autograd Function (use
-    :func:`separable_conv2d`).
+class SeparableConv2dFunction:
+    """Fused depthwise separable conv, the former ``torch.autograd.Function``
+    (use :func:`separable_conv2d`).
 
     ``apply(x, depthwise_weight, pointwise_weight, depthwise_bias,
-    pointwise_bias, stride, padding, dilation, mid_activation, activation)``.
+    pointwise_bias, stride, padding, dilation, mid_activation, activation)``
+    is :func:`separable_conv2d`.
 
     The forward is pydsconv's fused op, so the intermediate (depthwise output)
     tensor is never materialised.  Backward needs it (the pointwise weight
@@ -330,84 +634,9 @@ class SeparableConv2dFunction(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(
-        ctx,
-        x,
-        depthwise_weight,
-        pointwise_weight,
-        depthwise_bias,
-        pointwise_bias,
-        stride,
-        padding,
-        dilation,
-        mid_activation,
-        activation,
-    ):
-        layout = _layout(x)
-        x = _saved_input(x, layout)
-        y = pydsconv.separable_conv2d(
-            _array(x, layout),
-            _array(depthwise_weight),
-            _array(pointwise_weight),
-            _array(depthwise_bias),
-            _array(pointwise_bias),
-            stride=stride,
-            padding=padding,
-            dilation=dilation,
-            layout=layout,
-            mid_activation=mid_activation,
-            activation=activation,
-            num_threads=_threads(),
-        )
-        out = _tensor(y, layout)
-        ctx.conf = (stride, padding, dilation, layout, mid_activation, activation)
-        ctx.save_for_backward(
-            x, depthwise_weight, pointwise_weight, depthwise_bias, out if activation else None
-        )
-        return out
-
-    @staticmethod
-    @once_differentiable
-    def backward(ctx, grad):
-        x, dw, pw, db, out = ctx.saved_tensors
-        stride, padding, dilation, layout, mid_activation, activation = ctx.conf
-        need_x, need_dw, need_pw, need_db, need_pb = ctx.needs_input_grad[:5]
-        need_dw_stage = need_x or need_dw or need_db
-        threads = _threads()
-        conv = dict(
-            stride=stride, padding=padding, dilation=dilation, layout=layout, num_threads=threads
-        )
-        xa, dwa = _array(x, layout), _array(dw)
-        g = _act_mask(_array(grad, layout), _array(out, layout), activation)
-        # recompute the intermediate (see the class docstring)
-        mid = pydsconv.depthwise_conv2d(xa, dwa, _array(db), activation=mid_activation, **conv)
-        gmid, gpw, gpb = pydsconv.pointwise_conv2d_backward(
-            g,
-            mid,
-            _array(pw),
-            layout=layout,
-            input_grad=need_dw_stage,
-            weight_grad=need_pw,
-            bias_grad=need_pb,
-            num_threads=threads,
-        )
-        gx = gdw = gdb = None
-        if need_dw_stage:
-            gmid = _act_mask(gmid, mid, mid_activation)
-            gx, gdw, gdb = pydsconv.depthwise_conv2d_backward(
-                gmid, xa, dwa, input_grad=need_x, weight_grad=need_dw, bias_grad=need_db, **conv
-            )
-        return (
-            _tensor(gx, layout),
-            _tensor(gdw),
-            _tensor(gpw),
-            _tensor(gdb),
-            _tensor(gpb),
-            None,
-            None,
-            None,
-            None,
-            None,
+    def apply(x, dw, pw, db, pb, stride, padding, dilation, mid_activation, activation):
+        return separable_conv2d(
+            x, dw, pw, db, pb, stride, padding, dilation, mid_activation, activation
         )
 
 
@@ -460,7 +689,8 @@ def depthwise_conv2d(
 
     def run(x):
         _check_call(x, (("weight", weight), ("bias", bias)), (("activation", activation),))
-        return DepthwiseConv2dFunction.apply(x, weight, bias, stride, padding, dilation, activation)
+        x = _saved_input(x, _layout(x))
+        return _dw2_op(x, weight, bias, *_geom(stride, padding, dilation), activation)
 
     return _unbatched(x, run)
 
@@ -490,7 +720,7 @@ def pointwise_conv2d(
 
     def run(x):
         _check_call(x, (("weight", weight), ("bias", bias)), (("activation", activation),))
-        return PointwiseConv2dFunction.apply(x, weight, bias, activation)
+        return _pw2_op(_saved_input(x, _layout(x)), weight, bias, activation)
 
     return _unbatched(x, run)
 
@@ -540,15 +770,13 @@ def separable_conv2d(
             ),
             (("mid_activation", mid_activation), ("activation", activation)),
         )
-        return SeparableConv2dFunction.apply(
-            x,
+        return _sep2_op(
+            _saved_input(x, _layout(x)),
             depthwise_weight,
             pointwise_weight,
             depthwise_bias,
             pointwise_bias,
-            stride,
-            padding,
-            dilation,
+            *_geom(stride, padding, dilation),
             mid_activation,
             activation,
         )
@@ -890,178 +1118,280 @@ def _tensor1(a):
     return None if a is None else torch.from_numpy(a)
 
 
-class DepthwiseConv1dFunction(torch.autograd.Function):
-    """Depthwise 1-D conv as an autograd Function (use :func:`depthwise_conv1d`).
+# 1-D custom ops: as the 2-D ones, on (N, C, L) tensors in layout "NCL".
 
-    ``apply(x, weight, bias, stride, padding, dilation, activation)``; ``bias``
-    may be None; ``stride`` and ``dilation`` are ints.
+
+@torch.library.custom_op("pydsconv::depthwise_conv1d", mutates_args=())
+def _dw1_op(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    bias: Optional[torch.Tensor],
+    stride: List[int],
+    pad_mode: str,
+    pads: List[int],
+    dilation: List[int],
+    activation: Optional[str],
+) -> torch.Tensor:
+    y = pydsconv.depthwise_conv1d(
+        _array1(x),
+        _array1(weight),
+        _array1(bias),
+        stride=stride[0],
+        padding=_pad_arg(pad_mode, pads, 1),
+        dilation=dilation[0],
+        activation=activation,
+        num_threads=_threads(),
+    )
+    return _tensor1(y)
+
+
+@_dw1_op.register_fake
+def _(x, weight, bias, stride, pad_mode, pads, dilation, activation):
+    (ol,) = _fake_out_hw(x, weight, stride, pad_mode, pads, dilation, 1)
+    return x.new_empty((x.shape[0], weight.shape[0], ol))
+
+
+@torch.library.custom_op("pydsconv::depthwise_conv1d_backward", mutates_args=())
+def _dw1_bwd_op(
+    grad: torch.Tensor,
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    out: Optional[torch.Tensor],
+    stride: List[int],
+    pad_mode: str,
+    pads: List[int],
+    dilation: List[int],
+    activation: Optional[str],
+    need_x: bool,
+    need_w: bool,
+    need_b: bool,
+) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    g = _act_mask(_array1(grad), _array1(out), activation)
+    gx, gw, gb = pydsconv.depthwise_conv1d_backward(
+        g,
+        _array1(x),
+        _array1(weight),
+        stride=stride[0],
+        padding=_pad_arg(pad_mode, pads, 1),
+        dilation=dilation[0],
+        input_grad=need_x,
+        weight_grad=need_w,
+        bias_grad=need_b,
+        num_threads=_threads(),
+    )
+    return _grad_or_empty(gx, x), _grad_or_empty(gw, x), _grad_or_empty(gb, x)
+
+
+@_dw1_bwd_op.register_fake
+def _(grad, x, weight, out, stride, pad_mode, pads, dilation, activation, need_x, need_w, need_b):
+    return (
+        x.new_empty(x.shape) if need_x else x.new_empty(0),
+        weight.new_empty(weight.shape) if need_w else x.new_empty(0),
+        x.new_empty((weight.shape[0],)) if need_b else x.new_empty(0),
+    )
+
+
+def _dw1_backward(ctx, grad):
+    x, weight, out = ctx.saved_tensors
+    need_x, need_w, need_b = ctx.needs_input_grad[:3]
+    gx, gw, gb = _dw1_bwd_op(grad, x, weight, out, *ctx.conf, need_x, need_w, need_b)
+    return _none(gx), _none(gw), _none(gb), None, None, None, None, None
+
+
+_dw1_op.register_autograd(_dw1_backward, setup_context=_dw2_setup)
+_no_double_backward(_dw1_bwd_op)
+
+
+@torch.library.custom_op("pydsconv::pointwise_conv1d", mutates_args=())
+def _pw1_op(
+    x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor], activation: Optional[str]
+) -> torch.Tensor:
+    y = pydsconv.pointwise_conv1d(
+        _array1(x), _array1(weight), _array1(bias), activation=activation, num_threads=_threads()
+    )
+    return _tensor1(y)
+
+
+@_pw1_op.register_fake
+def _(x, weight, bias, activation):
+    return x.new_empty((x.shape[0], weight.shape[0], x.shape[2]))
+
+
+@torch.library.custom_op("pydsconv::pointwise_conv1d_backward", mutates_args=())
+def _pw1_bwd_op(
+    grad: torch.Tensor,
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    out: Optional[torch.Tensor],
+    activation: Optional[str],
+    need_x: bool,
+    need_w: bool,
+    need_b: bool,
+) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    g = _act_mask(_array1(grad), _array1(out), activation)
+    gx, gw, gb = pydsconv.pointwise_conv1d_backward(
+        g,
+        _array1(x),
+        _array1(weight),
+        input_grad=need_x,
+        weight_grad=need_w,
+        bias_grad=need_b,
+        num_threads=_threads(),
+    )
+    return _grad_or_empty(gx, x), _grad_or_empty(gw, x), _grad_or_empty(gb, x)
+
+
+@_pw1_bwd_op.register_fake
+def _(grad, x, weight, out, activation, need_x, need_w, need_b):
+    return (
+        x.new_empty(x.shape) if need_x else x.new_empty(0),
+        weight.new_empty(weight.shape) if need_w else x.new_empty(0),
+        x.new_empty((weight.shape[0],)) if need_b else x.new_empty(0),
+    )
+
+
+def _pw1_backward(ctx, grad):
+    x, weight, out = ctx.saved_tensors
+    need_x, need_w, need_b = ctx.needs_input_grad[:3]
+    gx, gw, gb = _pw1_bwd_op(grad, x, weight, out, ctx.activation, need_x, need_w, need_b)
+    return _none(gx), _none(gw), _none(gb), None
+
+
+_pw1_op.register_autograd(_pw1_backward, setup_context=_pw2_setup)
+_no_double_backward(_pw1_bwd_op)
+
+
+@torch.library.custom_op("pydsconv::separable_conv1d", mutates_args=())
+def _sep1_op(
+    x: torch.Tensor,
+    depthwise_weight: torch.Tensor,
+    pointwise_weight: torch.Tensor,
+    depthwise_bias: Optional[torch.Tensor],
+    pointwise_bias: Optional[torch.Tensor],
+    stride: List[int],
+    pad_mode: str,
+    pads: List[int],
+    dilation: List[int],
+    mid_activation: Optional[str],
+    activation: Optional[str],
+) -> torch.Tensor:
+    y = pydsconv.separable_conv1d(
+        _array1(x),
+        _array1(depthwise_weight),
+        _array1(pointwise_weight),
+        _array1(depthwise_bias),
+        _array1(pointwise_bias),
+        stride=stride[0],
+        padding=_pad_arg(pad_mode, pads, 1),
+        dilation=dilation[0],
+        mid_activation=mid_activation,
+        activation=activation,
+        num_threads=_threads(),
+    )
+    return _tensor1(y)
+
+
+@_sep1_op.register_fake
+def _(x, dw, pw, db, pb, stride, pad_mode, pads, dilation, mid_activation, activation):
+    (ol,) = _fake_out_hw(x, dw, stride, pad_mode, pads, dilation, 1)
+    return x.new_empty((x.shape[0], pw.shape[0], ol))
+
+
+@torch.library.custom_op("pydsconv::separable_conv1d_backward", mutates_args=())
+def _sep1_bwd_op(
+    grad: torch.Tensor,
+    x: torch.Tensor,
+    dw: torch.Tensor,
+    pw: torch.Tensor,
+    db: Optional[torch.Tensor],
+    out: Optional[torch.Tensor],
+    stride: List[int],
+    pad_mode: str,
+    pads: List[int],
+    dilation: List[int],
+    mid_activation: Optional[str],
+    activation: Optional[str],
+    need_x: bool,
+    need_dw: bool,
+    need_pw: bool,
+    need_db: bool,
+    need_pb: bool,
+) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    need_dw_stage = need_x or need_dw or need_db
+    threads = _threads()
+    conv = dict(
+        stride=stride[0],
+        padding=_pad_arg(pad_mode, pads, 1),
+        dilation=dilation[0],
+        num_threads=threads,
+    )
+    xa, dwa = _array1(x), _array1(dw)
+    g = _act_mask(_array1(grad), _array1(out), activation)
+    mid = pydsconv.depthwise_conv1d(xa, dwa, _array1(db), activation=mid_activation, **conv)
+    gmid, gpw, gpb = pydsconv.pointwise_conv1d_backward(
+        g,
+        mid,
+        _array1(pw),
+        input_grad=need_dw_stage,
+        weight_grad=need_pw,
+        bias_grad=need_pb,
+        num_threads=threads,
+    )
+    gx = gdw = gdb = None
+    if need_dw_stage:
+        gmid = _act_mask(gmid, mid, mid_activation)
+        gx, gdw, gdb = pydsconv.depthwise_conv1d_backward(
+            gmid, xa, dwa, input_grad=need_x, weight_grad=need_dw, bias_grad=need_db, **conv
+        )
+    return tuple(_grad_or_empty(a, x) for a in (gx, gdw, gpw, gdb, gpb))
+
+
+_sep1_bwd_op.register_fake(_sep_bwd_fake)
+_sep1_op.register_autograd(_sep_backward_with(_sep1_bwd_op), setup_context=_sep_setup)
+_no_double_backward(_sep1_bwd_op)
+
+
+class DepthwiseConv1dFunction:
+    """Depthwise 1-D conv, the former ``torch.autograd.Function`` (use
+    :func:`depthwise_conv1d`).
+
+    ``apply(x, weight, bias, stride, padding, dilation, activation)`` is
+    :func:`depthwise_conv1d` (the custom op ``torch.ops.pydsconv.depthwise_conv1d``).
     """
 
     @staticmethod
-    def forward(ctx, x, weight, bias, stride, padding, dilation, activation):
-        x = x if x.is_contiguous() else x.contiguous()
-        y = pydsconv.depthwise_conv1d(
-            _array1(x),
-            _array1(weight),
-            _array1(bias),
-            stride=stride,
-            padding=padding,
-            dilation=dilation,
-            activation=activation,
-            num_threads=_threads(),
-        )
-        out = _tensor1(y)
-        ctx.conf = (stride, padding, dilation, activation)
-        ctx.save_for_backward(x, weight, out if activation else None)
-        return out
-
-    @staticmethod
-    @once_differentiable
-    def backward(ctx, grad):
-        x, weight, out = ctx.saved_tensors
-        stride, padding, dilation, activation = ctx.conf
-        need_x, need_w, need_b = ctx.needs_input_grad[:3]
-        g = _act_mask(_array1(grad), _array1(out), activation)
-        gx, gw, gb = pydsconv.depthwise_conv1d_backward(
-            g,
-            _array1(x),
-            _array1(weight),
-            stride=stride,
-            padding=padding,
-            dilation=dilation,
-            input_grad=need_x,
-            weight_grad=need_w,
-            bias_grad=need_b,
-            num_threads=_threads(),
-        )
-        return _tensor1(gx), _tensor1(gw), _tensor1(gb), None, None, None, None
+    def apply(x, weight, bias, stride, padding, dilation, activation):
+        return depthwise_conv1d(x, weight, bias, stride, padding, dilation, activation)
 
 
-class PointwiseConv1dFunction(torch.autograd.Function):
-    """Pointwise (kernel 1) 1-D conv as an autograd Function (use
-    :func:`pointwise_conv1d`).
+class PointwiseConv1dFunction:
+    """Pointwise (kernel 1) 1-D conv, the former ``torch.autograd.Function``
+    (use :func:`pointwise_conv1d`).
 
-    ``apply(x, weight, bias, activation)``; ``weight`` is (C_out, C_in, 1) or
-    (C_out, C_in) and its gradient has the same shape.
+    ``apply(x, weight, bias, activation)`` is :func:`pointwise_conv1d`;
+    ``weight`` is (C_out, C_in, 1) or (C_out, C_in) and its gradient has the
+    same shape.
     """
 
     @staticmethod
-    def forward(ctx, x, weight, bias, activation):
-        x = x if x.is_contiguous() else x.contiguous()
-        y = pydsconv.pointwise_conv1d(
-            _array1(x),
-            _array1(weight),
-            _array1(bias),
-            activation=activation,
-            num_threads=_threads(),
-        )
-        out = _tensor1(y)
-        ctx.conf = activation
-        ctx.save_for_backward(x, weight, out if activation else None)
-        return out
-
-    @staticmethod
-    @once_differentiable
-    def backward(ctx, grad):
-        x, weight, out = ctx.saved_tensors
-        activation = ctx.conf
-        need_x, need_w, need_b = ctx.needs_input_grad[:3]
-        g = _act_mask(_array1(grad), _array1(out), activation)
-        gx, gw, gb = pydsconv.pointwise_conv1d_backward(
-            g,
-            _array1(x),
-            _array1(weight),
-            input_grad=need_x,
-            weight_grad=need_w,
-            bias_grad=need_b,
-            num_threads=_threads(),
-        )
-        return _tensor1(gx), _tensor1(gw), _tensor1(gb), None
+    def apply(x, weight, bias, activation):
+        return pointwise_conv1d(x, weight, bias, activation)
 
 
-class SeparableConv1dFunction(torch.autograd.Function):
-    """Fused depthwise separable 1-D conv as an autograd Function (use
-    :func:`separable_conv1d`).
+class SeparableConv1dFunction:
+    """Fused depthwise separable 1-D conv, the former
+    ``torch.autograd.Function`` (use :func:`separable_conv1d`).
 
     ``apply(x, depthwise_weight, pointwise_weight, depthwise_bias,
-    pointwise_bias, stride, padding, dilation, mid_activation, activation)``.
-    As :class:`SeparableConv2dFunction`: the forward is fused and backward
-    recomputes the depthwise intermediate.
+    pointwise_bias, stride, padding, dilation, mid_activation, activation)``
+    is :func:`separable_conv1d`.  As :class:`SeparableConv2dFunction`: the
+    forward is fused and backward recomputes the depthwise intermediate.
     """
 
     @staticmethod
-    def forward(
-        ctx,
-        x,
-        depthwise_weight,
-        pointwise_weight,
-        depthwise_bias,
-        pointwise_bias,
-        stride,
-        padding,
-        dilation,
-        mid_activation,
-        activation,
-    ):
-        x = x if x.is_contiguous() else x.contiguous()
-        y = pydsconv.separable_conv1d(
-            _array1(x),
-            _array1(depthwise_weight),
-            _array1(pointwise_weight),
-            _array1(depthwise_bias),
-            _array1(pointwise_bias),
-            stride=stride,
-            padding=padding,
-            dilation=dilation,
-            mid_activation=mid_activation,
-            activation=activation,
-            num_threads=_threads(),
-        )
-        out = _tensor1(y)
-        ctx.conf = (stride, padding, dilation, mid_activation, activation)
-        ctx.save_for_backward(
-            x, depthwise_weight, pointwise_weight, depthwise_bias, out if activation else None
-        )
-        return out
-
-    @staticmethod
-    @once_differentiable
-    def backward(ctx, grad):
-        x, dw, pw, db, out = ctx.saved_tensors
-        stride, padding, dilation, mid_activation, activation = ctx.conf
-        need_x, need_dw, need_pw, need_db, need_pb = ctx.needs_input_grad[:5]
-        need_dw_stage = need_x or need_dw or need_db
-        threads = _threads()
-        conv = dict(stride=stride, padding=padding, dilation=dilation, num_threads=threads)
-        xa, dwa = _array1(x), _array1(dw)
-        g = _act_mask(_array1(grad), _array1(out), activation)
-        mid = pydsconv.depthwise_conv1d(xa, dwa, _array1(db), activation=mid_activation, **conv)
-        gmid, gpw, gpb = pydsconv.pointwise_conv1d_backward(
-            g,
-            mid,
-            _array1(pw),
-            input_grad=need_dw_stage,
-            weight_grad=need_pw,
-            bias_grad=need_pb,
-            num_threads=threads,
-        )
-        gx = gdw = gdb = None
-        if need_dw_stage:
-            gmid = _act_mask(gmid, mid, mid_activation)
-            gx, gdw, gdb = pydsconv.depthwise_conv1d_backward(
-                gmid, xa, dwa, input_grad=need_x, weight_grad=need_dw, bias_grad=need_db, **conv
-            )
-        return (
-            _tensor1(gx),
-            _tensor1(gdw),
-            _tensor1(gpw),
-            _tensor1(gdb),
-            _tensor1(gpb),
-            None,
-            None,
-            None,
-            None,
-            None,
+    def apply(x, dw, pw, db, pb, stride, padding, dilation, mid_activation, activation):
+        return separable_conv1d(
+            x, dw, pw, db, pb, stride, padding, dilation, mid_activation, activation
         )
 
 
@@ -1107,7 +1437,8 @@ def depthwise_conv1d(
 
     def run(x):
         _check_call(x, (("weight", weight), ("bias", bias)), (("activation", activation),), 3)
-        return DepthwiseConv1dFunction.apply(x, weight, bias, s, padding, d, activation)
+        x = x if x.is_contiguous() else x.contiguous()
+        return _dw1_op(x, weight, bias, *_geom(s, padding, d, 1), activation)
 
     return _unbatched(x, run, 3)
 
@@ -1137,7 +1468,8 @@ def pointwise_conv1d(
 
     def run(x):
         _check_call(x, (("weight", weight), ("bias", bias)), (("activation", activation),), 3)
-        return PointwiseConv1dFunction.apply(x, weight, bias, activation)
+        x = x if x.is_contiguous() else x.contiguous()
+        return _pw1_op(x, weight, bias, activation)
 
     return _unbatched(x, run, 3)
 
@@ -1187,15 +1519,14 @@ def separable_conv1d(
             (("mid_activation", mid_activation), ("activation", activation)),
             3,
         )
-        return SeparableConv1dFunction.apply(
+        x = x if x.is_contiguous() else x.contiguous()
+        return _sep1_op(
             x,
             depthwise_weight,
             pointwise_weight,
             depthwise_bias,
             pointwise_bias,
-            s,
-            padding,
-            d,
+            *_geom(s, padding, d, 1),
             mid_activation,
             activation,
         )

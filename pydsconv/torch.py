@@ -260,7 +260,7 @@ def _grad_or_empty(a, like, layout="NCHW"):
 def _fake_like(t, shape):
     """An uninitialised tensor of ``shape`` in ``t``'s pydsconv memory format."""
     fmt = _CL if t.dim() == 4 and _layout(t) == "NHWC" else torch.contiguous_format
-    return t.new_empty(shape, memory_format=fmt)
+    return torch.empty(shape, dtype=t.dtype, device=t.device, memory_format=fmt)
 
 
 def _fake_out_hw(x, weight, stride, mode, pads, dilation, spatial=2):
@@ -280,6 +280,21 @@ def _refuse_double_backward(ctx, *grads):
 
 def _no_double_backward(op):
     op.register_autograd(_refuse_double_backward)
+
+
+def _call(op, *args):
+    """``op(*args)``; PyTorch's error for ``torch.func.grad`` & co. (which
+    custom ops' autograd formulas do not support) made to say so."""
+    try:
+        return op(*args)
+    except RuntimeError as exc:
+        if "functorch transforms" not in str(exc):
+            raise
+        raise RuntimeError(
+            f"{op._qualname}: pydsconv's custom ops do not support torch.func's autograd "
+            "transforms (grad, vjp, jacrev, jvp, ...); use torch.autograd.grad or "
+            ".backward() (torch.func.vmap works, one call per batch element)"
+        ) from exc
 
 
 @torch.library.custom_op("pydsconv::depthwise_conv2d", mutates_args=())
@@ -690,7 +705,7 @@ def depthwise_conv2d(
     def run(x):
         _check_call(x, (("weight", weight), ("bias", bias)), (("activation", activation),))
         x = _saved_input(x, _layout(x))
-        return _dw2_op(x, weight, bias, *_geom(stride, padding, dilation), activation)
+        return _call(_dw2_op, x, weight, bias, *_geom(stride, padding, dilation), activation)
 
     return _unbatched(x, run)
 
@@ -720,7 +735,7 @@ def pointwise_conv2d(
 
     def run(x):
         _check_call(x, (("weight", weight), ("bias", bias)), (("activation", activation),))
-        return _pw2_op(_saved_input(x, _layout(x)), weight, bias, activation)
+        return _call(_pw2_op, _saved_input(x, _layout(x)), weight, bias, activation)
 
     return _unbatched(x, run)
 
@@ -770,7 +785,8 @@ def separable_conv2d(
             ),
             (("mid_activation", mid_activation), ("activation", activation)),
         )
-        return _sep2_op(
+        return _call(
+            _sep2_op,
             _saved_input(x, _layout(x)),
             depthwise_weight,
             pointwise_weight,
@@ -1438,7 +1454,7 @@ def depthwise_conv1d(
     def run(x):
         _check_call(x, (("weight", weight), ("bias", bias)), (("activation", activation),), 3)
         x = x if x.is_contiguous() else x.contiguous()
-        return _dw1_op(x, weight, bias, *_geom(s, padding, d, 1), activation)
+        return _call(_dw1_op, x, weight, bias, *_geom(s, padding, d, 1), activation)
 
     return _unbatched(x, run, 3)
 
@@ -1469,7 +1485,7 @@ def pointwise_conv1d(
     def run(x):
         _check_call(x, (("weight", weight), ("bias", bias)), (("activation", activation),), 3)
         x = x if x.is_contiguous() else x.contiguous()
-        return _pw1_op(x, weight, bias, activation)
+        return _call(_pw1_op, x, weight, bias, activation)
 
     return _unbatched(x, run, 3)
 
@@ -1520,7 +1536,8 @@ def separable_conv1d(
             3,
         )
         x = x if x.is_contiguous() else x.contiguous()
-        return _sep1_op(
+        return _call(
+            _sep1_op,
             x,
             depthwise_weight,
             pointwise_weight,

@@ -1,0 +1,239 @@
+"""pydsconv.torch as ``torch.library`` custom ops: fake kernels (meta /
+FakeTensor shapes), ``torch.compile(fullgraph=True)`` with no graph break and
+the eager outputs and gradients, ``torch.export``, ``torch.func`` and the
+refused double backward (issue 20, item 1).
+"""
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+import pydsconv.torch as pt  # noqa: E402
+
+nn = torch.nn
+ops = torch.ops.pydsconv
+
+
+def _model2d():
+    torch.manual_seed(0)
+    return nn.Sequential(
+        pt.SeparableConv2d(4, 8, 3, stride=2, padding="same", mid_activation="relu"),
+        nn.ReLU6(),
+        pt.DepthwiseConv2d(8, 3, padding=1, depth_multiplier=2, activation="relu"),
+        pt.PointwiseConv2d(16, 4, activation="relu6"),
+    ).double()
+
+
+def _model1d():
+    torch.manual_seed(1)
+    return nn.Sequential(
+        pt.SeparableConv1d(3, 6, 3, padding="causal", dilation=2, activation="relu"),
+        pt.DepthwiseConv1d(6, 5, stride=2, padding="same"),
+        pt.PointwiseConv1d(6, 2, activation="relu6"),
+    ).double()
+
+
+def _close(a, b):
+    torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
+
+
+def test_ops_are_registered_custom_ops():
+    names = ["depthwise", "pointwise", "separable"]
+    for dim in ("2d", "1d"):
+        for n in names:
+            for suffix in ("", "_backward"):
+                assert hasattr(ops, f"{n}_conv{dim}{suffix}")
+
+
+# --------------------------------------------------------------------------
+# fake kernels
+# --------------------------------------------------------------------------
+
+
+def test_meta_shapes_2d():
+    meta = dict(device="meta")
+    x = torch.empty(2, 4, 11, 9, **meta)
+    dw = torch.empty(8, 1, 3, 5, **meta)
+    pw = torch.empty(6, 8, 1, 1, **meta)
+    y = ops.depthwise_conv2d(x, dw, None, [2, 1], "same", [0, 0, 0, 0], [1, 2], "relu")
+    assert y.device.type == "meta" and y.shape == (2, 8, 6, 9) and y.dtype == torch.float32
+    y = ops.depthwise_conv2d(x, dw, None, [1, 1], "explicit", [1, 0, 2, 2], [1, 1], None)
+    assert y.shape == (2, 8, 10, 9)
+    y = ops.pointwise_conv2d(x, torch.empty(5, 4, **meta), None, None)
+    assert y.shape == (2, 5, 11, 9)
+    y = ops.separable_conv2d(x, dw, pw, None, None, [2, 2], "valid", [0] * 4, [1, 1], None, None)
+    assert y.shape == (2, 6, 5, 3)
+    # channels_last in, channels_last out
+    xc = x.to(memory_format=torch.channels_last)
+    y = ops.separable_conv2d(xc, dw, pw, None, None, [1, 1], "same", [0] * 4, [1, 1], None, None)
+    assert y.shape == (2, 6, 11, 9) and y.is_contiguous(memory_format=torch.channels_last)
+    gx, gw, gb = ops.depthwise_conv2d_backward(
+        torch.empty(2, 8, 11, 9, **meta), xc, dw, None, [1, 1], "same", [0] * 4, [1, 1],
+        None, True, True, False,
+    )  # fmt: skip
+    assert gx.shape == x.shape and gx.is_contiguous(memory_format=torch.channels_last)
+    assert gw.shape == dw.shape and gb.numel() == 0  # not needed: an empty placeholder
+
+
+def test_meta_shapes_1d():
+    x = torch.empty(2, 3, 10, device="meta", dtype=torch.float64)
+    dw = torch.empty(6, 1, 3, device="meta", dtype=torch.float64)
+    pw = torch.empty(4, 6, 1, device="meta", dtype=torch.float64)
+    y = ops.depthwise_conv1d(x, dw, None, [1], "causal", [0] * 4, [2], None)
+    assert y.shape == (2, 6, 10) and y.dtype == torch.float64
+    y = ops.separable_conv1d(x, dw, pw, None, None, [3], "same", [0] * 4, [1], None, "relu")
+    assert y.shape == (2, 4, 4)
+    assert ops.pointwise_conv1d(x, torch.empty(5, 3, device="meta"), None, None).shape == (2, 5, 10)
+
+
+def test_fake_tensor_mode_matches_eager():
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    for model, shape in ((_model2d(), (2, 4, 9, 7)), (_model1d(), (2, 3, 12))):
+        x = torch.randn(shape, dtype=torch.float64)
+        real = model(x)
+        with FakeTensorMode(allow_non_fake_inputs=True) as mode:
+            fake = model(mode.from_tensor(x))
+        assert fake.shape == real.shape and fake.dtype == real.dtype
+
+
+def test_opcheck():
+    """PyTorch's own consistency checks: schema, fake kernel vs real kernel,
+    autograd registration."""
+    x = torch.randn(2, 3, 6, 5, dtype=torch.float64, requires_grad=True)
+    dw = torch.randn(6, 1, 3, 3, dtype=torch.float64, requires_grad=True)
+    pw = torch.randn(4, 6, 1, 1, dtype=torch.float64, requires_grad=True)
+    b = torch.randn(6, dtype=torch.float64, requires_grad=True)
+    geom = ([2, 1], "explicit", [1, 1, 0, 2], [1, 2])
+    x1 = torch.randn(2, 3, 9, requires_grad=True)
+    cases = [
+        (ops.depthwise_conv2d, (x, dw, b, *geom, "relu")),
+        (ops.depthwise_conv2d, (x.detach().to(memory_format=torch.channels_last), dw, None,
+                                *geom, None)),
+        (ops.pointwise_conv2d, (x, torch.randn(4, 3, dtype=torch.float64), None, "relu6")),
+        (ops.separable_conv2d, (x, dw, pw, b, None, *geom, "relu", None)),
+        (ops.depthwise_conv1d, (x1, torch.randn(3, 1, 3), None, [1], "causal", [0] * 4, [2],
+                                None)),
+        (ops.pointwise_conv1d, (x1, torch.randn(2, 3, 1), torch.randn(2), None)),
+        (ops.separable_conv1d, (x1, torch.randn(3, 1, 3), torch.randn(2, 3), None, None, [2],
+                                "same", [0] * 4, [1], None, "relu")),
+    ]  # fmt: skip
+    for op, args in cases:
+        torch.library.opcheck(op, args)
+
+
+# --------------------------------------------------------------------------
+# torch.compile, torch.export
+# --------------------------------------------------------------------------
+
+
+def _grads(model, x):
+    return [x.grad] + [p.grad for p in model.parameters()]
+
+
+@pytest.mark.parametrize(
+    "make, shape, fmt",
+    [
+        (_model2d, (2, 4, 9, 7), torch.contiguous_format),
+        (_model2d, (2, 4, 9, 7), torch.channels_last),
+        (_model1d, (2, 3, 12), torch.contiguous_format),
+    ],
+    ids=["2d", "2d-channels_last", "1d"],
+)
+def test_compile_fullgraph_matches_eager(make, shape, fmt):
+    torch._dynamo.reset()
+    eager, model = make(), make()
+    x = torch.randn(shape, dtype=torch.float64).to(memory_format=fmt)
+    xe, xc = x.clone().requires_grad_(), x.clone().requires_grad_()
+    compiled = torch.compile(model, fullgraph=True, backend="aot_eager")  # a graph break raises
+    ye, yc = eager(xe), compiled(xc)
+    _close(yc, ye)
+    if len(shape) == 4:
+        assert yc.is_contiguous(memory_format=fmt)
+    g = torch.randn_like(ye)
+    ye.backward(g)
+    yc.backward(g)
+    for a, b in zip(_grads(model, xc), _grads(eager, xe)):
+        _close(a, b)
+
+
+def test_compile_functional_forms_fullgraph():
+    torch._dynamo.reset()
+    x = torch.randn(3, 8, 8)  # unbatched
+    w = torch.randn(6, 1, 3, 3)
+    p = torch.randn(2, 6)
+
+    def f(x):
+        return pt.pointwise_conv2d(pt.depthwise_conv2d(x, w, None, 1, "same"), p, None, "relu")
+
+    _close(torch.compile(f, fullgraph=True, backend="aot_eager")(x), f(x))
+
+
+def test_export():
+    model = _model2d().eval()
+    x = torch.randn(2, 4, 9, 7, dtype=torch.float64)
+    ep = torch.export.export(model, (x,))
+    targets = {str(n.target) for n in ep.graph.nodes if n.op == "call_function"}
+    assert {
+        "pydsconv.separable_conv2d.default",
+        "pydsconv.depthwise_conv2d.default",
+        "pydsconv.pointwise_conv2d.default",
+    } <= targets
+    _close(ep.module()(x), model(x))
+    model1 = _model1d().eval()
+    x1 = torch.randn(2, 3, 12, dtype=torch.float64)
+    _close(torch.export.export(model1, (x1,)).module()(x1), model1(x1))
+
+
+@pytest.mark.slow
+def test_compile_inductor_smoke():
+    """The default backend (inductor; needs a C++ compiler, ~20 s) calls the ops too."""
+    torch._dynamo.reset()
+    model = _model2d()
+    x = torch.randn(2, 4, 9, 7, dtype=torch.float64)
+    with torch.no_grad():
+        _close(torch.compile(model, fullgraph=True)(x), model(x))
+
+
+# --------------------------------------------------------------------------
+# torch.func, double backward
+# --------------------------------------------------------------------------
+
+
+def test_vmap_works():
+    w = torch.randn(4, 1, 3, 3, dtype=torch.float64)
+    xs = torch.randn(3, 2, 4, 5, 5, dtype=torch.float64)
+    # no batching rule: PyTorch's fallback runs the op once per batch element (and warns)
+    out = torch.func.vmap(lambda x: pt.depthwise_conv2d(x, w, padding=1))(xs)
+    _close(out, torch.stack([pt.depthwise_conv2d(x, w, padding=1) for x in xs]))
+
+
+def test_func_grad_is_refused_clearly():
+    w = torch.randn(4, 1, 3, 3, dtype=torch.float64)
+    x = torch.randn(1, 4, 5, 5, dtype=torch.float64)
+    with pytest.raises(RuntimeError, match=r"pydsconv::depthwise_conv2d.*torch\.func"):
+        torch.func.grad(lambda x: pt.depthwise_conv2d(x, w, padding=1).sum())(x)
+
+
+def _double(x, *params, f):
+    (gx,) = torch.autograd.grad((f(x, *params) ** 2).sum(), x, create_graph=True)
+    return gx
+
+
+@pytest.mark.parametrize(
+    "f, shapes",
+    [
+        (lambda x, w: pt.depthwise_conv2d(x, w, padding=1), [(1, 2, 5, 5), (2, 1, 3, 3)]),
+        (lambda x, w: pt.pointwise_conv2d(x, w, activation="relu"), [(1, 2, 3, 3), (3, 2)]),
+        (lambda x, d, p: pt.separable_conv2d(x, d, p), [(1, 2, 5, 5), (2, 1, 3, 3), (3, 2)]),
+        (lambda x, w: pt.depthwise_conv1d(x, w), [(1, 2, 7), (2, 1, 3)]),
+        (lambda x, w: pt.pointwise_conv1d(x, w), [(1, 2, 7), (3, 2)]),
+        (lambda x, d, p: pt.separable_conv1d(x, d, p), [(1, 2, 7), (2, 1, 3), (3, 2)]),
+    ],
+    ids=["dw2", "pw2", "sep2", "dw1", "pw1", "sep1"],
+)
+def test_double_backward_raises(f, shapes):
+    x, *params = [torch.randn(s, dtype=torch.float64, requires_grad=True) for s in shapes]
+    gx = _double(x, *params, f=f)  # first derivative with create_graph: fine
+    with pytest.raises(RuntimeError, match="differentiable once.*double backward"):
+        gx.sum().backward()

@@ -1,4 +1,4 @@
-"""PyTorch front end: autograd Functions and ``nn.Module``s backed by pydsconv.
+"""PyTorch front end: ``torch.library`` custom ops and ``nn.Module``s backed by pydsconv.
 
 Optional: ``import pydsconv.torch`` needs PyTorch; the rest of pydsconv does
 not.  The module is named after the framework it serves; inside it ``import
@@ -14,8 +14,13 @@ What it gives:
   ``state_dict`` moves between them and torch layers as it is.
 * :func:`depthwise_conv2d`, :func:`pointwise_conv2d`, :func:`separable_conv2d`:
   the functional forms (like ``torch.nn.functional.conv2d``), differentiable.
+* ``torch.ops.pydsconv.depthwise_conv2d`` ... : the ``torch.library``
+  custom ops beneath (forward and ``..._backward``, with fake kernels and
+  autograd formulas), so ``torch.compile(fullgraph=True)``,
+  ``torch.export`` and FakeTensor / meta tensors trace through the layers.
 * :class:`DepthwiseConv2dFunction`, :class:`PointwiseConv2dFunction`,
-  :class:`SeparableConv2dFunction`: the ``torch.autograd.Function``s beneath.
+  :class:`SeparableConv2dFunction`: the former autograd Functions' names,
+  whose ``apply`` is the functional form.
 * The 1-D twins for (N, C, L) sequences: :class:`DepthwiseConv1d`,
   :class:`PointwiseConv1d`, :class:`SeparableConv1d` (padding also
   ``"causal"``), :func:`depthwise_conv1d` ..., ``...Conv1dFunction``.
@@ -51,7 +56,9 @@ Their derivative follows ``nn.ReLU`` / ``nn.ReLU6`` (``hardtanh``): the
 gradient passes where the output is strictly inside (0, 6).
 
 Gradients are computed only for the inputs that need them
-(``ctx.needs_input_grad``); double backward is not supported.
+(``ctx.needs_input_grad``); double backward is not supported (it raises a
+``RuntimeError``), nor are ``torch.func.grad`` & co. (``torch.func.vmap``
+runs through PyTorch's per-sample fallback).
 """
 
 from __future__ import annotations
@@ -185,7 +192,7 @@ def _tensor(a, layout="NCHW"):
     channels_last (N, C, H, W) tensor.
 
     The NHWC case transposes on the NumPy side: ``torch.permute`` would make
-    the Function's output a torch *view*, and autograd forbids in-place ops
+    the op's output a torch *view*, and autograd forbids in-place ops
     (``nn.ReLU6(inplace=True)``) on views returned by a custom Function."""
     if a is None:
         return None

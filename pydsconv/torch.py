@@ -227,8 +227,13 @@ def _saved_input(x, layout):
 # memory format from the arguments, and the forward ops with their autograd
 # formula (``register_autograd``) calling the backward ops.  So
 # ``torch.compile(fullgraph=True)``, ``torch.export`` and FakeTensor / meta
-# tensors see through them; eagerly they cost one dispatch over calling
-# pydsconv directly (the tensors still go to NumPy without a copy).
+# tensors see through them.  The tensors still go to NumPy without a copy.
+# Plain eager calls skip the dispatcher, whose Python overhead (~50-100 us a
+# call) would double the cost of a small layer: :func:`_call` runs the same
+# function (and, where autograd records, the same formula as an
+# ``autograd.Function``) directly, and takes the dispatcher whenever anything
+# could tell the difference (compiling, tracing, torch.func, dispatch or
+# torch-function modes, tensor subclasses).
 #
 # Schemas need plain types, so the wrappers pass ``stride`` / ``dilation``
 # as int lists and ``padding`` as its parsed ``(mode, [top, bottom, left,
@@ -289,9 +294,72 @@ def _no_double_backward(op):
     op.register_autograd(_refuse_double_backward)
 
 
+def _op(name):
+    """``torch.library.custom_op(name)``, keeping the plain function for
+    :func:`_call`'s eager fast path."""
+
+    def wrap(fn):
+        op = torch.library.custom_op(name, mutates_args=())(fn)
+        op._pydsconv_impl = fn
+        op._pydsconv_fn = None
+        return op
+
+    return wrap
+
+
+def _register_autograd(op, backward, setup_context):
+    """``op.register_autograd`` and, for :func:`_call`'s eager fast path, the
+    same formula as a plain ``torch.autograd.Function``."""
+    op.register_autograd(backward, setup_context=setup_context)
+    impl = op._pydsconv_impl
+
+    def forward(ctx, *args):  # forward(ctx, ...): apply() then skips binding a signature
+        out = impl(*args)
+        setup_context(ctx, args, out)
+        return out
+
+    op._pydsconv_fn = type(
+        op._qualname.split("::")[1],
+        (torch.autograd.Function,),
+        {"forward": staticmethod(forward), "backward": staticmethod(backward)},
+    )
+
+
+def _eager_path(op, tensors):
+    """How :func:`_call` runs ``op`` on ``tensors``: ``"plain"`` (its
+    function) or ``"function"`` (its autograd Function) in plain eager mode
+    (not compiling or tracing, no torch.func transform, no dispatch or
+    torch-function mode, plain tensors or parameters), else ``None`` (the dispatcher).  The
+    dispatcher costs tens of microseconds a call, as much as a small
+    convolution; eager calls skip it and do just what it would do."""
+    if torch.compiler.is_compiling() or torch.jit.is_tracing():
+        return None
+    grad = False
+    for t in tensors:
+        if type(t) is not torch.Tensor and type(t) is not nn.Parameter:
+            return None
+        grad = grad or t.requires_grad
+    if (
+        torch._C._len_torch_dispatch_stack() != 0
+        or torch._C._is_torch_function_mode_enabled()
+        or torch._C._functorch.peek_interpreter_stack() is not None
+    ):
+        return None
+    if grad and torch.is_grad_enabled():
+        return "function" if op._pydsconv_fn is not None else None
+    return "plain"
+
+
 def _call(op, *args):
-    """``op(*args)``; PyTorch's error for ``torch.func.grad`` & co. (which
-    custom ops' autograd formulas do not support) made to say so."""
+    """``op(*args)``: the custom op through the dispatcher, or the same
+    computation without it in plain eager mode (:func:`_eager_path`).
+    PyTorch's error for ``torch.func.grad`` & co. (which custom ops' autograd
+    formulas do not support) is made to say so."""
+    path = _eager_path(op, [a for a in args if isinstance(a, torch.Tensor)])
+    if path == "plain":
+        return op._pydsconv_impl(*args)
+    if path == "function":
+        return op._pydsconv_fn.apply(*args)
     try:
         return op(*args)
     except RuntimeError as exc:
@@ -304,7 +372,7 @@ def _call(op, *args):
         ) from exc
 
 
-@torch.library.custom_op("pydsconv::depthwise_conv2d", mutates_args=())
+@_op("pydsconv::depthwise_conv2d")
 def _dw2_op(
     x: torch.Tensor,
     weight: torch.Tensor,
@@ -336,7 +404,7 @@ def _(x, weight, bias, stride, pad_mode, pads, dilation, activation):
     return _fake_like(x, (x.shape[0], weight.shape[0], oh, ow))
 
 
-@torch.library.custom_op("pydsconv::depthwise_conv2d_backward", mutates_args=())
+@_op("pydsconv::depthwise_conv2d_backward")
 def _dw2_bwd_op(
     grad: torch.Tensor,
     x: torch.Tensor,
@@ -387,15 +455,15 @@ def _dw2_setup(ctx, inputs, output):
 def _dw2_backward(ctx, grad):
     x, weight, out = ctx.saved_tensors
     need_x, need_w, need_b = ctx.needs_input_grad[:3]
-    gx, gw, gb = _dw2_bwd_op(grad, x, weight, out, *ctx.conf, need_x, need_w, need_b)
+    gx, gw, gb = _call(_dw2_bwd_op, grad, x, weight, out, *ctx.conf, need_x, need_w, need_b)
     return _none(gx), _none(gw), _none(gb), None, None, None, None, None
 
 
-_dw2_op.register_autograd(_dw2_backward, setup_context=_dw2_setup)
+_register_autograd(_dw2_op, _dw2_backward, _dw2_setup)
 _no_double_backward(_dw2_bwd_op)
 
 
-@torch.library.custom_op("pydsconv::pointwise_conv2d", mutates_args=())
+@_op("pydsconv::pointwise_conv2d")
 def _pw2_op(
     x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor], activation: Optional[str]
 ) -> torch.Tensor:
@@ -417,7 +485,7 @@ def _(x, weight, bias, activation):
     return _fake_like(x, (n, weight.shape[0], h, w))
 
 
-@torch.library.custom_op("pydsconv::pointwise_conv2d_backward", mutates_args=())
+@_op("pydsconv::pointwise_conv2d_backward")
 def _pw2_bwd_op(
     grad: torch.Tensor,
     x: torch.Tensor,
@@ -461,15 +529,15 @@ def _pw2_setup(ctx, inputs, output):
 def _pw2_backward(ctx, grad):
     x, weight, out = ctx.saved_tensors
     need_x, need_w, need_b = ctx.needs_input_grad[:3]
-    gx, gw, gb = _pw2_bwd_op(grad, x, weight, out, ctx.activation, need_x, need_w, need_b)
+    gx, gw, gb = _call(_pw2_bwd_op, grad, x, weight, out, ctx.activation, need_x, need_w, need_b)
     return _none(gx), _none(gw), _none(gb), None
 
 
-_pw2_op.register_autograd(_pw2_backward, setup_context=_pw2_setup)
+_register_autograd(_pw2_op, _pw2_backward, _pw2_setup)
 _no_double_backward(_pw2_bwd_op)
 
 
-@torch.library.custom_op("pydsconv::separable_conv2d", mutates_args=())
+@_op("pydsconv::separable_conv2d")
 def _sep2_op(
     x: torch.Tensor,
     depthwise_weight: torch.Tensor,
@@ -507,7 +575,7 @@ def _(x, dw, pw, db, pb, stride, pad_mode, pads, dilation, mid_activation, activ
     return _fake_like(x, (x.shape[0], pw.shape[0], oh, ow))
 
 
-@torch.library.custom_op("pydsconv::separable_conv2d_backward", mutates_args=())
+@_op("pydsconv::separable_conv2d_backward")
 def _sep2_bwd_op(
     grad: torch.Tensor,
     x: torch.Tensor,
@@ -591,13 +659,13 @@ def _sep_backward_with(bwd_op):
     def backward(ctx, grad):
         x, dw, pw, db, out = ctx.saved_tensors
         needs = ctx.needs_input_grad[:5]
-        grads = bwd_op(grad, x, dw, pw, db, out, *ctx.conf, *needs)
+        grads = _call(bwd_op, grad, x, dw, pw, db, out, *ctx.conf, *needs)
         return tuple(_none(g) for g in grads) + (None,) * len(ctx.conf)
 
     return backward
 
 
-_sep2_op.register_autograd(_sep_backward_with(_sep2_bwd_op), setup_context=_sep_setup)
+_register_autograd(_sep2_op, _sep_backward_with(_sep2_bwd_op), _sep_setup)
 _no_double_backward(_sep2_bwd_op)
 
 
@@ -1144,7 +1212,7 @@ def _tensor1(a):
 # 1-D custom ops: as the 2-D ones, on (N, C, L) tensors in layout "NCL".
 
 
-@torch.library.custom_op("pydsconv::depthwise_conv1d", mutates_args=())
+@_op("pydsconv::depthwise_conv1d")
 def _dw1_op(
     x: torch.Tensor,
     weight: torch.Tensor,
@@ -1174,7 +1242,7 @@ def _(x, weight, bias, stride, pad_mode, pads, dilation, activation):
     return x.new_empty((x.shape[0], weight.shape[0], ol))
 
 
-@torch.library.custom_op("pydsconv::depthwise_conv1d_backward", mutates_args=())
+@_op("pydsconv::depthwise_conv1d_backward")
 def _dw1_bwd_op(
     grad: torch.Tensor,
     x: torch.Tensor,
@@ -1217,15 +1285,15 @@ def _(grad, x, weight, out, stride, pad_mode, pads, dilation, activation, need_x
 def _dw1_backward(ctx, grad):
     x, weight, out = ctx.saved_tensors
     need_x, need_w, need_b = ctx.needs_input_grad[:3]
-    gx, gw, gb = _dw1_bwd_op(grad, x, weight, out, *ctx.conf, need_x, need_w, need_b)
+    gx, gw, gb = _call(_dw1_bwd_op, grad, x, weight, out, *ctx.conf, need_x, need_w, need_b)
     return _none(gx), _none(gw), _none(gb), None, None, None, None, None
 
 
-_dw1_op.register_autograd(_dw1_backward, setup_context=_dw2_setup)
+_register_autograd(_dw1_op, _dw1_backward, _dw2_setup)
 _no_double_backward(_dw1_bwd_op)
 
 
-@torch.library.custom_op("pydsconv::pointwise_conv1d", mutates_args=())
+@_op("pydsconv::pointwise_conv1d")
 def _pw1_op(
     x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor], activation: Optional[str]
 ) -> torch.Tensor:
@@ -1240,7 +1308,7 @@ def _(x, weight, bias, activation):
     return x.new_empty((x.shape[0], weight.shape[0], x.shape[2]))
 
 
-@torch.library.custom_op("pydsconv::pointwise_conv1d_backward", mutates_args=())
+@_op("pydsconv::pointwise_conv1d_backward")
 def _pw1_bwd_op(
     grad: torch.Tensor,
     x: torch.Tensor,
@@ -1276,15 +1344,15 @@ def _(grad, x, weight, out, activation, need_x, need_w, need_b):
 def _pw1_backward(ctx, grad):
     x, weight, out = ctx.saved_tensors
     need_x, need_w, need_b = ctx.needs_input_grad[:3]
-    gx, gw, gb = _pw1_bwd_op(grad, x, weight, out, ctx.activation, need_x, need_w, need_b)
+    gx, gw, gb = _call(_pw1_bwd_op, grad, x, weight, out, ctx.activation, need_x, need_w, need_b)
     return _none(gx), _none(gw), _none(gb), None
 
 
-_pw1_op.register_autograd(_pw1_backward, setup_context=_pw2_setup)
+_register_autograd(_pw1_op, _pw1_backward, _pw2_setup)
 _no_double_backward(_pw1_bwd_op)
 
 
-@torch.library.custom_op("pydsconv::separable_conv1d", mutates_args=())
+@_op("pydsconv::separable_conv1d")
 def _sep1_op(
     x: torch.Tensor,
     depthwise_weight: torch.Tensor,
@@ -1320,7 +1388,7 @@ def _(x, dw, pw, db, pb, stride, pad_mode, pads, dilation, mid_activation, activ
     return x.new_empty((x.shape[0], pw.shape[0], ol))
 
 
-@torch.library.custom_op("pydsconv::separable_conv1d_backward", mutates_args=())
+@_op("pydsconv::separable_conv1d_backward")
 def _sep1_bwd_op(
     grad: torch.Tensor,
     x: torch.Tensor,
@@ -1370,7 +1438,7 @@ def _sep1_bwd_op(
 
 
 _sep1_bwd_op.register_fake(_sep_bwd_fake)
-_sep1_op.register_autograd(_sep_backward_with(_sep1_bwd_op), setup_context=_sep_setup)
+_register_autograd(_sep1_op, _sep_backward_with(_sep1_bwd_op), _sep_setup)
 _no_double_backward(_sep1_bwd_op)
 
 

@@ -237,3 +237,63 @@ def test_double_backward_raises(f, shapes):
     gx = _double(x, *params, f=f)  # first derivative with create_graph: fine
     with pytest.raises(RuntimeError, match="differentiable once.*double backward"):
         gx.sum().backward()
+
+
+# --------------------------------------------------------------------------
+# eager fast path vs the dispatcher
+# --------------------------------------------------------------------------
+
+
+def test_dispatch_modes_see_the_custom_ops():
+    """Eager calls skip the dispatcher (its overhead is as large as a small
+    convolution) only where nothing could observe the difference: under a
+    dispatch mode (here a recorder) the custom ops, forward and backward, go
+    through it."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class Record(TorchDispatchMode):
+        def __init__(self):
+            super().__init__()
+            self.ops = []
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            self.ops.append(str(func))
+            return func(*args, **(kwargs or {}))
+
+    model = _model2d()
+    x = torch.randn(1, 4, 6, 6, dtype=torch.float64, requires_grad=True)
+    with Record() as rec:
+        model(x).sum().backward()
+    seen = {name for name in rec.ops if name.startswith("pydsconv.")}
+    assert {
+        "pydsconv.separable_conv2d.default",
+        "pydsconv.depthwise_conv2d.default",
+        "pydsconv.pointwise_conv2d.default",
+        "pydsconv.separable_conv2d_backward.default",
+        "pydsconv.depthwise_conv2d_backward.default",
+        "pydsconv.pointwise_conv2d_backward.default",
+    } <= seen
+
+
+def test_dispatcher_path_gradcheck():
+    """The registered autograd formulas, called through torch.ops (the path
+    compile and export take), against finite differences."""
+    f64 = dict(dtype=torch.float64, requires_grad=True)
+    x = torch.randn(1, 2, 5, 4, **f64)
+    dw, pw, b = torch.randn(4, 1, 3, 3, **f64), torch.randn(3, 4, **f64), torch.randn(4, **f64)
+    geom = ([2, 1], "same", [0] * 4, [1, 1])
+    assert torch.autograd.gradcheck(
+        lambda *a: ops.separable_conv2d(*a, None, *geom, "relu", None), (x, dw, pw, b)
+    )
+    assert torch.autograd.gradcheck(
+        lambda *a: ops.depthwise_conv2d(*a, *geom, "relu6"),
+        (x.detach().to(memory_format=torch.channels_last).requires_grad_(), dw, b),
+    )
+    x1 = torch.randn(2, 2, 6, **f64)
+    assert torch.autograd.gradcheck(
+        lambda *a: ops.separable_conv1d(*a, None, [1], "causal", [0] * 4, [2], None, None),
+        (x1, torch.randn(2, 1, 3, **f64), torch.randn(3, 2, 1, **f64), torch.randn(2, **f64)),
+    )
+    assert torch.autograd.gradcheck(
+        lambda *a: ops.pointwise_conv1d(*a, None, "relu"), (x1, pw[:, :2])
+    )

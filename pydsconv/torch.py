@@ -437,8 +437,10 @@ def _dw2_bwd_op(
     return _grad_or_empty(gx, x, layout), _grad_or_empty(gw, x), _grad_or_empty(gb, x)
 
 
-@_dw2_bwd_op.register_fake
-def _(grad, x, weight, out, stride, pad_mode, pads, dilation, activation, need_x, need_w, need_b):
+def _conv_bwd_fake(grad, x, weight, out, *conf_and_needs):
+    """The fake of a depthwise or pointwise backward op (2-D or 1-D): the
+    gradients wanted (the last three flags), empty tensors for the others."""
+    need_x, need_w, need_b = conf_and_needs[-3:]
     return (
         _fake_like(x, x.shape) if need_x else x.new_empty(0),
         weight.new_empty(weight.shape) if need_w else x.new_empty(0),
@@ -446,20 +448,28 @@ def _(grad, x, weight, out, stride, pad_mode, pads, dilation, activation, need_x
     )
 
 
-def _dw2_setup(ctx, inputs, output):
+_dw2_bwd_op.register_fake(_conv_bwd_fake)
+
+
+def _dw_setup(ctx, inputs, output):
     x, weight, _, stride, pad_mode, pads, dilation, activation = inputs
     ctx.conf = (stride, pad_mode, pads, dilation, activation)
     ctx.save_for_backward(x, weight, output if activation else None)
 
 
-def _dw2_backward(ctx, grad):
-    x, weight, out = ctx.saved_tensors
-    need_x, need_w, need_b = ctx.needs_input_grad[:3]
-    gx, gw, gb = _call(_dw2_bwd_op, grad, x, weight, out, *ctx.conf, need_x, need_w, need_b)
-    return _none(gx), _none(gw), _none(gb), None, None, None, None, None
+def _dw_backward_with(bwd_op):
+    """The depthwise formula (2-D or 1-D: ``bwd_op``)."""
+
+    def backward(ctx, grad):
+        x, weight, out = ctx.saved_tensors
+        need_x, need_w, need_b = ctx.needs_input_grad[:3]
+        gx, gw, gb = _call(bwd_op, grad, x, weight, out, *ctx.conf, need_x, need_w, need_b)
+        return _none(gx), _none(gw), _none(gb), None, None, None, None, None
+
+    return backward
 
 
-_register_autograd(_dw2_op, _dw2_backward, _dw2_setup)
+_register_autograd(_dw2_op, _dw_backward_with(_dw2_bwd_op), _dw_setup)
 _no_double_backward(_dw2_bwd_op)
 
 
@@ -511,29 +521,28 @@ def _pw2_bwd_op(
     return _grad_or_empty(gx, x, layout), _grad_or_empty(gw, x), _grad_or_empty(gb, x)
 
 
-@_pw2_bwd_op.register_fake
-def _(grad, x, weight, out, activation, need_x, need_w, need_b):
-    return (
-        _fake_like(x, x.shape) if need_x else x.new_empty(0),
-        weight.new_empty(weight.shape) if need_w else x.new_empty(0),
-        x.new_empty((weight.shape[0],)) if need_b else x.new_empty(0),
-    )
+_pw2_bwd_op.register_fake(_conv_bwd_fake)
 
 
-def _pw2_setup(ctx, inputs, output):
+def _pw_setup(ctx, inputs, output):
     x, weight, _, activation = inputs
     ctx.activation = activation
     ctx.save_for_backward(x, weight, output if activation else None)
 
 
-def _pw2_backward(ctx, grad):
-    x, weight, out = ctx.saved_tensors
-    need_x, need_w, need_b = ctx.needs_input_grad[:3]
-    gx, gw, gb = _call(_pw2_bwd_op, grad, x, weight, out, ctx.activation, need_x, need_w, need_b)
-    return _none(gx), _none(gw), _none(gb), None
+def _pw_backward_with(bwd_op):
+    """The pointwise formula (2-D or 1-D: ``bwd_op``)."""
+
+    def backward(ctx, grad):
+        x, weight, out = ctx.saved_tensors
+        need_x, need_w, need_b = ctx.needs_input_grad[:3]
+        gx, gw, gb = _call(bwd_op, grad, x, weight, out, ctx.activation, need_x, need_w, need_b)
+        return _none(gx), _none(gw), _none(gb), None
+
+    return backward
 
 
-_register_autograd(_pw2_op, _pw2_backward, _pw2_setup)
+_register_autograd(_pw2_op, _pw_backward_with(_pw2_bwd_op), _pw_setup)
 _no_double_backward(_pw2_bwd_op)
 
 
@@ -1273,23 +1282,10 @@ def _dw1_bwd_op(
     return _grad_or_empty(gx, x), _grad_or_empty(gw, x), _grad_or_empty(gb, x)
 
 
-@_dw1_bwd_op.register_fake
-def _(grad, x, weight, out, stride, pad_mode, pads, dilation, activation, need_x, need_w, need_b):
-    return (
-        x.new_empty(x.shape) if need_x else x.new_empty(0),
-        weight.new_empty(weight.shape) if need_w else x.new_empty(0),
-        x.new_empty((weight.shape[0],)) if need_b else x.new_empty(0),
-    )
+_dw1_bwd_op.register_fake(_conv_bwd_fake)
 
 
-def _dw1_backward(ctx, grad):
-    x, weight, out = ctx.saved_tensors
-    need_x, need_w, need_b = ctx.needs_input_grad[:3]
-    gx, gw, gb = _call(_dw1_bwd_op, grad, x, weight, out, *ctx.conf, need_x, need_w, need_b)
-    return _none(gx), _none(gw), _none(gb), None, None, None, None, None
-
-
-_register_autograd(_dw1_op, _dw1_backward, _dw2_setup)
+_register_autograd(_dw1_op, _dw_backward_with(_dw1_bwd_op), _dw_setup)
 _no_double_backward(_dw1_bwd_op)
 
 
@@ -1332,23 +1328,10 @@ def _pw1_bwd_op(
     return _grad_or_empty(gx, x), _grad_or_empty(gw, x), _grad_or_empty(gb, x)
 
 
-@_pw1_bwd_op.register_fake
-def _(grad, x, weight, out, activation, need_x, need_w, need_b):
-    return (
-        x.new_empty(x.shape) if need_x else x.new_empty(0),
-        weight.new_empty(weight.shape) if need_w else x.new_empty(0),
-        x.new_empty((weight.shape[0],)) if need_b else x.new_empty(0),
-    )
+_pw1_bwd_op.register_fake(_conv_bwd_fake)
 
 
-def _pw1_backward(ctx, grad):
-    x, weight, out = ctx.saved_tensors
-    need_x, need_w, need_b = ctx.needs_input_grad[:3]
-    gx, gw, gb = _call(_pw1_bwd_op, grad, x, weight, out, ctx.activation, need_x, need_w, need_b)
-    return _none(gx), _none(gw), _none(gb), None
-
-
-_register_autograd(_pw1_op, _pw1_backward, _pw2_setup)
+_register_autograd(_pw1_op, _pw_backward_with(_pw1_bwd_op), _pw_setup)
 _no_double_backward(_pw1_bwd_op)
 
 

@@ -1,7 +1,6 @@
 #include "dispatch.h"
 
 #include <atomic>
-#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <stdexcept>
@@ -78,24 +77,6 @@ bool runs(const CpuInfo& info, Isa i) {
   }
 }
 
-// The variable's bytes as printable ASCII (others as \xNN): any bytes may
-// come from the environment, and the value is shown in a warning and read
-// as a Python str.
-std::string printable(const char* s) {
-  std::string out;
-  for (; *s && out.size() < 200; ++s) {
-    const unsigned char c = static_cast<unsigned char>(*s);
-    if (c >= 0x20 && c < 0x7f && c != '\\') {
-      out += static_cast<char>(c);
-    } else {
-      char buf[8];
-      std::snprintf(buf, sizeof buf, "\\x%02x", c);
-      out += buf;
-    }
-  }
-  return out;
-}
-
 // Each compiled table has every member set (no null kernel, no zero size):
 // build_table assigns them by name, and one it forgot would crash only on
 // the path that calls it.  Every member is 8 bytes (table.h).
@@ -132,7 +113,7 @@ CpuInfo make_info() {
     info.best = Isa::Avx2;
   info.initial = info.best;
   if (const char* env = std::getenv("PYDSCONV_ISA")) {
-    info.env_request = printable(env);
+    info.env_request = printable(env, 200);
     Isa want;
     if (!parse(env, &want))
       info.env_warning = "PYDSCONV_ISA='" + info.env_request + "' is not one of " + isa_names() +

@@ -62,4 +62,9 @@ struct ArgumentError : std::invalid_argument {
 
 std::string shape_str(const int64_t* shape, int ndim);
 
+// An environment variable's bytes as printable ASCII, others as \xNN, at
+// most max_chars: any bytes may come from the environment, and the value is
+// shown in a warning and read as a Python str (PYDSCONV_ISA, OMP_NUM_THREADS).
+std::string printable(const char* s, size_t max_chars);
+
 }  // namespace pydsconv

@@ -13,6 +13,8 @@
 #include <thread>
 #include <vector>
 
+#include "problem.h"  // printable
+
 namespace pydsconv {
 
 namespace {
@@ -46,9 +48,7 @@ int initial_threads() {
   const long long n = std::strtoll(env, &end, 10);
   const bool overflow = errno == ERANGE && n > 0;  // digits beyond long long: above any cap
   const bool valid = end != env && (*end == 0 || *end == ',') && (errno == 0 || overflow) && n >= 1;
-  std::string shown;
-  for (const char* c = env; *c && shown.size() < 40; ++c)
-    shown += (*c >= 0x20 && *c < 0x7f) ? std::string(1, *c) : "?";
+  const std::string shown = printable(env, 40);
   if (!valid) {
     g_env_warning = "OMP_NUM_THREADS='" + shown + "' is not a positive thread count; using " +
                     std::to_string(cores) + " (the usable cores)";

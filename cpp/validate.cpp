@@ -1,6 +1,7 @@
 // validate(): the one place where argument rules live.  The rules are
 // listed, numbered, in cpp/README.md; the comments below cite them.
 #include <climits>
+#include <cstdio>
 #include <cstdint>
 #include <sstream>
 
@@ -15,6 +16,21 @@ std::string shape_str(const int64_t* shape, int ndim) {
   if (ndim == 1) s << ",";
   s << ")";
   return s.str();
+}
+
+std::string printable(const char* s, size_t max_chars) {
+  std::string out;
+  for (; *s && out.size() < max_chars; ++s) {
+    const unsigned char c = static_cast<unsigned char>(*s);
+    if (c >= 0x20 && c < 0x7f && c != '\\') {
+      out += static_cast<char>(c);
+    } else {
+      char buf[8];
+      std::snprintf(buf, sizeof buf, "\\x%02x", c);
+      out += buf;
+    }
+  }
+  return out;
 }
 
 namespace {

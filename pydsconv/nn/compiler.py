@@ -6,7 +6,8 @@ The passes, in order, on the network's layers flattened out of its
 1. **BatchNorm folding**: a ``BatchNorm2d`` right after a convolution
    without activation scales that convolution's weight and shifts its bias
    (computed in float64, stored in the model's dtype).
-2. **Activation fusion**: ``ReLU`` / ``ReLU6`` become the epilogue of the
+2. **Activation fusion**: ``ReLU``, ``ReLU6``, ``Hardswish``,
+   ``Hardsigmoid``, ``SiLU`` and ``Sigmoid`` become the epilogue of the
    convolution or ``Linear`` before them.
 3. **Separable fusion**: a depthwise layer followed by a pointwise layer
    (with an activation between) becomes one fused separable step, whose
@@ -24,7 +25,7 @@ from .. import _args, _core
 from ..conv import _threads
 from ..plan import Plan
 from ._util import check_layout
-from .activation import ReLU, ReLU6
+from .activation import Hardsigmoid, Hardswish, ReLU, ReLU6, Sigmoid, SiLU
 from .container import Identity, Sequential
 from .conv import Conv2d, DepthwiseConv2d, PointwiseConv2d, SeparableConv2d
 from .dropout import Dropout
@@ -37,11 +38,21 @@ __all__ = ["compile"]
 
 _SUPPORTED = (
     "Sequential (nested), Conv2d, DepthwiseConv2d, PointwiseConv2d, SeparableConv2d, "
-    "BatchNorm2d (after a convolution), ReLU, ReLU6, Dropout, Identity, "
+    "BatchNorm2d (after a convolution), ReLU, ReLU6, Hardswish, Hardsigmoid, SiLU, Sigmoid, "
+    "Dropout, Identity, "
     "GlobalAvgPool2d, Flatten, Linear"
 )
 _CONVS = ("conv", "depthwise", "pointwise", "separable")
 _EPILOGUE = _CONVS + ("linear",)  # steps an activation can be fused into
+# Activation layers and their epilogue (activation=) names.
+_ACTS = {
+    ReLU: "relu",
+    ReLU6: "relu6",
+    Hardswish: "hardswish",
+    Hardsigmoid: "hardsigmoid",
+    SiLU: "silu",
+    Sigmoid: "sigmoid",
+}
 
 
 class _Step:
@@ -134,7 +145,7 @@ def _lower(name, layer):
         return _Step("linear", label, arrays=[layer.weight.data, _bias(layer)])
     if isinstance(layer, BatchNorm2d):
         return _Step("bn", label, layer=layer)
-    if isinstance(layer, (ReLU, ReLU6)):
+    if type(layer) in _ACTS:
         return _Step("act", label, layer=layer)
     if isinstance(layer, GlobalAvgPool2d):
         return _Step("pool", label)
@@ -185,9 +196,17 @@ def _fuse_act(prev, step):
             f"compile: {step.name} {after} has no convolution or Linear to fuse "
             "into; a plan applies activations in the epilogue of the op before them"
         )
-    act = "relu6" if isinstance(step.layer, ReLU6) else "relu"
-    # relu6(relu(x)) = relu(relu6(x)) = relu6(x); relu(relu(x)) = relu(x)
-    prev.act = "relu6" if "relu6" in (prev.act, act) else "relu"
+    act = _ACTS[type(step.layer)]
+    if prev.act is None or prev.act == act == "relu":
+        prev.act = act
+    elif {prev.act, act} <= {"relu", "relu6"}:
+        # relu6(relu(x)) = relu(relu6(x)) = relu6(relu6(x)) = relu6(x)
+        prev.act = "relu6"
+    else:
+        raise ValueError(
+            f"compile: {step.name} after {prev.name}, which already ends in "
+            f"{prev.act!r}: a step has one epilogue activation (only relu and relu6 combine)"
+        )
     prev.fused.append(f"{type(step.layer).__name__} {step.name.split(' ')[0]}")
 
 
@@ -249,7 +268,8 @@ def compile(model, input_shape, *, layout="NCHW", num_threads=None):
         In eval mode (``model.eval()``): a ValueError otherwise.  Layers:
         ``Sequential`` (nested), ``Conv2d``, ``DepthwiseConv2d``,
         ``PointwiseConv2d``, ``SeparableConv2d``, ``BatchNorm2d`` (directly
-        after a convolution without activation), ``ReLU``, ``ReLU6`` (after a
+        after a convolution without activation), ``ReLU``, ``ReLU6``,
+        ``Hardswish``, ``Hardsigmoid``, ``SiLU``, ``Sigmoid`` (after a
         convolution or ``Linear``), ``Dropout`` and ``Identity`` (skipped),
         ``GlobalAvgPool2d``, ``Flatten``, ``Linear``; e.g.
         :class:`MobileNetV1`, :class:`SeparableConvNet`.  Any other layer is

@@ -60,9 +60,14 @@ value before them).  The derivatives follow PyTorch's: for ``nn.ReLU`` /
 strictly inside (0, 6).
 
 Gradients are computed only for the inputs that need them
-(``ctx.needs_input_grad``); double backward is not supported (it raises a
-``RuntimeError``), nor are ``torch.func.grad`` & co. (``torch.func.vmap``
-runs through PyTorch's per-sample fallback).
+(``ctx.needs_input_grad``).  Double backward works (``create_graph=True``,
+e.g. a gradient penalty): with grad mode on, each backward is built from the
+differentiable ops themselves (the input gradient of a depthwise conv is a
+transposed depthwise conv, its weight gradient a correlation, each a pydsconv
+op with its own autograd formula), so derivatives of any order equal
+``nn.Conv2d``'s; plain backward keeps the direct path.  ``torch.func.grad``
+& co. are not supported (a clear ``RuntimeError``; ``torch.func.vmap`` runs
+through PyTorch's per-sample fallback).
 """
 
 from __future__ import annotations
@@ -306,13 +311,93 @@ def _fake_out_hw(x, weight, stride, mode, pads, dilation, spatial=2):
 
 def _refuse_double_backward(ctx, *grads):
     raise RuntimeError(
-        "pydsconv ops are differentiable once: a second derivative through a pydsconv op "
-        "(double backward, create_graph=True then backward again) is not supported"
+        "pydsconv's fused separable backward op is differentiable once: with "
+        "create_graph=True the separable ops' autograd formula takes the depthwise and "
+        "pointwise ops instead (call them through pydsconv.torch, not the _backward op)"
     )
 
 
 def _no_double_backward(op):
     op.register_autograd(_refuse_double_backward)
+
+
+# The derivative of each fused activation as torch ops, from the activation's
+# output (what the ops save), for gradients that must themselves be
+# differentiable (create_graph=True).  Each is linear in the gradient ``g``;
+# ReLU's and ReLU6's masks are piecewise constant in ``y`` (no gradient to it).
+_ACT_GRAD_TORCH = {
+    "relu": lambda g, y: torch.where(y > 0, g, g.new_zeros(())),
+    "relu6": lambda g, y: torch.where((y > 0) & (y < 6), g, g.new_zeros(())),
+}
+
+
+def _act_grad_t(g, y, activation):
+    """:func:`pydsconv._args.activation_grad` with torch ops (differentiable)."""
+    if activation is None:
+        return g
+    fn = _ACT_GRAD_TORCH.get(activation)
+    if fn is None:
+        raise NotImplementedError(
+            f"pydsconv: double backward through the fused activation {activation!r} is not "
+            "supported (apply it as a separate torch module instead)"
+        )
+    return fn(g, y)
+
+
+def _live(t, needed):
+    """An incoming gradient of a backward op's output: None unless that
+    output was computed and the gradient is defined."""
+    return t if needed and t is not None and t.numel() != 0 else None
+
+
+def _bwd_setup(ctx, inputs, output):
+    """Setup of a depthwise / pointwise backward op (2-D or 1-D):
+    ``(grad, x, weight, out, *conf, activation, need_x, need_w, need_b)``."""
+    grad, x, weight, out = inputs[:4]
+    ctx.conf = tuple(inputs[4:-4])
+    ctx.activation = inputs[-4]
+    ctx.needs = inputs[-3:]
+    ctx.save_for_backward(grad, x, weight, out)
+
+
+def _double_backward_with(fwd_op, bwd_op):
+    """The autograd formula of a depthwise or pointwise backward op: the
+    second derivatives, from the same differentiable ops (so to any order).
+
+    The backward op is linear in the masked gradient ``g``: ``gx = conv^T(g,
+    w)`` (a transposed depthwise conv / ``W^T g``), ``gw = corr(g, x)``,
+    ``gb = sum(g)``.  Given the cotangents ``ggx, ggw, ggb`` of its outputs:
+    ``d g = conv(ggx, w) + conv(x, ggw) + ggb`` (forward convolutions),
+    ``d x = conv^T(g, ggw)`` (the input gradient with weight ``ggw``) and
+    ``d w = corr(g, ggx)`` (the weight gradient with input ``ggx``)."""
+
+    def backward(ctx, ggx, ggw, ggb):
+        grad, x, weight, out = ctx.saved_tensors
+        conf, act = ctx.conf, ctx.activation
+        need_x, need_w, need_b = ctx.needs
+        ggx, ggw, ggb = _live(ggx, need_x), _live(ggw, need_w), _live(ggb, need_b)
+        want_g, want_x, want_w = ctx.needs_input_grad[:3]
+        dg = dx = dw = None
+        if want_g:
+            if ggx is not None:
+                dg = _call(fwd_op, ggx, weight, None, *conf, None)
+            if ggw is not None:
+                t = _call(fwd_op, x, ggw, ggb, *conf, None)
+                dg = t if dg is None else dg + t
+            elif ggb is not None:
+                t = ggb.view((1, -1) + (1,) * (grad.dim() - 2)).expand(grad.shape)
+                dg = t if dg is None else dg + t
+            if dg is not None:
+                dg = _act_grad_t(dg, out, act)
+        if (want_x and ggw is not None) or (want_w and ggx is not None):
+            g = _act_grad_t(grad, out, act)
+            if want_x and ggw is not None:
+                dx = _call(bwd_op, g, x, ggw, None, *conf, None, True, False, False)[0]
+            if want_w and ggx is not None:
+                dw = _call(bwd_op, g, ggx, weight, None, *conf, None, False, True, False)[1]
+        return (dg, dx, dw) + (None,) * (5 + len(conf))
+
+    return backward
 
 
 def _op(name):
@@ -492,14 +577,17 @@ def _dw_backward_with(bwd_op):
     def backward(ctx, grad):
         x, weight, out = ctx.saved_tensors
         need_x, need_w, need_b = ctx.needs_input_grad[:3]
-        gx, gw, gb = _call(bwd_op, grad, x, weight, out, *ctx.conf, need_x, need_w, need_b)
+        conf = ctx.conf
+        if torch.is_grad_enabled():  # create_graph: the activation's mask as a torch op
+            grad, out, conf = _act_grad_t(grad, out, conf[-1]), None, conf[:-1] + (None,)
+        gx, gw, gb = _call(bwd_op, grad, x, weight, out, *conf, need_x, need_w, need_b)
         return _none(gx), _none(gw), _none(gb), None, None, None, None, None
 
     return backward
 
 
 _register_autograd(_dw2_op, _dw_backward_with(_dw2_bwd_op), _dw_setup)
-_no_double_backward(_dw2_bwd_op)
+_register_autograd(_dw2_bwd_op, _double_backward_with(_dw2_op, _dw2_bwd_op), _bwd_setup)
 
 
 @_op("pydsconv::pointwise_conv2d")
@@ -565,14 +653,17 @@ def _pw_backward_with(bwd_op):
     def backward(ctx, grad):
         x, weight, out = ctx.saved_tensors
         need_x, need_w, need_b = ctx.needs_input_grad[:3]
-        gx, gw, gb = _call(bwd_op, grad, x, weight, out, ctx.activation, need_x, need_w, need_b)
+        act = ctx.activation
+        if torch.is_grad_enabled():  # create_graph: the activation's mask as a torch op
+            grad, out, act = _act_grad_t(grad, out, act), None, None
+        gx, gw, gb = _call(bwd_op, grad, x, weight, out, act, need_x, need_w, need_b)
         return _none(gx), _none(gw), _none(gb), None
 
     return backward
 
 
 _register_autograd(_pw2_op, _pw_backward_with(_pw2_bwd_op), _pw_setup)
-_no_double_backward(_pw2_bwd_op)
+_register_autograd(_pw2_bwd_op, _double_backward_with(_pw2_op, _pw2_bwd_op), _bwd_setup)
 
 
 @_op("pydsconv::separable_conv2d")
@@ -693,17 +784,43 @@ def _sep_setup(ctx, inputs, output):
     ctx.save_for_backward(x, dw, pw, db, output if conf[-1] else None)
 
 
-def _sep_backward_with(bwd_op):
+def _sep_backward_with(bwd_op, dw_op, dw_bwd_op, pw_bwd_op):
+    """The separable formula (2-D or 1-D).  With create_graph it is built
+    from the differentiable depthwise and pointwise ops instead of the fused
+    backward op: the recomputed intermediate then carries the graph back to
+    ``x`` and the depthwise weights, so second derivatives are right."""
+
     def backward(ctx, grad):
         x, dw, pw, db, out = ctx.saved_tensors
         needs = ctx.needs_input_grad[:5]
-        grads = _call(bwd_op, grad, x, dw, pw, db, out, *ctx.conf, *needs)
+        if torch.is_grad_enabled():
+            grads = _sep_backward_graph(
+                dw_op, dw_bwd_op, pw_bwd_op, grad, x, dw, pw, db, out, ctx.conf, needs
+            )
+        else:
+            grads = _call(bwd_op, grad, x, dw, pw, db, out, *ctx.conf, *needs)
         return tuple(_none(g) for g in grads) + (None,) * len(ctx.conf)
 
     return backward
 
 
-_register_autograd(_sep2_op, _sep_backward_with(_sep2_bwd_op), _sep_setup)
+def _sep_backward_graph(dw_op, dw_bwd_op, pw_bwd_op, grad, x, dw, pw, db, out, conf, needs):
+    *geom, mid_act, act = conf
+    need_x, need_dw, need_pw, need_db, need_pb = needs
+    need_dw_stage = need_x or need_dw or need_db
+    mid = _call(dw_op, x, dw, db, *geom, mid_act)
+    g = _act_grad_t(grad, out, act)
+    gmid, gpw, gpb = _call(pw_bwd_op, g, mid, pw, None, None, need_dw_stage, need_pw, need_pb)
+    gx = gdw = gdb = None
+    if need_dw_stage:
+        gmid = _act_grad_t(gmid, mid, mid_act)
+        gx, gdw, gdb = _call(dw_bwd_op, gmid, x, dw, None, *geom, None, need_x, need_dw, need_db)
+    return gx, gdw, gpw, gdb, gpb
+
+
+_register_autograd(
+    _sep2_op, _sep_backward_with(_sep2_bwd_op, _dw2_op, _dw2_bwd_op, _pw2_bwd_op), _sep_setup
+)
 _no_double_backward(_sep2_bwd_op)
 
 
@@ -1315,7 +1432,7 @@ _dw1_bwd_op.register_fake(_conv_bwd_fake)
 
 
 _register_autograd(_dw1_op, _dw_backward_with(_dw1_bwd_op), _dw_setup)
-_no_double_backward(_dw1_bwd_op)
+_register_autograd(_dw1_bwd_op, _double_backward_with(_dw1_op, _dw1_bwd_op), _bwd_setup)
 
 
 @_op("pydsconv::pointwise_conv1d")
@@ -1361,7 +1478,7 @@ _pw1_bwd_op.register_fake(_conv_bwd_fake)
 
 
 _register_autograd(_pw1_op, _pw_backward_with(_pw1_bwd_op), _pw_setup)
-_no_double_backward(_pw1_bwd_op)
+_register_autograd(_pw1_bwd_op, _double_backward_with(_pw1_op, _pw1_bwd_op), _bwd_setup)
 
 
 @_op("pydsconv::separable_conv1d")
@@ -1450,7 +1567,9 @@ def _sep1_bwd_op(
 
 
 _sep1_bwd_op.register_fake(_sep_bwd_fake)
-_register_autograd(_sep1_op, _sep_backward_with(_sep1_bwd_op), _sep_setup)
+_register_autograd(
+    _sep1_op, _sep_backward_with(_sep1_bwd_op, _dw1_op, _dw1_bwd_op, _pw1_bwd_op), _sep_setup
+)
 _no_double_backward(_sep1_bwd_op)
 
 

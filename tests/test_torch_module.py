@@ -275,13 +275,16 @@ def test_gradcheck_separable(fmt):
         )
 
 
-def test_double_backward_is_refused():
+def test_double_backward_gives_the_second_derivative():
     x = torch.randn(1, 2, 5, 5, dtype=torch.float64, requires_grad=True)
     w = torch.randn(2, 1, 3, 3, dtype=torch.float64, requires_grad=True)
     v = torch.randn(1, 2, 3, 3, dtype=torch.float64, requires_grad=True)
     (gx,) = torch.autograd.grad((pt.depthwise_conv2d(x, w) * v).sum(), x, create_graph=True)
-    with pytest.raises(RuntimeError, match="differentiable once.*double backward"):
-        gx.sum().backward()
+    (gx_ref,) = torch.autograd.grad((F.conv2d(x, w, groups=2) * v).sum(), x, create_graph=True)
+    got = torch.autograd.grad((gx**2).sum(), (w, v))
+    want = torch.autograd.grad((gx_ref**2).sum(), (w, v))
+    for a, b in zip(got, want):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
 
 
 # --------------------------------------------------------------------------

@@ -17,7 +17,8 @@ What it gives:
 * ``torch.ops.pydsconv.depthwise_conv2d`` ... : the ``torch.library``
   custom ops beneath (forward and ``..._backward``, with fake kernels and
   autograd formulas), so ``torch.compile(fullgraph=True)``,
-  ``torch.export`` and FakeTensor / meta tensors trace through the layers.
+  ``torch.export`` and FakeTensor / meta tensors trace through the layers;
+  ``torch.onnx.export`` (both exporters) writes standard ``Conv`` nodes.
 * :class:`DepthwiseConv2dFunction`, :class:`PointwiseConv2dFunction`,
   :class:`SeparableConv2dFunction`: the former autograd Functions' names,
   whose ``apply`` is the functional form.
@@ -75,6 +76,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import math
+import warnings
 from typing import Dict, List, Optional, Tuple
 
 try:
@@ -408,6 +410,7 @@ def _op(name):
         op = torch.library.custom_op(name, mutates_args=())(fn)
         op._pydsconv_impl = fn
         op._pydsconv_fn = None
+        op._pydsconv_onnx = None
         return op
 
     return wrap
@@ -474,6 +477,8 @@ def _call(op, *args):
         return op._pydsconv_impl(*args)
     if path == "function":
         return op._pydsconv_fn.apply(*args)
+    if op._pydsconv_onnx is not None and torch.onnx.is_in_onnx_export():
+        return op._pydsconv_onnx(*args)  # standard Conv nodes (see _onnx_ops)
     try:
         return op(*args)
     except RuntimeError as exc:
@@ -1615,6 +1620,82 @@ class SeparableConv1dFunction:
         return separable_conv1d(
             x, dw, pw, db, pb, stride, padding, dilation, mid_activation, activation
         )
+
+
+# --------------------------------------------------------------------------
+# ONNX export
+# --------------------------------------------------------------------------
+#
+# ONNX has no pydsconv ops, and its runtimes have fast depthwise convolutions
+# of their own: while ``torch.onnx.export`` traces (both exporters, TorchScript
+# and dynamo, set ``torch.onnx.is_in_onnx_export()``), each forward op is
+# traced as the equivalent standard torch ops instead: ``conv2d`` /
+# ``conv1d`` with ``groups = C`` (an ONNX ``Conv`` node with ``group = C``),
+# an explicit ``pad`` first where the padding is asymmetric, the fused
+# activation as its own node.  The check sits on the dispatcher path of
+# :func:`_call` only, so plain eager calls never pay for it.
+
+_ACT_TORCH = {
+    "relu": torch.relu,
+    "relu6": nn.functional.relu6,
+}
+
+
+def _act_t(y, activation):
+    if activation is None:
+        return y
+    fn = _ACT_TORCH.get(activation)
+    if fn is None:
+        raise NotImplementedError(
+            f"pydsconv: ONNX export of the fused activation {activation!r} is not supported"
+        )
+    return fn(y)
+
+
+def _conv_t(x, weight, bias, stride, mode, pads, dilation, groups):
+    """``F.conv2d`` / ``F.conv1d`` with pydsconv's parsed padding."""
+    spatial = x.dim() - 2
+    with warnings.catch_warnings():
+        # TorchScript tracing sees shapes as tensors: "same" at stride > 1 is
+        # sized for the traced input (documented), everything else is not
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        sizes = tuple(int(v) for v in x.shape[2:]) if mode == "same" else (0,) * spatial
+        kernel = tuple(int(v) for v in weight.shape[2:])
+    padding = _args.resolve_padding(mode, pads, sizes, kernel, stride, dilation)
+    conv = nn.functional.conv2d if spatial == 2 else nn.functional.conv1d
+    if all(a == b for a, b in padding):
+        return conv(x, weight, bias, stride, [a for a, _ in padding], dilation, groups)
+    flat = [p for pair in reversed(padding) for p in pair]  # F.pad: last axis first
+    return conv(nn.functional.pad(x, flat), weight, bias, stride, 0, dilation, groups)
+
+
+def _dw_onnx(x, weight, bias, stride, pad_mode, pads, dilation, activation):
+    return _act_t(
+        _conv_t(x, weight, bias, stride, pad_mode, pads, dilation, x.shape[1]), activation
+    )
+
+
+def _pw_onnx(x, weight, bias, activation):
+    if weight.dim() == 2:
+        weight = weight.reshape(tuple(weight.shape) + (1,) * (x.dim() - 2))
+    conv = nn.functional.conv2d if x.dim() == 4 else nn.functional.conv1d
+    return _act_t(conv(x, weight, bias), activation)
+
+
+def _sep_onnx(x, dw, pw, db, pb, stride, pad_mode, pads, dilation, mid_activation, activation):
+    mid = _dw_onnx(x, dw, db, stride, pad_mode, pads, dilation, mid_activation)
+    return _pw_onnx(mid, pw, pb, activation)
+
+
+for _fwd, _onnx in (
+    (_dw2_op, _dw_onnx),
+    (_pw2_op, _pw_onnx),
+    (_sep2_op, _sep_onnx),
+    (_dw1_op, _dw_onnx),
+    (_pw1_op, _pw_onnx),
+    (_sep1_op, _sep_onnx),
+):
+    _fwd._pydsconv_onnx = _onnx
 
 
 def _int1(name, v):

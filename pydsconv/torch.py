@@ -1091,6 +1091,17 @@ def _act_repr(s, **acts):
     return s
 
 
+def _subsample(x, stride):
+    """``x[..., ::s]`` along the trailing spatial axes: what a strided 1x1
+    convolution reads.  A channels_last input stays channels_last (copied
+    once, so the pointwise op reads it in place)."""
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"x must be a torch.Tensor, got {type(x).__name__}")
+    cl = x.dim() == 4 and _layout(x) == "NHWC"
+    x = x[(..., *(slice(None, None, s) for s in stride))]
+    return x.contiguous(memory_format=_CL) if cl else x
+
+
 class DepthwiseConv2d(nn.Module):
     """Depthwise 2-D convolution layer, ``nn.Conv2d(C, C*M, k, groups=C)`` on pydsconv.
 
@@ -1189,6 +1200,10 @@ class PointwiseConv2d(nn.Module):
         Fused after the bias.
     device, dtype
         CPU only; float32 (default) or float64.
+    stride : int or (int, int)
+        ``nn.Conv2d(C_in, C_out, 1, stride=s)`` (ResNet / RegNet downsampling
+        shortcuts): the layer reads ``x[..., ::sH, ::sW]`` (one strided copy)
+        and applies the pointwise op to it.  Default 1.
 
     Attributes
     ----------
@@ -1198,12 +1213,20 @@ class PointwiseConv2d(nn.Module):
     """
 
     def __init__(
-        self, in_channels, out_channels, bias=True, activation=None, device=None, dtype=None
+        self,
+        in_channels,
+        out_channels,
+        bias=True,
+        activation=None,
+        device=None,
+        dtype=None,
+        stride=1,
     ):
         super().__init__()
         kw = _factory(device, dtype, "zeros", ("activation", activation))
         self.in_channels = _pos_int("in_channels", in_channels)
         self.out_channels = _pos_int("out_channels", out_channels)
+        self.stride = _pair("stride", stride)
         self.activation = activation
         self.weight = nn.Parameter(torch.empty((self.out_channels, self.in_channels, 1, 1), **kw))
         if bias:
@@ -1218,10 +1241,14 @@ class PointwiseConv2d(nn.Module):
 
     def forward(self, x):
         """Apply the layer to ``x`` (N, C_in, H, W) or (C_in, H, W)."""
+        if self.stride != (1, 1):
+            x = _subsample(x, self.stride)
         return pointwise_conv2d(x, self.weight, self.bias, self.activation)
 
     def extra_repr(self):
         s = f"{self.in_channels}, {self.out_channels}"
+        if self.stride != (1, 1):
+            s += f", stride={self.stride}"
         if self.bias is None:
             s += ", bias=False"
         return _act_repr(s, activation=self.activation)
@@ -1959,6 +1986,9 @@ class PointwiseConv1d(nn.Module):
         Fused after the bias.
     device, dtype
         CPU only; float32 (default) or float64.
+    stride : int
+        ``nn.Conv1d(C_in, C_out, 1, stride=s)``: the layer reads
+        ``x[..., ::s]`` (one strided copy).  Default 1.
 
     Attributes
     ----------
@@ -1968,12 +1998,20 @@ class PointwiseConv1d(nn.Module):
     """
 
     def __init__(
-        self, in_channels, out_channels, bias=True, activation=None, device=None, dtype=None
+        self,
+        in_channels,
+        out_channels,
+        bias=True,
+        activation=None,
+        device=None,
+        dtype=None,
+        stride=1,
     ):
         super().__init__()
         kw = _factory(device, dtype, "zeros", ("activation", activation))
         self.in_channels = _pos_int("in_channels", in_channels)
         self.out_channels = _pos_int("out_channels", out_channels)
+        self.stride = (_int1("stride", stride),)
         self.activation = activation
         self.weight = nn.Parameter(torch.empty((self.out_channels, self.in_channels, 1), **kw))
         if bias:
@@ -1988,10 +2026,14 @@ class PointwiseConv1d(nn.Module):
 
     def forward(self, x):
         """Apply the layer to ``x`` (N, C_in, L) or (C_in, L)."""
+        if self.stride != (1,):
+            x = _subsample(x, self.stride)
         return pointwise_conv1d(x, self.weight, self.bias, self.activation)
 
     def extra_repr(self):
         s = f"{self.in_channels}, {self.out_channels}"
+        if self.stride != (1,):
+            s += f", stride={self.stride}"
         if self.bias is None:
             s += ", bias=False"
         return _act_repr(s, activation=self.activation)
@@ -2189,10 +2231,6 @@ def _conv_refusal(m):
         return "transposed convolution", None
     one = all(k == 1 for k in m.kernel_size)
     if m.groups == 1 and one and m.in_channels > 1:
-        if any(s != 1 for s in m.stride):
-            return (
-                f"1x1 convolution with stride {m.stride}: pydsconv's pointwise op has no stride"
-            ), None
         if m.padding not in ("valid", "same") and any(p != 0 for p in m.padding):
             return f"1x1 convolution with padding {m.padding}: pointwise ops do not pad", None
         return None, "pointwise"
@@ -2200,6 +2238,11 @@ def _conv_refusal(m):
         return None, "depthwise"
     if m.groups == 1:
         return f"full {tuple(m.kernel_size)} convolution (groups=1): not depthwise or 1x1", None
+    if one:
+        return (
+            f"grouped 1x1 convolution (groups={m.groups}): pydsconv's pointwise op is dense "
+            "(as one dense 1x1 it would cost groups times the multiply-adds)"
+        ), None
     return f"grouped convolution (groups={m.groups}, {m.in_channels} channels)", None
 
 
@@ -2211,7 +2254,7 @@ def _swap_conv(m, kind):
     with torch.random.fork_rng(devices=[]):  # the throwaway init leaves torch's RNG as it was
         if kind == "pointwise":
             cls = PointwiseConv1d if one_d else PointwiseConv2d
-            new = cls(m.in_channels, m.out_channels, **kw)
+            new = cls(m.in_channels, m.out_channels, stride=m.stride, **kw)
         else:
             cls = DepthwiseConv1d if one_d else DepthwiseConv2d
             new = cls(
@@ -2292,6 +2335,7 @@ def _fuse_run(seq, prefix, report):
         if not (
             type(pw) is want
             and pw.activation is None
+            and all(v == 1 for v in pw.stride)
             and pw.in_channels == dw.out_channels
             and pw.weight.dtype == dw.weight.dtype
             and dw.training == pw.training
@@ -2390,10 +2434,11 @@ def convert(model, *, fuse=True, inplace=False):
     * depthwise: ``groups == in_channels``, ``out_channels = M * in_channels``,
       any kernel, stride, dilation and padding (also ``"same"``, ``"valid"``)
       -> :class:`DepthwiseConv2d` / :class:`DepthwiseConv1d`;
-    * 1x1 (kernel 1) with ``groups=1``, stride 1 and no padding ->
-      :class:`PointwiseConv2d` / :class:`PointwiseConv1d`.
+    * 1x1 (kernel 1) with ``groups=1``, any stride and no padding ->
+      :class:`PointwiseConv2d` / :class:`PointwiseConv1d` (a strided one
+      subsamples its input first, exactly as the convolution reads it).
 
-    Everything else (full or grouped convolutions, strided 1x1, other padding
+    Everything else (full or grouped convolutions, grouped 1x1, padded 1x1, other padding
     modes, subclasses, other devices or dtypes) is left as it is, with the
     reason in the report; modules convert does not know are left as they are
     (their children are still visited).  A converted layer holds the original

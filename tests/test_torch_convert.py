@@ -258,7 +258,7 @@ def test_left_alone_with_reasons():
         pass
 
     model = nn.Sequential(
-        nn.Conv2d(4, 8, 1, stride=2),
+        nn.Conv2d(4, 8, 1, groups=2),
         nn.Conv2d(8, 8, 3, groups=8, padding=1, padding_mode="reflect"),
         nn.Conv2d(8, 8, 3, groups=2, padding=1),
         nn.Conv2d(8, 8, 3, padding=1),
@@ -268,7 +268,7 @@ def test_left_alone_with_reasons():
     out, report = pt.convert(model)
     assert not report.converted
     why = report.left_alone
-    assert "pointwise op has no stride" in why["0"]
+    assert "grouped 1x1 convolution (groups=2)" in why["0"]
     assert "padding_mode='reflect'" in why["1"]
     assert "grouped" in why["2"]
     assert "full" in why["3"]
@@ -348,3 +348,98 @@ def test_fused_keys_follow_report_renamed():
     sd = {old_name(k, report): v for k, v in model.state_dict().items()}
     ref.load_state_dict(sd)
     assert "converted 2, folded 0, fused 1" in str(report)
+
+
+# --------------------------------------------------------------------------
+# strided and grouped 1x1 (ResNet / RegNet downsampling)
+# --------------------------------------------------------------------------
+
+
+class _Bottleneck(nn.Module):
+    """A RegNet/ResNet-style downsampling block: 1x1 -> grouped/depthwise 3x3
+    (stride 2) -> 1x1, plus a strided 1x1 + BatchNorm shortcut."""
+
+    def __init__(self, cin, cout, stride, groups_3x3):
+        super().__init__()
+        mid = cout // 2
+        self.a = nn.Sequential(nn.Conv2d(cin, mid, 1, bias=False), nn.BatchNorm2d(mid), nn.ReLU())
+        self.b = nn.Sequential(
+            nn.Conv2d(mid, mid, 3, stride, 1, groups=groups_3x3, bias=False),
+            nn.BatchNorm2d(mid),
+            nn.ReLU(),
+        )
+        self.c = nn.Sequential(nn.Conv2d(mid, cout, 1, bias=False), nn.BatchNorm2d(cout))
+        self.proj = nn.Sequential(
+            nn.Conv2d(cin, cout, 1, stride=stride, bias=False), nn.BatchNorm2d(cout)
+        )
+
+    def forward(self, x):
+        return torch.relu(self.c(self.b(self.a(x))) + self.proj(x))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("mode", ["train", "eval"])
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_strided_1x1_downsampling_block(dtype, mode, channels_last):
+    torch.manual_seed(11)
+    ref = randomise_bn(_Bottleneck(6, 8, 2, groups_3x3=2)).to(dtype)
+    ref.train(mode == "train")
+    model, report = pt.convert(ref)
+    assert report.converted == {
+        "a.0": "PointwiseConv2d",
+        "c.0": "PointwiseConv2d",
+        "proj.0": "PointwiseConv2d",
+    }
+    assert model.proj[0].stride == (2, 2)
+    assert "grouped convolution (groups=2" in report.left_alone["b.0"]
+    if mode == "eval":
+        assert report.folded == {"a.1": "a.0", "c.1": "c.0", "proj.1": "proj.0"}
+    x = torch.randn(2, 6, 9, 7, dtype=dtype)  # odd sizes: ceil(9/2) x ceil(7/2)
+    if channels_last:
+        x = x.to(memory_format=torch.channels_last)
+    x_ref, x_new = x.clone().requires_grad_(), x.clone().requires_grad_()
+    y_ref, y = ref(x_ref), model(x_new)
+    assert y.shape == (2, 8, 5, 4)
+    close(y, y_ref)
+    g = torch.randn_like(y)
+    y_ref.backward(g)
+    y.backward(g)
+    close(x_new.grad, x_ref.grad)
+    if mode == "train":  # the same Parameters: compare their gradients by name
+        ref_params = dict(ref.named_parameters())
+        for name, p in model.named_parameters():
+            close(p.grad, ref_params[name].grad)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_strided_1x1_1d_and_modules(dtype):
+    torch.manual_seed(12)
+    ref = nn.Sequential(nn.Conv1d(4, 6, 1, stride=3), nn.ReLU(), nn.Conv1d(6, 6, 1, stride=2)).to(
+        dtype
+    )
+    model, report = pt.convert(ref)
+    assert report.converted == {"0": "PointwiseConv1d", "2": "PointwiseConv1d"}
+    assert "stride=(3,)" in repr(model[0])
+    x = torch.randn(2, 4, 20, dtype=dtype, requires_grad=True)
+    x2 = x.detach().clone().requires_grad_()
+    y_ref, y = ref(x), model(x2)
+    close(y, y_ref)
+    y_ref.sum().backward()
+    y.sum().backward()
+    close(x2.grad, x.grad)
+    close(model[0].weight.grad, ref[0].weight.grad)
+    # the module itself, against nn.Conv2d, unbatched input too
+    m = pt.PointwiseConv2d(3, 5, stride=(2, 3), dtype=dtype)
+    conv = nn.Conv2d(3, 5, 1, stride=(2, 3), dtype=dtype)
+    conv.load_state_dict(m.state_dict())
+    x = torch.randn(3, 8, 10, dtype=dtype)
+    close(m(x), conv(x))
+
+
+def test_strided_1x1_is_not_fused():
+    """The separable layer's pointwise stage has no stride: no fusion."""
+    ref = nn.Sequential(nn.Conv2d(4, 4, 3, padding=1, groups=4), nn.Conv2d(4, 8, 1, stride=2))
+    model, report = pt.convert(ref)
+    assert not report.fused and len(report.converted) == 2
+    x = torch.randn(1, 4, 7, 7)
+    close(model(x), ref(x))

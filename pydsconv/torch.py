@@ -97,7 +97,8 @@ from torch import nn
 from torch.nn import functional as F
 
 import pydsconv
-from pydsconv import _args
+from pydsconv import _args, _core
+from pydsconv import conv as _conv
 from pydsconv._args import Activation, IntOrPair, Padding1D, Padding2D
 
 __all__ = [
@@ -124,6 +125,7 @@ __all__ = [
 ]
 
 _DTYPES = (torch.float32, torch.float64)
+_PLAIN_TENSORS = (torch.Tensor, nn.Parameter)
 
 
 # --------------------------------------------------------------------------
@@ -132,6 +134,8 @@ _DTYPES = (torch.float32, torch.float64)
 
 
 def _check_tensor(name, t, optional=False):
+    if type(t) in _PLAIN_TENSORS and t.is_cpu and t.dtype in _DTYPES and t.layout is torch.strided:
+        return  # the common case, in few attribute reads; else find what is wrong
     if t is None:
         if optional:
             return
@@ -215,6 +219,13 @@ def _threads():
     return torch.get_num_threads()
 
 
+def _core_threads():
+    """:func:`_threads` for a direct ``_core`` call: above pydsconv's limit it is
+    capped with the NumPy ops' warning (:func:`pydsconv.conv._thread_count`)."""
+    n = torch.get_num_threads()
+    return n if n <= _core.max_threads() else _conv._thread_count("num_threads", n, stacklevel=6)
+
+
 def _act_mask(g, y, activation, pre=None):
     """``g`` (an ndarray view of PyTorch's gradient, never written) times
     the derivative of ``activation``, read from its output ``y`` (or, for
@@ -281,11 +292,41 @@ def _pad_arg(mode, pads, spatial=2):
 
 
 def _geom(stride, padding, dilation, spatial=2):
-    """User geometry -> the custom ops' arguments (stride, mode, pads, dilation)."""
+    """User geometry -> the custom ops' arguments (stride, mode, pads, dilation).
+
+    Parsed once per distinct geometry: the result is cached under a key that
+    holds each value's type as well (so ``True`` never hits the entry of
+    ``1``), for the plain forms layers and most calls use (ints, strings and
+    tuples of them); anything else is parsed every time."""
+    key = (_key(stride), _key(padding), _key(dilation), spatial)
+    if None not in key:
+        hit = _GEOM_CACHE.get(key)
+        if hit is not None:
+            return hit
     s = list(_args.to_pair("stride", stride, spatial))
     d = list(_args.to_pair("dilation", dilation, spatial))
     mode, pads = _args.to_padding(padding, spatial)
-    return s, mode, list(pads), d
+    geom = (s, mode, list(pads), d)
+    if None not in key and len(_GEOM_CACHE) < 4096:
+        _GEOM_CACHE[key] = geom
+    return geom
+
+
+_GEOM_CACHE: Dict[tuple, tuple] = {}
+
+
+def _key(v):
+    """A cache key for a geometry value that tells types apart, or None."""
+    t = type(v)
+    if t is int or t is str:
+        return (t, v)
+    if t is tuple:
+        for e in v:
+            if type(e) is not int:
+                parts = tuple(_key(e) for e in v)
+                return None if None in parts else parts
+        return (t, v)  # ints only (no bool: type(True) is bool)
+    return None
 
 
 def _none(t):
@@ -435,19 +476,22 @@ def _register_autograd(op, backward, setup_context):
 
 
 def _eager_path(op, tensors):
-    """How :func:`_call` runs ``op`` on ``tensors``: ``"plain"`` (its
+    """How :func:`_call` runs ``op`` on ``tensors`` (its arguments; those
+    that are not tensors are skipped): ``"plain"`` (its
     function) or ``"function"`` (its autograd Function) in plain eager mode
     (not compiling or tracing, no torch.func transform, no dispatch or
     torch-function mode, plain tensors or parameters), else ``None`` (the dispatcher).  The
     dispatcher costs tens of microseconds a call, as much as a small
     convolution; eager calls skip it and do just what it would do."""
-    if torch.compiler.is_compiling() or torch.jit.is_tracing():
+    if torch.compiler.is_compiling() or torch._C._is_tracing():
         return None
     grad = False
     for t in tensors:
-        if type(t) is not torch.Tensor and type(t) is not nn.Parameter:
-            return None
-        grad = grad or t.requires_grad
+        tt = type(t)
+        if tt is torch.Tensor or tt is nn.Parameter:
+            grad = grad or t.requires_grad
+        elif isinstance(t, torch.Tensor):
+            return None  # a subclass: it may override what ops do
     if (
         torch._C._len_torch_dispatch_stack() != 0
         or torch._C._is_torch_function_mode_enabled()
@@ -464,15 +508,15 @@ def _call(op, *args):
     computation without it in plain eager mode (:func:`_eager_path`).
     PyTorch's error for ``torch.func.grad`` & co. (which custom ops' autograd
     formulas do not support) is made to say so."""
-    tensors = [a for a in args if isinstance(a, torch.Tensor)]
+    last = args[-1]
     if (
-        isinstance(args[-1], str)
-        and args[-1] in _PRE_ACT_FN
+        type(last) is str
+        and last in _PRE_ACT_FN
         and torch.is_grad_enabled()
-        and any(t.requires_grad for t in tensors)
+        and any(isinstance(t, torch.Tensor) and t.requires_grad for t in args)
     ):
-        return _PRE_ACT_FN[args[-1]](_call(op, *args[:-1], None))
-    path = _eager_path(op, tensors)
+        return _PRE_ACT_FN[last](_call(op, *args[:-1], None))
+    path = _eager_path(op, args)
     if path == "plain":
         return op._pydsconv_impl(*args)
     if path == "function":
@@ -503,16 +547,19 @@ def _dw2_op(
     activation: Optional[str],
 ) -> torch.Tensor:
     layout = _layout(x)
-    y = pydsconv.depthwise_conv2d(
+    y = _core.depthwise_forward(  # the arguments pydsconv.depthwise_conv2d would pass
         _array(x, layout),
         _array(weight),
         _array(bias),
-        stride=tuple(stride),
-        padding=_pad_arg(pad_mode, pads),
-        dilation=tuple(dilation),
-        layout=layout,
-        activation=activation,
-        num_threads=_threads(),
+        2,
+        layout,
+        stride,
+        dilation,
+        pad_mode,
+        pads,
+        activation,
+        None,
+        _core_threads(),
     )
     return _tensor(y, layout)
 
@@ -600,13 +647,15 @@ def _pw2_op(
     x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor], activation: Optional[str]
 ) -> torch.Tensor:
     layout = _layout(x)
-    y = pydsconv.pointwise_conv2d(
+    y = _core.pointwise_forward(
         _array(x, layout),
         _array(weight),
         _array(bias),
-        layout=layout,
-        activation=activation,
-        num_threads=_threads(),
+        2,
+        layout,
+        activation,
+        None,
+        _core_threads(),
     )
     return _tensor(y, layout)
 
@@ -686,19 +735,22 @@ def _sep2_op(
     activation: Optional[str],
 ) -> torch.Tensor:
     layout = _layout(x)
-    y = pydsconv.separable_conv2d(
+    y = _core.separable_forward(
         _array(x, layout),
         _array(depthwise_weight),
         _array(pointwise_weight),
         _array(depthwise_bias),
         _array(pointwise_bias),
-        stride=tuple(stride),
-        padding=_pad_arg(pad_mode, pads),
-        dilation=tuple(dilation),
-        layout=layout,
-        mid_activation=mid_activation,
-        activation=activation,
-        num_threads=_threads(),
+        2,
+        layout,
+        stride,
+        dilation,
+        pad_mode,
+        pads,
+        mid_activation,
+        activation,
+        None,
+        _core_threads(),
     )
     return _tensor(y, layout)
 
@@ -1410,15 +1462,19 @@ def _dw1_op(
     dilation: List[int],
     activation: Optional[str],
 ) -> torch.Tensor:
-    y = pydsconv.depthwise_conv1d(
+    y = _core.depthwise_forward(  # 1-D is H == 1 for the core
         _array1(x),
         _array1(weight),
         _array1(bias),
-        stride=stride[0],
-        padding=_pad_arg(pad_mode, pads, 1),
-        dilation=dilation[0],
-        activation=activation,
-        num_threads=_threads(),
+        1,
+        "NCHW",
+        (1, stride[0]),
+        (1, dilation[0]),
+        pad_mode,
+        pads,
+        activation,
+        None,
+        _core_threads(),
     )
     return _tensor1(y)
 
@@ -1471,8 +1527,8 @@ _register_autograd(_dw1_bwd_op, _double_backward_with(_dw1_op, _dw1_bwd_op), _bw
 def _pw1_op(
     x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor], activation: Optional[str]
 ) -> torch.Tensor:
-    y = pydsconv.pointwise_conv1d(
-        _array1(x), _array1(weight), _array1(bias), activation=activation, num_threads=_threads()
+    y = _core.pointwise_forward(
+        _array1(x), _array1(weight), _array1(bias), 1, "NCHW", activation, None, _core_threads()
     )
     return _tensor1(y)
 
@@ -1527,18 +1583,22 @@ def _sep1_op(
     mid_activation: Optional[str],
     activation: Optional[str],
 ) -> torch.Tensor:
-    y = pydsconv.separable_conv1d(
+    y = _core.separable_forward(
         _array1(x),
         _array1(depthwise_weight),
         _array1(pointwise_weight),
         _array1(depthwise_bias),
         _array1(pointwise_bias),
-        stride=stride[0],
-        padding=_pad_arg(pad_mode, pads, 1),
-        dilation=dilation[0],
-        mid_activation=mid_activation,
-        activation=activation,
-        num_threads=_threads(),
+        1,
+        "NCHW",
+        (1, stride[0]),
+        (1, dilation[0]),
+        pad_mode,
+        pads,
+        mid_activation,
+        activation,
+        None,
+        _core_threads(),
     )
     return _tensor1(y)
 

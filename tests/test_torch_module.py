@@ -312,6 +312,17 @@ def spy(monkeypatch):
             return result
 
         monkeypatch.setattr(pydsconv, name, wrapper)
+    # the forward ops call the core directly: recorded as the NumPy op would be
+    for op, n_arrays in (("depthwise", 3), ("pointwise", 3), ("separable", 5)):
+        real = getattr(pt._core, f"{op}_forward")
+
+        def core_wrapper(*args, _real=real, _op=op, _n=n_arrays):
+            result = _real(*args)
+            kwargs = {"layout": args[_n + 1], "num_threads": args[-1]}
+            calls.append((f"{_op}_conv{args[_n]}d", args[:_n], kwargs, result))
+            return result
+
+        monkeypatch.setattr(pt._core, f"{op}_forward", core_wrapper)
     return calls
 
 
@@ -346,12 +357,19 @@ def test_needs_input_grad_flags(spy):
     assert [n for n, *_ in spy if n.endswith("_backward")] == ["pointwise_conv2d_backward"]
 
 
-def test_threads_follow_torch(spy):
+def test_threads_follow_torch(spy, monkeypatch):
+    # the forward ops call the core directly (its last argument: the thread count)
+    seen = []
+    real = pt._core.pointwise_forward
+    monkeypatch.setattr(pt._core, "pointwise_forward", lambda *a: seen.append(a[-1]) or real(*a))
     old = torch.get_num_threads()
     try:
-        torch.set_num_threads(1)
-        pt.PointwiseConv2d(3, 4)(torch.randn(1, 3, 2, 2))
-        assert spy[-1][2]["num_threads"] == 1
+        for n in (1, 2):
+            torch.set_num_threads(n)
+            x = torch.randn(1, 3, 2, 2, requires_grad=True)
+            pt.PointwiseConv2d(3, 4)(x).sum().backward()
+            assert seen[-1] == n
+            assert spy[-1][0] == "pointwise_conv2d_backward" and spy[-1][2]["num_threads"] == n
     finally:
         torch.set_num_threads(old)
 

@@ -66,9 +66,10 @@ e.g. a gradient penalty): with grad mode on, each backward is built from the
 differentiable ops themselves (the input gradient of a depthwise conv is a
 transposed depthwise conv, its weight gradient a correlation, each a pydsconv
 op with its own autograd formula), so derivatives of any order equal
-``nn.Conv2d``'s; plain backward keeps the direct path.  ``torch.func.grad``
-& co. are not supported (a clear ``RuntimeError``; ``torch.func.vmap`` runs
-through PyTorch's per-sample fallback).
+``nn.Conv2d``'s; plain backward keeps the direct path.  ``torch.func.grad``,
+``vjp`` and ``jacrev`` work; ``torch.func.vmap`` runs through PyTorch's
+per-sample fallback; forward-mode AD (``jvp``, dual tensors) and ``vmap``
+of a grad transform raise a clear ``RuntimeError``.
 """
 
 from __future__ import annotations
@@ -94,6 +95,7 @@ if not hasattr(torch, "autograd"):  # `import torch` found this file: pydsconv/ 
     )
 
 from torch import nn
+from torch.autograd import forward_ad as _fwad
 from torch.nn import functional as F
 
 import pydsconv
@@ -451,6 +453,7 @@ def _op(name):
         op = torch.library.custom_op(name, mutates_args=())(fn)
         op._pydsconv_impl = fn
         op._pydsconv_fn = None
+        op._pydsconv_ffn = None
         op._pydsconv_onnx = None
         return op
 
@@ -474,6 +477,26 @@ def _register_autograd(op, backward, setup_context):
         {"forward": staticmethod(forward), "backward": staticmethod(backward)},
     )
 
+    # torch.func.grad & co. take only Functions with a separate setup_context
+    # (and custom ops' own autograd formulas not at all): the same formula
+    # in that form, for _call under a torch.func grad transform
+    def functorch_setup(ctx, inputs, output):
+        setup_context(ctx, inputs, output)
+
+    op._pydsconv_ffn = type(
+        op._qualname.split("::")[1] + "_func",
+        (torch.autograd.Function,),
+        {
+            "forward": staticmethod(impl),
+            "setup_context": staticmethod(functorch_setup),
+            "backward": staticmethod(backward),
+        },
+    )
+
+
+_FUNC_GRAD = torch._C._functorch.TransformType.Grad
+_FUNC_JVP = torch._C._functorch.TransformType.Jvp
+
 
 def _eager_path(op, tensors):
     """How :func:`_call` runs ``op`` on ``tensors`` (its arguments; those
@@ -485,6 +508,13 @@ def _eager_path(op, tensors):
     convolution; eager calls skip it and do just what it would do."""
     if torch.compiler.is_compiling() or torch._C._is_tracing():
         return None
+    if _fwad._current_level >= 0:  # inside forward_ad.dual_level(): no tangent rule here
+        for t in tensors:
+            if isinstance(t, torch.Tensor) and _fwad.unpack_dual(t).tangent is not None:
+                raise RuntimeError(
+                    f"{op._qualname}: forward-mode AD (dual tensors) is not supported by "
+                    "pydsconv's ops; use reverse mode (backward, torch.autograd.grad)"
+                )
     grad = False
     for t in tensors:
         tt = type(t)
@@ -492,12 +522,16 @@ def _eager_path(op, tensors):
             grad = grad or t.requires_grad
         elif isinstance(t, torch.Tensor):
             return None  # a subclass: it may override what ops do
-    if (
-        torch._C._len_torch_dispatch_stack() != 0
-        or torch._C._is_torch_function_mode_enabled()
-        or torch._C._functorch.peek_interpreter_stack() is not None
-    ):
+    if torch._C._len_torch_dispatch_stack() != 0 or torch._C._is_torch_function_mode_enabled():
         return None
+    top = torch._C._functorch.peek_interpreter_stack()
+    if top is not None:  # torch.func: grad transforms take the Function form, vmap its fallback
+        if top.key() == _FUNC_JVP:
+            raise RuntimeError(
+                f"{op._qualname}: forward-mode AD (torch.func.jvp, jacfwd, hessian) is not "
+                "supported by pydsconv's ops; use reverse mode (torch.func.grad, vjp, jacrev)"
+            )
+        return "functorch" if top.key() == _FUNC_GRAD and op._pydsconv_ffn is not None else None
     if grad and torch.is_grad_enabled():
         return "function" if op._pydsconv_fn is not None else None
     return "plain"
@@ -506,8 +540,9 @@ def _eager_path(op, tensors):
 def _call(op, *args):
     """``op(*args)``: the custom op through the dispatcher, or the same
     computation without it in plain eager mode (:func:`_eager_path`).
-    PyTorch's error for ``torch.func.grad`` & co. (which custom ops' autograd
-    formulas do not support) is made to say so."""
+    Under a ``torch.func`` grad transform it runs the op's autograd formula
+    as a ``torch.func``-ready Function (custom ops' own formulas are not);
+    PyTorch's errors for what is left unsupported are made to say so."""
     last = args[-1]
     if (
         type(last) is str
@@ -521,6 +556,17 @@ def _call(op, *args):
         return op._pydsconv_impl(*args)
     if path == "function":
         return op._pydsconv_fn.apply(*args)
+    if path == "functorch":
+        try:
+            return op._pydsconv_ffn.apply(*args)
+        except RuntimeError as exc:
+            if "vmap support" not in str(exc):
+                raise
+            raise RuntimeError(
+                f"{op._qualname}: torch.func.vmap over a torch.func grad transform "
+                "(per-sample gradients) is not supported by pydsconv's ops; torch.func.grad, "
+                "vjp and jacrev work outside vmap, torch.func.vmap alone works"
+            ) from exc
     if op._pydsconv_onnx is not None and torch.onnx.is_in_onnx_export():
         return op._pydsconv_onnx(*args)  # standard Conv nodes (see _onnx_ops)
     try:
@@ -529,9 +575,8 @@ def _call(op, *args):
         if "functorch transforms" not in str(exc):
             raise
         raise RuntimeError(
-            f"{op._qualname}: pydsconv's custom ops do not support torch.func's autograd "
-            "transforms (grad, vjp, jacrev, jvp, ...); use torch.autograd.grad or "
-            ".backward() (torch.func.vmap works, one call per batch element)"
+            f"{op._qualname}: this torch.func transform is not supported by pydsconv's "
+            "custom ops (torch.func.grad, vjp, jacrev and vmap work; forward mode does not)"
         ) from exc
 
 

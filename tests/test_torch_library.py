@@ -208,11 +208,56 @@ def test_vmap_works():
     _close(out, torch.stack([pt.depthwise_conv2d(x, w, padding=1) for x in xs]))
 
 
-def test_func_grad_is_refused_clearly():
-    w = torch.randn(4, 1, 3, 3, dtype=torch.float64)
-    x = torch.randn(1, 4, 5, 5, dtype=torch.float64)
-    with pytest.raises(RuntimeError, match=r"pydsconv::depthwise_conv2d.*torch\.func"):
-        torch.func.grad(lambda x: pt.depthwise_conv2d(x, w, padding=1).sum())(x)
+def _func_case():
+    torch.manual_seed(2)
+    f64 = dict(dtype=torch.float64)
+    x, w, p = (
+        torch.randn(2, 4, 6, 6, **f64),
+        torch.randn(4, 1, 3, 3, **f64),
+        torch.randn(5, 4, **f64),
+    )
+    F = torch.nn.functional
+
+    def ours(x, w, p):
+        y = pt.separable_conv2d(x, w, p, padding=1, stride=2, mid_activation="relu")
+        return (
+            pt.depthwise_conv2d(y, torch.ones(5, 1, 1, 1, **f64), activation="relu6") ** 2
+        ).sum()
+
+    def ref(x, w, p):
+        y = F.conv2d(F.relu(F.conv2d(x, w, padding=1, stride=2, groups=4)), p[:, :, None, None])
+        return (F.relu6(y) ** 2).sum()
+
+    return ours, ref, (x, w, p)
+
+
+def test_func_grad_vjp_jacrev_work():
+    ours, ref, args = _func_case()
+    transforms = {
+        "grad": lambda f: torch.func.grad(f, argnums=(0, 1, 2)),
+        "grad of grad": lambda f: torch.func.grad(
+            lambda x, w, p: torch.func.grad(f, argnums=1)(x, w, p).sum()
+        ),
+        "jacrev": lambda f: torch.func.jacrev(f, argnums=(1, 2)),
+        "vjp": lambda f: lambda *a: torch.func.vjp(f, *a)[1](torch.tensor(1.5, dtype=a[0].dtype)),
+    }
+    for tr in transforms.values():
+        got, want = tr(ours)(*args), tr(ref)(*args)
+        got, want = (got, want) if isinstance(got, tuple) else ((got,), (want,))
+        for a, b in zip(got, want):
+            _close(a, b)
+
+
+def test_forward_mode_and_vmap_of_grad_are_refused_clearly():
+    ours, _, (x, w, p) = _func_case()
+    with pytest.raises(RuntimeError, match=r"pydsconv::separable_conv2d: forward-mode AD"):
+        torch.func.jvp(lambda x: ours(x, w, p), (x,), (torch.ones_like(x),))
+    with pytest.raises(RuntimeError, match=r"vmap over a torch.func grad transform"):
+        torch.func.vmap(torch.func.grad(lambda xi: ours(xi[None], w, p)))(x)
+    import torch.autograd.forward_ad as fwad
+
+    with fwad.dual_level(), pytest.raises(RuntimeError, match="forward-mode AD .dual tensors"):
+        pt.depthwise_conv2d(fwad.make_dual(x, torch.ones_like(x)), w, padding=1)
 
 
 @pytest.mark.parametrize(

@@ -373,7 +373,24 @@ def _no_double_backward(op):
 _ACT_GRAD_TORCH = {
     "relu": lambda g, y: torch.where(y > 0, g, g.new_zeros(())),
     "relu6": lambda g, y: torch.where((y > 0) & (y < 6), g, g.new_zeros(())),
+    "sigmoid": lambda g, y: g * y * (1 - y),
+    "hardsigmoid": lambda g, y: torch.where((y > 0) & (y < 1), g / 6, g.new_zeros(())),
 }
+
+
+def _silu_grad(g, z):
+    s = torch.sigmoid(z)
+    return g * (s * (1 + z * (1 - s)))
+
+
+def _hardswish_grad(g, z):  # PyTorch's hardswish_backward, in torch ops
+    inner = torch.where(z <= 3, g * (z / 3 + 0.5), g)
+    return torch.where(z < -3, g.new_zeros(()), inner)
+
+
+# hardswish and silu: from the value before them (their outputs do not
+# determine it), the separable ops' intermediate under create_graph
+_PRE_ACT_GRAD_TORCH = {"silu": _silu_grad, "hardswish": _hardswish_grad}
 
 
 def _act_grad_t(g, y, activation):
@@ -910,12 +927,20 @@ def _sep_backward_graph(dw_op, dw_bwd_op, pw_bwd_op, grad, x, dw, pw, db, out, c
     *geom, mid_act, act = conf
     need_x, need_dw, need_pw, need_db, need_pb = needs
     need_dw_stage = need_x or need_dw or need_db
-    mid = _call(dw_op, x, dw, db, *geom, mid_act)
+    pre = None
+    if mid_act in _PRE_ACT_GRAD_TORCH:  # the intermediate from its pre-activation
+        pre = _call(dw_op, x, dw, db, *geom, None)
+        mid = _PRE_ACT_FN[mid_act](pre)
+    else:
+        mid = _call(dw_op, x, dw, db, *geom, mid_act)
     g = _act_grad_t(grad, out, act)
     gmid, gpw, gpb = _call(pw_bwd_op, g, mid, pw, None, None, need_dw_stage, need_pw, need_pb)
     gx = gdw = gdb = None
     if need_dw_stage:
-        gmid = _act_grad_t(gmid, mid, mid_act)
+        if pre is not None:
+            gmid = _PRE_ACT_GRAD_TORCH[mid_act](gmid, pre)
+        else:
+            gmid = _act_grad_t(gmid, mid, mid_act)
         gx, gdw, gdb = _call(dw_bwd_op, gmid, x, dw, None, *geom, None, need_x, need_dw, need_db)
     return gx, gdw, gpw, gdb, gpb
 
@@ -1770,6 +1795,10 @@ class SeparableConv1dFunction:
 _ACT_TORCH = {
     "relu": torch.relu,
     "relu6": nn.functional.relu6,
+    "hardswish": nn.functional.hardswish,
+    "hardsigmoid": nn.functional.hardsigmoid,
+    "silu": nn.functional.silu,
+    "sigmoid": torch.sigmoid,
 }
 
 

@@ -207,3 +207,23 @@ def test_plain_backward_keeps_the_fast_path(monkeypatch):
 def test_unsupported_activation_double_backward_is_clear():
     with pytest.raises(NotImplementedError, match="double backward.*'gelu'"):
         pt._act_grad_t(torch.ones(1), torch.ones(1), "gelu")
+
+
+@pytest.mark.parametrize("act", ["sigmoid", "hardsigmoid", "silu", "hardswish"])
+def test_gradgradcheck_smooth_activations(act):
+    """The activations whose derivative depends on the value (sigmoid, silu)
+    or needs the pre-activation (silu, hardswish), fused last and in the middle."""
+    x = _t(1, 2, 5, 6, scale=3, seed=9)
+    w, b = _t(2, 1, 3, 3), _t(2)
+    _check(lambda x, w, b: pt.depthwise_conv2d(x, w, b, padding=1, activation=act), (x, w, b))
+    pw, pb = _t(3, 2), _t(3)
+
+    def sep(x, w, pw, b, pb):
+        return pt.separable_conv2d(x, w, pw, b, pb, 2, "same", 1, act, act)
+
+    _check(sep, (x, w, pw, b, pb))
+    x1 = _t(2, 2, 9, scale=3)
+    _check(
+        lambda x, w, pw: pt.separable_conv1d(x, w, pw, padding="causal", mid_activation=act),
+        (x1, _t(2, 1, 3), _t(3, 2)),
+    )

@@ -106,6 +106,22 @@ def test_onnx_export_1d(tmp_path, dynamo):
     np.testing.assert_allclose(_run(tmp_path / "m.onnx", x), want, rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.parametrize("dynamo", EXPORTERS)
+def test_onnx_export_other_activations(tmp_path, dynamo):
+    torch.manual_seed(3)
+    model = nn.Sequential(
+        pt.SeparableConv2d(4, 8, 3, padding=1, mid_activation="hardswish", activation="silu"),
+        pt.DepthwiseConv2d(8, 3, stride=2, padding=1, activation="hardsigmoid"),
+        pt.PointwiseConv2d(8, 4, activation="sigmoid"),
+    ).eval()
+    x = torch.randn(1, 4, 10, 10)
+    with torch.no_grad():
+        want = model(x).numpy()
+    m = _export(model, x, tmp_path / "m.onnx", dynamo)
+    assert sorted(_group(n) for n in _convs(m.graph)) == [1, 1, 4, 8]
+    np.testing.assert_allclose(_run(tmp_path / "m.onnx", x), want, rtol=1e-4, atol=1e-5)
+
+
 def test_onnx_export_pointwise_2d_weight(tmp_path):
     """The functional form's (C_out, C_in) pointwise weight exports too."""
     w = torch.randn(5, 3)

@@ -37,6 +37,8 @@ const char* path_name(Path p) {
       return "gemm_prefetch_c";
     case GemmTallTile:
       return "gemm_tall_tile";
+    case GemmRowBands:
+      return "gemm_row_bands";
     default:
       return "?";
   }

@@ -29,6 +29,7 @@ enum Path : int {
   WeightPackedOnce,     // a GEMM's weight packed once for all blocks (pack_weight_once)
   GemmPrefetchC,        // a GEMM asked to prefetch its output lines (gemm_prefetch_c)
   GemmTallTile,         // a GEMM ran a last tile taller than MR (kGemmTall)
+  GemmRowBands,         // a GEMM ran its tiles in row bands (B slice within kGemmBandBytes)
   kPaths
 };
 

@@ -186,6 +186,41 @@ def test_large_output_prefetching(isa, rng, layout):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("ci,co", [(8, 70), (3, 38), (6, 40)])
+def test_row_bands(isa, rng, ci, co, layout, dtype):
+    """Few input channels (K <= 8: a B slice of at most 16 KiB): the GEMM
+    runs its tiles in row bands (every full column panel of a row band before
+    the next band), the columns past the last full panel and the last rows
+    as usual.  2 x 56 x 56 pixels (NHWC) leave 8 rows after the last 72-row
+    block, and 38 output channels (NCHW) 8 after the last full tiles: a tall
+    last tile with 64-byte vectors; the output is large enough for C
+    prefetching.  Same bits for 1 and 2 threads, forward and input gradient
+    (whose GEMM has K = C_out and C_in columns)."""
+    x = _x(rng, 2, ci, (56, 56), dtype, layout)
+    w = rand(rng, (co, ci), dtype)
+    b = rand(rng, (co,), dtype)
+    with taken() as paths:
+        ys = [
+            pydsconv.pointwise_conv2d(x, w, b, layout=layout, activation="relu6", num_threads=t)
+            for t in (1, 2)
+        ]
+    assert "gemm_row_bands" in paths, paths
+    np.testing.assert_array_equal(ys[0], ys[1])
+    assert_close(ys[0], ref.pointwise_conv2d(x, w, b, layout=layout, activation="relu6"), dtype)
+    # Input gradient: K = co, ci columns (banded where co * ci is small).
+    go = _x(rng, 2, co, (56, 56), dtype, layout)
+    gxs = [
+        pydsconv.pointwise_conv2d_backward(
+            go, x, w, layout=layout, weight_grad=False, bias_grad=False, num_threads=t
+        )[0]
+        for t in (1, 2)
+    ]
+    np.testing.assert_array_equal(gxs[0], gxs[1])
+    assert_close(gxs[0], ref.pointwise_conv2d_backward(go, x, w, layout=layout)[0], dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("layout", LAYOUTS)
 @pytest.mark.parametrize(
     "n,hw,ci,co",
     [(1, (7, 7), 128, 200), (1, (5, 5), 64, 130), (2, (6, 7), 64, 100), (1, (3, 3), 70, 33)],

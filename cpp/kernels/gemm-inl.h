@@ -26,6 +26,8 @@
 constexpr int kGemmMR = PYDSCONV_GEMM_MR, kGemmNV = PYDSCONV_GEMM_NV;
 constexpr int64_t kGemmKC = 256, kGemmMC = PYDSCONV_GEMM_MC, kGemmNC = PYDSCONV_GEMM_NC;
 constexpr int kGemmPrefetchTiles = 2;  // how far ahead C lines are prefetched
+// B slices (kc x nc) up to this size are run in row bands (see gemm()).
+constexpr int64_t kGemmBandBytes = int64_t(16) << 10;
 // The last tile of a block may take up to kGemmTall rows: a remainder of
 // one or two rows after a full tile joins it, instead of a tile of 2-4
 // dependent chains that takes 2/3 of a full tile's time (49 pixels of a
@@ -376,7 +378,48 @@ static void gemm(const GemmArgs<T>& a) {
           lda = MR;
           step = kc;  // (panels: rows i0.. start at i0 * kc)
         }
-        for (int64_t j0 = 0; j0 < nc; j0 += NR) {
+        // A B slice of at most kGemmBandBytes (K = 32 against 64 columns):
+        // row band by row band, every full column panel of MR rows before the
+        // next MR rows, so that C is written along its rows in runs of up to
+        // nc columns rather than NR-wide strips down the whole block; the
+        // slice stays in L1 for all of them.  Column panel by column panel
+        // otherwise, as below (a larger slice would be reread from L2 by
+        // every band).
+        int64_t jfull = 0;
+        if (kc * nc * int64_t(sizeof(T)) <= kGemmBandBytes) {
+          jfull = nc / NR * NR;
+          for (int64_t i0 = 0; i0 < mc; i0 += MR) {
+            const bool tall = kGemmTall > MR && !a_packed && mc - i0 > MR && mc - i0 <= kGemmTall;
+            const int64_t mr = tall ? mc - i0 : mc - i0 < MR ? mc - i0 : MR;
+            const T* Ai = Apc + i0 * step;
+            T* crow = a.C + (ic + i0) * a.c_rs + jc;
+            const T* brow = !load_c && a.bias_axis == 0 ? a.bias + ic + i0 : nullptr;
+            for (int64_t j0 = 0; j0 < jfull; j0 += NR) {
+              const T* bcol = !load_c && a.bias_axis == 1 ? a.bias + jc + j0 : nullptr;
+              if (a.prefetch_c && j0 + 2 * NR < nc)  // C lines of the panel two ahead
+                for (int64_t i = 0; i < mr; ++i) {
+                  __builtin_prefetch(crow + i * a.c_rs + j0 + 2 * NR, 1, 3);
+                  __builtin_prefetch(crow + i * a.c_rs + j0 + 3 * NR - 1, 1, 3);
+                }
+              const T* Bj = Bpc + j0 * kc;
+              if (tall)
+                gemm_tall_tile<T>(a_rows, mr, kc, Ai, lda, Bj, crow + j0, a.c_rs, load_c, brow,
+                                  bcol, act);
+              else if (a_rows)
+                gemm_ukernel_rows<T, false>(mr, kc, Ai, lda, Bj, crow + j0, a.c_rs, load_c, brow,
+                                            bcol, act);
+              else
+                gemm_ukernel_rows<T, true>(mr, kc, Ai, lda, Bj, crow + j0, a.c_rs, load_c, brow,
+                                           bcol, act);
+            }
+            if (tall) {
+              ran_tall = true;
+              break;
+            }
+          }
+          if (jfull > 0) trace::hit(trace::GemmRowBands);
+        }
+        for (int64_t j0 = jfull; j0 < nc; j0 += NR) {
           const int64_t nr = nc - j0 < NR ? nc - j0 : NR;
           if (nr <= NR - L) {  // a panel's last columns, fewer vectors than NR
             gemm_narrow_panel(a, mc, nr, kc, Apc, lda, step, a_rows, a_rows || a_cols ? 2 * MR : MR,

@@ -72,6 +72,12 @@ inline int64_t fuse_band_cap(int64_t OH, int64_t N) {
   return std::max<int64_t>(1, (OH + bands - 1) / bands);
 }
 
+// ... and a chain grows only while bands of 64 final output pixels (whole
+// rows) still fit that.
+// Reason: each band reads every weight of the chain: a few pixels a band
+// (deep chains end at 1-row bands: halos add up) re-read them per few pixels.
+inline int64_t fuse_min_band_rows(int64_t OW) { return (64 + OW - 1) / OW; }
+
 // A step joins the chain before it when the chain's weights stay within
 // 256 KiB with it and the tensor passed between them (the whole batch's)
 // is 512 KiB or more.

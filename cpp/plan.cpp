@@ -471,11 +471,16 @@ class Builder {
 // Runs of pointwise / depthwise / separable steps become banded chains
 // (plan_fuse.h) where heuristics.h fuse_join says fusion pays.
 template <class T>
+FuseKind kind_of(const Step<T>& st) {
+  return st.op == Op::Pointwise   ? FuseKind::Pointwise
+         : st.op == Op::Depthwise ? FuseKind::Depthwise
+                                  : FuseKind::Separable;
+}
+
+template <class T>
 FuseLayer<T> fuse_layer(Step<T>& st) {
   FuseLayer<T> l;
-  l.kind = st.op == Op::Pointwise   ? FuseKind::Pointwise
-           : st.op == Op::Depthwise ? FuseKind::Depthwise
-                                    : FuseKind::Separable;
+  l.kind = kind_of(st);
   l.pb = st.pb;
   l.w = std::move(st.w);
   l.b = std::move(st.b);
@@ -492,10 +497,7 @@ template <class T>
 bool chainable(const Step<T>& st) {
   if (st.op != Op::Pointwise && st.op != Op::Depthwise && st.op != Op::Separable) return false;
   if (st.info.in_shape.size() != 4 || st.info.out_shape.size() != 4) return false;  // linear
-  const FuseKind k = st.op == Op::Pointwise   ? FuseKind::Pointwise
-                     : st.op == Op::Depthwise ? FuseKind::Depthwise
-                                              : FuseKind::Separable;
-  return fuse_eligible(k, st.pb, st.w.data(), int64_t(st.w.size()));
+  return fuse_eligible(kind_of(st), st.pb, st.w.data(), int64_t(st.w.size()));
 }
 
 template <class T>
@@ -507,13 +509,24 @@ void fuse_steps(std::vector<Step<T>>& steps, int64_t N, int64_t mode) {
   for (size_t i = 0; i < steps.size();) {
     size_t j = i + 1;
     int64_t wb = bytes(steps[i]);
-    if (chainable(steps[i]))
+    std::vector<FuseLayer<T>> probe;  // kinds and problems, for fuse_chain_fits
+    const auto add_probe = [&](const Step<T>& s) {
+      probe.emplace_back();
+      probe.back().kind = kind_of(s);
+      probe.back().pb = s.pb;
+    };
+    if (chainable(steps[i])) {
+      add_probe(steps[i]);
       while (j < steps.size() && j - i < kMaxChain && chainable(steps[j])) {
         int64_t e = int64_t(sizeof(T));
         for (int64_t d : steps[j - 1].info.out_shape) e *= d;
-        if (mode == Plan::kFuseAuto && !fuse_join(wb + bytes(steps[j]), e)) break;
+        add_probe(steps[j]);
+        if (mode == Plan::kFuseAuto &&
+            !(fuse_join(wb + bytes(steps[j]), e) && fuse_chain_fits(probe)))
+          break;
         wb += bytes(steps[j++]);
       }
+    }
     if (j - i < 2 || N == 0) {
       out.push_back(std::move(steps[i++]));
       continue;

@@ -37,8 +37,12 @@ struct FusedChain<T>::Cursor {
   int64_t n = -1, lo = 0, hi = 0;  // the line buffer holds rows [lo, hi) of image n
 };
 
+namespace {
+
+// Rows of layer i's input needed for its output rows [a, b).
 template <class T>
-void FusedChain<T>::in_rows(size_t i, int64_t a, int64_t b, int64_t* lo, int64_t* hi) const {
+void in_rows(const std::vector<FuseLayer<T>>& layers_, size_t i, int64_t a, int64_t b, int64_t* lo,
+             int64_t* hi) {
   const FuseLayer<T>& l = layers_[i];
   if (l.kind == FuseKind::Pointwise) {
     *lo = a;
@@ -53,7 +57,8 @@ void FusedChain<T>::in_rows(size_t i, int64_t a, int64_t b, int64_t* lo, int64_t
 // Elements of one thread's line buffers and separable tile for bands of
 // `rows` final rows (caps: rows of each intermediate's buffer).
 template <class T>
-int64_t FusedChain<T>::working_set(int64_t rows, std::vector<int64_t>* cap, int64_t* mid) const {
+int64_t working_set(const std::vector<FuseLayer<T>>& layers_, int64_t rows,
+                    std::vector<int64_t>* cap, int64_t* mid) {
   const size_t L = layers_.size();
   cap->assign(L, 0);  // cap[i]: rows of layer i's output held (i < L-1)
   std::vector<int64_t> most(L, 0);
@@ -63,7 +68,7 @@ int64_t FusedChain<T>::working_set(int64_t rows, std::vector<int64_t>* cap, int6
     for (size_t i = L; i-- > 0;) {
       most[i] = std::max(most[i], hi - lo);  // output rows of layer i in one band
       if (i + 1 < L) (*cap)[i] = std::max((*cap)[i], hi - lo);
-      in_rows(i, lo, hi, &lo, &hi);
+      in_rows(layers_, i, lo, hi, &lo, &hi);
     }
   }
   int64_t elems = 0;
@@ -71,9 +76,22 @@ int64_t FusedChain<T>::working_set(int64_t rows, std::vector<int64_t>* cap, int6
   for (size_t i = 0; i < L; ++i) {
     const FuseLayer<T>& l = layers_[i];
     if (i + 1 < L) elems += aligned((*cap)[i] * l.out_w() * l.out_c());
-    if (l.kind == FuseKind::Separable) *mid = std::max(*mid, most[i] * l.out_w() * l.pb.Cmid);
+    if (l.kind == FuseKind::Separable)  // its depthwise tile: a chunk of rows (layer_rows)
+      *mid =
+          std::max(*mid, std::min(most[i], fuse_min_band_rows(l.out_w())) * l.out_w() * l.pb.Cmid);
   }
   return elems + aligned(*mid);
+}
+
+}  // namespace
+
+template <class T>
+bool fuse_chain_fits(const std::vector<FuseLayer<T>>& layers) {
+  const FuseLayer<T>& last = layers.back();
+  const int64_t rows = std::min(last.out_h(), fuse_min_band_rows(last.out_w()));
+  std::vector<int64_t> cap;
+  int64_t mid = 0;
+  return fuse_band_fits(working_set(layers, rows, &cap, &mid) * int64_t(sizeof(T)));
 }
 
 template <class T>
@@ -86,14 +104,14 @@ FusedChain<T>::FusedChain(std::vector<FuseLayer<T>> layers, int64_t N, bool resi
   // The most rows whose line buffers fit the budget (at least one row).
   int64_t rows = 1;
   for (int64_t r = OH; r >= 1; --r)
-    if (fuse_band_fits(working_set(r, &cap, &mid) * int64_t(sizeof(T)))) {
+    if (fuse_band_fits(working_set(layers_, r, &cap, &mid) * int64_t(sizeof(T)))) {
       rows = r;
       break;
     }
   rows = band_rows > 0 ? std::min(band_rows, OH) : std::min(rows, fuse_band_cap(OH, N_));
   bands_ = ceil_div(OH, rows);
   band_ = ceil_div(OH, bands_);
-  working_set(band_, &cap_, &mid);
+  working_set(layers_, band_, &cap_, &mid);
   int64_t off = 0;
   offset_.assign(layers_.size(), 0);
   for (size_t i = 0; i + 1 < layers_.size(); ++i) {
@@ -142,6 +160,15 @@ void layer_rows(const KernelTable<T>& k, const FuseLayer<T>& l, const T* dwp, co
                 int64_t in_lo, int64_t in_n, int64_t c0, int64_t c1, T* out, T* mid, T* work,
                 bool prefetch) {
   if (c1 <= c0) return;
+  // A separable layer in chunks of rows, its depthwise tile small enough to
+  // stay in L1/L2 next to the line buffers (same bits: rows are independent).
+  const int64_t chunk = fuse_min_band_rows(l.out_w());
+  if (l.kind == FuseKind::Separable && c1 - c0 > chunk) {
+    for (int64_t r = c0; r < c1; r += chunk)
+      layer_rows(k, l, dwp, in, in_lo, in_n, r, std::min(r + chunk, c1),
+                 out + (r - c0) * l.out_w() * l.out_c(), mid, work, prefetch);
+    return;
+  }
   const Problem& p = l.pb;
   const T* gemm_a = in + (c0 - in_lo) * p.W * p.Cmid;  // pointwise: input rows = output rows
   const T* pw = l.w.data();
@@ -185,7 +212,7 @@ void FusedChain<T>::band(int64_t n, int64_t a, int64_t b, const T* x, T* y, T* s
   int64_t lo[kMaxChain], hi[kMaxChain];  // rows of layer i's output this band needs
   lo[L - 1] = a;
   hi[L - 1] = b;
-  for (size_t i = L - 1; i > 0; --i) in_rows(i, lo[i], hi[i], &lo[i - 1], &hi[i - 1]);
+  for (size_t i = L - 1; i > 0; --i) in_rows(layers_, i, lo[i], hi[i], &lo[i - 1], &hi[i - 1]);
   const FuseLayer<T>& first = layers_[0];
   const T* in = x + n * first.in_h() * first.in_w() * first.in_c();
   int64_t in_lo = 0, in_n = first.in_h();
@@ -257,6 +284,8 @@ void FusedChain<T>::run(const T* x, T* y, int threads) const {
 
 template bool fuse_eligible<float>(FuseKind, const Problem&, const float*, int64_t);
 template bool fuse_eligible<double>(FuseKind, const Problem&, const double*, int64_t);
+template bool fuse_chain_fits<float>(const std::vector<FuseLayer<float>>&);
+template bool fuse_chain_fits<double>(const std::vector<FuseLayer<double>>&);
 template class FusedChain<float>;
 template class FusedChain<double>;
 

@@ -60,6 +60,11 @@ bool fuse_eligible(FuseKind kind, const Problem& pb, const T* dw, int64_t dw_ele
 
 constexpr size_t kMaxChain = 16;  // layers in one chain
 
+// Whether bands of heuristics.h fuse_min_band_rows final rows keep one
+// thread's line buffers within fuse_band_fits (layers: kind and pb read).
+template <class T>
+bool fuse_chain_fits(const std::vector<FuseLayer<T>>& layers);
+
 template <class T>
 class FusedChain {
  public:
@@ -79,9 +84,6 @@ class FusedChain {
   struct Cursor;
   void band(int64_t n, int64_t a, int64_t b, const T* x, T* y, T* scratch, Cursor* cur,
             const T* const* dwp) const;
-  // Rows of layer i's input needed for its output rows [a, b).
-  void in_rows(size_t i, int64_t a, int64_t b, int64_t* lo, int64_t* hi) const;
-  int64_t working_set(int64_t rows, std::vector<int64_t>* cap, int64_t* mid) const;
 
   std::vector<FuseLayer<T>> layers_;
   int64_t N_ = 0, band_ = 1, bands_ = 1;

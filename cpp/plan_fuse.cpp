@@ -120,7 +120,6 @@ FusedChain<T>::FusedChain(std::vector<FuseLayer<T>> layers, int64_t N, bool resi
   }
   mid_off_ = off;
   work_off_ = off + aligned(mid);
-  per_thread_ = work_off_ + aligned(kernels<T>().gemm_work);
   const FuseLayer<T>& last = layers_.back();
   prefetch_y_ = gemm_prefetch_c<T>(N_ * last.out_h() * last.out_w() * last.out_c());
   for (const FuseLayer<T>& l : layers_) {
@@ -270,14 +269,16 @@ void FusedChain<T>::run(const T* x, T* y, int threads) const {
   }
   const int64_t units = N_ * bands_, OH = layers_.back().out_h();
   const int nt = plan_threads(threads, units, macs_);
-  Buffer<T> scratch(nt * per_thread_);
+  // The GEMM's work area last: its size is the current kernel set's.
+  const int64_t per_thread = work_off_ + aligned(k.gemm_work);
+  Buffer<T> scratch(nt * per_thread);
   // Task t: units [t*units/nt, (t+1)*units/nt), in order (image-major).
   parallel_for_tid(nt, nt, [&](int64_t t, int tid) {
     Cursor cur[kMaxChain];
     const int64_t u0 = t * units / nt, u1 = (t + 1) * units / nt;
     for (int64_t u = u0; u < u1; ++u) {
       const int64_t n = u / bands_, a = (u % bands_) * band_;
-      band(n, a, std::min(a + band_, OH), x, y, scratch.data() + tid * per_thread_, cur, dwp);
+      band(n, a, std::min(a + band_, OH), x, y, scratch.data() + tid * per_thread, cur, dwp);
     }
   });
 }

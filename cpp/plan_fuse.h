@@ -90,7 +90,7 @@ class FusedChain {
   bool residual_ = false, prefetch_y_ = false;
   std::vector<int64_t> cap_;     // rows of each intermediate's line buffer
   std::vector<int64_t> offset_;  // where each one starts in a thread's scratch
-  int64_t mid_off_ = 0, work_off_ = 0, per_thread_ = 0, macs_ = 0;
+  int64_t mid_off_ = 0, work_off_ = 0, macs_ = 0;
 };
 
 }  // namespace pydsconv

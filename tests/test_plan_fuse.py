@@ -238,3 +238,23 @@ def test_bad_fuse_argument(bad):
     model = _v2_block(4, 2, "NHWC", np.float32)
     with pytest.raises(ValueError, match="fuse must be True, False"):
         nn.compile(model, (1, 9, 9, 4), layout="NHWC", fuse=bad)
+
+
+def test_plan_built_under_another_isa(isa, rng):
+    """A plan compiled under scalar and run under the current kernel set
+    (whose GEMM work area and packed layouts may differ) equals the unfused
+    plan made the same way."""
+    import pydsconv
+    from pydsconv import _core
+
+    model = _v2_block(5, 3, "NHWC", np.float32, stride=2, k=5)
+    shape = (3, 17, 13, 5)
+    _core.set_isa("scalar")
+    try:
+        fused = nn.compile(model, shape, layout="NHWC", fuse=2, num_threads=2)
+        unfused = nn.compile(model, shape, layout="NHWC", fuse=False, num_threads=2)
+    finally:
+        _core.set_isa(isa)
+    assert pydsconv.cpu_features()["isa"] == isa
+    x = rand(rng, shape, np.float32)
+    np.testing.assert_array_equal(fused(x), unfused(x))

@@ -521,7 +521,7 @@ StepKind step_kind(const std::string& k) {
 }
 
 std::shared_ptr<Plan> compile_plan(py::list specs, std::vector<int64_t> input_shape,
-                                   std::string layout, bool f64, int threads) {
+                                   std::string layout, bool f64, int threads, int64_t fuse) {
   std::vector<StepSpec> steps;
   std::vector<py::object> keep;  // the arrays the specs point into
   for (py::handle item : specs) {
@@ -551,7 +551,7 @@ std::shared_ptr<Plan> compile_plan(py::list specs, std::vector<int64_t> input_sh
   }
   const Layout l = layout == "NHWC" ? Layout::NHWC : Layout::NCHW;
   std::shared_ptr<Plan> plan;
-  without_gil([&] { plan = std::make_shared<Plan>(steps, input_shape, l, f64, threads); });
+  without_gil([&] { plan = std::make_shared<Plan>(steps, input_shape, l, f64, threads, fuse); });
   return plan;
 }
 
@@ -718,7 +718,7 @@ PYBIND11_MODULE(_core, m) {
       .def("run", &plan_run, py::arg("x"), py::arg("out"))
       .def("profile", &plan_profile, py::arg("x"), py::arg("repeats"));
   m.def("compile_plan", &compile_plan, py::arg("specs"), py::arg("input_shape"), py::arg("layout"),
-        py::arg("f64"), py::arg("threads"));
+        py::arg("f64"), py::arg("threads"), py::arg("fuse") = Plan::kFuseAuto);
   m.def("cpu_features", &features);
   m.def("set_isa", &set_isa);
   m.def("set_num_threads", &set_num_threads);

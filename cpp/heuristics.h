@@ -60,4 +60,31 @@ inline bool pack_weight_once(int64_t blocks, int threads) {
   return threads <= 1 ? blocks > 1 : blocks >= 4 * int64_t(threads);
 }
 
+// Banded chains (plan_fuse.h): a band's line buffers and separable tile
+// (one thread's) take at most 256 KiB.
+// Reason: half an L2 of 512 KiB - 1 MiB; the other half holds the chain's weights.
+inline bool fuse_band_fits(int64_t bytes) { return bytes <= (int64_t(256) << 10); }
+
+// ... and a batch of N images has at least 8 bands in all (where the rows allow).
+// Reason: threads take runs of bands; a batch of one must still split.
+inline int64_t fuse_band_cap(int64_t OH, int64_t N) {
+  const int64_t bands = N >= 8 ? 1 : (8 + N - 1) / N;
+  return std::max<int64_t>(1, (OH + bands - 1) / bands);
+}
+
+// ... and a chain grows only while bands of 64 final output pixels (whole
+// rows) still fit that.
+// Reason: each band reads every weight of the chain: a few pixels a band
+// (deep chains end at 1-row bands: halos add up) re-read them per few pixels.
+inline int64_t fuse_min_band_rows(int64_t OW) { return (64 + OW - 1) / OW; }
+
+// A step joins the chain before it when the chain's weights stay within
+// 256 KiB with it and the tensor passed between them (the whole batch's)
+// is 512 KiB or more.
+// Reason: each band reads every weight of the chain (from L2 if they fit);
+// a smaller intermediate stays in cache without fusion.
+inline bool fuse_join(int64_t chain_weight_bytes, int64_t intermediate_bytes) {
+  return chain_weight_bytes <= (int64_t(256) << 10) && intermediate_bytes >= (int64_t(512) << 10);
+}
+
 }  // namespace pydsconv

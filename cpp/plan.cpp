@@ -13,13 +13,14 @@
 #include "layout.h"
 #include "ops.h"
 #include "packed.h"
+#include "plan_fuse.h"
 #include "threads.h"
 
 namespace pydsconv {
 
 namespace {
 
-enum class Op { Conv, Depthwise, Pointwise, Separable, Pool, ToNhwc, ToNchw, Copy };
+enum class Op { Conv, Depthwise, Pointwise, Separable, Pool, ToNhwc, ToNchw, Copy, Banded };
 // Where a step reads and writes: the caller's x and y, two ping-pong buffers.
 enum Slot { kX = 0, kY = 1, kA = 2, kB = 3 };
 constexpr int64_t kAlignElems = 16;  // buffers start on 64-byte lines
@@ -70,6 +71,7 @@ struct Step {
   DwGeom g{};    // Conv: the im2col geometry
   std::vector<T> w, b, w2, b2;
   std::unique_ptr<Prepacked<T>> packed;  // the GEMM weight: w (or w2, Separable)
+  std::unique_ptr<FusedChain<T>> chain;  // Banded: the steps it replaced (plan_fuse.h)
   Act mid_act = Act::None, act = Act::None;
   int in = kX, out = kY;
   int64_t N = 0, C = 0, P = 0;  // Pool, transposes, Copy: images, channels, pixels
@@ -155,6 +157,9 @@ void exec(const Step<T>& s, const T* x, T* y, T* col, int threads) {
       break;
     case Op::ToNchw:
       nhwc_to_nchw(kernels<T>(), s.N, s.C, s.P, x, y, threads);
+      break;
+    case Op::Banded:
+      s.chain->run(x, y, threads);
       break;
     case Op::Copy:
       if (s.N * s.P * s.C > 0) std::memcpy(y, x, static_cast<size_t>(s.N * s.P * s.C) * sizeof(T));
@@ -249,6 +254,7 @@ struct Plan::Impl {
   Layout layout = Layout::NCHW;
   bool f64 = false;
   int threads = 0;
+  int64_t fuse = Plan::kFuseAuto;
   std::vector<StepInfo> infos;
   int64_t arena_bytes = 0;
   std::unique_ptr<NetBase> net;
@@ -462,6 +468,90 @@ class Builder {
   int threads_;
 };
 
+// Runs of pointwise / depthwise / separable steps become banded chains
+// (plan_fuse.h) where heuristics.h fuse_join says fusion pays.
+template <class T>
+FuseKind kind_of(const Step<T>& st) {
+  return st.op == Op::Pointwise   ? FuseKind::Pointwise
+         : st.op == Op::Depthwise ? FuseKind::Depthwise
+                                  : FuseKind::Separable;
+}
+
+template <class T>
+FuseLayer<T> fuse_layer(Step<T>& st) {
+  FuseLayer<T> l;
+  l.kind = kind_of(st);
+  l.pb = st.pb;
+  l.w = std::move(st.w);
+  l.b = std::move(st.b);
+  l.w2 = std::move(st.w2);
+  l.b2 = std::move(st.b2);
+  l.packed = std::move(st.packed);
+  l.mid_act = st.mid_act;
+  l.act = st.act;
+  l.name = st.info.name + (st.info.fused.empty() ? "" : "[" + st.info.fused + "]");
+  return l;
+}
+
+template <class T>
+bool chainable(const Step<T>& st) {
+  if (st.op != Op::Pointwise && st.op != Op::Depthwise && st.op != Op::Separable) return false;
+  if (st.info.in_shape.size() != 4 || st.info.out_shape.size() != 4) return false;  // linear
+  return fuse_eligible(kind_of(st), st.pb, st.w.data(), int64_t(st.w.size()));
+}
+
+template <class T>
+void fuse_steps(std::vector<Step<T>>& steps, int64_t N, int64_t mode) {
+  std::vector<Step<T>> out;
+  const auto bytes = [](const Step<T>& s) {
+    return int64_t(sizeof(T)) * int64_t(s.w.size() + s.b.size() + s.w2.size() + s.b2.size());
+  };
+  for (size_t i = 0; i < steps.size();) {
+    size_t j = i + 1;
+    int64_t wb = bytes(steps[i]);
+    std::vector<FuseLayer<T>> probe;  // kinds and problems, for fuse_chain_fits
+    const auto add_probe = [&](const Step<T>& s) {
+      probe.emplace_back();
+      probe.back().kind = kind_of(s);
+      probe.back().pb = s.pb;
+    };
+    if (chainable(steps[i])) {
+      add_probe(steps[i]);
+      while (j < steps.size() && j - i < kMaxChain && chainable(steps[j])) {
+        int64_t e = int64_t(sizeof(T));
+        for (int64_t d : steps[j - 1].info.out_shape) e *= d;
+        add_probe(steps[j]);
+        if (mode == Plan::kFuseAuto &&
+            !(fuse_join(wb + bytes(steps[j]), e) && fuse_chain_fits(probe)))
+          break;
+        wb += bytes(steps[j++]);
+      }
+    }
+    if (j - i < 2 || N == 0) {
+      out.push_back(std::move(steps[i++]));
+      continue;
+    }
+    Step<T> st;
+    st.op = Op::Banded;
+    st.info = StepInfo{"banded",
+                       steps[i].info.name + ".." + steps[j - 1].info.name,
+                       "",
+                       steps[i].info.in_shape,
+                       steps[j - 1].info.out_shape,
+                       0};
+    std::vector<FuseLayer<T>> layers;
+    for (size_t q = i; q < j; ++q) {
+      st.info.macs += steps[q].info.macs;
+      layers.push_back(fuse_layer(steps[q]));
+    }
+    st.chain = std::make_unique<FusedChain<T>>(std::move(layers), N, false, mode > 0 ? mode : 0);
+    st.info.fused = st.chain->describe();
+    out.push_back(std::move(st));
+    i = j;
+  }
+  steps = std::move(out);
+}
+
 std::vector<int64_t> caller_dims(const Shape& s, Layout layout) {
   if (s.flat) return {s.N, s.C};
   if (layout == Layout::NCHW) return {s.N, s.C, s.H, s.W};
@@ -478,6 +568,7 @@ std::unique_ptr<NetBase> build(const std::vector<StepSpec>& specs, Plan::Impl& i
   Shape s{d[0], nchw ? d[2] : d[1], nchw ? d[3] : d[2], nchw ? d[1] : d[3], false};
   if (nchw) b.transpose(Op::ToNhwc, s, d, s.dims(), "input");
   for (const StepSpec& spec : specs) b.add(spec, s);
+  if (im.fuse != Plan::kFuseOff) fuse_steps(net->steps, s.N, im.fuse);
   im.out_shape = caller_dims(s, im.layout);
   if (nchw && !s.flat) b.transpose(Op::ToNchw, s, s.dims(), im.out_shape, "output");
   if (net->steps.empty()) b.copy(s, im.out_shape);
@@ -502,7 +593,7 @@ std::unique_ptr<NetBase> build(const std::vector<StepSpec>& specs, Plan::Impl& i
 }  // namespace
 
 Plan::Plan(const std::vector<StepSpec>& specs, const std::vector<int64_t>& input_shape,
-           Layout layout, bool f64, int threads)
+           Layout layout, bool f64, int threads, int64_t fuse)
     : impl_(std::make_unique<Impl>()) {
   if (input_shape.size() != 4)
     fail("input_shape must have 4 dimensions " +
@@ -517,6 +608,7 @@ Plan::Plan(const std::vector<StepSpec>& specs, const std::vector<int64_t>& input
   impl_->layout = layout;
   impl_->f64 = f64;
   impl_->threads = threads;
+  impl_->fuse = fuse;
   impl_->net = f64 ? build<double>(specs, *impl_) : build<float>(specs, *impl_);
 }
 

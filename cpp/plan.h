@@ -55,9 +55,14 @@ class Plan {
  public:
   // Builds the plan for inputs of exactly `input_shape` (in `layout`);
   // throws ArgumentError naming the step's layers when a layer does not fit
-  // its input.  threads: 0 = the module default at each call.
+  // its input.  threads: 0 = the module default at each call.  fuse: run
+  // chains of pointwise/depthwise/separable steps in bands of rows
+  // (plan_fuse.h): kFuseAuto where heuristics.h says it pays, kFuseAll every
+  // chain it can, > 0 every chain with bands of that many rows (tests);
+  // kFuseOff runs every step whole.
+  static constexpr int64_t kFuseOff = 0, kFuseAuto = -1, kFuseAll = -2;
   Plan(const std::vector<StepSpec>& specs, const std::vector<int64_t>& input_shape, Layout layout,
-       bool f64, int threads);
+       bool f64, int threads, int64_t fuse = kFuseAuto);
   ~Plan();
   Plan(const Plan&) = delete;
   Plan& operator=(const Plan&) = delete;

@@ -35,7 +35,12 @@ class PlanCore:
     def profile(self, x: Any, repeats: int) -> List[float]: ...
 
 def compile_plan(
-    specs: List[tuple], input_shape: Sequence[int], layout: str, f64: bool, threads: int
+    specs: List[tuple],
+    input_shape: Sequence[int],
+    layout: str,
+    f64: bool,
+    threads: int,
+    fuse: int = ...,
 ) -> PlanCore: ...
 def depthwise_forward(
     x: Any,

@@ -259,7 +259,20 @@ def _dims(layout):
     return "(N, C, H, W)" if layout == "NCHW" else "(N, H, W, C)"
 
 
-def compile(model, input_shape, *, layout="NCHW", num_threads=None):
+def _fuse_mode(fuse):
+    """compile's fuse= as the C++ plan's mode (Plan::kFuse* in cpp/plan.h)."""
+    if fuse is True:
+        return -1
+    if fuse is False:
+        return 0
+    if isinstance(fuse, str) and fuse == "always":
+        return -2
+    if isinstance(fuse, (int, np.integer)) and not isinstance(fuse, bool) and fuse > 0:
+        return int(fuse)
+    raise ValueError(f'compile: fuse must be True, False, "always" or an int > 0, got {fuse!r}')
+
+
+def compile(model, input_shape, *, layout="NCHW", num_threads=None, fuse=True):
     """Compile an eval-mode network into a :class:`pydsconv.Plan`.
 
     Parameters
@@ -284,6 +297,15 @@ def compile(model, input_shape, *, layout="NCHW", num_threads=None):
     num_threads : int, optional
         Threads of every call; None follows :func:`pydsconv.set_num_threads`.
         Results are the same bits for any count.
+    fuse : bool, "always" or int, optional
+        True: run chains of pointwise, depthwise and separable layers in
+        bands of rows, each intermediate kept in a small line buffer instead
+        of written whole, where that pays (the chain's weights fit in cache
+        and the tensors between its layers would not); ``summary()`` shows
+        each chain as one ``banded`` step.  False: every layer over the
+        whole batch.  "always": every chain that can be fused is; an int
+        > 0: the same, with bands of that many output rows (for tests and
+        benchmarks).  The results are the same bits whatever is fused.
 
     Returns
     -------
@@ -323,11 +345,17 @@ def compile(model, input_shape, *, layout="NCHW", num_threads=None):
             "Dropout is off)"
         )
     threads = _threads(num_threads)
+    fuse_mode = _fuse_mode(fuse)
     dtype = model.dtype or np.dtype(np.float32)
     if np.dtype(dtype) not in (np.dtype(np.float32), np.dtype(np.float64)):
         raise TypeError(f"compile: the model's dtype must be float32 or float64, got {dtype}")
     steps = _passes(list(_leaves(model, "", layout)), dtype)
     core = _core.compile_plan(
-        [s.spec() for s in steps], shape, layout, np.dtype(dtype) == np.float64, threads
+        [s.spec() for s in steps],
+        shape,
+        layout,
+        np.dtype(dtype) == np.float64,
+        threads,
+        fuse_mode,
     )
     return Plan(core)

@@ -226,7 +226,8 @@ class InvertedResidual(Module):
     in_channels, out_channels, expanded_channels : int
     stride, kernel_size : int, optional
     activation : pydsconv.nn activation class, optional
-        Of the expansion and the depthwise stage (ReLU6, ReLU, Hardswish, SiLU).
+        Of the expansion and the depthwise stage (ReLU6, ReLU, Hardswish,
+        SiLU); None (the default): ReLU6.
     se_channels : int or None, optional
         None: no squeeze-and-excitation.
     se_activation, se_gate : pydsconv.nn activation classes, optional

@@ -351,12 +351,17 @@ def compile(model, input_shape, *, layout="NCHW", num_threads=None):
         In eval mode (``model.eval()``): a ValueError otherwise.  Layers:
         ``Sequential`` (nested), ``Conv2d``, ``DepthwiseConv2d``,
         ``PointwiseConv2d``, ``SeparableConv2d``, ``BatchNorm2d`` (directly
-        after a convolution without activation), ``ReLU``, ``ReLU6`` (after a
-        convolution or ``Linear``), ``Dropout`` and ``Identity`` (skipped),
-        ``GlobalAvgPool2d``, ``Flatten``, ``Linear``; e.g.
-        :class:`MobileNetV1`, :class:`SeparableConvNet`.  Any other layer is
-        a TypeError naming it.  Its weights are copied: later changes to the
-        model do not reach the plan.
+        after a convolution without activation, inside the same residual
+        block), ``ReLU``, ``ReLU6`` and the other activations the ops'
+        ``activation=`` takes (after a convolution or ``Linear``),
+        ``Dropout`` and ``Identity`` (skipped), ``GlobalAvgPool2d``,
+        ``Flatten``, ``Linear``, ``InvertedResidual`` (its body's steps and
+        a residual ``add``), ``SqueezeExcitation`` (one step); e.g.
+        :class:`MobileNetV1`, :class:`MobileNetV2`,
+        :class:`MobileNetV3Large`, :class:`EfficientNetB0`,
+        :class:`SeparableConvNet`.  Any other layer is a TypeError naming
+        it.  Its weights are copied: later changes to the model do not
+        reach the plan.
     input_shape : tuple of 4 ints
         Including the batch, in ``layout``; the plan accepts exactly it.
     layout : "NCHW" or "NHWC", optional
@@ -377,7 +382,8 @@ def compile(model, input_shape, *, layout="NCHW", num_threads=None):
     ------
     ValueError
         A model in training mode, a layout that disagrees with a layer's, a
-        BatchNorm2d or activation with nothing to fold into, or a layer whose
+        BatchNorm2d or activation with nothing to fold into (or only across
+        a residual connection), or a layer whose
         shapes do not fit its input (the message names the layer).
     TypeError
         An unsupported layer, or a model that is not a ``pydsconv.nn.Module``.

@@ -222,6 +222,7 @@ def test_mobilenet_v2_peer_weights_match_torch_at_224():
     x = np.random.default_rng(5).standard_normal((1, 3, 224, 224)).astype(np.float32)
     want = torch_mobilenet_v2({k: _t(v) for k, v in data.items()}, _t(x)).numpy()
     _close(model(x), want.astype(np.float32), np.float32)
+    _close(nn.compile(model, x.shape)(x), want.astype(np.float32), np.float32)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

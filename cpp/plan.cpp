@@ -107,21 +107,21 @@ void im2col(const DwGeom& g, int64_t N, const T* x, T* col, int threads) {
 // y (N, C) = the mean of x (N, P, C) over pixels, summed in pixel order in
 // double, a block of channels at a time (contiguous loads; the accumulators
 // live on the stack: workers never allocate).  The same bits for any thread
-// count: images are split across threads, never a sum.
+// count: (image, channel block) tasks are split across threads, never a sum.
 template <class T>
 void global_avg_pool(int64_t N, int64_t P, int64_t C, const T* x, T* y, int threads) {
   constexpr int64_t kBlock = 64;
-  parallel_for(N, plan_threads(threads, N, N * P * C), [&](int64_t n) {
-    for (int64_t c0 = 0; c0 < C; c0 += kBlock) {
-      const int64_t nc = std::min(kBlock, C - c0);
-      double acc[kBlock] = {};
-      for (int64_t p = 0; p < P; ++p) {
-        const T* row = x + (n * P + p) * C + c0;
-        for (int64_t c = 0; c < nc; ++c) acc[c] += row[c];
-      }
-      for (int64_t c = 0; c < nc; ++c)
-        y[n * C + c0 + c] = static_cast<T>(acc[c] / static_cast<double>(P));
+  const int64_t blocks = ceil_div(C, kBlock), tasks = N * blocks;
+  parallel_for(tasks, plan_threads(threads, tasks, N * P * C), [&](int64_t task) {
+    const int64_t n = task / blocks, c0 = task % blocks * kBlock;
+    const int64_t nc = std::min(kBlock, C - c0);
+    double acc[kBlock] = {};
+    for (int64_t p = 0; p < P; ++p) {
+      const T* row = x + (n * P + p) * C + c0;
+      for (int64_t c = 0; c < nc; ++c) acc[c] += row[c];
     }
+    for (int64_t c = 0; c < nc; ++c)
+      y[n * C + c0 + c] = static_cast<T>(acc[c] / static_cast<double>(P));
   });
 }
 
@@ -635,7 +635,8 @@ class Builder {
 // Arena offsets for tensors 2.. (x and y are the caller's): a tensor lives
 // from the step that writes it to its last reader; steps are visited in order
 // and each output takes the lowest offset that overlaps no live tensor (the
-// inputs of its own step are live, so no step reads what it writes).
+// inputs of its own step are live, so no step reads what it writes), except
+// that Add and SE write in place over an input that dies at them.
 // Returns the arena's size in elements.
 template <class T>
 int64_t plan_arena(Net<T>& net, const std::vector<int64_t>& sizes) {
@@ -662,6 +663,18 @@ int64_t plan_arena(Net<T>& net, const std::vector<int64_t>& sizes) {
     std::sort(live.begin(), live.end(),
               [](const Live& a, const Live& b) { return a.begin < b.begin; });
     const int64_t size = ceil_div(sizes[size_t(t)], kAlignElems) * kAlignElems;
+    // Add and SE read each element (after SE's pooling pass) before writing
+    // the same element, so they may overwrite an input that dies here.
+    const Step<T>& st = net.steps[i];
+    if ((st.op == Op::Add || st.op == Op::SE) && st.in >= 2 && last[size_t(st.in)] == i &&
+        sizes[size_t(st.in)] == sizes[size_t(t)]) {
+      for (Live& l : live)
+        if (l.tensor == size_t(st.in)) {
+          l.tensor = size_t(t);
+          net.offset[size_t(t)] = l.begin;
+        }
+      continue;
+    }
     int64_t at = 0;
     for (const Live& l : live) {
       if (l.begin - at >= size) break;

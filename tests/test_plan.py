@@ -555,3 +555,35 @@ def test_residual_errors(rng):
     block.conv[1] = _Custom()
     with pytest.raises(TypeError, match=r"0.conv.1 \(_Custom\) is not supported"):
         nn.compile(nn.Sequential(block).eval(), (1, 4, 6, 6))
+
+
+_NEW_ACTS = all(
+    hasattr(nn, n) for n in ("Hardswish", "Hardsigmoid", "SiLU", "Sigmoid")
+)  # (helper modules that arrive with the new activations)
+
+
+@pytest.mark.skipif(not _NEW_ACTS, reason="needs the Hardswish/SiLU/... activations")
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("name", ["MobileNetV3Large", "EfficientNetB0"])
+def test_se_networks_match_eager(isa, name, layout, dtype, rng):
+    model = _randomise_bn(getattr(nn, name)(num_classes=10, layout=layout, dtype=dtype, rng=1), rng)
+    shape = _shape(layout, 2, 3, 40, 40)
+    plan = nn.compile(model, shape, layout=layout)
+    x = rand(rng, shape, dtype)
+    _close(plan(x), model(x))
+    ops = [s["op"] for s in plan.steps()]
+    se = {"MobileNetV3Large": 8, "EfficientNetB0": 16}[name]
+    adds = {"MobileNetV3Large": 10, "EfficientNetB0": 9}[name]
+    assert ops.count("squeeze_excite") == se and ops.count("add") == adds
+
+
+@pytest.mark.skipif(not _NEW_ACTS, reason="needs the Hardswish/SiLU/... activations")
+@pytest.mark.parametrize("name", ["MobileNetV3Large", "EfficientNetB0"])
+def test_se_networks_threads_give_the_same_bits(name, rng):
+    model = _randomise_bn(getattr(nn, name)(num_classes=10, rng=1), rng)
+    shape = (3, 3, 40, 40)
+    x = rand(rng, shape, np.float32)
+    results = [nn.compile(model, shape, num_threads=t)(x) for t in (1, 2, 3)]
+    for r in results[1:]:
+        np.testing.assert_array_equal(r, results[0])

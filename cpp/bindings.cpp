@@ -272,7 +272,14 @@ Act parse_act(const py::object& s, const char* name) {
   const std::string v = py::str(s);
   if (v == "relu") return Act::Relu;
   if (v == "relu6") return Act::Relu6;
-  throw py::value_error(std::string(name) + " must be None, 'relu' or 'relu6', got '" + v + "'");
+  if (v == "hardswish") return Act::Hardswish;
+  if (v == "hardsigmoid") return Act::Hardsigmoid;
+  if (v == "silu") return Act::Silu;
+  if (v == "sigmoid") return Act::Sigmoid;
+  throw py::value_error(std::string(name) +
+                        " must be None, 'relu', 'relu6', 'hardswish', 'hardsigmoid', 'silu' or "
+                        "'sigmoid', got '" +
+                        v + "'");
 }
 
 // Parameters as normalised by pydsconv/conv.py.
@@ -743,4 +750,26 @@ PYBIND11_MODULE(_core, m) {
     return d;
   });
   m.def("_reset_path_counts", &trace::reset_path_counts);
+  // Private, for pydsconv.nn (an activation applied after an op run
+  // without one): a = act(a) in place, the bits of the kernels' epilogue.
+  // a: a writable C-contiguous float32 or float64 array.
+  m.def(
+      "_activate",
+      [](py::array a, py::object act) {
+        const Act ac = parse_act(act, "activation");
+        if (!(a.flags() & py::array::c_style) || !a.writeable())
+          throw py::value_error("a must be a writable C-contiguous array");
+        const int64_t n = static_cast<int64_t>(a.size());
+        if (same_dtype<float>(a.dtype())) {
+          float* p = static_cast<float*>(a.mutable_data());
+          without_gil([&] { kernels<float>().activate(p, n, ac); });
+        } else if (same_dtype<double>(a.dtype())) {
+          double* p = static_cast<double*>(a.mutable_data());
+          without_gil([&] { kernels<double>().activate(p, n, ac); });
+        } else {
+          throw py::type_error("a must be float32 or float64");
+        }
+        return a;
+      },
+      py::arg("a"), py::arg("act"));
 }

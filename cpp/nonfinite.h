@@ -15,6 +15,7 @@
 #include <limits>
 #include <vector>
 
+#include "dispatch.h"
 #include "kernels/table.h"
 #include "problem.h"
 #include "threads.h"
@@ -29,11 +30,12 @@ bool all_finite(const T* a, int64_t n) {
   return true;
 }
 
+// act(v) with the current kernel set's epilogue, so that recomputed outputs
+// have the bits the kernels give (NaN stays NaN in every activation).
 template <class T>
-T activate(T v, Act act) {  // NaN stays NaN, as np.maximum / np.clip keep it
+T activate(T v, Act act) {
   if (act == Act::None) return v;
-  if (v < T(0)) return T(0);
-  if (act == Act::Relu6 && v > T(6)) return T(6);
+  kernels<T>().activate(&v, 1, act);
   return v;
 }
 

@@ -41,7 +41,14 @@ import numpy as np
 INT_LIMIT = 2**40
 """The core's bound on stride, dilation and padding (``cpp/README.md`` rule 5)."""
 
-ACTIVATIONS = (None, "relu", "relu6")
+ACTIVATIONS = (None, "relu", "relu6", "hardswish", "hardsigmoid", "silu", "sigmoid")
+"""What ``activation=`` / ``mid_activation=`` accept (cpp/bindings.cpp parse_act)."""
+
+ACTIVATIONS_TEXT = "None, 'relu', 'relu6', 'hardswish', 'hardsigmoid', 'silu' or 'sigmoid'"
+
+NEEDS_PRE_ACTIVATION = ("hardswish", "silu")
+"""Activations whose derivative is not a function of their output (they are
+not monotonic): their backward needs the value before them."""
 
 PAD_MODES_2D = ("same", "valid")
 PAD_MODES_1D = ("same", "valid", "causal")
@@ -216,33 +223,58 @@ def output_size(sizes, kernel, stride, padding, dilation, *, spatial=2):
 
 
 def check_activation(name, activation):
-    """``activation`` if it is None, ``"relu"`` or ``"relu6"``, else a
+    """``activation`` if it is one of :data:`ACTIVATIONS`, else a
     ValueError naming ``name`` (``activation`` or ``mid_activation``)."""
-    if activation not in ACTIVATIONS:
-        raise ValueError(f"{name} must be None, 'relu' or 'relu6', got {activation!r}")
+    if not (activation is None or (isinstance(activation, str) and activation in ACTIVATIONS)):
+        raise ValueError(f"{name} must be {ACTIVATIONS_TEXT}, got {activation!r}")
     return activation
 
 
-def activation_grad(grad, output, activation):
+def activation_grad(grad, output, activation, pre_activation=None):
     """The gradient before ``activation``, from the gradient after it.
 
     ``output`` is the activation's *output* (the op's result), which is all
-    ReLU and ReLU6 need: as PyTorch's ``threshold_backward`` and
-    ``hardtanh_backward``, the gradient passes where ``output > 0`` (relu)
-    or ``0 < output < 6`` (relu6) and is 0 elsewhere, whatever ``grad``
-    holds there (a NaN ``output`` counts as elsewhere).  ``activation`` None returns
-    ``grad`` itself; otherwise the result is a new array of ``grad``'s dtype
-    (``grad`` is never written: it may be PyTorch's).
+    ReLU, ReLU6, hardsigmoid and sigmoid need: as PyTorch's
+    ``threshold_backward`` and ``hardtanh_backward``, the gradient passes
+    where ``output > 0`` (relu) or ``0 < output < 6`` (relu6) and is 0
+    elsewhere, whatever ``grad`` holds there (a NaN ``output`` counts as
+    elsewhere); hardsigmoid passes ``grad / 6`` where ``0 < output < 1``
+    (``-3 < x < 3``, as PyTorch) and sigmoid gives ``grad * output * (1 -
+    output)``.  hardswish and silu (:data:`NEEDS_PRE_ACTIVATION`) need
+    ``pre_activation``, the value ``x`` before the activation: hardswish
+    ``grad * (x / 3 + 0.5)`` on ``-3 < x < 3``, ``grad`` from 3 up and 0
+    from -3 down (as PyTorch); silu ``grad * s * (1 + x * (1 - s))`` with
+    ``s = sigmoid(x)``.  ``activation`` None returns ``grad`` itself;
+    otherwise the result is a new array of ``grad``'s dtype (``grad`` is
+    never written: it may be PyTorch's).
 
     This is what a caller of the ``*_backward`` ops applies first: they take
     the gradient w.r.t. the op's output before any activation.
     """
     if activation is None:
         return grad
-    mask = output > 0
-    if activation == "relu6":
-        mask &= output < 6
-    return np.where(mask, grad, 0).astype(grad.dtype, copy=False)
+    if activation in ("relu", "relu6"):
+        mask = output > 0
+        if activation == "relu6":
+            mask &= output < 6
+        return np.where(mask, grad, 0).astype(grad.dtype, copy=False)
+    if activation == "hardsigmoid":
+        return np.where((output > 0) & (output < 1), grad / 6, 0).astype(grad.dtype, copy=False)
+    if activation == "sigmoid":
+        return (grad * (output * (1 - output))).astype(grad.dtype, copy=False)
+    if activation not in NEEDS_PRE_ACTIVATION:
+        raise ValueError(f"activation must be {ACTIVATIONS_TEXT}, got {activation!r}")
+    if pre_activation is None:
+        raise ValueError(
+            f"the gradient of {activation!r} needs the value before it (pre_activation)"
+        )
+    x = pre_activation
+    if activation == "hardswish":
+        d = np.where(x <= -3, 0, np.where(x < 3, x / 3 + 0.5, 1))
+        return (grad * d).astype(grad.dtype, copy=False)
+    with np.errstate(over="ignore"):
+        s = 1 / (1 + np.exp(-x))
+    return (grad * (s * (1 + x * (1 - s)))).astype(grad.dtype, copy=False)
 
 
 # --------------------------------------------------------------------------
@@ -256,4 +288,4 @@ Padding2D = Union[
 Padding1D = Union[int, Tuple[int, int], Literal["valid", "same", "causal"]]
 Layout2D = Literal["NCHW", "NHWC"]
 Layout1D = Literal["NCL", "NLC"]
-Activation = Optional[Literal["relu", "relu6"]]
+Activation = Optional[Literal["relu", "relu6", "hardswish", "hardsigmoid", "silu", "sigmoid"]]

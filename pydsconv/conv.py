@@ -351,8 +351,8 @@ def depthwise_conv2d(
         Spacing between kernel taps, >= 1 (may be combined with stride > 1).
     layout : "NCHW" or "NHWC"
         Data layout of ``x`` and of the result (weights are always PyTorch's).
-    activation : None, "relu" or "relu6"
-        Applied after the bias.
+    activation : None, "relu", "relu6", "hardswish", "hardsigmoid", "silu" or "sigmoid"
+        Applied after the bias (PyTorch's definitions; see docs/api.md).
     out : ndarray, optional
         C-contiguous, writable array of the result's exact shape and dtype that
         overlaps no input; filled and returned.
@@ -388,8 +388,8 @@ def pointwise_conv2d(
     bias : ndarray (C_out,), optional
     layout : "NCHW" or "NHWC"
         Data layout of ``x`` and of the result (weights are always PyTorch's).
-    activation : None, "relu" or "relu6"
-        Applied after the bias.
+    activation : None, "relu", "relu6", "hardswish", "hardsigmoid", "silu" or "sigmoid"
+        Applied after the bias (PyTorch's definitions; see docs/api.md).
     out : ndarray, optional
         C-contiguous, writable array of the result's exact shape and dtype that
         overlaps no input; filled and returned.
@@ -444,9 +444,9 @@ def separable_conv2d(
         Spacing between kernel taps, >= 1 (may be combined with stride > 1).
     layout : "NCHW" or "NHWC"
         Data layout of ``x`` and of the result (weights are always PyTorch's).
-    mid_activation : None, "relu" or "relu6"
+    mid_activation : None, "relu", "relu6", "hardswish", "hardsigmoid", "silu" or "sigmoid"
         Applied to the depthwise output after its bias.
-    activation : None, "relu" or "relu6"
+    activation : None, "relu", "relu6", "hardswish", "hardsigmoid", "silu" or "sigmoid"
         Applied to the result after the pointwise bias.
     out : ndarray, optional
         C-contiguous, writable array of the result's exact shape and dtype that
@@ -512,8 +512,8 @@ def depthwise_conv1d(
         Spacing between kernel taps, >= 1.
     layout : "NCL" or "NLC"
         Data layout of ``x`` and of the result.
-    activation : None, "relu" or "relu6"
-        Applied after the bias.
+    activation : None, "relu", "relu6", "hardswish", "hardsigmoid", "silu" or "sigmoid"
+        Applied after the bias (PyTorch's definitions; see docs/api.md).
     out : ndarray, optional
         C-contiguous, writable array of the result's exact shape and dtype that
         overlaps no input; filled and returned.
@@ -549,8 +549,8 @@ def pointwise_conv1d(
     bias : ndarray (C_out,), optional
     layout : "NCL" or "NLC"
         Data layout of ``x`` and of the result.
-    activation : None, "relu" or "relu6"
-        Applied after the bias.
+    activation : None, "relu", "relu6", "hardswish", "hardsigmoid", "silu" or "sigmoid"
+        Applied after the bias (PyTorch's definitions; see docs/api.md).
     out : ndarray, optional
         C-contiguous, writable array of the result's exact shape and dtype that
         overlaps no input; filled and returned.
@@ -600,9 +600,9 @@ def separable_conv1d(
         Spacing between kernel taps, >= 1.
     layout : "NCL" or "NLC"
         Data layout of ``x`` and of the result.
-    mid_activation : None, "relu" or "relu6"
+    mid_activation : None, "relu", "relu6", "hardswish", "hardsigmoid", "silu" or "sigmoid"
         Applied to the depthwise output after its bias.
-    activation : None, "relu" or "relu6"
+    activation : None, "relu", "relu6", "hardswish", "hardsigmoid", "silu" or "sigmoid"
         Applied to the result after the pointwise bias.
     out : ndarray, optional
         C-contiguous, writable array of the result's exact shape and dtype that
@@ -713,7 +713,10 @@ def depthwise_conv2d_backward(
         Gradient w.r.t. the op's output *before* any activation, shaped like
         the forward result.  With a fused ``activation``, first multiply the
         gradient after it by the activation's derivative: for ReLU where the
-        forward output is > 0, for ReLU6 where it is in (0, 6).
+        forward output is > 0, for ReLU6 where it is in (0, 6); the others'
+        derivatives are in ``pydsconv._args.activation_grad`` (hardswish and
+        silu need the value before the activation: run the forward without
+        one and apply it after).
     x, weight : ndarray
         The forward op's input and weight.
     stride : int or (int, int)

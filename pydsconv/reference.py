@@ -161,7 +161,21 @@ def _activate(y, activation):
         return np.maximum(y, 0.0)
     if activation == "relu6":
         return np.clip(y, 0.0, 6.0)
-    raise ValueError(f"activation must be None, 'relu' or 'relu6', got {activation!r}")
+    # PyTorch's formulas (hardswish(-inf) and silu(-inf) are NaN: -inf * 0,
+    # -inf / inf); exp overflowing to inf is meant (sigmoid -> 0, silu -> -0).
+    if activation == "hardsigmoid":
+        return np.clip(y + 3.0, 0.0, 6.0) / 6.0
+    if activation == "hardswish":
+        with np.errstate(invalid="ignore"):
+            return y * (np.clip(y + 3.0, 0.0, 6.0) / 6.0)
+    if activation in ("silu", "sigmoid"):
+        with np.errstate(over="ignore", invalid="ignore"):
+            d = 1.0 + np.exp(-y)
+            return y / d if activation == "silu" else 1.0 / d
+    raise ValueError(
+        "activation must be None, 'relu', 'relu6', 'hardswish', 'hardsigmoid', 'silu' or "
+        f"'sigmoid', got {activation!r}"
+    )
 
 
 def _check_layout(layout, allowed):

@@ -51,9 +51,13 @@ or ``"same"``.  ``"same"`` is TensorFlow's rule at every stride (output
 allows ``"same"`` (stride 1) this is exactly PyTorch's; at stride > 1, where
 ``nn.Conv2d`` refuses ``"same"``, it gives Keras' result.  Only zero padding.
 
-Activations (``None``, ``"relu"``, ``"relu6"``) can be fused into the ops.
-Their derivative follows ``nn.ReLU`` / ``nn.ReLU6`` (``hardtanh``): the
-gradient passes where the output is strictly inside (0, 6).
+Activations (``None``, ``"relu"``, ``"relu6"``, ``"hardswish"``,
+``"hardsigmoid"``, ``"silu"``, ``"sigmoid"``) can be fused into the ops
+(hardswish and silu as the last activation run after the op, as PyTorch's
+own function, when autograd records the call: their derivative needs the
+value before them).  The derivatives follow PyTorch's: for ``nn.ReLU`` /
+``nn.ReLU6`` (``hardtanh``) the gradient passes where the output is
+strictly inside (0, 6).
 
 Gradients are computed only for the inputs that need them
 (``ctx.needs_input_grad``); double backward is not supported (it raises a
@@ -83,6 +87,7 @@ if not hasattr(torch, "autograd"):  # `import torch` found this file: pydsconv/ 
     )
 
 from torch import nn
+from torch.nn import functional as F
 
 import pydsconv
 from pydsconv import _args
@@ -203,10 +208,26 @@ def _threads():
     return torch.get_num_threads()
 
 
-def _act_mask(g, y, activation):
-    """``g`` (an ndarray view of PyTorch's gradient, never written) masked
-    by the derivative of ``activation`` read from its output ``y``."""
-    return _args.activation_grad(g, y, activation)
+def _act_mask(g, y, activation, pre=None):
+    """``g`` (an ndarray view of PyTorch's gradient, never written) times
+    the derivative of ``activation``, read from its output ``y`` (or, for
+    hardswish and silu, from ``pre``, the value before it)."""
+    return _args.activation_grad(g, y, activation, pre)
+
+
+def _mid(depthwise, x, w, b, activation, conv):
+    """The separable ops' intermediate, recomputed in backward, and the
+    value before ``activation`` where its derivative needs it (else None)."""
+    if activation not in _args.NEEDS_PRE_ACTIVATION:
+        return depthwise(x, w, b, activation=activation, **conv), None
+    pre = depthwise(x, w, b, **conv)
+    return pydsconv._core._activate(pre.copy(), activation), pre
+
+
+# hardswish and silu as the last activation of an op that autograd records:
+# the op runs without it and PyTorch's own function follows (their
+# derivative needs the value before them, which the ops' outputs are not).
+_PRE_ACT_FN = {"hardswish": F.hardswish, "silu": F.silu}
 
 
 def _saved_input(x, layout):
@@ -355,7 +376,15 @@ def _call(op, *args):
     computation without it in plain eager mode (:func:`_eager_path`).
     PyTorch's error for ``torch.func.grad`` & co. (which custom ops' autograd
     formulas do not support) is made to say so."""
-    path = _eager_path(op, [a for a in args if isinstance(a, torch.Tensor)])
+    tensors = [a for a in args if isinstance(a, torch.Tensor)]
+    if (
+        isinstance(args[-1], str)
+        and args[-1] in _PRE_ACT_FN
+        and torch.is_grad_enabled()
+        and any(t.requires_grad for t in tensors)
+    ):
+        return _PRE_ACT_FN[args[-1]](_call(op, *args[:-1], None))
+    path = _eager_path(op, tensors)
     if path == "plain":
         return op._pydsconv_impl(*args)
     if path == "function":
@@ -617,7 +646,7 @@ def _sep2_bwd_op(
     xa, dwa = _array(x, layout), _array(dw)
     g = _act_mask(_array(grad, layout), _array(out, layout), activation)
     # recompute the intermediate (see SeparableConv2dFunction's docstring)
-    mid = pydsconv.depthwise_conv2d(xa, dwa, _array(db), activation=mid_activation, **conv)
+    mid, mid_pre = _mid(pydsconv.depthwise_conv2d, xa, dwa, _array(db), mid_activation, conv)
     gmid, gpw, gpb = pydsconv.pointwise_conv2d_backward(
         g,
         mid,
@@ -630,7 +659,7 @@ def _sep2_bwd_op(
     )
     gx = gdw = gdb = None
     if need_dw_stage:
-        gmid = _act_mask(gmid, mid, mid_activation)
+        gmid = _act_mask(gmid, mid, mid_activation, mid_pre)
         gx, gdw, gdb = pydsconv.depthwise_conv2d_backward(
             gmid, xa, dwa, input_grad=need_x, weight_grad=need_dw, bias_grad=need_db, **conv
         )
@@ -777,7 +806,7 @@ def depthwise_conv2d(
     stride, dilation : int or (int, int)
     padding : int, (ph, pw), ((top, bottom), (left, right)), "valid" or "same"
         "same" is TensorFlow's rule, allowed at any stride (module docstring).
-    activation : None, "relu" or "relu6"
+    activation : None, "relu", "relu6", "hardswish", "hardsigmoid", "silu" or "sigmoid"
         Applied after the bias, fused into the op.
 
     Returns
@@ -810,7 +839,7 @@ def pointwise_conv2d(
         float32 or float64, on the CPU; contiguous or channels_last.
     weight : Tensor, (C_out, C_in, 1, 1) or (C_out, C_in)
     bias : Tensor (C_out,), optional
-    activation : None, "relu" or "relu6"
+    activation : None, "relu", "relu6", "hardswish", "hardsigmoid", "silu" or "sigmoid"
 
     Returns
     -------
@@ -850,7 +879,7 @@ def separable_conv2d(
     depthwise_bias, pointwise_bias : Tensor, optional
     stride, padding, dilation
         Of the depthwise stage, as in :func:`depthwise_conv2d`.
-    mid_activation, activation : None, "relu" or "relu6"
+    mid_activation, activation : None, "relu", "relu6", "hardswish", "hardsigmoid", "silu" or "sigmoid"
         After the depthwise and after the pointwise stage.
 
     Returns
@@ -956,7 +985,7 @@ class DepthwiseConv2d(nn.Module):
         M, filters per input channel (Keras' name; PyTorch's ``out_channels / C``).
     padding_mode : "zeros"
         The only one supported (ValueError otherwise).
-    activation : None, "relu" or "relu6"
+    activation : None, "relu", "relu6", "hardswish", "hardsigmoid", "silu" or "sigmoid"
         Fused after the bias.
     device, dtype
         CPU only; float32 (default) or float64.
@@ -1034,7 +1063,7 @@ class PointwiseConv2d(nn.Module):
     ----------
     in_channels, out_channels : int
     bias : bool
-    activation : None, "relu" or "relu6"
+    activation : None, "relu", "relu6", "hardswish", "hardsigmoid", "silu" or "sigmoid"
         Fused after the bias.
     device, dtype
         CPU only; float32 (default) or float64.
@@ -1094,7 +1123,7 @@ class SeparableConv2d(nn.Module):
         ``SeparableConv2D`` has only the pointwise one: ``bias=(False, True)``.
     depth_multiplier : int
     padding_mode : "zeros"
-    mid_activation, activation : None, "relu" or "relu6"
+    mid_activation, activation : None, "relu", "relu6", "hardswish", "hardsigmoid", "silu" or "sigmoid"
         After the depthwise and after the pointwise stage.
     device, dtype
         CPU only; float32 (default) or float64.
@@ -1401,7 +1430,7 @@ def _sep1_bwd_op(
     )
     xa, dwa = _array1(x), _array1(dw)
     g = _act_mask(_array1(grad), _array1(out), activation)
-    mid = pydsconv.depthwise_conv1d(xa, dwa, _array1(db), activation=mid_activation, **conv)
+    mid, mid_pre = _mid(pydsconv.depthwise_conv1d, xa, dwa, _array1(db), mid_activation, conv)
     gmid, gpw, gpb = pydsconv.pointwise_conv1d_backward(
         g,
         mid,
@@ -1413,7 +1442,7 @@ def _sep1_bwd_op(
     )
     gx = gdw = gdb = None
     if need_dw_stage:
-        gmid = _act_mask(gmid, mid, mid_activation)
+        gmid = _act_mask(gmid, mid, mid_activation, mid_pre)
         gx, gdw, gdb = pydsconv.depthwise_conv1d_backward(
             gmid, xa, dwa, input_grad=need_x, weight_grad=need_dw, bias_grad=need_db, **conv
         )
@@ -1500,7 +1529,7 @@ def depthwise_conv1d(
     padding : int, (left, right), "valid", "same" or "causal"
         "same" is TensorFlow's rule at any stride (PyTorch's at stride 1);
         "causal" pads ``dilation * (k - 1)`` on the left only (Keras).
-    activation : None, "relu" or "relu6"
+    activation : None, "relu", "relu6", "hardswish", "hardsigmoid", "silu" or "sigmoid"
         Applied after the bias, fused into the op.
 
     Returns
@@ -1533,7 +1562,7 @@ def pointwise_conv1d(
     x : Tensor, (N, C_in, L) or (C_in, L)
     weight : Tensor, (C_out, C_in, 1) or (C_out, C_in)
     bias : Tensor (C_out,), optional
-    activation : None, "relu" or "relu6"
+    activation : None, "relu", "relu6", "hardswish", "hardsigmoid", "silu" or "sigmoid"
 
     Returns
     -------
@@ -1573,7 +1602,7 @@ def separable_conv1d(
     depthwise_bias, pointwise_bias : Tensor, optional
     stride, padding, dilation
         Of the depthwise stage, as in :func:`depthwise_conv1d`.
-    mid_activation, activation : None, "relu" or "relu6"
+    mid_activation, activation : None, "relu", "relu6", "hardswish", "hardsigmoid", "silu" or "sigmoid"
 
     Returns
     -------
@@ -1635,7 +1664,7 @@ class DepthwiseConv1d(nn.Module):
         M, filters per input channel.
     padding_mode : "zeros"
         The only one supported (ValueError otherwise).
-    activation : None, "relu" or "relu6"
+    activation : None, "relu", "relu6", "hardswish", "hardsigmoid", "silu" or "sigmoid"
         Fused after the bias.
     device, dtype
         CPU only; float32 (default) or float64.
@@ -1726,7 +1755,7 @@ class PointwiseConv1d(nn.Module):
     ----------
     in_channels, out_channels : int
     bias : bool
-    activation : None, "relu" or "relu6"
+    activation : None, "relu", "relu6", "hardswish", "hardsigmoid", "silu" or "sigmoid"
         Fused after the bias.
     device, dtype
         CPU only; float32 (default) or float64.
@@ -1785,7 +1814,7 @@ class SeparableConv1d(nn.Module):
         Biases of (depthwise, pointwise); one bool sets both.
     depth_multiplier : int
     padding_mode : "zeros"
-    mid_activation, activation : None, "relu" or "relu6"
+    mid_activation, activation : None, "relu", "relu6", "hardswish", "hardsigmoid", "silu" or "sigmoid"
         After the depthwise and after the pointwise stage.
     device, dtype
         CPU only; float32 (default) or float64.
@@ -1932,7 +1961,14 @@ class ConvertReport:
 
 _DW_TYPES = (DepthwiseConv2d, DepthwiseConv1d)
 _PW_TYPES = (PointwiseConv2d, PointwiseConv1d)
-_ACTS = {nn.ReLU: "relu", nn.ReLU6: "relu6"}
+_ACTS = {
+    nn.ReLU: "relu",
+    nn.ReLU6: "relu6",
+    nn.Hardswish: "hardswish",
+    nn.Hardsigmoid: "hardsigmoid",
+    nn.SiLU: "silu",
+    nn.Sigmoid: "sigmoid",
+}
 
 
 def _join(prefix, name):
@@ -2030,7 +2066,8 @@ def _fold(conv, bn):
 
 
 def _act_of(m):
-    """ "relu" / "relu6" for an exact nn.ReLU / nn.ReLU6 module, else None."""
+    """The activation= name of an exact nn.ReLU / ReLU6 / Hardswish /
+    Hardsigmoid / SiLU / Sigmoid module, else None."""
     return _ACTS.get(type(m))
 
 
@@ -2172,10 +2209,11 @@ def convert(model, *, fuse=True, inplace=False):
     converted model trains exactly as the original.
 
     With ``fuse=True``, inside an ``nn.Sequential``, depthwise -> optional
-    ``nn.ReLU`` / ``nn.ReLU6`` -> 1x1 (``nn.Identity`` slots, such as folded
+    ``nn.ReLU`` / ``nn.ReLU6`` / ``nn.Hardswish`` / ``nn.Hardsigmoid`` /
+    ``nn.SiLU`` / ``nn.Sigmoid`` -> 1x1 (``nn.Identity`` slots, such as folded
     BatchNorms, skipped) becomes one fused :class:`SeparableConv2d` /
     :class:`SeparableConv1d` (the activation as its ``mid_activation``; a
-    ReLU / ReLU6 right after the 1x1 becomes its ``activation``).  It takes
+    such activation right after the 1x1 becomes its ``activation``).  It takes
     the depthwise's slot and holds the two converted layers as ``depthwise``
     and ``pointwise``; the other slots become ``nn.Identity``, so the indices
     of later layers do not move.  State-dict keys change from ``blk.0.weight``

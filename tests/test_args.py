@@ -97,5 +97,9 @@ def test_activation_grad(dtype):
     np.testing.assert_array_equal(r6, [0, 0, 3, 0, 0, 0])
     assert r6.dtype == dtype
     np.testing.assert_array_equal(g, before)
-    with pytest.raises(ValueError, match="mid_activation must be None, 'relu' or 'relu6'"):
+    with pytest.raises(
+        ValueError,
+        match="mid_activation must be None, 'relu', 'relu6', 'hardswish', 'hardsigmoid', "
+        "'silu' or 'sigmoid', got 'gelu'",
+    ):
         _args.check_activation("mid_activation", "gelu")

@@ -115,7 +115,9 @@ def test_depthwise_and_fused_forward(isa, shape, bad, dtype, layout, threads):
     }
     for what, (xx, ww) in cases.items():
         xl = _layouts(xx, layout)
-        for act in (None, "relu", "relu6"):
+        # the newer activations once (they are elementwise: threads change nothing)
+        more = ("hardswish", "hardsigmoid", "silu", "sigmoid") if threads == 1 else ()
+        for act in (None, "relu", "relu6") + more:
             want = ref.depthwise_conv2d(
                 xx.astype(np.float64), ww.astype(np.float64), activation=act, **kw
             )
@@ -240,7 +242,7 @@ def test_pointwise_forward_and_backward(isa, bad, dtype, layout):
     w2[12, 0] = BAD[bad]
     x64 = x.astype(np.float64)
     for ww in (w, w2):
-        for act in (None, "relu"):
+        for act in (None, "relu", "hardswish", "hardsigmoid", "silu", "sigmoid"):
             got = pydsconv.pointwise_conv2d(_layouts(x, layout), ww, layout=layout, activation=act)
             _same_classes(
                 _back(got, layout),

@@ -829,10 +829,11 @@ def test_bad_layout(op):
 
 
 @pytest.mark.parametrize("op", FORWARD, ids=_ids(FORWARD))
-@pytest.mark.parametrize("act", ["gelu", "sigmoid", "", "relu7"])
+@pytest.mark.parametrize("act", ["gelu", "Sigmoid", "", "relu7", "swish"])
 def test_bad_activation(op, act):
     msg = expect_error(op, op.arrays(), ValueError, names(["activation"]), activation=act)
-    assert "relu6" in msg and "relu" in msg
+    for name in ("relu", "relu6", "hardswish", "hardsigmoid", "silu", "sigmoid"):
+        assert f"'{name}'" in msg, msg
 
 
 @pytest.mark.parametrize(

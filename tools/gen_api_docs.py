@@ -99,7 +99,7 @@ shape expected.  The numbers are the argument rules of `cpp/README.md`.
 | 9 | `out` does not have exactly the result's shape or the call's dtype, is not C-contiguous, is read-only, or overlaps an input's memory |
 | 10 | an element count (or a byte count) of any array would overflow a signed 64-bit integer (checked before anything is allocated) |
 | - | `layout` is not one of `"NCHW"`, `"NHWC"` (2-D) or `"NCL"`, `"NLC"` (1-D); the names are case-sensitive |
-| - | `activation` / `mid_activation` is not `None`, `"relu"` or `"relu6"` |
+| - | `activation` / `mid_activation` is not `None`, `"relu"`, `"relu6"`, `"hardswish"`, `"hardsigmoid"`, `"silu"` or `"sigmoid"` (case-sensitive) |
 | - | `num_threads` (or the `n` of `set_num_threads`) is below 1 (above `cpu_features()["max_threads"]`, 4 x the usable cores, it is capped with a `RuntimeWarning`, not refused) |
 
 ### `out=`
@@ -118,9 +118,27 @@ padding is zeros that are multiplied, so a non-finite weight tap that reads
 padding gives `0 * inf = nan` at that output, and a non-finite `grad_out` at
 an output that read padding gives NaN in the weight gradient of the tap that
 read it.  Terms that do not exist (outputs beyond the edge, in the input
-gradient) are not added.  `relu` and `relu6` keep NaN.  The same holds for
+gradient) are not added.  Every activation keeps NaN, and follows
+PyTorch at the infinities: `hardswish(-inf)` and `silu(-inf)` are NaN
+(`-inf * 0`, `-inf / inf`), `sigmoid(-inf)` and `hardsigmoid(-inf)` 0,
+`sigmoid(inf)` 1, `silu(inf)` and `hardswish(inf)` inf.  The same holds for
 both layouts, both dtypes, every ISA, fused and unfused, and any thread
-count (`tests/test_nonfinite.py`).
+count (`tests/test_nonfinite.py`, `tests/test_activations.py`).
+
+### Activations
+
+`activation=` / `mid_activation=` take `None`, `"relu"`, `"relu6"`,
+`"hardswish"` (`x * relu6(x + 3) / 6`), `"hardsigmoid"` (`relu6(x + 3) /
+6`), `"silu"` (`x * sigmoid(x)`, computed as `x / (1 + exp(-x))`) and
+`"sigmoid"` (`1 / (1 + exp(-x))`): PyTorch's definitions, applied in the
+epilogue of the kernel that writes each output.  relu, relu6, hardswish and
+hardsigmoid are exact up to the rounding of `/ 6` (`hardswish(x) = x` for
+`x >= 3`); silu and sigmoid use a vectorised `exp` accurate to a few ulp in
+both dtypes (the kernels of different ISAs may differ in the last bits; any
+thread count gives the same bits).  The backward ops take the gradient
+before the activation; `pydsconv.nn` and `pydsconv.torch` apply the
+derivatives (hardswish and silu need the value before the activation, so
+their training-mode layers run the op without it and apply it after).
 
 ### Warnings
 

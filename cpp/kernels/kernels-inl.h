@@ -45,6 +45,7 @@ static constexpr KernelTable<T> build_table(const char* isa) {
   t.gemm_nr = gemm_nr<T>();
   t.lanes = int64_t(PYDSCONV_VEC_BYTES / sizeof(T));
   t.transpose = &transpose<T>;
+  t.activate = &act_row<T>;
   t.fma_peak_loop = &fma_peak_loop<T>;
   return t;
 }

@@ -13,20 +13,6 @@
 // re-derived as base + k*stride at every use.
 #define PYDSCONV_OPAQUE(p) __asm__("" : "+r"(p))
 
-// relu/relu6 in place; NaN stays NaN (as in PyTorch), since NaN < 0 is false.
-template <class T>
-static inline void act_row(T* PYDSCONV_RESTRICT y, int64_t n, Act act) {
-  if (act == Act::None) return;
-  if (act == Act::Relu) {
-    for (int64_t i = 0; i < n; ++i) y[i] = y[i] < T(0) ? T(0) : y[i];
-  } else {
-    for (int64_t i = 0; i < n; ++i) {
-      T v = y[i] < T(0) ? T(0) : y[i];
-      y[i] = v > T(6) ? T(6) : v;
-    }
-  }
-}
-
 // a / s for a >= 0; strides 1 and 2 (nearly every network) skip the divide.
 static inline int64_t div_s(int64_t a, int64_t s) { return s == 1 ? a : s == 2 ? a >> 1 : a / s; }
 
@@ -73,17 +59,172 @@ static inline void vstore(T* p, V v) {
   __builtin_memcpy(p, &v, sizeof(V));
 }
 
-// relu/relu6 on a vector, as act_row; NaN stays NaN.
+constexpr int64_t kMaxLanes = 16;  // the widest vector of any unit (64 bytes of float)
+
+// Activations.  relu and relu6 are clamps, inline at every epilogue;
+// hardswish, hardsigmoid, silu and sigmoid (act_more) run out of line, so
+// that the register-tile epilogues of the relu paths stay as small as they
+// were.  NaN stays NaN in every one (as in PyTorch): comparisons with NaN
+// are false, so the selects keep it.
+
+// exp(x) per lane: n = round(x / ln 2) by the 1.5 * 2^mantissa trick (n is
+// then the low bits of t), r = x - n ln 2 in two steps (Cody-Waite), a
+// polynomial for exp(r) on |r| <= ln(2)/2 (float: Cephes expf's, ~1 ulp;
+// double: Taylor to r^13, truncation < 0.05 ulp), times 2^n as two powers
+// of two (so that n down to the subnormals and up past the overflow needs
+// no special case: the last multiply rounds to a subnormal, 0 or inf).
+// x is clamped first (exp(-104) rounds to 0 in float, exp(89) to inf); NaN
+// becomes the low clamp (result 0), so callers that must keep NaN select it.
+static inline vec_f32 vexp(vec_f32 x) {
+  typedef vec_f32 V;
+  typedef vec_i32 I;
+  x = x > V{} - 104.0f ? x : V{} - 104.0f;
+  x = x < V{} + 89.0f ? x : V{} + 89.0f;
+  const V magic = V{} + 12582912.0f;  // 1.5 * 2^23
+  const V t = x * 1.44269504088896341f + magic;
+  const V n = t - magic;
+  I ni, mi;
+  __builtin_memcpy(&ni, &t, sizeof(V));
+  __builtin_memcpy(&mi, &magic, sizeof(V));
+  ni -= mi;
+  V r = x - n * 0.693359375f;
+  r = r - n * -2.12194440e-4f;
+  V p = V{} + 1.9875691500e-4f;
+  p = p * r + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  p = p * (r * r) + r + 1.0f;
+  const I n1 = ni >> 1, n2 = ni - n1;
+  const I e1 = (n1 + 127) << 23, e2 = (n2 + 127) << 23;
+  V s1, s2;
+  __builtin_memcpy(&s1, &e1, sizeof(V));
+  __builtin_memcpy(&s2, &e2, sizeof(V));
+  return p * s1 * s2;
+}
+static inline vec_f64 vexp(vec_f64 x) {
+  typedef vec_f64 V;
+  typedef vec_i64 I;
+  x = x > V{} - 746.0 ? x : V{} - 746.0;
+  x = x < V{} + 710.0 ? x : V{} + 710.0;
+  const V magic = V{} + 6755399441055744.0;  // 1.5 * 2^52
+  const V t = x * 1.4426950408889634074 + magic;
+  const V n = t - magic;
+  I ni, mi;
+  __builtin_memcpy(&ni, &t, sizeof(V));
+  __builtin_memcpy(&mi, &magic, sizeof(V));
+  ni -= mi;
+  V r = x - n * 6.93145751953125e-1;
+  r = r - n * 1.42860682030941723212e-6;
+  V p = V{} + 1.0 / 6227020800.0;  // 1/13!
+  p = p * r + 1.0 / 479001600.0;
+  p = p * r + 1.0 / 39916800.0;
+  p = p * r + 1.0 / 3628800.0;
+  p = p * r + 1.0 / 362880.0;
+  p = p * r + 1.0 / 40320.0;
+  p = p * r + 1.0 / 5040.0;
+  p = p * r + 1.0 / 720.0;
+  p = p * r + 1.0 / 120.0;
+  p = p * r + 1.0 / 24.0;
+  p = p * r + 1.0 / 6.0;
+  p = p * r + 0.5;
+  p = p * (r * r) + r + 1.0;
+  const I n1 = ni >> 1, n2 = ni - n1;
+  const I e1 = (n1 + 1023) << 52, e2 = (n2 + 1023) << 52;
+  V s1, s2;
+  __builtin_memcpy(&s1, &e1, sizeof(V));
+  __builtin_memcpy(&s2, &e2, sizeof(V));
+  return p * s1 * s2;
+}
+
+// v[0 .. nv) = act(v) for the activations beyond the clamps, one loop per
+// activation.  PyTorch's formulas and special values: hardsigmoid
+// relu6(x + 3) / 6 (the / 6 as * (1/6): 6 * (1/6) rounds to 1 in both
+// dtypes, so hardsigmoid(x >= 3) = 1 and hardswish(x >= 3) = x exactly),
+// hardswish x * hardsigmoid(x) (-inf gives NaN: -inf * 0), sigmoid
+// 1 / (1 + exp(-x)) (0 at -inf, 1 at +inf), silu x / (1 + exp(-x)) (NaN at
+// -inf, as torch.nn.functional.silu: -inf / inf; -0 for x below about -89
+// in float, -710 in double, where exp(-x) overflows).
+template <class V, class T>
+__attribute__((noinline)) static void act_more(V* PYDSCONV_RESTRICT v, int64_t nv, Act act) {
+  const V zero = V{}, six = zero + T(6), one = zero + T(1);
+  if (act == Act::Hardswish || act == Act::Hardsigmoid) {
+    const bool swish = act == Act::Hardswish;
+    for (int64_t i = 0; i < nv; ++i) {
+      V h = v[i] + T(3);
+      h = h < zero ? zero : h;
+      h = h > six ? six : h;
+      h = h * (T(1) / T(6));
+      v[i] = swish ? v[i] * h : h;
+    }
+  } else if (act == Act::Silu) {
+    for (int64_t i = 0; i < nv; ++i) v[i] = v[i] / (one + vexp(-v[i]));
+  } else if (act == Act::Sigmoid) {
+    for (int64_t i = 0; i < nv; ++i) {
+      const V s = one / (one + vexp(-v[i]));
+      v[i] = v[i] == v[i] ? s : v[i];  // NaN: vexp gave 0
+    }
+  }
+}
+
+// act on a vector, the epilogue of the register-tile kernels.
 template <class V, class T>
 static inline V act_vec(V v, Act act) {
   if (act == Act::None) return v;
   const V zero = V{};
+  if (__builtin_expect(act > Act::Relu6, 0)) {
+    act_more<V, T>(&v, 1, act);
+    return v;
+  }
   v = v < zero ? zero : v;
   if (act == Act::Relu6) {
     const V six = zero + T(6);
     v = v > six ? six : v;
   }
   return v;
+}
+
+// act in place on n elements, the epilogue of the row kernels: the same
+// bits per element as act_vec (the tail goes through one padded vector).
+template <class T>
+static void act_row_more(T* PYDSCONV_RESTRICT y, int64_t n, Act act) {
+  typedef typename VecOf<T>::type V;
+  constexpr int64_t L = static_cast<int64_t>(sizeof(V) / sizeof(T)), NB = 8;
+  V buf[NB];
+  for (int64_t i = 0; i < n; i += NB * L) {
+    const int64_t m = n - i < NB * L ? n - i : NB * L, nv = (m + L - 1) / L;
+    if (m == NB * L) {
+      for (int64_t k = 0; k < NB; ++k) buf[k] = vload<V>(y + i + k * L);
+    } else {
+      T tmp[NB * kMaxLanes] = {};
+      for (int64_t k = 0; k < m; ++k) tmp[k] = y[i + k];
+      for (int64_t k = 0; k < nv; ++k) buf[k] = vload<V>(tmp + k * L);
+    }
+    act_more<V, T>(buf, nv, act);
+    if (m == NB * L) {
+      for (int64_t k = 0; k < NB; ++k) vstore(y + i + k * L, buf[k]);
+    } else {
+      T tmp[NB * kMaxLanes];
+      for (int64_t k = 0; k < nv; ++k) vstore(tmp + k * L, buf[k]);
+      for (int64_t k = 0; k < m; ++k) y[i + k] = tmp[k];
+    }
+  }
+}
+
+template <class T>
+static inline void act_row(T* PYDSCONV_RESTRICT y, int64_t n, Act act) {
+  if (act == Act::None) return;
+  if (act == Act::Relu) {
+    for (int64_t i = 0; i < n; ++i) y[i] = y[i] < T(0) ? T(0) : y[i];
+  } else if (act == Act::Relu6) {
+    for (int64_t i = 0; i < n; ++i) {
+      T v = y[i] < T(0) ? T(0) : y[i];
+      y[i] = v > T(6) ? T(6) : v;
+    }
+  } else {
+    act_row_more(y, n, act);
+  }
 }
 
 // Lanes O, O + 2, O + 4, ... of a and b concatenated (stride-2
@@ -137,5 +278,3 @@ static inline void copy_strided(T* PYDSCONV_RESTRICT d, const T* PYDSCONV_RESTRI
   }
   for (; q < n; ++q) d[q] = s[q * st];
 }
-
-constexpr int64_t kMaxLanes = 16;  // the widest vector of any unit (64 bytes of float)

@@ -19,7 +19,19 @@
 
 namespace pydsconv {
 
-enum class Act : int { None = 0, Relu = 1, Relu6 = 2 };
+// The epilogue applied to each output: None, relu, relu6, then the ones with
+// more than a clamp (act_more in simd-inl.h): hardswish x*relu6(x+3)/6,
+// hardsigmoid relu6(x+3)/6, silu x/(1+exp(-x)), sigmoid 1/(1+exp(-x)).
+// Values are fixed: the plan and the bindings pass them as ints.
+enum class Act : int {
+  None = 0,
+  Relu = 1,
+  Relu6 = 2,
+  Hardswish = 3,
+  Hardsigmoid = 4,
+  Silu = 5,
+  Sigmoid = 6
+};
 
 // Depthwise geometry in elements.  Input (C, H, W) per image, kernel
 // (kh, kw), output (C*M, OH, OW).  Input pixel of output (oh, ow) and tap
@@ -131,13 +143,16 @@ struct KernelTable {
   int64_t lanes;             // elements of T in one SIMD vector of this kernel set
   // d[c*ldd + r] = s[r*lds + c] for r < R, c < Cn (a layout change).
   void (*transpose)(int64_t R, int64_t Cn, const T* s, int64_t lds, T* d, int64_t ldd);
+  // y[i] = act(y[i]) for i < n, the same bits as every kernel's epilogue of
+  // this ISA (the non-finite fix-up and pydsconv.nn's unfused activations).
+  void (*activate)(T* y, int64_t n, Act act);
   // Benchmark probe: `iters` rounds of independent vector FMAs; returns flops.
   double (*fma_peak_loop)(int64_t iters, T* sink);
 };
 // Every member is 8 bytes and none may be null or zero: build_table
 // (kernels-inl.h) assigns each by name and dispatch.cpp checks the tables at
 // import.  A new member changes this size: assign it there, then update it.
-static_assert(sizeof(KernelTable<float>) == 24 * 8 && sizeof(KernelTable<double>) == 24 * 8,
+static_assert(sizeof(KernelTable<float>) == 25 * 8 && sizeof(KernelTable<double>) == 25 * 8,
               "KernelTable gained or lost a member: update build_table in kernels-inl.h");
 
 // One table per (ISA, dtype); null where the ISA was not compiled in.

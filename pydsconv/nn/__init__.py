@@ -21,7 +21,8 @@ input gradient.
 Contents: :class:`Module`, :class:`Parameter`, :class:`Sequential`,
 :class:`Identity`; layers :class:`Conv2d`, :class:`DepthwiseConv2d`,
 :class:`PointwiseConv2d`, :class:`SeparableConv2d`, :class:`BatchNorm2d`,
-:class:`ReLU`, :class:`ReLU6`, :class:`GlobalAvgPool2d`, :class:`Flatten`,
+:class:`ReLU`, :class:`ReLU6`, :class:`Hardswish`, :class:`Hardsigmoid`,
+:class:`SiLU`, :class:`Sigmoid`, :class:`GlobalAvgPool2d`, :class:`Flatten`,
 :class:`Linear`, :class:`Dropout`; blocks :class:`ConvNormActivation`,
 :class:`SqueezeExcitation`, :class:`InvertedResidual`; :func:`fuse_conv_bn`,
 :func:`fold_batchnorm`; :class:`CrossEntropyLoss`; :class:`SGD`,
@@ -31,7 +32,7 @@ Contents: :class:`Module`, :class:`Parameter`, :class:`Sequential`,
 :func:`load_metadata`; inference plans :func:`compile`.
 """
 
-from .activation import ReLU, ReLU6
+from .activation import Hardsigmoid, Hardswish, ReLU, ReLU6, Sigmoid, SiLU
 from .blocks import ConvNormActivation, InvertedResidual, SqueezeExcitation, make_divisible
 from .compiler import compile
 from .container import Identity, Sequential
@@ -66,6 +67,10 @@ __all__ = [
     "fold_batchnorm",
     "ReLU",
     "ReLU6",
+    "Hardswish",
+    "Hardsigmoid",
+    "SiLU",
+    "Sigmoid",
     "GlobalAvgPool2d",
     "Flatten",
     "Linear",

@@ -6,10 +6,29 @@ import math
 
 import numpy as np
 
-from .. import _args
-from .._args import activation_grad, check_activation  # noqa: F401  (the layers import them here)
+from .. import _args, _core, reference
+from .._args import (  # noqa: F401  (the layers import them here)
+    NEEDS_PRE_ACTIVATION,
+    activation_grad,
+    check_activation,
+)
 
 LAYOUTS = ("NCHW", "NHWC")
+
+
+def apply_activation(x, activation):
+    """``activation(x)`` as a new C-contiguous array (``x`` is not written).
+    float32 and float64 go through the kernels' own epilogue
+    (``_core._activate``), so the bits equal the op's fused activation;
+    other dtypes through :mod:`pydsconv.reference`'s formulas, in float64."""
+    if activation is None:
+        return x
+    x = np.asarray(x)
+    if x.dtype in DTYPES:
+        return _core._activate(np.array(x, order="C", copy=True), activation)
+    return reference._activate(x.astype(np.float64), activation)
+
+
 DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 

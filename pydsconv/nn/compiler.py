@@ -10,7 +10,8 @@ residual connection, an ``add`` step that reads the block's input; a
    without activation scales that convolution's weight and shifts its bias
    (computed in float64, stored in the model's dtype).  Never across a
    residual block's boundary.
-2. **Activation fusion**: ``ReLU`` / ``ReLU6`` become the epilogue of the
+2. **Activation fusion**: ``ReLU``, ``ReLU6``, ``Hardswish``,
+   ``Hardsigmoid``, ``SiLU`` and ``Sigmoid`` become the epilogue of the
    convolution or ``Linear`` before them.
 3. **Separable fusion**: a depthwise layer followed by a pointwise layer
    (with an activation between) becomes one fused separable step, whose
@@ -29,8 +30,8 @@ import numpy as np
 from .. import _args, _core
 from ..conv import _threads
 from ..plan import Plan
-from . import activation as _activation
 from ._util import check_layout
+from .activation import Hardsigmoid, Hardswish, ReLU, ReLU6, Sigmoid, SiLU
 from .blocks import InvertedResidual, SqueezeExcitation
 from .container import Identity, Sequential
 from .conv import Conv2d, DepthwiseConv2d, PointwiseConv2d, SeparableConv2d
@@ -44,20 +45,21 @@ __all__ = ["compile"]
 
 _SUPPORTED = (
     "Sequential (nested), Conv2d, DepthwiseConv2d, PointwiseConv2d, SeparableConv2d, "
-    "BatchNorm2d (after a convolution), the activations, Dropout, Identity, "
-    "GlobalAvgPool2d, Flatten, Linear, InvertedResidual, SqueezeExcitation"
+    "BatchNorm2d (after a convolution), ReLU, ReLU6, Hardswish, Hardsigmoid, SiLU, Sigmoid, "
+    "Dropout, Identity, GlobalAvgPool2d, Flatten, Linear, InvertedResidual, "
+    "SqueezeExcitation"
 )
-# pydsconv.nn activation class -> the ops' activation= name
-_ACT_NAMES = {
-    "ReLU": "relu",
-    "ReLU6": "relu6",
-    "Hardswish": "hardswish",
-    "Hardsigmoid": "hardsigmoid",
-    "SiLU": "silu",
-    "Sigmoid": "sigmoid",
-}
 _CONVS = ("conv", "depthwise", "pointwise", "separable")
 _EPILOGUE = _CONVS + ("linear",)  # steps an activation can be fused into
+# Activation layers and their epilogue (activation=) names.
+_ACTS = {
+    ReLU: "relu",
+    ReLU6: "relu6",
+    Hardswish: "hardswish",
+    Hardsigmoid: "hardsigmoid",
+    SiLU: "silu",
+    Sigmoid: "sigmoid",
+}
 
 
 class _Step:
@@ -109,10 +111,7 @@ def _geom(layer):
 
 def _act_name(layer):
     """The activation= name of a pydsconv.nn activation module, or None."""
-    name = _ACT_NAMES.get(type(layer).__name__)
-    if name is None or getattr(_activation, type(layer).__name__, None) is not type(layer):
-        return None
-    return name
+    return _ACTS.get(type(layer))
 
 
 def _check_layout(name, module, layout):
@@ -224,7 +223,7 @@ def _lower(name, layer):
         return _Step("linear", label, arrays=[layer.weight.data, _bias(layer)])
     if isinstance(layer, BatchNorm2d):
         return _Step("bn", label, layer=layer)
-    if _act_name(layer) is not None:
+    if type(layer) in _ACTS:
         return _Step("act", label, layer=layer)
     if isinstance(layer, GlobalAvgPool2d):
         return _Step("pool", label)
@@ -275,16 +274,16 @@ def _fuse_act(prev, step):
             f"compile: {step.name} {after} has no convolution or Linear to fuse "
             "into; a plan applies activations in the epilogue of the op before them"
         )
-    act = _act_name(step.layer)
-    if prev.act is None:
+    act = _ACTS[type(step.layer)]
+    if prev.act is None or prev.act == act == "relu":
         prev.act = act
     elif {prev.act, act} <= {"relu", "relu6"}:
-        # relu6(relu(x)) = relu(relu6(x)) = relu6(x); relu(relu(x)) = relu(x)
-        prev.act = "relu6" if "relu6" in (prev.act, act) else "relu"
+        # relu6(relu(x)) = relu(relu6(x)) = relu6(relu6(x)) = relu6(x)
+        prev.act = "relu6"
     else:
         raise ValueError(
-            f"compile: {step.name} follows {prev.name}, which already ends in {prev.act}; "
-            "a plan fuses one activation into an op"
+            f"compile: {step.name} after {prev.name}, which already ends in "
+            f"{prev.act!r}: a step has one epilogue activation (only relu and relu6 combine)"
         )
     prev.fused.append(f"{type(step.layer).__name__} {step.name.split(' ')[0]}")
 
@@ -352,8 +351,8 @@ def compile(model, input_shape, *, layout="NCHW", num_threads=None):
         ``Sequential`` (nested), ``Conv2d``, ``DepthwiseConv2d``,
         ``PointwiseConv2d``, ``SeparableConv2d``, ``BatchNorm2d`` (directly
         after a convolution without activation, inside the same residual
-        block), ``ReLU``, ``ReLU6`` and the other activations the ops'
-        ``activation=`` takes (after a convolution or ``Linear``),
+        block), ``ReLU``, ``ReLU6``, ``Hardswish``, ``Hardsigmoid``,
+        ``SiLU``, ``Sigmoid`` (after a convolution or ``Linear``),
         ``Dropout`` and ``Identity`` (skipped), ``GlobalAvgPool2d``,
         ``Flatten``, ``Linear``, ``InvertedResidual`` (its body's steps and
         a residual ``add``), ``SqueezeExcitation`` (one step); e.g.

@@ -20,7 +20,9 @@ import numpy as np
 import pydsconv
 
 from ._util import (
+    NEEDS_PRE_ACTIVATION,
     activation_grad,
+    apply_activation,
     as_rng,
     bias_uniform,
     check_activation,
@@ -48,6 +50,8 @@ class _Conv(Module):
         self._dtype = check_dtype(dtype)
         self._x = None
         self._y = None
+        self._z = None
+        self._keep_pre = False  # SeparableConv2d's backward after a fused forward sets it
 
     def _call(self, fn, *args, **kwargs):
         """Run a pydsconv op; its ValueErrors get this layer's name in front."""
@@ -59,6 +63,19 @@ class _Conv(Module):
     def _check(self, x, channels):
         return check_input(self, x, channels, self.layout, 4, self.weight.dtype)
 
+    def _run(self, fn, *args, **kwargs):
+        """``fn(*args, activation=self.activation, **kwargs)``: fused, except
+        for hardswish and silu in training mode, whose derivative needs the
+        value before the activation: then the op runs without one, keeps that
+        value (``_z``) and the activation follows (the same bits as fused)."""
+        act = self.activation
+        self._z = None
+        if act in NEEDS_PRE_ACTIVATION and (self.training or self._keep_pre):
+            z = self._call(fn, *args, activation=None, **kwargs)
+            self._z = z
+            return apply_activation(z, act)
+        return self._call(fn, *args, activation=act, **kwargs)
+
     def _finish(self, x, y):
         """Save what backward needs: the input and (for the activation mask) the output."""
         self._x = x
@@ -68,7 +85,15 @@ class _Conv(Module):
     def _grad_pre_activation(self, grad_out):
         y = self._saved("_y")
         check_grad(self, grad_out, y.shape, y.dtype)
-        return activation_grad(grad_out, y, self.activation)
+        z = None
+        if self.activation in NEEDS_PRE_ACTIVATION:
+            z = self.__dict__.get("_z")
+            if z is None:
+                raise RuntimeError(
+                    f"{self!r}: backward through activation={self.activation!r} needs a "
+                    "forward pass in training mode (eval mode keeps no pre-activation)"
+                )
+        return activation_grad(grad_out, y, self.activation, z)
 
     def _flags(self):
         b = getattr(self, "bias", None)
@@ -94,9 +119,11 @@ class DepthwiseConv2d(_Conv):
     multiplier : int, optional
         Channel multiplier M (output has ``in_channels * M`` channels).
     bias : bool, optional
-    activation : None, "relu" or "relu6", optional
+    activation : None, "relu", "relu6", "hardswish", "hardsigmoid", "silu" or "sigmoid", optional
         Fused into the op after the bias; backward applies its derivative
-        (from the saved output, as PyTorch: zero where the output is clipped).
+        (from the saved output, as PyTorch: zero where the output is clipped;
+        hardswish and silu from the value before the activation, which a
+        training-mode forward runs the op without the activation to keep).
     layout : "NCHW" or "NHWC", optional
         Data layout of the input and output (weights are PyTorch's either way).
     dtype : float32 or float64, optional
@@ -150,14 +177,7 @@ class DepthwiseConv2d(_Conv):
     def forward(self, x):
         self._check(x, self.in_channels)
         b = None if self.bias is None else self.bias.data
-        y = self._call(
-            pydsconv.depthwise_conv2d,
-            x,
-            self.weight.data,
-            b,
-            activation=self.activation,
-            **self._geometry(),
-        )
+        y = self._run(pydsconv.depthwise_conv2d, x, self.weight.data, b, **self._geometry())
         return self._finish(x, y)
 
     def backward(self, grad_out, input_grad=True):
@@ -198,9 +218,11 @@ class PointwiseConv2d(_Conv):
     ----------
     in_channels, out_channels : int
     bias : bool, optional
-    activation : None, "relu" or "relu6", optional
+    activation : None, "relu", "relu6", "hardswish", "hardsigmoid", "silu" or "sigmoid", optional
         Fused into the op after the bias; backward applies its derivative
-        (from the saved output, as PyTorch: zero where the output is clipped).
+        (from the saved output, as PyTorch: zero where the output is clipped;
+        hardswish and silu from the value before the activation, which a
+        training-mode forward runs the op without the activation to keep).
     layout : "NCHW" or "NHWC", optional
         Data layout of the input and output (weights are PyTorch's either way).
     dtype : float32 or float64, optional
@@ -239,14 +261,7 @@ class PointwiseConv2d(_Conv):
     def forward(self, x):
         self._check(x, self.in_channels)
         b = None if self.bias is None else self.bias.data
-        y = self._call(
-            pydsconv.pointwise_conv2d,
-            x,
-            self.weight.data,
-            b,
-            layout=self.layout,
-            activation=self.activation,
-        )
+        y = self._run(pydsconv.pointwise_conv2d, x, self.weight.data, b, layout=self.layout)
         return self._finish(x, y)
 
     def backward(self, grad_out, input_grad=True):
@@ -302,9 +317,11 @@ class Conv2d(_Conv):
         int is PyTorch's symmetric padding.
     dilation : int or (int, int), optional
     bias : bool, optional
-    activation : None, "relu" or "relu6", optional
+    activation : None, "relu", "relu6", "hardswish", "hardsigmoid", "silu" or "sigmoid", optional
         Fused into the op after the bias; backward applies its derivative
-        (from the saved output, as PyTorch: zero where the output is clipped).
+        (from the saved output, as PyTorch: zero where the output is clipped;
+        hardswish and silu from the value before the activation, which a
+        training-mode forward runs the op without the activation to keep).
     layout : "NCHW" or "NHWC", optional
         Data layout of the input and output (weights are PyTorch's either way).
     dtype : float32 or float64, optional
@@ -373,14 +390,7 @@ class Conv2d(_Conv):
         self._check(x, self.in_channels)
         cols = self._call(pydsconv.depthwise_conv2d, x, self._taps, **self._geometry())
         b = None if self.bias is None else self.bias.data
-        y = self._call(
-            pydsconv.pointwise_conv2d,
-            cols,
-            self._w2d(),
-            b,
-            layout=self.layout,
-            activation=self.activation,
-        )
+        y = self._run(pydsconv.pointwise_conv2d, cols, self._w2d(), b, layout=self.layout)
         self._cols = cols
         return self._finish(x, y)
 
@@ -447,11 +457,13 @@ class SeparableConv2d(Module):
         Depthwise channel multiplier M.
     bias : bool or (bool, bool), optional
         Biases of (depthwise, pointwise); one bool sets both.
-    mid_activation : None, "relu" or "relu6", optional
+    mid_activation : None, "relu", "relu6", "hardswish", "hardsigmoid", "silu" or "sigmoid", optional
         After the depthwise stage.
-    activation : None, "relu" or "relu6", optional
+    activation : None, "relu", "relu6", "hardswish", "hardsigmoid", "silu" or "sigmoid", optional
         Fused into the op after the bias; backward applies its derivative
-        (from the saved output, as PyTorch: zero where the output is clipped).
+        (from the saved output, as PyTorch: zero where the output is clipped;
+        hardswish and silu from the value before the activation, which a
+        training-mode forward runs the op without the activation to keep).
     layout : "NCHW" or "NHWC", optional
         Data layout of the input and output (weights are PyTorch's either way).
     dtype : float32 or float64, optional
@@ -540,8 +552,15 @@ class SeparableConv2d(Module):
     def backward(self, grad_out, input_grad=True):
         dw, pw = self.depthwise, self.pointwise
         if self._fused:  # recompute the intermediate the fused forward did not keep
-            mid = dw.forward(self._saved("_x"))
-            pw._x, pw._y = mid, self._y
+            dw._keep_pre = pw._keep_pre = True  # and the pre-activations hardswish/silu need
+            try:
+                mid = dw.forward(self._saved("_x"))
+                if pw.activation in NEEDS_PRE_ACTIVATION:
+                    pw.forward(mid)
+                else:
+                    pw._x, pw._y = mid, self._y
+            finally:
+                dw._keep_pre = pw._keep_pre = False
             self._fused = False
         need_mid = input_grad or dw.has_trainable()
         g = pw.backward(grad_out, input_grad=need_mid)

@@ -21,8 +21,6 @@ DTYPES = [np.float32, np.float64]
 LAYOUTS = ["NCHW", "NHWC"]
 PEERS = "/work/shared/peers/mnv2_weights.npz"
 
-HAVE_NEW_ACTS = all(hasattr(act_mod, n) for n in ("Hardswish", "Hardsigmoid", "SiLU", "Sigmoid"))
-needs_acts = pytest.mark.skipif(not HAVE_NEW_ACTS, reason="needs Hardswish/SiLU/... modules")
 
 # torch.nn.functional versions of the activations, by pydsconv class name
 TORCH_ACT = {
@@ -174,30 +172,23 @@ def torch_efficientnet_b0(sd, x):
 
 
 MODELS = {
-    "MobileNetV2": (lambda **kw: nn.MobileNetV2(**kw), torch_mobilenet_v2, 3_504_872, False),
+    "MobileNetV2": (lambda **kw: nn.MobileNetV2(**kw), torch_mobilenet_v2, 3_504_872),
     "MobileNetV3Large": (
         lambda **kw: nn.MobileNetV3Large(**kw),
         torch_mobilenet_v3_large,
         5_483_032,
-        True,
     ),
     "EfficientNetB0": (
         lambda **kw: nn.EfficientNetB0(**kw),
         torch_efficientnet_b0,
         5_288_548,
-        True,
     ),
 }
 
 
-def _model_params():
-    for name, (_, _, _, acts) in MODELS.items():
-        yield pytest.param(name, marks=[needs_acts] if acts else [])
-
-
-@pytest.mark.parametrize("name", list(_model_params()))
+@pytest.mark.parametrize("name", list(MODELS))
 def test_parameter_count_is_torchvisions(name):
-    build, _, count, _ = MODELS[name]
+    build, _, count = MODELS[name]
     assert build(rng=0).num_parameters() == count
 
 
@@ -227,9 +218,9 @@ def test_mobilenet_v2_peer_weights_match_torch_at_224():
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("layout", LAYOUTS)
-@pytest.mark.parametrize("name", list(_model_params()))
+@pytest.mark.parametrize("name", list(MODELS))
 def test_eval_forward_matches_torch_functional(name, layout, dtype, rng):
-    build, oracle, _, _ = MODELS[name]
+    build, oracle, _ = MODELS[name]
     model = _randomise_bn(build(num_classes=10, layout=layout, dtype=dtype, rng=1), rng).eval()
     x = rand(rng, (1, 3, 32, 32), dtype)
     y = model(to_nhwc(x) if layout == "NHWC" else x)
@@ -239,9 +230,9 @@ def test_eval_forward_matches_torch_functional(name, layout, dtype, rng):
     _close(y, want.astype(dtype), dtype)
 
 
-@pytest.mark.parametrize("name", list(_model_params()))
+@pytest.mark.parametrize("name", list(MODELS))
 def test_training_step_decreases_the_loss(name, rng):
-    build, _, _, _ = MODELS[name]
+    build, _, _ = MODELS[name]
     extra = {"stochastic_depth": 0.0} if name == "EfficientNetB0" else {}
     model = build(num_classes=4, dropout=0.0, rng=3, **extra)
     x = rand(rng, (4, 3, 32, 32), np.float32)
@@ -262,14 +253,8 @@ def test_training_step_decreases_the_loss(name, rng):
 # -- blocks: forward and gradients against torch autograd -----------------------
 
 
-def _gates():
-    yield pytest.param("ReLU6", id="relu6-gate")
-    for g in ("Hardsigmoid", "Sigmoid"):
-        yield pytest.param(g, marks=needs_acts, id=g)
-
-
 @pytest.mark.parametrize("layout", LAYOUTS)
-@pytest.mark.parametrize("gate", list(_gates()))
+@pytest.mark.parametrize("gate", ["ReLU6", "Hardsigmoid", "Sigmoid"])
 @pytest.mark.parametrize(
     "cin, cout, exp, stride, se, project_module",
     [

@@ -557,12 +557,6 @@ def test_residual_errors(rng):
         nn.compile(nn.Sequential(block).eval(), (1, 4, 6, 6))
 
 
-_NEW_ACTS = all(
-    hasattr(nn, n) for n in ("Hardswish", "Hardsigmoid", "SiLU", "Sigmoid")
-)  # (helper modules that arrive with the new activations)
-
-
-@pytest.mark.skipif(not _NEW_ACTS, reason="needs the Hardswish/SiLU/... activations")
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("layout", LAYOUTS)
 @pytest.mark.parametrize("name", ["MobileNetV3Large", "EfficientNetB0"])
@@ -578,7 +572,6 @@ def test_se_networks_match_eager(isa, name, layout, dtype, rng):
     assert ops.count("squeeze_excite") == se and ops.count("add") == adds
 
 
-@pytest.mark.skipif(not _NEW_ACTS, reason="needs the Hardswish/SiLU/... activations")
 @pytest.mark.parametrize("name", ["MobileNetV3Large", "EfficientNetB0"])
 def test_se_networks_threads_give_the_same_bits(name, rng):
     model = _randomise_bn(getattr(nn, name)(num_classes=10, rng=1), rng)

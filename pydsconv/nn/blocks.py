@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from ._util import as_rng, check_input, check_int, check_layout, check_probability, spatial_axes
-from .activation import ReLU
+from .activation import ReLU, ReLU6, Sigmoid
 from .container import Sequential
 from .conv import Conv2d, DepthwiseConv2d, PointwiseConv2d
 from .module import Module
@@ -150,7 +150,7 @@ class SqueezeExcitation(Module):
         channels,
         squeeze_channels,
         activation=ReLU,
-        scale_activation=None,
+        scale_activation=Sigmoid,
         layout="NCHW",
         dtype=np.float32,
         rng=None,
@@ -162,12 +162,6 @@ class SqueezeExcitation(Module):
         rng = as_rng(rng)
         self.fc1 = PointwiseConv2d(channels, squeeze_channels, layout=layout, dtype=dtype, rng=rng)
         self.fc2 = PointwiseConv2d(squeeze_channels, channels, layout=layout, dtype=dtype, rng=rng)
-        if scale_activation is None:
-            from . import activation as _act
-
-            scale_activation = getattr(_act, "Sigmoid", None)
-            if scale_activation is None:
-                raise TypeError("SqueezeExcitation: pass scale_activation (no Sigmoid here)")
         self.activation = _instance(activation, "activation")
         self.scale_activation = _instance(scale_activation, "scale_activation")
         if self.scale_activation is None:
@@ -227,7 +221,7 @@ class InvertedResidual(Module):
     stride, kernel_size : int, optional
     activation : pydsconv.nn activation class, optional
         Of the expansion and the depthwise stage (ReLU6, ReLU, Hardswish,
-        SiLU); None (the default): ReLU6.
+        SiLU).
     se_channels : int or None, optional
         None: no squeeze-and-excitation.
     se_activation, se_gate : pydsconv.nn activation classes, optional
@@ -256,10 +250,10 @@ class InvertedResidual(Module):
         expanded_channels,
         stride=1,
         kernel_size=3,
-        activation=None,
+        activation=ReLU6,
         se_channels=None,
         se_activation=ReLU,
-        se_gate=None,
+        se_gate=Sigmoid,
         project_activation_module=False,
         body_name="conv",
         stochastic_depth=0.0,
@@ -270,10 +264,6 @@ class InvertedResidual(Module):
         rng=None,
     ):
         super().__init__()
-        if activation is None:
-            from .activation import ReLU6
-
-            activation = ReLU6
         in_channels = check_int("in_channels", in_channels)
         out_channels = check_int("out_channels", out_channels)
         expanded_channels = check_int("expanded_channels", expanded_channels)

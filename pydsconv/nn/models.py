@@ -23,7 +23,7 @@ import numpy as np
 
 from .. import cost
 from ._util import as_rng, check_int, check_layout
-from .activation import ReLU, ReLU6
+from .activation import Hardsigmoid, Hardswish, ReLU, ReLU6, Sigmoid, SiLU
 from .blocks import ConvNormActivation, InvertedResidual, make_divisible
 from .container import Sequential
 from .conv import Conv2d, DepthwiseConv2d, PointwiseConv2d
@@ -309,16 +309,6 @@ def _head(self, features, pool_layout, classifier):
     )
 
 
-def _activation(name):
-    """An activation class of pydsconv.nn.activation by name (Hardswish, SiLU...)."""
-    from . import activation
-
-    cls = getattr(activation, name, None)
-    if cls is None:
-        raise NotImplementedError(f"pydsconv.nn has no {name} activation in this build")
-    return cls
-
-
 class MobileNetV2(Sequential):
     """MobileNet v2 (Sandler et al. 2018), exactly torchvision's ``mobilenet_v2``.
 
@@ -435,7 +425,7 @@ class MobileNetV3Large(Sequential):
         num_classes = check_int("num_classes", num_classes)
         layout = check_layout(layout)
         rng = as_rng(rng)
-        hswish, hsigmoid = _activation("Hardswish"), _activation("Hardsigmoid")
+        hswish, hsigmoid = Hardswish, Hardsigmoid
         common = dict(eps=1e-3, momentum=0.01, layout=layout, dtype=dtype, rng=rng)
         features = [ConvNormActivation(3, 16, 3, 2, activation=hswish, **common)]
         for cin, k, exp, cout, se, act, s in self._SETTING:
@@ -516,7 +506,7 @@ class EfficientNetB0(Sequential):
         num_classes = check_int("num_classes", num_classes)
         layout = check_layout(layout)
         rng = as_rng(rng)
-        silu, sigmoid = _activation("SiLU"), _activation("Sigmoid")
+        silu, sigmoid = SiLU, Sigmoid
         common = dict(layout=layout, dtype=dtype, rng=rng)
         features = [ConvNormActivation(3, 32, 3, 2, activation=silu, **common)]
         total = sum(n for *_, n in self._SETTING)

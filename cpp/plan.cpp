@@ -578,7 +578,7 @@ class Builder {
            shape_str(s.dims().data(), int(s.dims().size())) + " but its input is " +
            shape_str(other.shape.dims().data(), int(other.shape.dims().size())) +
            " (NHWC); a residual needs stride 1 and equal channels");
-    Step<T>& st = push(Op::Add, spec, s, s, s.elems());
+    Step<T>& st = push(Op::Add, spec, s, s, 0);  // additions only: no multiply-accumulates
     st.in2 = other.tensor;
     st.N = s.N;
     st.P = s.H * s.W;

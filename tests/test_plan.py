@@ -519,6 +519,14 @@ def test_residual_and_squeeze_excite_match_eager(isa, layout, dtype, rng):
         "depthwise", "squeeze_excite", "pointwise", "add",
         "pointwise", "separable", "add",
     ]  # fmt: skip
+    steps = plan.steps()
+    se = [s for s in steps if s["op"] == "squeeze_excite"]
+    assert (
+        se[0]["fused"] == "relu after fc1, relu6 gate"
+        and se[0]["name"] == "0.conv.2 (SqueezeExcitation)"
+    )
+    add = [s for s in steps if s["op"] == "add"]
+    assert add[0]["name"] == "0 (InvertedResidual)" and add[0]["macs"] == 0
     assert "squeeze_excite" in plan.summary() and "add" in plan.summary()
 
 

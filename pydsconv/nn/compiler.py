@@ -184,13 +184,15 @@ def _squeeze_excite(name, se):
                 f"compile: {label} has {what} {type(m).__name__}, which a plan does not support"
             )
         acts.append(act)
-    return _Step(
+    step = _Step(
         "squeeze_excite",
         label,
         arrays=[se.fc1.weight.data, _bias(se.fc1), se.fc2.weight.data, _bias(se.fc2)],
         mid_act=acts[0],
         act=acts[1],
     )
+    step.fused = [f"{acts[0] or 'no activation'} after fc1", f"{acts[1]} gate"]
+    return step
 
 
 def _lower(name, layer):

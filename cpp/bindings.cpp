@@ -507,14 +507,19 @@ py::object backward(OpKind op, py::object gy, py::object x, py::object w, int sp
 }
 
 // Compiled plans (pydsconv.nn.compile): each spec a tuple (kind, name, fused,
-// stride, dilation, pad_mode, pad, mid_act, act, arrays) from
+// stride, dilation, pad_mode, pad, mid_act, act, arrays, skip) from
 // pydsconv/nn/compiler.py; arrays are None or arrays of the plan's dtype.
 StepKind step_kind(const std::string& k) {
   static const std::pair<const char*, StepKind> kinds[] = {
-      {"conv", StepKind::Conv},           {"depthwise", StepKind::Depthwise},
-      {"pointwise", StepKind::Pointwise}, {"separable", StepKind::Separable},
-      {"pool", StepKind::Pool},           {"flatten", StepKind::Flatten},
-      {"linear", StepKind::Linear}};
+      {"conv", StepKind::Conv},
+      {"depthwise", StepKind::Depthwise},
+      {"pointwise", StepKind::Pointwise},
+      {"separable", StepKind::Separable},
+      {"pool", StepKind::Pool},
+      {"flatten", StepKind::Flatten},
+      {"linear", StepKind::Linear},
+      {"add", StepKind::Add},
+      {"squeeze_excite", StepKind::SqueezeExcite}};
   for (const auto& e : kinds)
     if (k == e.first) return e.second;
   throw py::value_error("internal: unknown plan step kind '" + k + "'");
@@ -547,6 +552,7 @@ std::shared_ptr<Plan> compile_plan(py::list specs, std::vector<int64_t> input_sh
       }
       s.arrays.push_back(pa);
     }
+    s.skip = t[10].cast<int>();
     steps.push_back(std::move(s));
   }
   const Layout l = layout == "NHWC" ? Layout::NHWC : Layout::NCHW;

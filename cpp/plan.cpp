@@ -11,6 +11,7 @@
 #include "arena.h"
 #include "dispatch.h"
 #include "layout.h"
+#include "nonfinite.h"
 #include "ops.h"
 #include "packed.h"
 #include "plan_fuse.h"
@@ -20,10 +21,23 @@ namespace pydsconv {
 
 namespace {
 
-enum class Op { Conv, Depthwise, Pointwise, Separable, Pool, ToNhwc, ToNchw, Copy, Banded };
-// Where a step reads and writes: the caller's x and y, two ping-pong buffers.
-enum Slot { kX = 0, kY = 1, kA = 2, kB = 3 };
-constexpr int64_t kAlignElems = 16;  // buffers start on 64-byte lines
+enum class Op {
+  Conv,
+  Depthwise,
+  Pointwise,
+  Separable,
+  Pool,
+  ToNhwc,
+  ToNchw,
+  Copy,
+  Add,
+  SE,
+  Banded
+};
+// Tensors a step reads and writes: the caller's x and y, then the planned
+// ones (an offset each in the arena).
+enum Slot { kX = 0, kY = 1 };
+constexpr int64_t kAlignElems = 16;  // tensors start on 64-byte lines
 
 [[noreturn]] void fail(const std::string& m) { throw ArgumentError(m); }
 
@@ -73,8 +87,9 @@ struct Step {
   std::unique_ptr<Prepacked<T>> packed;  // the GEMM weight: w (or w2, Separable)
   std::unique_ptr<FusedChain<T>> chain;  // Banded: the steps it replaced (plan_fuse.h)
   Act mid_act = Act::None, act = Act::None;
-  int in = kX, out = kY;
-  int64_t N = 0, C = 0, P = 0;  // Pool, transposes, Copy: images, channels, pixels
+  int in = kX, out = kY, in2 = -1;  // tensors; in2: Add's second input
+  int64_t N = 0, C = 0, P = 0;      // Pool, transposes, Copy, Add, SE: images, channels, pixels
+  int64_t Csq = 0;                  // SE: squeeze channels
   StepInfo info;
 };
 
@@ -106,21 +121,76 @@ void im2col(const DwGeom& g, int64_t N, const T* x, T* col, int threads) {
 // y (N, C) = the mean of x (N, P, C) over pixels, summed in pixel order in
 // double, a block of channels at a time (contiguous loads; the accumulators
 // live on the stack: workers never allocate).  The same bits for any thread
-// count: images are split across threads, never a sum.
+// count: (image, channel block) tasks are split across threads, never a sum.
 template <class T>
 void global_avg_pool(int64_t N, int64_t P, int64_t C, const T* x, T* y, int threads) {
   constexpr int64_t kBlock = 64;
-  parallel_for(N, plan_threads(threads, N, N * P * C), [&](int64_t n) {
-    for (int64_t c0 = 0; c0 < C; c0 += kBlock) {
-      const int64_t nc = std::min(kBlock, C - c0);
-      double acc[kBlock] = {};
-      for (int64_t p = 0; p < P; ++p) {
-        const T* row = x + (n * P + p) * C + c0;
-        for (int64_t c = 0; c < nc; ++c) acc[c] += row[c];
-      }
-      for (int64_t c = 0; c < nc; ++c)
-        y[n * C + c0 + c] = static_cast<T>(acc[c] / static_cast<double>(P));
+  const int64_t blocks = ceil_div(C, kBlock), tasks = N * blocks;
+  parallel_for(tasks, plan_threads(threads, tasks, N * P * C), [&](int64_t task) {
+    const int64_t n = task / blocks, c0 = task % blocks * kBlock;
+    const int64_t nc = std::min(kBlock, C - c0);
+    double acc[kBlock] = {};
+    for (int64_t p = 0; p < P; ++p) {
+      const T* row = x + (n * P + p) * C + c0;
+      for (int64_t c = 0; c < nc; ++c) acc[c] += row[c];
     }
+    for (int64_t c = 0; c < nc; ++c)
+      y[n * C + c0 + c] = static_cast<T>(acc[c] / static_cast<double>(P));
+  });
+}
+
+// y = a + b, then act, elementwise over N*P*C values; rows of C split
+// across threads.
+template <class T>
+void add_tensors(int64_t N, int64_t P, int64_t C, const T* a, const T* b, Act act, T* y,
+                 int threads) {
+  const int64_t rows = N * P;
+  parallel_for(rows, plan_threads(threads, rows, rows * C), [&](int64_t r) {
+    const T* pa = a + r * C;
+    const T* pb = b + r * C;
+    T* py = y + r * C;
+    if (act == Act::None) {
+      for (int64_t c = 0; c < C; ++c) py[c] = pa[c] + pb[c];
+    } else {
+      for (int64_t c = 0; c < C; ++c) py[c] = nonfinite::activate(pa[c] + pb[c], act);
+    }
+  });
+}
+
+// Squeeze-and-excitation, one step: the pooled means (global_avg_pool's
+// bits), then per image the two small GEMVs in double (w1: (Csq, C), w2:
+// (C, Csq), in the order of their rows), mid_act and the gate, and the
+// channel scale y = x * gate over rows of pixels split across threads.
+// scratch: N*C (means) + N*C (gates) elements.
+template <class T>
+void squeeze_excite(const Step<T>& s, const T* x, T* y, T* scratch, int threads) {
+  const int64_t N = s.N, P = s.P, C = s.C, Q = s.Csq;
+  T* mean = scratch;
+  T* gate = scratch + N * C;
+  global_avg_pool(N, P, C, x, mean, threads);
+  parallel_for(N, plan_threads(threads, N, N * 2 * C * Q), [&](int64_t n) {
+    constexpr int64_t kMaxSq = 1024;  // the hidden vector lives on the stack
+    double h[kMaxSq];
+    const T* m = mean + n * C;
+    for (int64_t j = 0; j < Q; ++j) {
+      double acc = s.b.empty() ? 0.0 : static_cast<double>(s.b[j]);
+      const T* w = s.w.data() + j * C;
+      for (int64_t c = 0; c < C; ++c) acc += static_cast<double>(w[c]) * m[c];
+      h[j] = static_cast<double>(nonfinite::activate(static_cast<T>(acc), s.mid_act));
+    }
+    for (int64_t c = 0; c < C; ++c) {
+      double acc = s.b2.empty() ? 0.0 : static_cast<double>(s.b2[c]);
+      const T* w = s.w2.data() + c * Q;
+      for (int64_t j = 0; j < Q; ++j) acc += static_cast<double>(w[j]) * h[j];
+      gate[n * C + c] = nonfinite::activate(static_cast<T>(acc), s.act);
+    }
+  });
+  const int64_t rows = N * P;
+  parallel_for(rows, plan_threads(threads, rows, rows * C), [&](int64_t r) {
+    const T* g = gate + (r / P) * C;
+    const T* px = x + r * C;
+    T* py = y + r * C;
+    for (int64_t c = 0; c < C; ++c) py[c] = px[c] * g[c];
   });
 }
 
@@ -131,7 +201,7 @@ PackedView<T> view_of(const Step<T>& s, PackedView<T>* storage) {
 }
 
 template <class T>
-void exec(const Step<T>& s, const T* x, T* y, T* col, int threads) {
+void exec(const Step<T>& s, const T* x, const T* x2, T* y, T* col, int threads) {
   PackedView<T> v;
   const PackedView<T>* pre = view_of(s, &v).data ? &v : nullptr;
   switch (s.op) {
@@ -164,6 +234,12 @@ void exec(const Step<T>& s, const T* x, T* y, T* col, int threads) {
     case Op::Copy:
       if (s.N * s.P * s.C > 0) std::memcpy(y, x, static_cast<size_t>(s.N * s.P * s.C) * sizeof(T));
       break;
+    case Op::Add:
+      add_tensors(s.N, s.P, s.C, x, x2, s.act, y, threads);
+      break;
+    case Op::SE:
+      squeeze_excite(s, x, y, col, threads);
+      break;
   }
 }
 
@@ -183,6 +259,10 @@ const char* op_name(StepKind k) {
       return "flatten";
     case StepKind::Linear:
       return "linear";
+    case StepKind::Add:
+      return "add";
+    case StepKind::SqueezeExcite:
+      return "squeeze_excite";
   }
   return "?";
 }
@@ -232,17 +312,19 @@ template <class T>
 struct Net : NetBase {
   std::vector<Step<T>> steps;
   int threads = 0;
-  int64_t act_elems = 0, col_elems = 0;  // each ping-pong buffer; the im2col area
+  std::vector<int64_t> offset;           // of each tensor in the arena (x and y: unused)
+  int64_t act_elems = 0, col_elems = 0;  // the planned tensors; the scratch area after them
 
   void run(const void* xv, void* yv, double* times) const override {
-    Buffer<T> arena(2 * act_elems + col_elems);
-    T* slot[4] = {const_cast<T*>(static_cast<const T*>(xv)), static_cast<T*>(yv), arena.data(),
-                  arena.data() + act_elems};
-    T* col = arena.data() + 2 * act_elems;
+    Buffer<T> arena(act_elems + col_elems);
+    T* const x = const_cast<T*>(static_cast<const T*>(xv));
+    T* const y = static_cast<T*>(yv);
+    auto at = [&](int t) { return t == kX ? x : t == kY ? y : arena.data() + offset[t]; };
+    T* col = arena.data() + act_elems;
     for (size_t i = 0; i < steps.size(); ++i) {
       const Step<T>& s = steps[i];
       const auto t0 = std::chrono::steady_clock::now();
-      exec(s, slot[s.in], slot[s.out], col, threads);
+      exec(s, at(s.in), s.in2 < 0 ? nullptr : at(s.in2), at(s.out), col, threads);
       if (times)
         times[i] = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     }
@@ -268,8 +350,27 @@ class Builder {
   Builder(Net<T>& net, Layout layout, int threads)
       : net_(net), layout_(layout), threads_(threads) {}
 
+  // The tensor the next step reads (kX at the start) and the elements of
+  // every tensor so far (x and y: 0).
+  int current() const { return cur_; }
+  const std::vector<int64_t>& sizes() const { return sizes_; }
+
+  // The network input as later specs see it (after the NCHW transpose).
+  void mark_input(const Shape& s) { input_ = {cur_, s}; }
+
   // Appends one layer; s becomes its output.
   void add(const StepSpec& spec, Shape& s) {
+    add_layer(spec, s);
+    outs_.push_back({cur_, s});
+  }
+
+ private:
+  struct Produced {
+    int tensor;
+    Shape shape;
+  };
+
+  void add_layer(const StepSpec& spec, Shape& s) {
     switch (spec.kind) {
       case StepKind::Depthwise:
         return depthwise(spec, s);
@@ -285,9 +386,29 @@ class Builder {
         return flatten(spec, s);
       case StepKind::Linear:
         return linear(spec, s);
+      case StepKind::Add:
+        return residual_add(spec, s);
+      case StepKind::SqueezeExcite:
+        return squeeze_excite(spec, s);
     }
   }
 
+  // A new tensor of `elems` elements written by the step being appended.
+  int new_tensor(int64_t elems) {
+    sizes_.push_back(elems);
+    return static_cast<int>(sizes_.size()) - 1;
+  }
+
+  // Steps read the current tensor and write a new one.
+  Step<T>& append(Step<T>&& st, int64_t out_elems) {
+    st.in = cur_;
+    st.out = new_tensor(out_elems);
+    cur_ = st.out;
+    net_.steps.push_back(std::move(st));
+    return net_.steps.back();
+  }
+
+ public:
   void transpose(Op op, const Shape& s, const std::vector<int64_t>& in,
                  const std::vector<int64_t>& out, const char* name) {
     Step<T> st;
@@ -296,7 +417,7 @@ class Builder {
     st.C = s.C;
     st.P = s.H * s.W;
     st.info = StepInfo{op == Op::ToNhwc ? "to_nhwc" : "to_nchw", name, "", in, out, 0};
-    net_.steps.push_back(std::move(st));
+    append(std::move(st), s.elems());
   }
 
   void copy(const Shape& s, const std::vector<int64_t>& shape) {
@@ -306,7 +427,7 @@ class Builder {
     st.P = s.H * s.W;
     st.C = s.C;
     st.info = StepInfo{"copy", "input", "", shape, shape, 0};
-    net_.steps.push_back(std::move(st));
+    append(std::move(st), s.elems());
   }
 
  private:
@@ -316,8 +437,7 @@ class Builder {
     st.act = spec.act;
     st.mid_act = spec.mid_act;
     st.info = StepInfo{op_name(spec.kind), spec.name, spec.fused, in.dims(), out.dims(), macs};
-    net_.steps.push_back(std::move(st));
-    return net_.steps.back();
+    return append(std::move(st), out.elems());
   }
 
   void pack(Step<T>& st, const std::vector<T>& w, int64_t cout, int64_t cin) {
@@ -463,10 +583,127 @@ class Builder {
     s = out;
   }
 
+  // The residual connection: the current tensor plus the output of spec
+  // `skip` (or the network input), which must have the same shape.
+  void residual_add(const StepSpec& spec, Shape& s) {
+    need_arrays(spec, 0);
+    if (spec.skip < -1 || spec.skip >= static_cast<int>(outs_.size()))
+      fail(spec.name + ": internal: add of step " + std::to_string(spec.skip) + " of " +
+           std::to_string(outs_.size()));
+    const Produced& other = spec.skip < 0 ? input_ : outs_[static_cast<size_t>(spec.skip)];
+    if (other.shape.dims() != s.dims())
+      fail(spec.name + ": the residual branch produces " +
+           shape_str(s.dims().data(), int(s.dims().size())) + " but its input is " +
+           shape_str(other.shape.dims().data(), int(other.shape.dims().size())) +
+           " (NHWC); a residual needs stride 1 and equal channels");
+    Step<T>& st = push(Op::Add, spec, s, s, 0);  // additions only: no multiply-accumulates
+    st.in2 = other.tensor;
+    st.N = s.N;
+    st.P = s.H * s.W;
+    st.C = s.C;
+  }
+
+  void squeeze_excite(const StepSpec& spec, Shape& s) {
+    need_arrays(spec, 4);
+    need_image(spec, s);
+    const auto& w1 = spec.arrays[0];
+    const auto& w2 = spec.arrays[2];
+    auto matrix = [](const PlanArray& a, int64_t rows, int64_t cols) {
+      return (a.shape.size() == 2 || (a.shape.size() == 4 && a.shape[2] == 1 && a.shape[3] == 1)) &&
+             a.shape[0] == rows && a.shape[1] == cols;
+    };
+    const int64_t q = w1.shape.empty() ? 0 : w1.shape[0];
+    if (!w1.data || q < 1 || !matrix(w1, q, s.C))
+      fail(spec.name + ": fc1 weight must have shape (C_sq, " + std::to_string(s.C) +
+           ", 1, 1) for an input of " + std::to_string(s.C) + " channels, got " +
+           shape_str(w1.shape.data(), int(w1.shape.size())));
+    if (q > 1024)
+      fail(spec.name + ": at most 1024 squeeze channels are supported, got " + std::to_string(q));
+    if (!w2.data || !matrix(w2, s.C, q))
+      fail(spec.name + ": fc2 weight must have shape (" + std::to_string(s.C) + ", " +
+           std::to_string(q) + ", 1, 1), got " + shape_str(w2.shape.data(), int(w2.shape.size())));
+    auto vec = [&](const PlanArray& b, int64_t n, const char* what) {
+      if (b.data && (b.shape.size() != 1 || b.shape[0] != n))
+        fail(spec.name + ": " + what + " must be a 1-D array of shape (" + std::to_string(n) +
+             ",)");
+    };
+    vec(spec.arrays[1], q, "fc1 bias");
+    vec(spec.arrays[3], s.C, "fc2 bias");
+    Step<T>& st = push(Op::SE, spec, s, s, s.N * 2 * s.C * q + 2 * s.elems());
+    st.N = s.N;
+    st.P = s.H * s.W;
+    st.C = s.C;
+    st.Csq = q;
+    st.w = copy_of<T>(w1);
+    st.b = copy_of<T>(spec.arrays[1]);
+    st.w2 = copy_of<T>(w2);
+    st.b2 = copy_of<T>(spec.arrays[3]);
+    net_.col_elems = std::max(net_.col_elems, 2 * s.N * s.C);
+  }
+
   Net<T>& net_;
   Layout layout_;
   int threads_;
+  int cur_ = kX;
+  std::vector<int64_t> sizes_ = {0, 0};  // x, y
+  Produced input_{kX, Shape{}};
+  std::vector<Produced> outs_;  // the tensor and shape after each spec
 };
+
+// Arena offsets for tensors 2.. (x and y are the caller's): a tensor lives
+// from the step that writes it to its last reader; steps are visited in order
+// and each output takes the lowest offset that overlaps no live tensor (the
+// inputs of its own step are live, so no step reads what it writes), except
+// that Add and SE write in place over an input that dies at them.
+// Returns the arena's size in elements.
+template <class T>
+int64_t plan_arena(Net<T>& net, const std::vector<int64_t>& sizes) {
+  const size_t n = sizes.size();
+  std::vector<size_t> last(n, 0);
+  for (size_t i = 0; i < net.steps.size(); ++i) {
+    const Step<T>& st = net.steps[i];
+    last[static_cast<size_t>(st.in)] = i;
+    if (st.in2 >= 0) last[static_cast<size_t>(st.in2)] = std::max(last[size_t(st.in2)], i);
+  }
+  net.offset.assign(n, 0);
+  struct Live {
+    int64_t begin, end;
+    size_t tensor;
+  };
+  std::vector<Live> live;
+  int64_t total = 0;
+  for (size_t i = 0; i < net.steps.size(); ++i) {
+    const int t = net.steps[i].out;
+    if (t < 2) continue;
+    live.erase(
+        std::remove_if(live.begin(), live.end(), [&](const Live& l) { return last[l.tensor] < i; }),
+        live.end());
+    std::sort(live.begin(), live.end(),
+              [](const Live& a, const Live& b) { return a.begin < b.begin; });
+    const int64_t size = ceil_div(sizes[size_t(t)], kAlignElems) * kAlignElems;
+    // Add and SE read each element (after SE's pooling pass) before writing
+    // the same element, so they may overwrite an input that dies here.
+    const Step<T>& st = net.steps[i];
+    if ((st.op == Op::Add || st.op == Op::SE) && st.in >= 2 && last[size_t(st.in)] == i &&
+        sizes[size_t(st.in)] == sizes[size_t(t)]) {
+      for (Live& l : live)
+        if (l.tensor == size_t(st.in)) {
+          l.tensor = size_t(t);
+          net.offset[size_t(t)] = l.begin;
+        }
+      continue;
+    }
+    int64_t at = 0;
+    for (const Live& l : live) {
+      if (l.begin - at >= size) break;
+      at = std::max(at, l.end);
+    }
+    net.offset[size_t(t)] = at;
+    live.push_back({at, at + size, size_t(t)});
+    total = std::max(total, at + size);
+  }
+  return total;
+}
 
 // Runs of pointwise / depthwise / separable steps become banded chains
 // (plan_fuse.h) where heuristics.h fuse_join says fusion pays.
@@ -502,6 +739,21 @@ bool chainable(const Step<T>& st) {
 
 template <class T>
 void fuse_steps(std::vector<Step<T>>& steps, int64_t N, int64_t mode) {
+  // A chain may pass a tensor on only where no other step reads it (a
+  // residual add reading a block's output ends the chain before it).
+  std::vector<int> readers;
+  const auto count = [&](int t) {
+    if (t < 0) return;
+    if (static_cast<size_t>(t) >= readers.size()) readers.resize(size_t(t) + 1, 0);
+    ++readers[size_t(t)];
+  };
+  for (const Step<T>& st : steps) {
+    count(st.in);
+    count(st.in2);
+  }
+  const auto only_reader = [&](int t) {
+    return t >= 0 && static_cast<size_t>(t) < readers.size() && readers[size_t(t)] == 1;
+  };
   std::vector<Step<T>> out;
   const auto bytes = [](const Step<T>& s) {
     return int64_t(sizeof(T)) * int64_t(s.w.size() + s.b.size() + s.w2.size() + s.b2.size());
@@ -517,7 +769,8 @@ void fuse_steps(std::vector<Step<T>>& steps, int64_t N, int64_t mode) {
     };
     if (chainable(steps[i])) {
       add_probe(steps[i]);
-      while (j < steps.size() && j - i < kMaxChain && chainable(steps[j])) {
+      while (j < steps.size() && j - i < kMaxChain && chainable(steps[j]) &&
+             steps[j].in == steps[j - 1].out && only_reader(steps[j - 1].out)) {
         int64_t e = int64_t(sizeof(T));
         for (int64_t d : steps[j - 1].info.out_shape) e *= d;
         add_probe(steps[j]);
@@ -531,23 +784,28 @@ void fuse_steps(std::vector<Step<T>>& steps, int64_t N, int64_t mode) {
       out.push_back(std::move(steps[i++]));
       continue;
     }
+    // An inverted residual's add of the chain's input joins the chain: the
+    // band adds it as it is written (the Add step's bits: out + x).
+    const bool residual = j < steps.size() && steps[j].op == Op::Add && steps[j].act == Act::None &&
+                          steps[j].in == steps[j - 1].out && steps[j].in2 == steps[i].in &&
+                          only_reader(steps[j - 1].out);
     Step<T> st;
     st.op = Op::Banded;
-    st.info = StepInfo{"banded",
-                       steps[i].info.name + ".." + steps[j - 1].info.name,
-                       "",
-                       steps[i].info.in_shape,
-                       steps[j - 1].info.out_shape,
-                       0};
+    st.in = steps[i].in;
+    st.out = residual ? steps[j].out : steps[j - 1].out;
+    const std::vector<int64_t> in_shape = steps[i].info.in_shape;
+    const std::vector<int64_t> out_shape = steps[j - 1].info.out_shape;
+    st.info = StepInfo{
+        "banded", steps[i].info.name + ".." + steps[j - 1].info.name, "", in_shape, out_shape, 0};
     std::vector<FuseLayer<T>> layers;
     for (size_t q = i; q < j; ++q) {
       st.info.macs += steps[q].info.macs;
       layers.push_back(fuse_layer(steps[q]));
     }
-    st.chain = std::make_unique<FusedChain<T>>(std::move(layers), N, false, mode > 0 ? mode : 0);
+    st.chain = std::make_unique<FusedChain<T>>(std::move(layers), N, residual, mode > 0 ? mode : 0);
     st.info.fused = st.chain->describe();
     out.push_back(std::move(st));
-    i = j;
+    i = residual ? j + 1 : j;
   }
   steps = std::move(out);
 }
@@ -567,26 +825,23 @@ std::unique_ptr<NetBase> build(const std::vector<StepSpec>& specs, Plan::Impl& i
   const bool nchw = im.layout == Layout::NCHW;
   Shape s{d[0], nchw ? d[2] : d[1], nchw ? d[3] : d[2], nchw ? d[1] : d[3], false};
   if (nchw) b.transpose(Op::ToNhwc, s, d, s.dims(), "input");
+  b.mark_input(s);
   for (const StepSpec& spec : specs) b.add(spec, s);
   if (im.fuse != Plan::kFuseOff) fuse_steps(net->steps, s.N, im.fuse);
   im.out_shape = caller_dims(s, im.layout);
   if (nchw && !s.flat) b.transpose(Op::ToNchw, s, s.dims(), im.out_shape, "output");
-  if (net->steps.empty()) b.copy(s, im.out_shape);
-  // Buffers: step i reads where step i-1 wrote; the last writes y.
-  int cur = kX;
-  for (size_t i = 0; i < net->steps.size(); ++i) {
-    Step<T>& st = net->steps[i];
-    st.in = cur;
-    st.out = i + 1 == net->steps.size() ? kY : (cur == kA ? kB : kA);
-    if (st.out != kY) {
-      int64_t n = 1;
-      for (int64_t v : st.info.out_shape) n *= v;
-      net->act_elems = std::max(net->act_elems, ceil_div(n, kAlignElems) * kAlignElems);
-    }
-    cur = st.out;
-    im.infos.push_back(st.info);
+  // The result must be a step's own output, written to y: a plan whose
+  // result is the input (no steps, or a residual of nothing) copies it.
+  if (net->steps.empty() || b.current() != net->steps.back().out) b.copy(s, im.out_shape);
+  const int last = net->steps.back().out;
+  for (Step<T>& st : net->steps) {  // the last step's output is y
+    if (st.out == last) st.out = kY;
+    if (st.in == last) st.in = kY;
+    if (st.in2 == last) st.in2 = kY;
   }
-  im.arena_bytes = (2 * net->act_elems + net->col_elems) * int64_t(sizeof(T));
+  net->act_elems = plan_arena(*net, b.sizes());
+  for (const Step<T>& st : net->steps) im.infos.push_back(st.info);
+  im.arena_bytes = (net->act_elems + net->col_elems) * int64_t(sizeof(T));
   return net;
 }
 

@@ -5,12 +5,18 @@
 // one transpose in and one out (steps of their own).  Weights are copied
 // into the plan, and every GEMM weight (pointwise, separable, linear, the
 // standard convolution's im2col GEMM) is packed once, at compile time
-// (Prepacked).  Activations live in two ping-pong buffers and one im2col
-// area, sized at compile time and taken per call from the calling thread's
-// arena (arena.h): concurrent calls from several threads never share one,
-// and after the first call nothing is allocated.  A plan is immutable after
+// (Prepacked).  Activations live in one arena laid out at compile time (see
+// below), taken per call from the calling thread's arena (arena.h):
+// concurrent calls from several threads never share one, and after the first
+// call nothing is allocated.  A plan is immutable after
 // construction; its results do not depend on the thread count (every op's
 // guarantee, and the plan's own loops partition outputs).
+//
+// Activation memory: every tensor a step writes gets an offset in one arena,
+// planned at compile time from the tensors' lifetimes (first-fit; a tensor is
+// freed after its last reader, so a residual block's input stays alive until
+// its Add); plus one scratch area (im2col of a standard convolution, the
+// squeeze-and-excitation vectors).
 #pragma once
 #include <cstdint>
 #include <memory>
@@ -23,7 +29,20 @@ namespace pydsconv {
 
 // The layer kinds the compiler hands over (after BatchNorm folding,
 // activation fusion and depthwise + pointwise merging, done in Python).
-enum class StepKind { Conv, Depthwise, Pointwise, Separable, Pool, Flatten, Linear };
+// Add: the step's input plus the output of spec `skip` (-1: the network's
+// input), the residual connection.  SqueezeExcite: global average pool ->
+// 1x1 (w1, b1) -> mid_act -> 1x1 (w2, b2) -> act (the gate) -> channel scale.
+enum class StepKind {
+  Conv,
+  Depthwise,
+  Pointwise,
+  Separable,
+  Pool,
+  Flatten,
+  Linear,
+  Add,
+  SqueezeExcite
+};
 
 // A weight or bias: its shape and data of the plan's dtype, C-contiguous
 // (copied by the plan).  data == nullptr: absent (an optional bias).
@@ -39,8 +58,10 @@ struct StepSpec {
   ConvParams geom;    // Conv, Depthwise, Separable: stride, dilation, padding
   Act mid_act = Act::None, act = Act::None;
   // Conv: w (C_out, C_in, kH, kW), b; Depthwise: w, b; Pointwise, Linear:
-  // w (C_out, C_in[, 1, 1]), b; Separable: dw, db, pw, pb.
+  // w (C_out, C_in[, 1, 1]), b; Separable: dw, db, pw, pb; SqueezeExcite:
+  // w1 (C_sq, C[, 1, 1]), b1, w2 (C, C_sq[, 1, 1]), b2; Add: none.
   std::vector<PlanArray> arrays;
+  int skip = -1;  // Add: the spec whose output is added (-1: the network input)
 };
 
 // One executed step as summary() and profile() report it: shapes are the
@@ -73,7 +94,7 @@ class Plan {
   bool f64() const;
   int threads() const;
   const std::vector<StepInfo>& steps() const;
-  int64_t arena_bytes() const;  // the per-call activation memory
+  int64_t arena_bytes() const;  // the per-call activation memory (planned tensors + scratch)
 
   // y = the network applied to x; both C-contiguous of the plan's shapes and
   // dtype, not overlapping (the binding checks).  Safe to call concurrently.

@@ -35,8 +35,10 @@ class Plan:
     num_threads : int or None
         As given to ``compile``; None follows :func:`pydsconv.set_num_threads`.
     arena_bytes : int
-        Activation memory one call uses (two ping-pong buffers and the im2col
-        area of a standard convolution), reused by later calls of the thread.
+        Activation memory one call uses (every intermediate tensor at an
+        offset planned from the tensors' lifetimes, plus the scratch of a
+        standard convolution's im2col or of squeeze-and-excitation), reused
+        by later calls of the thread.
     """
 
     __slots__ = ("_core",)

@@ -446,3 +446,145 @@ def test_bad_compile_arguments():
         nn.compile(lambda x: x, (1, 3, 8, 8))
     with pytest.raises(ValueError, match="num_threads"):
         nn.compile(model, (1, 3, 8, 8), num_threads=0)
+
+
+# -- residual blocks, squeeze-and-excitation, the mobile networks ----------------------
+
+
+def _mobilenet_v2(layout, dtype, rng):
+    return _randomise_bn(nn.MobileNetV2(num_classes=10, layout=layout, dtype=dtype, rng=1), rng)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_mobilenet_v2_matches_eager(isa, layout, dtype, rng):
+    model = _mobilenet_v2(layout, dtype, rng)
+    shape = _shape(layout, 2, 3, 40, 40)
+    plan = nn.compile(model, shape, layout=layout)
+    x = rand(rng, shape, dtype)
+    _close(plan(x), model(x))
+    ops = [s["op"] for s in plan.steps()]
+    assert ops.count("add") == 10  # the stride-1 blocks of unchanged width
+    # expand pointwise, then depthwise + projection fused; every BatchNorm folded
+    assert ops.count("separable") == 17 and ops.count("pointwise") == 16 + 1
+
+
+def test_mobilenet_v2_threads_give_the_same_bits(rng):
+    model = _mobilenet_v2("NHWC", np.float32, rng)
+    shape = (3, 40, 40, 3)
+    x = rand(rng, shape, np.float32)
+    results = [nn.compile(model, shape, layout="NHWC", num_threads=t)(x) for t in (1, 2, 3)]
+    for r in results[1:]:
+        np.testing.assert_array_equal(r, results[0])
+
+
+def _residual_net(layout, dtype, gate, first_is_residual=True):
+    """Residual blocks with and without SE, one reading the network input."""
+    kw = dict(layout=layout, dtype=dtype)
+    return nn.Sequential(
+        nn.InvertedResidual(6, 6, 12, 1, 3, nn.ReLU6, se_channels=4, se_gate=gate, **kw, rng=0)
+        if first_is_residual
+        else nn.Identity(),
+        nn.InvertedResidual(6, 10, 24, 2, 5, nn.ReLU, **kw, rng=1),
+        nn.InvertedResidual(
+            10,
+            10,
+            10,
+            1,
+            3,
+            nn.ReLU6,
+            se_channels=8,
+            se_gate=gate,
+            body_name="block",
+            project_activation_module=True,
+            **kw,
+            rng=2,
+        ),  # fmt: skip
+        nn.InvertedResidual(10, 10, 30, 1, 3, nn.ReLU6, **kw, rng=3),
+    )
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_residual_and_squeeze_excite_match_eager(isa, layout, dtype, rng):
+    model = _randomise_bn(_residual_net(layout, dtype, nn.ReLU6), rng)
+    shape = _shape(layout, 3, 6, 11, 9)
+    plan = nn.compile(model, shape, layout=layout)
+    x = rand(rng, shape, dtype) * 3
+    _close(plan(x), model(x))
+    inner = [s["op"] for s in plan.steps() if not s["op"].startswith("to_")]
+    assert inner == [
+        "pointwise", "depthwise", "squeeze_excite", "pointwise", "add",  # reads the input
+        "pointwise", "separable",
+        "depthwise", "squeeze_excite", "pointwise", "add",
+        "pointwise", "separable", "add",
+    ]  # fmt: skip
+    steps = plan.steps()
+    se = [s for s in steps if s["op"] == "squeeze_excite"]
+    assert (
+        se[0]["fused"] == "relu after fc1, relu6 gate"
+        and se[0]["name"] == "0.conv.2 (SqueezeExcitation)"
+    )
+    add = [s for s in steps if s["op"] == "add"]
+    assert add[0]["name"] == "0 (InvertedResidual)" and add[0]["macs"] == 0
+    assert "squeeze_excite" in plan.summary() and "add" in plan.summary()
+
+
+def test_arena_reuses_dead_tensors_and_keeps_residual_inputs(rng):
+    """The arena is far below the sum of all tensors (dead ones are reused),
+    and results stay right, so no residual input was overwritten early."""
+    model = _mobilenet_v2("NHWC", np.float32, rng)
+    shape = (1, 64, 64, 3)
+    plan = nn.compile(model, shape, layout="NHWC")
+    total = sum(int(np.prod(s["out_shape"])) for s in plan.steps()) * 4
+    biggest = max(int(np.prod(s["out_shape"])) for s in plan.steps()) * 4
+    assert biggest < plan.arena_bytes < total / 2
+    x = rand(rng, shape, np.float32)
+    _close(plan(x), model(x))
+
+
+def test_residual_errors(rng):
+    block = nn.InvertedResidual(4, 4, 8, rng=0)
+    model = nn.Sequential(block, nn.BatchNorm2d(4)).eval()
+    with pytest.raises(
+        ValueError, match=r"1 \(BatchNorm2d\) follows 0 \(InvertedResidual\) across"
+    ):
+        nn.compile(model, (1, 4, 6, 6))
+    block = nn.InvertedResidual(4, 4, 8, stride=2, rng=0)
+    block.use_res_connect = True  # (eager would fail too)
+    model = nn.Sequential(block).eval()
+    with pytest.raises(ValueError, match="0 \\(InvertedResidual\\): the residual branch"):
+        nn.compile(model, (1, 4, 6, 6))
+    model = nn.Sequential(nn.InvertedResidual(4, 4, 8, rng=0)).eval()
+    model[0].conv[0].train()
+    with pytest.raises(ValueError, match="layer '0.conv.0' is in training mode"):
+        nn.compile(model, (1, 4, 6, 6))
+    block = nn.InvertedResidual(4, 4, 8, rng=0)
+    block.conv[1] = _Custom()
+    with pytest.raises(TypeError, match=r"0.conv.1 \(_Custom\) is not supported"):
+        nn.compile(nn.Sequential(block).eval(), (1, 4, 6, 6))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("name", ["MobileNetV3Large", "EfficientNetB0"])
+def test_se_networks_match_eager(isa, name, layout, dtype, rng):
+    model = _randomise_bn(getattr(nn, name)(num_classes=10, layout=layout, dtype=dtype, rng=1), rng)
+    shape = _shape(layout, 2, 3, 40, 40)
+    plan = nn.compile(model, shape, layout=layout)
+    x = rand(rng, shape, dtype)
+    _close(plan(x), model(x))
+    ops = [s["op"] for s in plan.steps()]
+    se = {"MobileNetV3Large": 8, "EfficientNetB0": 16}[name]
+    adds = {"MobileNetV3Large": 10, "EfficientNetB0": 9}[name]
+    assert ops.count("squeeze_excite") == se and ops.count("add") == adds
+
+
+@pytest.mark.parametrize("name", ["MobileNetV3Large", "EfficientNetB0"])
+def test_se_networks_threads_give_the_same_bits(name, rng):
+    model = _randomise_bn(getattr(nn, name)(num_classes=10, rng=1), rng)
+    shape = (3, 3, 40, 40)
+    x = rand(rng, shape, np.float32)
+    results = [nn.compile(model, shape, num_threads=t)(x) for t in (1, 2, 3)]
+    for r in results[1:]:
+        np.testing.assert_array_equal(r, results[0])

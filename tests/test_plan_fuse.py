@@ -258,3 +258,38 @@ def test_plan_built_under_another_isa(isa, rng):
     assert pydsconv.cpu_features()["isa"] == isa
     x = rand(rng, shape, np.float32)
     np.testing.assert_array_equal(fused(x), unfused(x))
+
+
+def _randomise_bn(model, rng):
+    for m in model.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            c = m.num_features
+            m.running_mean[:] = rng.uniform(-0.1, 0.1, c)
+            m.running_var[:] = rng.uniform(0.5, 1.5, c)
+            m.weight.data[:] = rng.uniform(0.5, 1.5, c)
+            m.bias.data[:] = rng.uniform(-0.1, 0.1, c)
+    return model.eval()
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_residual_add_joins_its_blocks_band(isa, layout, dtype, rng):
+    """MobileNetV2's stride-1 blocks: the add of the block's input joins the
+    banded expand -> depthwise -> project chain (the add step disappears), a
+    block whose output feeds the next block's add ends its chain there, and
+    the bits equal the unfused plan's for 1-3 threads."""
+    model = _randomise_bn(nn.MobileNetV2(num_classes=10, layout=layout, dtype=dtype, rng=1), rng)
+    shape = _shape(layout, 2, 3, 48, 48)
+    fused = nn.compile(model, shape, layout=layout, fuse="always")
+    unfused = nn.compile(model, shape, layout=layout, fuse=False)
+    ops = [s["op"] for s in fused.steps()]
+    assert [s["op"] for s in unfused.steps()].count("add") == 10
+    assert "add" not in ops
+    assert fused.summary().count("+ residual add") == 10
+    x = rand(rng, shape, dtype)
+    y = fused(x)
+    np.testing.assert_array_equal(y, unfused(x))
+    _close(y, model(x))
+    for t in (2, 3):
+        plan = nn.compile(model, shape, layout=layout, fuse="always", num_threads=t)
+        np.testing.assert_array_equal(plan(x), y)

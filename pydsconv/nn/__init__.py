@@ -23,21 +23,31 @@ Contents: :class:`Module`, :class:`Parameter`, :class:`Sequential`,
 :class:`PointwiseConv2d`, :class:`SeparableConv2d`, :class:`BatchNorm2d`,
 :class:`ReLU`, :class:`ReLU6`, :class:`Hardswish`, :class:`Hardsigmoid`,
 :class:`SiLU`, :class:`Sigmoid`, :class:`GlobalAvgPool2d`, :class:`Flatten`,
-:class:`Linear`, :class:`Dropout`; :func:`fuse_conv_bn`,
+:class:`Linear`, :class:`Dropout`; blocks :class:`ConvNormActivation`,
+:class:`SqueezeExcitation`, :class:`InvertedResidual`; :func:`fuse_conv_bn`,
 :func:`fold_batchnorm`; :class:`CrossEntropyLoss`; :class:`SGD`,
 :class:`Adam`; models :class:`SeparableConvNet`, :class:`MobileNetV1`,
+:class:`MobileNetV2`, :class:`MobileNetV3Large`, :class:`EfficientNetB0`,
 :func:`weight_count`; checkpoints :func:`save`, :func:`load`,
 :func:`load_metadata`; inference plans :func:`compile`.
 """
 
 from .activation import Hardsigmoid, Hardswish, ReLU, ReLU6, Sigmoid, SiLU
+from .blocks import ConvNormActivation, InvertedResidual, SqueezeExcitation, make_divisible
 from .compiler import compile
 from .container import Identity, Sequential
 from .conv import Conv2d, DepthwiseConv2d, PointwiseConv2d, SeparableConv2d
 from .dropout import Dropout
 from .linear import Flatten, Linear
 from .loss import CrossEntropyLoss, log_softmax
-from .models import MobileNetV1, SeparableConvNet, weight_count
+from .models import (
+    EfficientNetB0,
+    MobileNetV1,
+    MobileNetV2,
+    MobileNetV3Large,
+    SeparableConvNet,
+    weight_count,
+)
 from .module import Module, Parameter, load, load_metadata, save
 from .norm import BatchNorm2d, fold_batchnorm, fuse_conv_bn
 from .optim import SGD, Adam, Optimizer
@@ -65,6 +75,10 @@ __all__ = [
     "Flatten",
     "Linear",
     "Dropout",
+    "ConvNormActivation",
+    "SqueezeExcitation",
+    "InvertedResidual",
+    "make_divisible",
     "CrossEntropyLoss",
     "log_softmax",
     "Optimizer",
@@ -72,6 +86,9 @@ __all__ = [
     "Adam",
     "SeparableConvNet",
     "MobileNetV1",
+    "MobileNetV2",
+    "MobileNetV3Large",
+    "EfficientNetB0",
     "weight_count",
     "save",
     "load",

@@ -1,20 +1,26 @@
 """Compile a :mod:`pydsconv.nn` network into one C++ inference plan.
 
 The passes, in order, on the network's layers flattened out of its
-``Sequential`` s (``Dropout`` and ``Identity`` dropped, as in eval mode):
+``Sequential`` s (``Dropout`` and ``Identity`` dropped, as in eval mode;
+an :class:`InvertedResidual` lowered to its body's steps and, with a
+residual connection, an ``add`` step that reads the block's input; a
+:class:`SqueezeExcitation` one ``squeeze_excite`` step):
 
 1. **BatchNorm folding**: a ``BatchNorm2d`` right after a convolution
    without activation scales that convolution's weight and shifts its bias
-   (computed in float64, stored in the model's dtype).
+   (computed in float64, stored in the model's dtype).  Never across a
+   residual block's boundary.
 2. **Activation fusion**: ``ReLU``, ``ReLU6``, ``Hardswish``,
    ``Hardsigmoid``, ``SiLU`` and ``Sigmoid`` become the epilogue of the
    convolution or ``Linear`` before them.
 3. **Separable fusion**: a depthwise layer followed by a pointwise layer
    (with an activation between) becomes one fused separable step, whose
-   intermediate tensor never exists in full.
+   intermediate tensor never exists in full (an inverted residual's
+   depthwise and projection, when no squeeze-and-excitation is between).
 
 The plan (C++, ``cpp/plan.cpp``) then runs in NHWC, packs every GEMM weight
-once and plans its activation memory when it is built.
+once and plans its activation memory when it is built (one arena, each
+tensor at an offset chosen from the tensors' lifetimes).
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ from ..conv import _threads
 from ..plan import Plan
 from ._util import check_layout
 from .activation import Hardsigmoid, Hardswish, ReLU, ReLU6, Sigmoid, SiLU
+from .blocks import InvertedResidual, SqueezeExcitation
 from .container import Identity, Sequential
 from .conv import Conv2d, DepthwiseConv2d, PointwiseConv2d, SeparableConv2d
 from .dropout import Dropout
@@ -39,8 +46,8 @@ __all__ = ["compile"]
 _SUPPORTED = (
     "Sequential (nested), Conv2d, DepthwiseConv2d, PointwiseConv2d, SeparableConv2d, "
     "BatchNorm2d (after a convolution), ReLU, ReLU6, Hardswish, Hardsigmoid, SiLU, Sigmoid, "
-    "Dropout, Identity, "
-    "GlobalAvgPool2d, Flatten, Linear"
+    "Dropout, Identity, GlobalAvgPool2d, Flatten, Linear, InvertedResidual, "
+    "SqueezeExcitation"
 )
 _CONVS = ("conv", "depthwise", "pointwise", "separable")
 _EPILOGUE = _CONVS + ("linear",)  # steps an activation can be fused into
@@ -58,8 +65,11 @@ _ACTS = {
 class _Step:
     """One step of the plan being built: what the C++ plan receives."""
 
-    def __init__(self, kind, name, layer=None, arrays=(), act=None, mid_act=None, geom=None):
+    def __init__(
+        self, kind, name, layer=None, arrays=(), act=None, mid_act=None, geom=None, skip=None
+    ):
         self.kind = kind
+        self.skip = skip  # add: the _Step whose output it adds (None: the network input)
         self.name = name
         self.layer = layer  # BatchNorm2d / activation steps: the layer itself
         self.arrays = list(arrays)
@@ -68,7 +78,8 @@ class _Step:
         self.geom = geom or ((1, 1), (1, 1), "valid", (0, 0, 0, 0))
         self.fused = []
 
-    def spec(self):
+    def spec(self, index):
+        """The tuple the C++ plan takes; ``index`` maps a _Step to its position."""
         stride, dilation, pad_mode, pad = self.geom
         return (
             self.kind,
@@ -81,6 +92,7 @@ class _Step:
             self.mid_act,
             self.act,
             self.arrays,
+            -1 if self.skip is None else index[id(self.skip)],
         )
 
 
@@ -97,14 +109,12 @@ def _geom(layer):
     return tuple(layer.stride), tuple(layer.dilation), mode, pad
 
 
-def _leaves(module, name, layout):
-    """(name, layer) of every computing layer, Sequentials flattened."""
-    if isinstance(module, Sequential):
-        for child, m in module.named_children():
-            yield from _leaves(m, f"{name}.{child}" if name else child, layout)
-        return
-    if isinstance(module, (Dropout, Identity)):
-        return
+def _act_name(layer):
+    """The activation= name of a pydsconv.nn activation module, or None."""
+    return _ACTS.get(type(layer))
+
+
+def _check_layout(name, module, layout):
     own = getattr(module, "layout", layout)
     if own != layout:
         raise ValueError(
@@ -112,7 +122,77 @@ def _leaves(module, name, layout):
             f"plan is compiled for layout={layout!r}; build the model with "
             f"layout={layout!r}"
         )
-    yield name, module
+
+
+class _Lowering:
+    """The first pass: every computing layer as a step, BatchNorms folded and
+    activations fused into the step before them as they come."""
+
+    def __init__(self, layout, dtype):
+        self.layout = layout
+        self.dtype = dtype
+        self.steps = []
+        self.barrier = 0  # steps before it take no folding (a residual's input)
+
+    def prev(self):
+        return self.steps[-1] if len(self.steps) > self.barrier else None
+
+    def module(self, name, module):
+        if isinstance(module, Sequential):
+            for child, m in module.named_children():
+                self.module(f"{name}.{child}" if name else child, m)
+            return
+        if isinstance(module, (Dropout, Identity)):
+            return
+        _check_layout(name, module, self.layout)
+        if isinstance(module, InvertedResidual):
+            body = f"{name}.{module._body_name}" if name else module._body_name
+            if not module.use_res_connect:
+                self.module(body, module.body)
+                return
+            source = self.steps[-1] if self.steps else None
+            self.barrier = len(self.steps)
+            self.module(body, module.body)
+            self.steps.append(_Step("add", _label(name, module), skip=source))
+            self.barrier = len(self.steps)
+            return
+        if isinstance(module, SqueezeExcitation):
+            self.steps.append(_squeeze_excite(name, module))
+            return
+        step = _lower(name, module)
+        if step.kind in ("bn", "act") and self.prev() is None and self.steps:
+            raise ValueError(
+                f"compile: {step.name} follows {self.steps[-1].name} across a residual "
+                "connection; a plan folds BatchNorm2d and activations only into a "
+                "convolution inside the same block"
+            )
+        if step.kind == "bn":
+            _fold_bn(self.prev(), step, self.dtype)
+        elif step.kind == "act":
+            _fuse_act(self.prev(), step)
+        else:
+            self.steps.append(step)
+
+
+def _squeeze_excite(name, se):
+    label = _label(name, se)
+    acts = []
+    for what, m in (("activation", se.activation), ("scale_activation", se.scale_activation)):
+        act = None if m is None else _act_name(m)
+        if m is not None and act is None:
+            raise TypeError(
+                f"compile: {label} has {what} {type(m).__name__}, which a plan does not support"
+            )
+        acts.append(act)
+    step = _Step(
+        "squeeze_excite",
+        label,
+        arrays=[se.fc1.weight.data, _bias(se.fc1), se.fc2.weight.data, _bias(se.fc2)],
+        mid_act=acts[0],
+        act=acts[1],
+    )
+    step.fused = [f"{acts[0] or 'no activation'} after fc1", f"{acts[1]} gate"]
+    return step
 
 
 def _lower(name, layer):
@@ -219,25 +299,29 @@ def _merge(dw, pw):
     return s
 
 
-def _passes(leaves, dtype):
-    steps = []
-    for name, layer in leaves:
-        step = _lower(name, layer)
-        prev = steps[-1] if steps else None
-        if step.kind == "bn":
-            _fold_bn(prev, step, dtype)
-        elif step.kind == "act":
-            _fuse_act(prev, step)
-        else:
-            steps.append(step)
+def _passes(model, layout, dtype):
+    lowering = _Lowering(layout, dtype)
+    lowering.module("", model)
+    steps = lowering.steps
     # Depthwise + pointwise after all folding (BatchNorms and activations of
-    # both stages are already in their weights and epilogues).
-    merged = []
+    # both stages are already in their weights and epilogues); not when a
+    # residual reads the depthwise output.
+    sources = {id(s.skip) for s in steps if s.kind == "add" and s.skip is not None}
+    merged, renamed = [], {}
     for step in steps:
-        if step.kind == "pointwise" and merged and merged[-1].kind == "depthwise":
+        if (
+            step.kind == "pointwise"
+            and merged
+            and merged[-1].kind == "depthwise"
+            and id(merged[-1]) not in sources
+        ):
             merged[-1] = _merge(merged[-1], step)
+            renamed[id(step)] = merged[-1]
         else:
             merged.append(step)
+    for step in merged:
+        if step.skip is not None:
+            step.skip = renamed.get(id(step.skip), step.skip)
     return merged
 
 
@@ -281,13 +365,17 @@ def compile(model, input_shape, *, layout="NCHW", num_threads=None, fuse=True):
         In eval mode (``model.eval()``): a ValueError otherwise.  Layers:
         ``Sequential`` (nested), ``Conv2d``, ``DepthwiseConv2d``,
         ``PointwiseConv2d``, ``SeparableConv2d``, ``BatchNorm2d`` (directly
-        after a convolution without activation), ``ReLU``, ``ReLU6``,
-        ``Hardswish``, ``Hardsigmoid``, ``SiLU``, ``Sigmoid`` (after a
-        convolution or ``Linear``), ``Dropout`` and ``Identity`` (skipped),
-        ``GlobalAvgPool2d``, ``Flatten``, ``Linear``; e.g.
-        :class:`MobileNetV1`, :class:`SeparableConvNet`.  Any other layer is
-        a TypeError naming it.  Its weights are copied: later changes to the
-        model do not reach the plan.
+        after a convolution without activation, inside the same residual
+        block), ``ReLU``, ``ReLU6``, ``Hardswish``, ``Hardsigmoid``,
+        ``SiLU``, ``Sigmoid`` (after a convolution or ``Linear``),
+        ``Dropout`` and ``Identity`` (skipped), ``GlobalAvgPool2d``,
+        ``Flatten``, ``Linear``, ``InvertedResidual`` (its body's steps and
+        a residual ``add``), ``SqueezeExcitation`` (one step); e.g.
+        :class:`MobileNetV1`, :class:`MobileNetV2`,
+        :class:`MobileNetV3Large`, :class:`EfficientNetB0`,
+        :class:`SeparableConvNet`.  Any other layer is a TypeError naming
+        it.  Its weights are copied: later changes to the model do not
+        reach the plan.
     input_shape : tuple of 4 ints
         Including the batch, in ``layout``; the plan accepts exactly it.
     layout : "NCHW" or "NHWC", optional
@@ -317,7 +405,8 @@ def compile(model, input_shape, *, layout="NCHW", num_threads=None, fuse=True):
     ------
     ValueError
         A model in training mode, a layout that disagrees with a layer's, a
-        BatchNorm2d or activation with nothing to fold into, or a layer whose
+        BatchNorm2d or activation with nothing to fold into (or only across
+        a residual connection), or a layer whose
         shapes do not fit its input (the message names the layer).
     TypeError
         An unsupported layer, or a model that is not a ``pydsconv.nn.Module``.
@@ -349,9 +438,10 @@ def compile(model, input_shape, *, layout="NCHW", num_threads=None, fuse=True):
     dtype = model.dtype or np.dtype(np.float32)
     if np.dtype(dtype) not in (np.dtype(np.float32), np.dtype(np.float64)):
         raise TypeError(f"compile: the model's dtype must be float32 or float64, got {dtype}")
-    steps = _passes(list(_leaves(model, "", layout)), dtype)
+    steps = _passes(model, layout, dtype)
+    index = {id(s): i for i, s in enumerate(steps)}
     core = _core.compile_plan(
-        [s.spec() for s in steps],
+        [s.spec(index) for s in steps],
         shape,
         layout,
         np.dtype(dtype) == np.float64,

@@ -1,12 +1,18 @@
-"""Ready-made networks: ``SeparableConvNet`` (small) and ``MobileNetV1`` (the paper's).
+"""Ready-made networks: ``SeparableConvNet`` (small), ``MobileNetV1`` (the paper's),
+and torchvision's ``MobileNetV2``, ``MobileNetV3Large`` and ``EfficientNetB0``.
 
-Both are :class:`Sequential` s of ``features`` (a stem convolution and
+The first two are :class:`Sequential` s of ``features`` (a stem convolution and
 depthwise separable blocks, each stage ``conv -> BatchNorm2d -> ReLU``),
 ``pool`` (:class:`GlobalAvgPool2d`), ``dropout`` and ``classifier``
 (:class:`Linear`), so their state-dict names are ``features.0.weight``,
 ``classifier.weight``...  Replace the head for fine-tuning with
 ``model.classifier = Linear(...)`` and freeze the rest with
 ``model.features.freeze()``.
+
+``MobileNetV2``, ``MobileNetV3Large`` and ``EfficientNetB0`` follow
+torchvision's definitions layer for layer (``features``, ``pool``,
+``classifier``) with torchvision's state-dict keys, so a torchvision
+checkpoint converted to NumPy loads with ``load_state_dict``.
 """
 
 from __future__ import annotations
@@ -17,7 +23,8 @@ import numpy as np
 
 from .. import cost
 from ._util import as_rng, check_int, check_layout
-from .activation import ReLU
+from .activation import Hardsigmoid, Hardswish, ReLU, ReLU6, Sigmoid, SiLU
+from .blocks import ConvNormActivation, InvertedResidual, make_divisible
 from .container import Sequential
 from .conv import Conv2d, DepthwiseConv2d, PointwiseConv2d
 from .dropout import Dropout
@@ -25,7 +32,14 @@ from .linear import Linear
 from .norm import BatchNorm2d
 from .pooling import GlobalAvgPool2d
 
-__all__ = ["SeparableConvNet", "MobileNetV1", "weight_count"]
+__all__ = [
+    "SeparableConvNet",
+    "MobileNetV1",
+    "MobileNetV2",
+    "MobileNetV3Large",
+    "EfficientNetB0",
+    "weight_count",
+]
 
 
 def weight_count(module):
@@ -280,3 +294,251 @@ class MobileNetV1(Sequential):
         return cost.mobilenet_v1(
             self.width_multiplier, self.input_size, num_classes=self.num_classes
         )
+
+
+def _head(self, features, pool_layout, classifier):
+    Sequential.__init__(
+        self,
+        OrderedDict(
+            [
+                ("features", Sequential(*features)),
+                ("pool", GlobalAvgPool2d(pool_layout)),
+                ("classifier", Sequential(*classifier)),
+            ]
+        ),
+    )
+
+
+class MobileNetV2(Sequential):
+    """MobileNet v2 (Sandler et al. 2018), exactly torchvision's ``mobilenet_v2``.
+
+    ``features``: a 3x3 stride-2 :class:`ConvNormActivation` (ReLU6) to 32
+    channels, 17 :class:`InvertedResidual` blocks (expansion t, channels c,
+    repeats n, first stride s: (1,16,1,1), (6,24,2,2), (6,32,3,2),
+    (6,64,4,2), (6,96,3,1), (6,160,3,2), (6,320,1,1); ReLU6; residual where
+    the stride is 1 and the width unchanged) and a 1x1 ConvNormActivation to
+    1280; then ``pool`` (:class:`GlobalAvgPool2d`) and ``classifier``
+    (``Dropout``, ``Linear``).  Widths are ``make_divisible(c * width, 8)``;
+    padding is PyTorch's (1 for the 3x3 convolutions, also at stride 2).
+    BatchNorm eps 1e-5.
+
+    State-dict keys equal torchvision's (``features.0.0.weight``,
+    ``features.1.conv.0.0.weight``, ``features.2.conv.1.1.running_mean``,
+    ``classifier.1.weight``); ``num_parameters()`` is 3,504,872 for
+    width 1.0 and 1000 classes, as torchvision's.
+
+    Parameters
+    ----------
+    num_classes : int, optional
+    width_multiplier : float, optional
+    dropout : float, optional
+        Before the classifier (torchvision: 0.2).
+    layout : "NCHW" or "NHWC", optional
+    dtype : float32 or float64, optional
+    rng : None, int or numpy.random.Generator, optional
+    """
+
+    _SETTING = ((1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1),
+                (6, 160, 3, 2), (6, 320, 1, 1))  # fmt: skip
+
+    def __init__(
+        self,
+        num_classes=1000,
+        width_multiplier=1.0,
+        dropout=0.2,
+        layout="NCHW",
+        dtype=np.float32,
+        rng=None,
+    ):
+        alpha = float(width_multiplier)
+        if not alpha > 0:
+            raise ValueError(f"width_multiplier must be > 0, got {width_multiplier!r}")
+        num_classes = check_int("num_classes", num_classes)
+        layout = check_layout(layout)
+        rng = as_rng(rng)
+        common = dict(layout=layout, dtype=dtype, rng=rng)
+        c = make_divisible(32 * alpha)
+        last = make_divisible(1280 * max(1.0, alpha))
+        features = [ConvNormActivation(3, c, 3, 2, activation=ReLU6, **common)]
+        for t, ch, n, s in self._SETTING:
+            out = make_divisible(ch * alpha)
+            for i in range(n):
+                features.append(
+                    InvertedResidual(
+                        c, out, int(round(c * t)), s if i == 0 else 1, 3, ReLU6, **common
+                    )
+                )
+                c = out
+        features.append(ConvNormActivation(c, last, 1, activation=ReLU6, **common))
+        _head(
+            self,
+            features,
+            layout,
+            [Dropout(dropout, rng=rng), Linear(last, num_classes, dtype=dtype, rng=rng)],
+        )
+        self.num_classes = num_classes
+        self.width_multiplier = alpha
+
+
+class MobileNetV3Large(Sequential):
+    """MobileNet v3-Large (Howard et al. 2019), exactly torchvision's ``mobilenet_v3_large``.
+
+    ``features``: a 3x3 stride-2 :class:`ConvNormActivation` (Hardswish) to
+    16 channels; 15 :class:`InvertedResidual` blocks (kernel, expanded and
+    output channels, squeeze-and-excitation, ReLU or Hardswish and stride as
+    the paper's Table 1; SE squeeze channels ``make_divisible(expanded // 4,
+    8)`` with ReLU and a Hardsigmoid gate; the projection a
+    ConvNormActivation without activation; children named ``block``); a 1x1
+    ConvNormActivation 160 -> 960 (Hardswish); ``pool``; ``classifier``:
+    ``Linear(960, 1280)``, ``Hardswish``, ``Dropout``, ``Linear(1280,
+    num_classes)``.  Every BatchNorm has eps 1e-3 and momentum 0.01 (as
+    torchvision).  ``num_parameters()`` is 5,483,032 for 1000 classes.
+
+    Parameters
+    ----------
+    num_classes : int, optional
+    dropout : float, optional
+        In the classifier (torchvision: 0.2).
+    layout, dtype, rng : optional
+    """
+
+    # input, kernel, expanded, output, SE, activation, stride
+    _SETTING = (
+        (16, 3, 16, 16, False, "RE", 1),
+        (16, 3, 64, 24, False, "RE", 2),
+        (24, 3, 72, 24, False, "RE", 1),
+        (24, 5, 72, 40, True, "RE", 2),
+        (40, 5, 120, 40, True, "RE", 1),
+        (40, 5, 120, 40, True, "RE", 1),
+        (40, 3, 240, 80, False, "HS", 2),
+        (80, 3, 200, 80, False, "HS", 1),
+        (80, 3, 184, 80, False, "HS", 1),
+        (80, 3, 184, 80, False, "HS", 1),
+        (80, 3, 480, 112, True, "HS", 1),
+        (112, 3, 672, 112, True, "HS", 1),
+        (112, 5, 672, 160, True, "HS", 2),
+        (160, 5, 960, 160, True, "HS", 1),
+        (160, 5, 960, 160, True, "HS", 1),
+    )
+
+    def __init__(self, num_classes=1000, dropout=0.2, layout="NCHW", dtype=np.float32, rng=None):
+        num_classes = check_int("num_classes", num_classes)
+        layout = check_layout(layout)
+        rng = as_rng(rng)
+        hswish, hsigmoid = Hardswish, Hardsigmoid
+        common = dict(eps=1e-3, momentum=0.01, layout=layout, dtype=dtype, rng=rng)
+        features = [ConvNormActivation(3, 16, 3, 2, activation=hswish, **common)]
+        for cin, k, exp, cout, se, act, s in self._SETTING:
+            features.append(
+                InvertedResidual(
+                    cin,
+                    cout,
+                    exp,
+                    s,
+                    k,
+                    hswish if act == "HS" else ReLU,
+                    se_channels=make_divisible(exp // 4, 8) if se else None,
+                    se_activation=ReLU,
+                    se_gate=hsigmoid,
+                    project_activation_module=True,
+                    body_name="block",
+                    **common,
+                )
+            )
+        features.append(ConvNormActivation(160, 960, 1, activation=hswish, **common))
+        _head(
+            self,
+            features,
+            layout,
+            [
+                Linear(960, 1280, dtype=dtype, rng=rng),
+                hswish(),
+                Dropout(dropout, rng=rng),
+                Linear(1280, num_classes, dtype=dtype, rng=rng),
+            ],
+        )
+        self.num_classes = num_classes
+
+
+class EfficientNetB0(Sequential):
+    """EfficientNet-B0 (Tan and Le 2019), exactly torchvision's ``efficientnet_b0``.
+
+    ``features``: a 3x3 stride-2 :class:`ConvNormActivation` (SiLU) to 32
+    channels; 7 stages (each a :class:`Sequential`) of MBConv blocks
+    (:class:`InvertedResidual` with SiLU, children named ``block``; expansion
+    t, kernel k, first stride s, channels and repeats (1,3,1,32,16,1),
+    (6,3,2,16,24,2), (6,5,2,24,40,2), (6,3,2,40,80,3), (6,5,1,80,112,3),
+    (6,5,2,112,192,4), (6,3,1,192,320,1); expanded channels
+    ``make_divisible(c_in * t, 8)``; squeeze-and-excitation with
+    ``max(1, c_in // 4)`` squeeze channels, SiLU and a sigmoid gate); a 1x1
+    ConvNormActivation 320 -> 1280 (SiLU); ``pool``; ``classifier``
+    (``Dropout``, ``Linear``).  BatchNorm eps 1e-5.  ``num_parameters()`` is
+    5,288,548 for 1000 classes.
+
+    Stochastic depth: block ``i`` of 16 drops its residual branch with
+    probability ``stochastic_depth * i / 16`` per image while training
+    (torchvision's "row" mode; 0 switches it off); identity in eval mode.
+
+    Parameters
+    ----------
+    num_classes : int, optional
+    dropout : float, optional
+        Before the classifier (torchvision: 0.2).
+    stochastic_depth : float, optional
+        torchvision's ``stochastic_depth_prob`` (0.2).
+    layout, dtype, rng : optional
+    """
+
+    # expansion, kernel, stride, input, output, repeats
+    _SETTING = ((1, 3, 1, 32, 16, 1), (6, 3, 2, 16, 24, 2), (6, 5, 2, 24, 40, 2),
+                (6, 3, 2, 40, 80, 3), (6, 5, 1, 80, 112, 3), (6, 5, 2, 112, 192, 4),
+                (6, 3, 1, 192, 320, 1))  # fmt: skip
+
+    def __init__(
+        self,
+        num_classes=1000,
+        dropout=0.2,
+        stochastic_depth=0.2,
+        layout="NCHW",
+        dtype=np.float32,
+        rng=None,
+    ):
+        num_classes = check_int("num_classes", num_classes)
+        layout = check_layout(layout)
+        rng = as_rng(rng)
+        silu, sigmoid = SiLU, Sigmoid
+        common = dict(layout=layout, dtype=dtype, rng=rng)
+        features = [ConvNormActivation(3, 32, 3, 2, activation=silu, **common)]
+        total = sum(n for *_, n in self._SETTING)
+        index = 0
+        for t, k, s, cin, cout, n in self._SETTING:
+            stage = []
+            for i in range(n):
+                c = cin if i == 0 else cout
+                stage.append(
+                    InvertedResidual(
+                        c,
+                        cout,
+                        make_divisible(c * t),
+                        s if i == 0 else 1,
+                        k,
+                        silu,
+                        se_channels=max(1, c // 4),
+                        se_activation=silu,
+                        se_gate=sigmoid,
+                        project_activation_module=True,
+                        body_name="block",
+                        stochastic_depth=float(stochastic_depth) * index / total,
+                        **common,
+                    )
+                )
+                index += 1
+            features.append(Sequential(*stage))
+        features.append(ConvNormActivation(320, 1280, 1, activation=silu, **common))
+        _head(
+            self,
+            features,
+            layout,
+            [Dropout(dropout, rng=rng), Linear(1280, num_classes, dtype=dtype, rng=rng)],
+        )
+        self.num_classes = num_classes

@@ -27,6 +27,7 @@
 #include "packed.h"
 #include "peak.h"
 #include "plan.h"
+#include "plan_file.h"
 #include "strided.h"
 #include "threads.h"
 
@@ -630,6 +631,38 @@ py::list plan_steps(const Plan& p) {
   return l;
 }
 
+// A plan file (plan_file.h) as compile_plan's arguments: (dtype, layout,
+// input_shape, specs), each array copied out of the file.
+py::tuple read_plan(const std::string& path) {
+  PlanFile f;
+  without_gil([&] {
+    f = read_plan_file(path);
+    to_specs(f);  // unknown step kinds and activations: named as the bench names them
+  });
+  const auto act = [](const std::string& a) -> py::object {
+    return a == "none" ? py::object(py::none()) : py::object(py::str(a));
+  };
+  py::list specs;
+  for (const PlanFileStep& s : f.steps) {
+    py::list arrays;
+    for (const PlanArray& a : s.arrays) {
+      if (!a.data) {
+        arrays.append(py::none());
+        continue;
+      }
+      arrays.append(
+          f.f64 ? py::array(py::dtype::of<double>(), a.shape, static_cast<const double*>(a.data))
+                : py::array(py::dtype::of<float>(), a.shape, static_cast<const float*>(a.data)));
+    }
+    specs.append(py::make_tuple(s.kind, s.name, s.fused, py::make_tuple(s.stride[0], s.stride[1]),
+                                py::make_tuple(s.dilation[0], s.dilation[1]), s.pad_mode,
+                                py::make_tuple(s.pad[0], s.pad[1], s.pad[2], s.pad[3]),
+                                act(s.mid_act), act(s.act), arrays));
+  }
+  return py::make_tuple(f.f64 ? "float64" : "float32", f.layout == Layout::NHWC ? "NHWC" : "NCHW",
+                        py::tuple(py::cast(f.input_shape)), specs);
+}
+
 py::dict features() {
   const CpuInfo& c = cpu_info();
   py::dict d;
@@ -712,6 +745,7 @@ PYBIND11_MODULE(_core, m) {
       .def("profile", &plan_profile, py::arg("x"), py::arg("repeats"));
   m.def("compile_plan", &compile_plan, py::arg("specs"), py::arg("input_shape"), py::arg("layout"),
         py::arg("f64"), py::arg("threads"));
+  m.def("read_plan_file", &read_plan, py::arg("path"));
   m.def("cpu_features", &features);
   m.def("set_isa", &set_isa);
   m.def("set_num_threads", &set_num_threads);

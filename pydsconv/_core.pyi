@@ -37,6 +37,7 @@ class PlanCore:
 def compile_plan(
     specs: List[tuple], input_shape: Sequence[int], layout: str, f64: bool, threads: int
 ) -> PlanCore: ...
+def read_plan_file(path: str) -> Tuple[str, str, Tuple[int, ...], List[tuple]]: ...
 def depthwise_forward(
     x: Any,
     w: Any,

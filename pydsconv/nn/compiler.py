@@ -307,7 +307,9 @@ def compile(model, input_shape, *, layout="NCHW", num_threads=None):
     if np.dtype(dtype) not in (np.dtype(np.float32), np.dtype(np.float64)):
         raise TypeError(f"compile: the model's dtype must be float32 or float64, got {dtype}")
     steps = _passes(list(_leaves(model, "", layout)), dtype)
-    core = _core.compile_plan(
-        [s.spec() for s in steps], shape, layout, np.dtype(dtype) == np.float64, threads
-    )
-    return Plan(core)
+    specs = [s.spec() for s in steps]
+    core = _core.compile_plan(specs, shape, layout, np.dtype(dtype) == np.float64, threads)
+    # The plan keeps its own copy of the step list (for Plan.save): the
+    # unfolded arrays are the model's, which may change later.
+    kept = [(*s[:9], [None if a is None else np.array(a) for a in s[9]]) for s in specs]
+    return Plan(core, kept)

@@ -309,7 +309,9 @@ def compile(model, input_shape, *, layout="NCHW", num_threads=None):
     steps = _passes(list(_leaves(model, "", layout)), dtype)
     specs = [s.spec() for s in steps]
     core = _core.compile_plan(specs, shape, layout, np.dtype(dtype) == np.float64, threads)
-    # The plan keeps its own copy of the step list (for Plan.save): the
-    # unfolded arrays are the model's, which may change later.
-    kept = [(*s[:9], [None if a is None else np.array(a) for a in s[9]]) for s in specs]
+    # The plan keeps the step list (for Plan.save): the arrays BatchNorm
+    # folding made are its own; the others are the model's, which may change
+    # later, so those are copied.
+    model_arrays = {id(p.data) for _, p in model.named_parameters()}
+    kept = [(*s[:9], [np.array(a) if id(a) in model_arrays else a for a in s[9]]) for s in specs]
     return Plan(core, kept)

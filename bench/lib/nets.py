@@ -229,3 +229,151 @@ def load_npz_state(model, path):
     if missing or unexpected:
         raise ValueError(f"{path}: missing {missing[:5]}, unexpected {unexpected[:5]}")
     return model.eval()
+
+
+# ------------------------------------------------ MobileNetV3-Large, EfficientNet-B0
+# torchvision/models/mobilenetv3.py and efficientnet.py (ops.misc's
+# Conv2dNormActivation and SqueezeExcitation), eval mode only: stochastic
+# depth is the identity there.
+
+
+class Conv2dNormActivation(tnn.Sequential):
+    def __init__(self, cin, cout, k=3, stride=1, groups=1, act=tnn.ReLU, eps=1e-5):
+        layers = [
+            tnn.Conv2d(cin, cout, k, stride, (k - 1) // 2, groups=groups, bias=False),
+            tnn.BatchNorm2d(cout, eps=eps),
+        ]
+        if act is not None:
+            layers.append(act())
+        super().__init__(*layers)
+
+
+class SqueezeExcitation(tnn.Module):
+    def __init__(self, cin, squeeze, act=tnn.ReLU, scale_act=tnn.Sigmoid):
+        super().__init__()
+        self.avgpool = tnn.AdaptiveAvgPool2d(1)
+        self.fc1 = tnn.Conv2d(cin, squeeze, 1)
+        self.fc2 = tnn.Conv2d(squeeze, cin, 1)
+        self.activation = act()
+        self.scale_activation = scale_act()
+
+    def forward(self, x):
+        s = self.scale_activation(self.fc2(self.activation(self.fc1(self.avgpool(x)))))
+        return s * x
+
+
+class _Block(tnn.Module):
+    """torchvision's InvertedResidual (V3) / MBConv (EfficientNet): ``block``
+    and a residual where the stride is 1 and the width unchanged."""
+
+    def __init__(self, cin, k, exp, cout, se, act, stride, eps, squeeze, scale_act):
+        super().__init__()
+        self.use_res_connect = stride == 1 and cin == cout
+        layers = []
+        if exp != cin:
+            layers.append(Conv2dNormActivation(cin, exp, 1, act=act, eps=eps))
+        layers.append(Conv2dNormActivation(exp, exp, k, stride, groups=exp, act=act, eps=eps))
+        if se:
+            layers.append(SqueezeExcitation(exp, squeeze, se, scale_act))
+        layers.append(Conv2dNormActivation(exp, cout, 1, act=None, eps=eps))
+        self.block = tnn.Sequential(*layers)
+
+    def forward(self, x):
+        y = self.block(x)
+        return y + x if self.use_res_connect else y
+
+
+class MobileNetV3Large(tnn.Module):
+    """torchvision.models.mobilenet_v3_large (width 1.0, BatchNorm eps 1e-3)."""
+
+    # input, kernel, expanded, output, SE, activation (HS: hardswish), stride
+    SETTINGS = [
+        (16, 3, 16, 16, False, "RE", 1),
+        (16, 3, 64, 24, False, "RE", 2),
+        (24, 3, 72, 24, False, "RE", 1),
+        (24, 5, 72, 40, True, "RE", 2),
+        (40, 5, 120, 40, True, "RE", 1),
+        (40, 5, 120, 40, True, "RE", 1),
+        (40, 3, 240, 80, False, "HS", 2),
+        (80, 3, 200, 80, False, "HS", 1),
+        (80, 3, 184, 80, False, "HS", 1),
+        (80, 3, 184, 80, False, "HS", 1),
+        (80, 3, 480, 112, True, "HS", 1),
+        (112, 3, 672, 112, True, "HS", 1),
+        (112, 5, 672, 160, True, "HS", 2),
+        (160, 5, 960, 160, True, "HS", 1),
+        (160, 5, 960, 160, True, "HS", 1),
+    ]
+
+    def __init__(self, num_classes=1000, dropout=0.2):
+        super().__init__()
+        eps = 1e-3
+        layers = [Conv2dNormActivation(3, 16, 3, 2, act=tnn.Hardswish, eps=eps)]
+        for cin, k, exp, cout, se, a, s in self.SETTINGS:
+            act = tnn.Hardswish if a == "HS" else tnn.ReLU
+            layers.append(
+                _Block(
+                    cin, k, exp, cout, tnn.ReLU if se else None, act, s, eps,
+                    _make_divisible(exp // 4, 8), tnn.Hardsigmoid,
+                )
+            )  # fmt: skip
+        layers.append(Conv2dNormActivation(160, 960, 1, act=tnn.Hardswish, eps=eps))
+        self.features = tnn.Sequential(*layers)
+        self.avgpool = tnn.AdaptiveAvgPool2d(1)
+        self.classifier = tnn.Sequential(
+            tnn.Linear(960, 1280), tnn.Hardswish(), tnn.Dropout(dropout),
+            tnn.Linear(1280, num_classes),
+        )  # fmt: skip
+
+    def forward(self, x):
+        return self.classifier(torch.flatten(self.avgpool(self.features(x)), 1))
+
+
+class EfficientNetB0(tnn.Module):
+    """torchvision.models.efficientnet_b0 (BatchNorm eps 1e-5, SiLU)."""
+
+    # expansion, kernel, first stride, input, output, repeats
+    SETTINGS = [
+        (1, 3, 1, 32, 16, 1),
+        (6, 3, 2, 16, 24, 2),
+        (6, 5, 2, 24, 40, 2),
+        (6, 3, 2, 40, 80, 3),
+        (6, 5, 1, 80, 112, 3),
+        (6, 5, 2, 112, 192, 4),
+        (6, 3, 1, 192, 320, 1),
+    ]
+
+    def __init__(self, num_classes=1000, dropout=0.2):
+        super().__init__()
+        layers = [Conv2dNormActivation(3, 32, 3, 2, act=tnn.SiLU)]
+        for t, k, s, cin, cout, n in self.SETTINGS:
+            stage = []
+            for i in range(n):
+                c = cin if i == 0 else cout
+                exp = _make_divisible(c * t, 8)
+                stage.append(
+                    _Block(
+                        c, k, exp, cout, tnn.SiLU, tnn.SiLU, s if i == 0 else 1, 1e-5,
+                        max(1, c // 4), tnn.Sigmoid,
+                    )
+                )  # fmt: skip
+            layers.append(tnn.Sequential(*stage))
+        layers.append(Conv2dNormActivation(320, 1280, 1, act=tnn.SiLU))
+        self.features = tnn.Sequential(*layers)
+        self.avgpool = tnn.AdaptiveAvgPool2d(1)
+        self.classifier = tnn.Sequential(tnn.Dropout(dropout), tnn.Linear(1280, num_classes))
+
+    def forward(self, x):
+        return self.classifier(torch.flatten(self.avgpool(self.features(x)), 1))
+
+
+def load_state(model, state, what):
+    """Loads {key: numpy array} (torchvision's keys) into a torch model; every
+    parameter and buffer but num_batches_tracked must be there."""
+    t = {k: torch.from_numpy(np.array(v, np.float32)) for k, v in state.items()}
+    t = {k: v for k, v in t.items() if not k.endswith("num_batches_tracked")}
+    missing, unexpected = model.load_state_dict(t, strict=False)
+    missing = [k for k in missing if not k.endswith("num_batches_tracked")]
+    if missing or unexpected:
+        raise ValueError(f"{what}: missing {missing[:5]}, unexpected {unexpected[:5]}")
+    return model.eval()

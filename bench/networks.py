@@ -20,7 +20,9 @@ lib/nets.py).  Contestants, per batch size and thread count:
 Before timing, every contestant's output is compared with a float64 torch
 model of the same weights: max|a - ref| / max|ref| must be <= 1e-4, or the
 script stops.  Then all are timed interleaved (bench/lib/timing.py), median
-of ``--repeats`` (>= 21 by default).  The table gives each median, the best
+of ``--repeats`` (>= 21 by default), ``--gap-ms`` (2) of untimed sleep
+before each call so one runtime's spinning workers (OpenMP, TBB) have
+parked before the next runs, as compare.py does.  The table gives each median, the best
 peer, best-peer / pydsconv (> 1: pydsconv faster) and pydsconv's % of the
 measured FMA peak (2 flops per MAC of the plan's steps).
 
@@ -30,7 +32,7 @@ peak RSS (VmHWM, reset after the shared setup) minus the RSS before the
 contestant is built, over building it and 3 runs.
 
     python -m bench.networks [--nets mobilenet_v1_body mobilenet_v1 ...]
-        [--batches 1 8] [--threads 1 2] [--repeats 21] [--contestants ...]
+        [--batches 1 8] [--threads 1 2] [--repeats 21] [--gap-ms 2] [--contestants ...]
         [--json PATH] [--memory] [--memory-net mobilenet_v2] [--memory-batch 8]
         [--tiny]
 
@@ -447,6 +449,12 @@ def main():
     ap.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     ap.add_argument("--repeats", type=int, default=21)
     ap.add_argument("--contestants", nargs="+", default=list(CONTESTANTS), choices=CONTESTANTS)
+    ap.add_argument(
+        "--gap-ms",
+        type=float,
+        default=2.0,
+        help="untimed sleep before each call, lets other runtimes' workers park (default 2)",
+    )
     ap.add_argument("--json", metavar="PATH", help="also write the results as JSON")
     ap.add_argument("--memory", action="store_true", help="also measure peak memory")
     ap.add_argument("--memory-net", default="mobilenet_v2", choices=list(NETWORKS))
@@ -473,7 +481,7 @@ def main():
     print(
         f"# isa {feats['isa']}; FMA peak "
         + ", ".join(f"{t} thread(s) {p:.1f} GFLOP/s" for t, p in peak.items())
-        + f"; median of {args.repeats} interleaved runs; float32"
+        + f"; median of {args.repeats} interleaved runs, gap {args.gap_ms} ms; float32"
     )
     results = []
     for name in args.nets:
@@ -507,7 +515,9 @@ def main():
                     print(f"      skipped: {skipped['pydsconv']}")
                     results.append({"net": name, "batch": batch, "threads": t, "skipped": skipped})
                     continue
-                med = medians_ms(time_interleaved(runs, list(runs), args.repeats, 1))
+                med = medians_ms(
+                    time_interleaved(runs, list(runs), args.repeats, 1, args.gap_ms / 1000.0)
+                )
                 macs = sum(s["macs"] for s in ctx.plan.steps())
                 gflops = 2 * macs / (med["pydsconv"] / 1e3) / 1e9
                 peers = {c: v for c, v in med.items() if c != "pydsconv"}

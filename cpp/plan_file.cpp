@@ -119,7 +119,12 @@ PlanFile read_plan_file(const std::string& path) {
     bad(path, "truncated: the header needs " + std::to_string(hlen) + " bytes, the file has " +
                   std::to_string(size - int64_t(kPreamble)) + " after the preamble");
   const std::string text(reinterpret_cast<const char*>(bytes + kPreamble), size_t(hlen));
-  if (text.find('\0') != std::string::npos) bad(path, "the header contains a NUL byte");
+  for (size_t i = 0; i < text.size(); ++i) {
+    const unsigned char c = static_cast<unsigned char>(text[i]);
+    if ((c < 0x20 && c != '\n') || c >= 0x7f)
+      bad(path, "the header is not printable ASCII text (byte " + std::to_string(c) +
+                    " at offset " + std::to_string(kPreamble + i) + ")");
+  }
 
   PlanFile f;
   f.storage = storage;

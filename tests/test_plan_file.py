@@ -103,7 +103,7 @@ def _header_edit(data, old, new):
     hlen = struct.unpack("<I", data[12:16])[0]
     header = data[16 : 16 + hlen].decode("ascii")
     assert old in header
-    header = header.replace(old, new, 1).encode("ascii")
+    header = header.replace(old, new, 1).encode("latin-1")
     start = int(header.split(b"array ")[1].split()[0]) if b"array " in header else 16 + hlen
     assert 16 + len(header) <= start
     return (
@@ -134,6 +134,8 @@ def test_corrupt_files(tmp_path):
         with pytest.raises(ValueError, match="plan file"):
             pydsconv.Plan.load(bad)
     expect(_header_edit(data, "dtype float32", "dtype int8"), "dtype must be")
+    expect(_header_edit(data, "name ", "name \xe9"), "not printable ASCII")
+    expect(_header_edit(data, "name ", "name \0"), "not printable ASCII")
     expect(_header_edit(data, "step conv", "step warp"), "step kind 'warp'")
     expect(_header_edit(data, "act relu", "act gelu"), "activation 'gelu'")
     expect(_header_edit(data, "steps ", "stepz "), "expected 'steps")

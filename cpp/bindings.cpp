@@ -657,7 +657,7 @@ py::tuple read_plan(const std::string& path) {
     specs.append(py::make_tuple(s.kind, s.name, s.fused, py::make_tuple(s.stride[0], s.stride[1]),
                                 py::make_tuple(s.dilation[0], s.dilation[1]), s.pad_mode,
                                 py::make_tuple(s.pad[0], s.pad[1], s.pad[2], s.pad[3]),
-                                act(s.mid_act), act(s.act), arrays));
+                                act(s.mid_act), act(s.act), arrays, s.skip));
   }
   return py::make_tuple(f.f64 ? "float64" : "float32", f.layout == Layout::NHWC ? "NHWC" : "NCHW",
                         py::tuple(py::cast(f.input_shape)), specs);

@@ -156,6 +156,10 @@ PlanFile read_plan_file(const std::string& path) {
     s.pad = {pd[0], pd[1], pd[2], pd[3]};
     s.mid_act = h.word("mid_act");
     s.act = h.word("act");
+    s.skip = h.ints("skip", 1)[0];
+    if (s.skip < -1 || s.skip >= i)
+      bad(path, "step " + std::to_string(i) + " (" + s.name + "): skip " + std::to_string(s.skip) +
+                    " is not -1 or an earlier step");
     const int64_t na = h.ints("arrays", 1)[0];
     if (na < 0 || na > hlen) bad(path, "step " + std::to_string(i) + ": bad array count");
     for (int64_t k = 0; k < na; ++k) {
@@ -255,6 +259,13 @@ std::vector<StepSpec> to_specs(const PlanFile& f) {
     sp.mid_act = act_of(s.mid_act, s, i);
     sp.act = act_of(s.act, s, i);
     sp.arrays = s.arrays;
+    // Merge note: once StepSpec has the residual's source (helper B's
+    // branch), set it from s.skip here, and add "add" / "squeeze_excite" and
+    // the new activations to kind_of() / act_of().
+    if (s.skip != -1)
+      throw ArgumentError("plan file step " + std::to_string(i) + " (" + s.name +
+                          "): residual steps (skip " + std::to_string(s.skip) +
+                          ") are not known to this build");
     out.push_back(std::move(sp));
   }
   return out;

@@ -11,7 +11,8 @@
 // Header: "dtype float32|float64", "layout NCHW|NHWC", "input_shape N A B C"
 // (in that layout), "steps S", then per step the lines "step KIND", "name
 // TEXT", "fused TEXT", "stride H W", "dilation H W", "pad_mode MODE", "pad T B
-// L R", "mid_act ACT", "act ACT", "arrays K" and K lines "array OFFSET NBYTES
+// L R", "mid_act ACT", "act ACT", "skip I" (the earlier step whose input a
+// residual step adds, or -1), "arrays K" and K lines "array OFFSET NBYTES
 // NDIM DIMS..." or "array none" (an absent bias); "end" closes the header.
 // KIND, MODE and ACT are the words compiler.py uses ("none" for no
 // activation), kept as text here: the step list stays generic over step
@@ -35,6 +36,7 @@ struct PlanFileStep {
   std::string kind, name, fused, pad_mode, mid_act, act;  // act: "none" for no activation
   std::array<int64_t, 2> stride{{1, 1}}, dilation{{1, 1}};
   std::array<int64_t, 4> pad{{0, 0, 0, 0}};
+  int64_t skip = -1;              // compiler.py's 11th spec field: an earlier step's index, or -1
   std::vector<PlanArray> arrays;  // data points into PlanFile::storage; nullptr: none
 };
 

@@ -193,13 +193,14 @@ class Plan:
         line("steps", len(self._specs))
         arrays = []
         for spec in self._specs:
-            if len(spec) != 10:
+            if len(spec) not in (10, 11):
                 raise ValueError(
                     f"save: a step spec of {len(spec)} fields; plan file version 1 "
-                    "stores the 10 of compiler.py's (kind, name, fused, stride, "
-                    "dilation, pad_mode, pad, mid_act, act, arrays)"
+                    "stores compiler.py's (kind, name, fused, stride, dilation, "
+                    "pad_mode, pad, mid_act, act, arrays[, skip])"
                 )
-            kind, name, fused, stride, dilation, pad_mode, pad, mid_act, act, arrs = spec
+            kind, name, fused, stride, dilation, pad_mode, pad, mid_act, act, arrs = spec[:10]
+            skip = spec[10] if len(spec) == 11 else -1
             line("step", kind)
             line("name", words(name))
             line("fused", words(fused))
@@ -209,6 +210,7 @@ class Plan:
             line("pad", *pad)
             line("mid_act", mid_act or "none")
             line("act", act or "none")
+            line("skip", skip)
             line("arrays", len(arrs))
             for a in arrs:
                 if a is None:

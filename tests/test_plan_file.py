@@ -140,6 +140,7 @@ def test_corrupt_files(tmp_path):
     expect(_header_edit(data, "act relu", "act gelu"), "activation 'gelu'")
     expect(_header_edit(data, "steps ", "stepz "), "expected 'steps")
     expect(_header_edit(data, "\nend", "\n"), "expected 'end")
+    expect(_header_edit(data, "skip -1", "skip 0"), "is not -1 or an earlier step")
     with pytest.raises(ValueError, match="cannot be opened"):
         pydsconv.Plan.load(tmp_path / "missing.plan")
 

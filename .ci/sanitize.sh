@@ -76,6 +76,26 @@ for model in bench/models/*.txt; do
   fi
 done
 
+echo "-- bench --plan --check on saved plans (ASan + LSan + UBSan)"
+# MobileNetV1 (separable steps, banded chains) and MobileNetV3-Large (residual
+# adds, squeeze-and-excitation, hardswish), saved by the sanitized module,
+# read and checked by the sanitized bench against the single ops.
+(cd / && PYTHONPATH="$pkg" LD_PRELOAD="$libasan:$libubsan" ASAN_OPTIONS=detect_leaks=0 "$python" -c "
+from pydsconv import nn
+nn.compile(nn.MobileNetV1(0.25, num_classes=10, input_size=32, rng=0).eval(), (2, 3, 32, 32)).save('$build/v1.plan')
+nn.compile(nn.models.MobileNetV3Large(num_classes=10, rng=0).eval(), (2, 3, 48, 48), fuse='always').save('$build/v3.plan')
+")
+for plan in v1 v3; do
+  log=$build/check-plan-$plan.log
+  if ASAN_OPTIONS=detect_leaks=1 "$build/pydsconv-bench" --plan "$build/$plan.plan" --check --threads 2 >"$log" 2>&1; then
+    echo "$plan.plan: $(tail -n 1 "$log")"
+  else
+    cat "$log"
+    echo "sanitize.sh: bench --plan --check failed on $plan.plan" >&2
+    exit 1
+  fi
+done
+
 echo "-- pytest under ASan + UBSan"
 # detect_leaks=0: CPython keeps interned objects and module state alive until
 # exit by design, so LeakSanitizer would report Python itself, not us.

@@ -59,6 +59,8 @@
 #include "dispatch.h"
 #include "ops.h"
 #include "peak.h"
+#include "plan.h"
+#include "plan_file.h"
 #include "threads.h"
 
 using namespace pydsconv;
@@ -543,6 +545,316 @@ int run_peak(int threads) {
   return 0;
 }
 
+// --------------------------------------------------------------------- plan
+
+// A plan file (plan_file.h, written by pydsconv.Plan.save) as a Plan for
+// `batch` (0: the saved batch) in the saved layout or, with nhwc, in NHWC.
+struct LoadedPlan {
+  PlanFile file;
+  std::vector<StepSpec> specs;
+  std::vector<int64_t> shape;  // the input's, in `layout`
+  Layout layout = Layout::NCHW;
+};
+
+LoadedPlan load_plan(const std::string& path, int64_t batch, bool nhwc) {
+  LoadedPlan lp;
+  lp.file = read_plan_file(path);
+  if (lp.file.f64) throw std::runtime_error("plan file " + path + ": --plan times float32 plans");
+  lp.specs = to_specs(lp.file);
+  lp.layout = nhwc ? Layout::NHWC : lp.file.layout;
+  const std::vector<int64_t>& d = lp.file.input_shape;
+  lp.shape = d;
+  if (lp.layout != lp.file.layout)  // the saved shape is NCHW: (N, C, H, W) -> (N, H, W, C)
+    lp.shape = {d[0], d[2], d[3], d[1]};
+  if (batch > 0) lp.shape[0] = batch;
+  return lp;
+}
+
+int64_t elems(const std::vector<int64_t>& shape) {
+  int64_t n = 1;
+  for (int64_t v : shape) n *= v;
+  return n;
+}
+
+FVec random_input(const std::vector<int64_t>& shape, uint64_t seed) {
+  Rng r{seed};
+  FVec x(static_cast<size_t>(elems(shape)));
+  for (float& e : x) e = r.uniform(-1.0f, 1.0f);
+  return x;
+}
+
+int run_plan_bench(const std::string& path, int64_t batch, bool nhwc, int threads, int repeats,
+                   std::string* json) {
+  const LoadedPlan lp = load_plan(path, batch, nhwc);
+  const Plan plan(lp.specs, lp.shape, lp.layout, false, threads);
+  const FVec x = random_input(lp.shape, 7);
+  FVec y(static_cast<size_t>(elems(plan.output_shape())));
+  int64_t macs = 0;
+  for (const StepInfo& s : plan.steps()) macs += s.macs;
+  const double t = median_seconds(repeats, [&] { plan.run(x.data(), y.data()); });
+  const std::vector<double> prof = plan.profile(x.data(), y.data(), repeats);
+  const double peak = fma_peak_gflops(threads), gf = 2.0 * double(macs) / t / 1e9;
+  std::printf("# plan %s: input %s (%s), float32, isa %s, threads %d, median of %d runs\n",
+              path.c_str(), shape_str(lp.shape.data(), int(lp.shape.size())).c_str(),
+              lp.layout == Layout::NHWC ? "NHWC" : "NCHW", isa_name(current_isa()), threads,
+              repeats);
+  std::printf("# FMA peak %.1f GFLOP/s; arena %lld bytes; GFLOP/s: 2 flops per MAC of the steps\n",
+              peak, static_cast<long long>(plan.arena_bytes()));
+  std::printf("%3s %-16s %-34s %-22s %12s %10s %8s %6s\n", "#", "op", "name", "out", "MACs", "us",
+              "GFLOP/s", "%peak");
+  const size_t n = plan.steps().size();
+  std::ostringstream js;
+  for (size_t i = 0; i < n; ++i) {
+    std::vector<double> ts;
+    for (int r = 0; r < repeats; ++r) ts.push_back(prof[size_t(r) * n + i]);
+    const double ti = median(ts);
+    const StepInfo& s = plan.steps()[i];
+    const double g = 2.0 * double(s.macs) / ti / 1e9;
+    std::printf("%3zu %-16s %-34.34s %-22s %12lld %10.1f %8.1f %6.1f\n", i, s.op.c_str(),
+                s.name.c_str(), shape_str(s.out_shape.data(), int(s.out_shape.size())).c_str(),
+                static_cast<long long>(s.macs), ti * 1e6, g, 100 * g / peak);
+    js << (i ? ",\n    " : "") << "{\"op\": \"" << s.op << "\", \"macs\": " << s.macs
+       << ", \"time_us\": " << ti * 1e6 << "}";
+  }
+  std::printf("# total: %.3f ms, %lld MACs, %.1f GFLOP/s, %.1f %% of peak\n", t * 1e3,
+              static_cast<long long>(macs), gf, 100 * gf / peak);
+  std::ostringstream o;
+  o << "{\"mode\": \"plan\", \"plan\": \"" << path << "\", \"batch\": " << lp.shape[0]
+    << ", \"layout\": \"" << (lp.layout == Layout::NHWC ? "NHWC" : "NCHW") << "\", \"isa\": \""
+    << isa_name(current_isa()) << "\", \"threads\": " << threads << ", \"repeats\": " << repeats
+    << ", \"peak_gflops\": " << peak << ", \"arena_bytes\": " << plan.arena_bytes()
+    << ",\n  \"total\": {\"time_us\": " << t * 1e6 << ", \"macs\": " << macs
+    << ", \"gflops\": " << gf << ", \"pct_peak\": " << 100 * gf / peak << "},\n  \"steps\": [\n    "
+    << js.str() << "]}\n";
+  *json = o.str();
+  return 0;
+}
+
+// An activation in double, by its definition (the plan's reference).
+double act_ref(double v, Act a) {
+  const auto relu6 = [](double t) { return std::min(std::max(t, 0.0), 6.0); };
+  switch (a) {
+    case Act::None:
+      return v;
+    case Act::Relu:
+      return std::max(v, 0.0);
+    case Act::Relu6:
+      return relu6(v);
+    case Act::Hardswish:
+      return v * relu6(v + 3) / 6;
+    case Act::Hardsigmoid:
+      return relu6(v + 3) / 6;
+    case Act::Silu:
+      return v / (1 + std::exp(-v));
+    case Act::Sigmoid:
+      return 1 / (1 + std::exp(-v));
+  }
+  return v;
+}
+
+// The reference of --plan --check: the steps one by one as the single ops
+// (validate() + the operators of ops.h, NHWC, weights unpacked) on the
+// scalar kernels; a standard convolution, global pooling and flatten, which
+// have no single op, and residual adds and squeeze-and-excitation, as plain
+// loops in double.  Returns NHWC (or (N, F)).
+FVec single_ops_chain(const LoadedPlan& lp, const FVec& x_in, int threads) {
+  const bool nchw = lp.layout == Layout::NCHW;
+  int64_t N = lp.shape[0], H = lp.shape[nchw ? 2 : 1], W = lp.shape[nchw ? 3 : 2],
+          C = lp.shape[nchw ? 1 : 3];
+  bool flat = false;
+  FVec x = nchw ? transpose(x_in, N, C, H * W) : x_in;
+  const FVec input = x;
+  std::vector<FVec> outs;  // each spec's output, for the residual adds
+  const auto data = [](const PlanArray& a) { return static_cast<const float*>(a.data); };
+  const auto targ = [](const char* name, const std::vector<int64_t>& shape) {
+    TensorArg t;
+    t.name = name;
+    t.ndim = int(shape.size());
+    for (size_t i = 0; i < shape.size(); ++i) t.shape[i] = shape[i];
+    return t;
+  };
+  const auto tensor = [&](const char* name, const PlanArray& a) {
+    return a.data ? targ(name, a.shape) : TensorArg{};
+  };
+  for (const StepSpec& s : lp.specs) {
+    Request r;
+    r.p = s.geom;
+    r.p.spatial = 2;
+    r.p.layout = Layout::NHWC;
+    r.x = targ("x", {N, H, W, C});
+    FVec y;
+    switch (s.kind) {
+      case StepKind::Depthwise:
+      case StepKind::Pointwise:
+      case StepKind::Separable: {
+        const bool sep = s.kind == StepKind::Separable, dw = s.kind == StepKind::Depthwise;
+        r.op = sep ? OpKind::Separable : dw ? OpKind::Depthwise : OpKind::Pointwise;
+        if (!dw && !sep) r.p.pad_mode = PadMode::Valid;
+        if (dw || sep)
+          r.dw_weight = tensor("dw", s.arrays[0]), r.dw_bias = tensor("db", s.arrays[1]);
+        if (!dw) {
+          const size_t k = sep ? 2 : 0;
+          r.pw_weight = tensor("pw", s.arrays[k]), r.pw_bias = tensor("pb", s.arrays[k + 1]);
+        }
+        const Problem p = validate(r);
+        y.assign(static_cast<size_t>(N * p.OH * p.OW * p.Cout), 0.0f);
+        if (sep)
+          separable_forward<float>(p, x.data(), data(s.arrays[0]), data(s.arrays[1]),
+                                   data(s.arrays[2]), data(s.arrays[3]), s.mid_act, s.act, y.data(),
+                                   threads);
+        else if (dw)
+          depthwise_forward<float>(p, x.data(), data(s.arrays[0]), data(s.arrays[1]), s.act,
+                                   y.data(), threads);
+        else
+          pointwise_forward<float>(p, x.data(), data(s.arrays[0]), data(s.arrays[1]), s.act,
+                                   y.data(), threads);
+        H = p.OH, W = p.OW, C = p.Cout;
+        break;
+      }
+      case StepKind::Conv: {  // direct, in double; the geometry as the depthwise op has it
+        const PlanArray& w = s.arrays[0];
+        const int64_t co = w.shape[0], kh = w.shape[2], kw = w.shape[3];
+        r.op = OpKind::Depthwise;
+        r.dw_weight = targ("w", {C, 1, kh, kw});
+        const Problem p = validate(r);
+        const int64_t pt = p.g.pt, pl = p.g.pl;
+        y.assign(static_cast<size_t>(N * p.OH * p.OW * co), 0.0f);
+        for (int64_t n = 0; n < N; ++n)
+          for (int64_t oh = 0; oh < p.OH; ++oh)
+            for (int64_t ow = 0; ow < p.OW; ++ow)
+              for (int64_t o = 0; o < co; ++o) {
+                double acc = s.arrays[1].data ? data(s.arrays[1])[o] : 0.0;
+                for (int64_t c = 0; c < C; ++c)
+                  for (int64_t i = 0; i < kh; ++i)
+                    for (int64_t j = 0; j < kw; ++j) {
+                      const int64_t ih = oh * p.g.sh - pt + i * p.g.dh,
+                                    iw = ow * p.g.sw - pl + j * p.g.dw;
+                      if (ih < 0 || ih >= H || iw < 0 || iw >= W) continue;
+                      acc += double(x[((n * H + ih) * W + iw) * C + c]) *
+                             data(w)[((o * C + c) * kh + i) * kw + j];
+                    }
+                y[((n * p.OH + oh) * p.OW + ow) * co + o] = float(act_ref(acc, s.act));
+              }
+        H = p.OH, W = p.OW, C = co;
+        break;
+      }
+      case StepKind::Pool: {
+        y.assign(static_cast<size_t>(N * C), 0.0f);
+        for (int64_t n = 0; n < N; ++n)
+          for (int64_t c = 0; c < C; ++c) {
+            double acc = 0;
+            for (int64_t q = 0; q < H * W; ++q) acc += x[(n * H * W + q) * C + c];
+            y[n * C + c] = float(acc / double(H * W));
+          }
+        H = W = 1, flat = true;
+        break;
+      }
+      case StepKind::Flatten:  // the caller's layout: NCHW flattens (C, H, W)
+        y = nchw && H * W > 1 ? transpose(x, N, H * W, C) : x;
+        C *= H * W, H = W = 1, flat = true;
+        break;
+      case StepKind::Linear: {
+        r.op = OpKind::Pointwise;
+        r.p.pad_mode = PadMode::Valid;
+        r.x = targ("x", {N, 1, 1, C});
+        r.pw_weight = tensor("w", s.arrays[0]), r.pw_bias = tensor("b", s.arrays[1]);
+        const Problem p = validate(r);
+        y.assign(static_cast<size_t>(N * p.Cout), 0.0f);
+        pointwise_forward<float>(p, x.data(), data(s.arrays[0]), data(s.arrays[1]), s.act, y.data(),
+                                 threads);
+        C = p.Cout;
+        break;
+      }
+      case StepKind::Add: {
+        const FVec& other = s.skip < 0 ? input : outs[size_t(s.skip)];
+        y.resize(x.size());
+        for (size_t e = 0; e < x.size(); ++e)
+          y[e] = float(act_ref(double(x[e]) + double(other[e]), s.act));
+        break;
+      }
+      case StepKind::SqueezeExcite: {  // w1 (Q, C[, 1, 1]), b1, w2 (C, Q[, 1, 1]), b2
+        const int64_t Q = s.arrays[0].shape[0], P = H * W;
+        y.resize(x.size());
+        std::vector<double> mean(static_cast<size_t>(C)), h(static_cast<size_t>(Q));
+        for (int64_t n = 0; n < N; ++n) {
+          for (int64_t c = 0; c < C; ++c) {
+            double acc = 0;
+            for (int64_t q = 0; q < P; ++q) acc += x[size_t((n * P + q) * C + c)];
+            mean[size_t(c)] = acc / double(P);
+          }
+          for (int64_t j = 0; j < Q; ++j) {
+            double acc = s.arrays[1].data ? data(s.arrays[1])[j] : 0.0;
+            for (int64_t c = 0; c < C; ++c)
+              acc += double(data(s.arrays[0])[j * C + c]) * mean[size_t(c)];
+            h[size_t(j)] = act_ref(acc, s.mid_act);
+          }
+          for (int64_t c = 0; c < C; ++c) {
+            double acc = s.arrays[3].data ? data(s.arrays[3])[c] : 0.0;
+            for (int64_t j = 0; j < Q; ++j)
+              acc += double(data(s.arrays[2])[c * Q + j]) * h[size_t(j)];
+            const double g = act_ref(acc, s.act);
+            for (int64_t q = 0; q < P; ++q) {
+              const size_t e = size_t((n * P + q) * C + c);
+              y[e] = float(double(x[e]) * g);
+            }
+          }
+        }
+        break;
+      }
+    }
+    x = std::move(y);
+    outs.push_back(x);
+  }
+  (void)flat;
+  return x;
+}
+
+int run_plan_check(const std::string& path, int64_t batch, bool nhwc, int threads,
+                   std::string* json) {
+  const LoadedPlan lp = load_plan(path, batch, nhwc);
+  const FVec x = random_input(lp.shape, 7);
+  const Isa initial = current_isa();
+  set_isa("scalar");
+  const FVec ref_nhwc = single_ops_chain(lp, x, threads);
+  std::printf(
+      "# check plan %s: input %s (%s), threads %d; reference: the single ops chained, "
+      "scalar; fail above %g\n",
+      path.c_str(), shape_str(lp.shape.data(), int(lp.shape.size())).c_str(),
+      lp.layout == Layout::NHWC ? "NHWC" : "NCHW", threads, kTolerance);
+  double scale = 0;
+  for (float v : ref_nhwc) scale = std::max(scale, std::fabs(double(v)));
+  std::printf("# reference: %zu outputs, max|ref| %.4g\n", ref_nhwc.size(), scale);
+  std::ostringstream js;
+  int compared = 0, failed = 0;
+  for (const char* isa : isa_names_to_run()) {
+    try {
+      set_isa(isa);
+    } catch (const ArgumentError&) {
+      std::printf("%-9s (not on this CPU)\n", isa);
+      continue;
+    }
+    const Plan plan(lp.specs, lp.shape, lp.layout, false, threads);
+    FVec y(static_cast<size_t>(elems(plan.output_shape())));
+    plan.run(x.data(), y.data());
+    const std::vector<int64_t>& o = plan.output_shape();
+    FVec ref = ref_nhwc;  // to the plan's output layout
+    if (o.size() == 4 && lp.layout == Layout::NCHW) ref = transpose(ref, o[0], o[2] * o[3], o[1]);
+    Error e{INFINITY, INFINITY};
+    if (ref.size() == y.size()) e = compare(y, ref);
+    const bool ok = e.rel <= kTolerance;
+    ++compared;
+    failed += !ok;
+    std::printf("%-9s max_abs %10.2e max_rel %10.2e%s\n", isa, e.abs, e.rel, ok ? "" : "  FAIL");
+    js << (compared > 1 ? ", " : "") << "{\"isa\": \"" << isa << "\", \"max_abs\": " << e.abs
+       << ", \"max_rel\": " << e.rel << ", \"ok\": " << (ok ? "true" : "false") << "}";
+  }
+  set_isa(isa_name(initial));
+  std::printf("# check %s: %d ISAs, %d failed\n", failed ? "FAILED" : "passed", compared, failed);
+  *json = std::string("{\"mode\": \"plan_check\", \"plan\": \"") + path +
+          "\", \"passed\": " + (failed ? "false" : "true") + ", \"results\": [" + js.str() + "]}\n";
+  return failed ? 1 : 0;
+}
+
 // --------------------------------------------------------------------- main
 
 int64_t parse_int(const std::string& flag, const char* s, int64_t lo = 1) {
@@ -557,13 +869,15 @@ int64_t parse_int(const std::string& flag, const char* s, int64_t lo = 1) {
 constexpr const char* kUsage =
     "usage: pydsconv-bench MODEL.txt [--threads T] [--repeats R] [--batch N] [--nhwc]\n"
     "                      [--isa scalar|avx2|avx512] [--offset B] [--check] [--json PATH]\n"
+    "       pydsconv-bench --plan FILE [--batch N] [--threads T] [--repeats R] [--nhwc]\n"
+    "                      [--isa NAME] [--check] [--json PATH]\n"
     "       pydsconv-bench --peak [--threads T]\n";
 
 }  // namespace
 
 int main(int argc, char** argv) {
   try {
-    std::string file, json_path;
+    std::string file, json_path, plan_path;
     int repeats = 21, threads = 0;
     int64_t batch = 0;
     bool nhwc = false, check = false, peak = false;
@@ -587,6 +901,8 @@ int main(int argc, char** argv) {
         batch = parse_int(a, argv[++i]);
       else if (a == "--isa" && has_value)
         set_isa(argv[++i]);
+      else if (a == "--plan" && has_value)
+        plan_path = argv[++i];
       else if (a == "--json" && has_value)
         json_path = argv[++i];
       else if (a == "--offset" && has_value) {
@@ -601,6 +917,19 @@ int main(int argc, char** argv) {
         throw std::runtime_error("unexpected argument '" + a + "'\n" + kUsage);
     }
     if (peak) return run_peak(threads == 0 ? get_num_threads() : threads);
+    if (!plan_path.empty()) {
+      if (!file.empty())
+        throw std::runtime_error("--plan and a model file: give one\n" + std::string(kUsage));
+      if (threads == 0) threads = get_num_threads();
+      std::string json;
+      const int rc = check ? run_plan_check(plan_path, batch, nhwc, threads, &json)
+                           : run_plan_bench(plan_path, batch, nhwc, threads, repeats, &json);
+      if (!json_path.empty()) {
+        std::ofstream out(json_path);
+        if (!(out << json)) throw std::runtime_error("cannot write " + json_path);
+      }
+      return rc;
+    }
     if (file.empty()) throw std::runtime_error(std::string("no model file\n") + kUsage);
     const std::vector<Layer> layers = read_model(file, batch);
     if (threads == 0) threads = get_num_threads();

@@ -27,6 +27,7 @@
 #include "packed.h"
 #include "peak.h"
 #include "plan.h"
+#include "plan_file.h"
 #include "strided.h"
 #include "threads.h"
 
@@ -270,12 +271,8 @@ py::array result(const Arg& out, const std::vector<int64_t>& shape) {
 Act parse_act(const py::object& s, const char* name) {
   if (s.is_none()) return Act::None;
   const std::string v = py::str(s);
-  if (v == "relu") return Act::Relu;
-  if (v == "relu6") return Act::Relu6;
-  if (v == "hardswish") return Act::Hardswish;
-  if (v == "hardsigmoid") return Act::Hardsigmoid;
-  if (v == "silu") return Act::Silu;
-  if (v == "sigmoid") return Act::Sigmoid;
+  Act act = Act::None;
+  if (act_from_word(v, &act)) return act;
   throw py::value_error(std::string(name) +
                         " must be None, 'relu', 'relu6', 'hardswish', 'hardsigmoid', 'silu' or "
                         "'sigmoid', got '" +
@@ -510,19 +507,10 @@ py::object backward(OpKind op, py::object gy, py::object x, py::object w, int sp
 // stride, dilation, pad_mode, pad, mid_act, act, arrays, skip) from
 // pydsconv/nn/compiler.py; arrays are None or arrays of the plan's dtype.
 StepKind step_kind(const std::string& k) {
-  static const std::pair<const char*, StepKind> kinds[] = {
-      {"conv", StepKind::Conv},
-      {"depthwise", StepKind::Depthwise},
-      {"pointwise", StepKind::Pointwise},
-      {"separable", StepKind::Separable},
-      {"pool", StepKind::Pool},
-      {"flatten", StepKind::Flatten},
-      {"linear", StepKind::Linear},
-      {"add", StepKind::Add},
-      {"squeeze_excite", StepKind::SqueezeExcite}};
-  for (const auto& e : kinds)
-    if (k == e.first) return e.second;
-  throw py::value_error("internal: unknown plan step kind '" + k + "'");
+  StepKind kind = StepKind::Conv;
+  if (!step_kind_from_word(k, &kind))
+    throw py::value_error("internal: unknown plan step kind '" + k + "'");
+  return kind;
 }
 
 std::shared_ptr<Plan> compile_plan(py::list specs, std::vector<int64_t> input_shape,
@@ -643,6 +631,38 @@ py::list plan_steps(const Plan& p) {
   return l;
 }
 
+// A plan file (plan_file.h) as compile_plan's arguments: (dtype, layout,
+// input_shape, specs), each array copied out of the file.
+py::tuple read_plan(const std::string& path) {
+  PlanFile f;
+  without_gil([&] {
+    f = read_plan_file(path);
+    to_specs(f);  // unknown step kinds and activations: named as the bench names them
+  });
+  const auto act = [](const std::string& a) -> py::object {
+    return a == "none" ? py::object(py::none()) : py::object(py::str(a));
+  };
+  py::list specs;
+  for (const PlanFileStep& s : f.steps) {
+    py::list arrays;
+    for (const PlanArray& a : s.arrays) {
+      if (!a.data) {
+        arrays.append(py::none());
+        continue;
+      }
+      arrays.append(
+          f.f64 ? py::array(py::dtype::of<double>(), a.shape, static_cast<const double*>(a.data))
+                : py::array(py::dtype::of<float>(), a.shape, static_cast<const float*>(a.data)));
+    }
+    specs.append(py::make_tuple(s.kind, s.name, s.fused, py::make_tuple(s.stride[0], s.stride[1]),
+                                py::make_tuple(s.dilation[0], s.dilation[1]), s.pad_mode,
+                                py::make_tuple(s.pad[0], s.pad[1], s.pad[2], s.pad[3]),
+                                act(s.mid_act), act(s.act), arrays, s.skip));
+  }
+  return py::make_tuple(f.f64 ? "float64" : "float32", f.layout == Layout::NHWC ? "NHWC" : "NCHW",
+                        py::tuple(py::cast(f.input_shape)), specs);
+}
+
 py::dict features() {
   const CpuInfo& c = cpu_info();
   py::dict d;
@@ -725,6 +745,7 @@ PYBIND11_MODULE(_core, m) {
       .def("profile", &plan_profile, py::arg("x"), py::arg("repeats"));
   m.def("compile_plan", &compile_plan, py::arg("specs"), py::arg("input_shape"), py::arg("layout"),
         py::arg("f64"), py::arg("threads"), py::arg("fuse") = Plan::kFuseAuto);
+  m.def("read_plan_file", &read_plan, py::arg("path"));
   m.def("cpu_features", &features);
   m.def("set_isa", &set_isa);
   m.def("set_num_threads", &set_num_threads);

@@ -847,6 +847,38 @@ std::unique_ptr<NetBase> build(const std::vector<StepSpec>& specs, Plan::Impl& i
 
 }  // namespace
 
+bool step_kind_from_word(const std::string& word, StepKind* kind) {
+  static const std::pair<const char*, StepKind> kinds[] = {
+      {"conv", StepKind::Conv},
+      {"depthwise", StepKind::Depthwise},
+      {"pointwise", StepKind::Pointwise},
+      {"separable", StepKind::Separable},
+      {"pool", StepKind::Pool},
+      {"flatten", StepKind::Flatten},
+      {"linear", StepKind::Linear},
+      {"add", StepKind::Add},
+      {"squeeze_excite", StepKind::SqueezeExcite}};
+  for (const auto& e : kinds)
+    if (word == e.first) {
+      *kind = e.second;
+      return true;
+    }
+  return false;
+}
+
+bool act_from_word(const std::string& word, Act* act) {
+  static const std::pair<const char*, Act> acts[] = {
+      {"relu", Act::Relu},           {"relu6", Act::Relu6},
+      {"hardswish", Act::Hardswish}, {"hardsigmoid", Act::Hardsigmoid},
+      {"silu", Act::Silu},           {"sigmoid", Act::Sigmoid}};
+  for (const auto& e : acts)
+    if (word == e.first) {
+      *act = e.second;
+      return true;
+    }
+  return false;
+}
+
 Plan::Plan(const std::vector<StepSpec>& specs, const std::vector<int64_t>& input_shape,
            Layout layout, bool f64, int threads, int64_t fuse)
     : impl_(std::make_unique<Impl>()) {

@@ -44,6 +44,12 @@ enum class StepKind {
   SqueezeExcite
 };
 
+// The words compiler.py's specs and plan files use for step kinds ("conv",
+// "add", "squeeze_excite", ...) and activations ("relu", "silu", ...; None
+// is not a word here): one table each, in plan.cpp.  False: not known.
+bool step_kind_from_word(const std::string& word, StepKind* kind);
+bool act_from_word(const std::string& word, Act* act);
+
 // A weight or bias: its shape and data of the plan's dtype, C-contiguous
 // (copied by the plan).  data == nullptr: absent (an optional bias).
 struct PlanArray {

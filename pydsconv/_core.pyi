@@ -42,6 +42,7 @@ def compile_plan(
     threads: int,
     fuse: int = ...,
 ) -> PlanCore: ...
+def read_plan_file(path: str) -> Tuple[str, str, Tuple[int, ...], List[tuple]]: ...
 def depthwise_forward(
     x: Any,
     w: Any,

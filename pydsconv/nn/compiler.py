@@ -440,12 +440,16 @@ def compile(model, input_shape, *, layout="NCHW", num_threads=None, fuse=True):
         raise TypeError(f"compile: the model's dtype must be float32 or float64, got {dtype}")
     steps = _passes(model, layout, dtype)
     index = {id(s): i for i, s in enumerate(steps)}
+    specs = [s.spec(index) for s in steps]
     core = _core.compile_plan(
-        [s.spec(index) for s in steps],
-        shape,
-        layout,
-        np.dtype(dtype) == np.float64,
-        threads,
-        fuse_mode,
+        specs, shape, layout, np.dtype(dtype) == np.float64, threads, fuse_mode
     )
-    return Plan(core)
+    # The plan keeps the step list (for Plan.save): the arrays BatchNorm
+    # folding made are its own; the others are the model's, which may change
+    # later, so those are copied.
+    model_arrays = {id(p.data) for _, p in model.named_parameters()}
+    kept = [
+        (*s[:9], [np.array(a) if id(a) in model_arrays else a for a in s[9]], *s[10:])
+        for s in specs
+    ]
+    return Plan(core, kept)

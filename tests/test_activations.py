@@ -195,9 +195,10 @@ def test_ops_2d(isa, act, layout, dtype):
         for name, run, want, pre_torch in cases:
             got = run(act, 1)
             assert_close(_nchw(got, layout), want, dtype)
-            with torch.no_grad():
-                tw = TORCH_FN[act](pre_torch()).numpy()
-            assert_close(_nchw(got, layout), tw, dtype)
+            if (c, h, w) == PLANES[0]:  # PyTorch once; the reference for every plane
+                with torch.no_grad():
+                    tw = TORCH_FN[act](pre_torch()).numpy()
+                assert_close(_nchw(got, layout), tw, dtype)
             assert np.array_equal(got, run(act, 3)), (name, "threads")
             unfused = _core._activate(run(None, 1), act)
             assert np.array_equal(got, unfused), (name, "fused != op then activation")

@@ -25,6 +25,7 @@ SCRIPTS = {
     "ort_profile": ("onnxruntime", "onnx"),
     "pointwise_chain": ("torch", "onnxruntime", "onnx"),
     "prepack_body": (),
+    "activation_cost": (),
     "plan_body": (),
     "generic_shapes": ("torch",),
     "text_1d": ("torch",),

@@ -171,17 +171,18 @@ __attribute__((noinline)) static void act_more(V* PYDSCONV_RESTRICT v, int64_t n
 // act on a vector, the epilogue of the register-tile kernels.
 template <class V, class T>
 static inline V act_vec(V v, Act act) {
-  if (act == Act::None) return v;
-  const V zero = V{};
-  if (__builtin_expect(act > Act::Relu6, 0)) {
-    act_more<V, T>(&v, 1, act);
+  // relu and relu6 behind one unsigned range test (act - 1 in {0, 1}), so
+  // they take two tests per vector, as before the other activations came
+  if (static_cast<unsigned>(act) - 1u <= 1u) {
+    const V zero = V{};
+    v = v < zero ? zero : v;
+    if (act == Act::Relu6) {
+      const V six = zero + T(6);
+      v = v > six ? six : v;
+    }
     return v;
   }
-  v = v < zero ? zero : v;
-  if (act == Act::Relu6) {
-    const V six = zero + T(6);
-    v = v > six ? six : v;
-  }
+  if (__builtin_expect(act != Act::None, 0)) act_more<V, T>(&v, 1, act);
   return v;
 }
 

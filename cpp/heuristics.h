@@ -60,6 +60,17 @@ inline bool pack_weight_once(int64_t blocks, int threads) {
   return threads <= 1 ? blocks > 1 : blocks >= 4 * int64_t(threads);
 }
 
+// Separable op (pixel-major GEMM: NHWC, or the NCHW 7x7 flip): at batch > 1,
+// tiles run across images where one image's depthwise output fits a batch
+// tile (kSepBatchTileBytes): the 14x14 and 7x7 layers.
+// Reason: each tile streams the whole pointwise weight (1-4 MiB at 512-1024
+// channels) through L2; per image that is once per 49-196 pixels, per
+// batch tile once per kSepBatchTileBytes of them.
+constexpr int64_t kSepBatchTileBytes = int64_t(512) << 10;
+inline bool sep_batch_tiles(int64_t images, int64_t image_bytes) {
+  return images > 1 && image_bytes <= kSepBatchTileBytes;
+}
+
 // Banded chains (plan_fuse.h): a band's line buffers and separable tile
 // (one thread's) take at most 256 KiB.
 // Reason: half an L2 of 512 KiB - 1 MiB; the other half holds the chain's weights.

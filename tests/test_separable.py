@@ -259,12 +259,12 @@ def test_few_pixels_many_channels(isa, rng, case, layout, dtype):
 
 
 # Small maps at batch > 1: tiles run across images (sep_batch_tiles).  C*M =
-# 1023 (odd) makes a tile 128 (float32) or 64 (float64) pixels: tiles of a
-# 7x7 map end inside images and inside rows; 5x6 maps, odd rows.
+# 511 (odd) makes a batch tile 258 (float32) or 132 (float64) pixels at most:
+# tiles of 7x7 maps end inside images and inside rows; 5x6 maps, odd rows.
 BATCH_TILES = [  # (C, C_out, (H, W), stride)
-    (1023, 17, (7, 7), 1),
-    (1023, 40, (14, 14), 2),  # 7x7 output
-    (1023, 9, (5, 6), 1),
+    (511, 17, (7, 7), 1),
+    (511, 40, (14, 14), 2),  # 7x7 output
+    (511, 9, (5, 6), 1),
 ]
 
 
@@ -286,7 +286,8 @@ def test_batch_tiles_across_images(isa, rng, case, layout, dtype):
     assert_close(singles, ref.separable_conv2d(x, dw, pw, db, pb, **kw), dtype)
     # NHWC always; NCHW where the GEMM runs pixel-major (the 7x7 flip, 16
     # lanes) on a group of 2+ images (1 MiB of channels-last input).
-    flip = layout == "NCHW" and lanes(isa, dtype) == 16 and s == 1 and hw == (7, 7)
+    out_hw = (-(-hw[0] // s), -(-hw[1] // s))  # "same" padding
+    flip = layout == "NCHW" and lanes(isa, dtype) == 16 and out_hw == (7, 7)
     group = (1 << 20) // (hw[0] * hw[1] * c * np.dtype(dtype).itemsize)
     for n in range(1, 10):
         for t in (1, 2, 3):

@@ -64,11 +64,10 @@ inline bool pack_weight_once(int64_t blocks, int threads) {
 // tiles run across images where one image's depthwise output takes at most
 // half a batch tile (kSepBatchTileBytes), so that a tile holds 2+ images:
 // the maps that per-image tiles (256 KiB) cover in one small tile each.
-// Reason: each tile streams the whole pointwise weight through L2 (4 MiB
-// at 1024 x 1024 f32).  MobileNetV1's 7x7 layer at batch 8 (49-pixel
-// tiles) ran 4-7 % faster on AVX2 with 102-pixel batch tiles; its 14x14
-// layers (two 102-pixel tiles an image) ran 1-3 % slower with 228-pixel
-// ones, so they keep per-image tiles (AVX-512: level either way; Zen 4).
+// Reason: each tile streams the whole pointwise weight through L2, so tiny
+// per-image tiles (7x7: 49 pixels) stream it most often; where per-image
+// tiles are larger (14x14 at 512 channels: 102 pixels), larger batch tiles
+// measured slower (A/B numbers: the commit that set this).
 constexpr int64_t kSepBatchTileBytes = int64_t(512) << 10;
 inline bool sep_batch_tiles(int64_t images, int64_t image_bytes) {
   return images > 1 && 2 * image_bytes <= kSepBatchTileBytes;

@@ -60,6 +60,19 @@ inline bool pack_weight_once(int64_t blocks, int threads) {
   return threads <= 1 ? blocks > 1 : blocks >= 4 * int64_t(threads);
 }
 
+// Separable op (pixel-major GEMM: NHWC, or the NCHW 7x7 flip): at batch > 1,
+// tiles run across images where one image's depthwise output takes at most
+// half a batch tile (kSepBatchTileBytes), so that a tile holds 2+ images:
+// the maps that per-image tiles (256 KiB) cover in one small tile each.
+// Reason: each tile streams the whole pointwise weight through L2, so tiny
+// per-image tiles (7x7: 49 pixels) stream it most often; where per-image
+// tiles are larger (14x14 at 512 channels: 102 pixels), larger batch tiles
+// measured slower (A/B numbers: the commit that set this).
+constexpr int64_t kSepBatchTileBytes = int64_t(512) << 10;
+inline bool sep_batch_tiles(int64_t images, int64_t image_bytes) {
+  return images > 1 && 2 * image_bytes <= kSepBatchTileBytes;
+}
+
 // Banded chains (plan_fuse.h): a band's line buffers and separable tile
 // (one thread's) take at most 256 KiB.
 // Reason: half an L2 of 512 KiB - 1 MiB; the other half holds the chain's weights.

@@ -1,9 +1,9 @@
 // Fused separable operator.  The output pixels of each image are cut into
-// tiles; a task is (tile, chunk of output channels).  Its thread computes the
-// tile's depthwise outputs (all C*M channels) into its own scratch tile,
-// applies mid_act, and multiplies the tile by the pointwise weights of its
-// chunk straight into y.  The tile is sized to stay in L2, so the
-// intermediate tensor is never written to memory in full.
+// tiles (on small maps at batch > 1, the pixels of the batch: a tile may
+// span images; sep_batch_tiles); a task is (tile, chunk of output channels).  Its thread computes
+// the tile's depthwise outputs (all C*M channels) into its own scratch tile, applies mid_act, and
+// multiplies the tile by the pointwise weights of its chunk straight into y.  The tile is sized to
+// stay in L2, so the intermediate tensor is never written to memory in full.
 //
 // Tiles depend on the shape only.  When a batch has too few tiles for the
 // threads (a batch-1 7x7 or 14x14 layer is one or two tiles), the output
@@ -44,6 +44,17 @@ int64_t tile_pixels(const Problem& p, int64_t elem, int64_t align, bool rows) {
   if (t > align) t = ceil_div(t, align) * align;
   return t > ohw ? ohw : t;
 }
+
+// Pixels per tile when tiles run across the images of a group (sep_batch_tiles):
+// as many as fit `bytes` of depthwise output, balanced over the group's
+// `px` pixels, a multiple of `align`.
+int64_t batch_tile_pixels(int64_t px, int64_t Cmid, int64_t elem, int64_t align, int64_t bytes) {
+  int64_t t = bytes / (Cmid * elem);
+  if (t < align) t = align;
+  t = ceil_div(px, ceil_div(px, t));
+  t = ceil_div(t, align) * align;
+  return t > px ? px : t;
+}
 }  // namespace
 
 template <class T>
@@ -83,11 +94,25 @@ static void separable_kernels(const Problem& p, const T* x, const T* dw, const T
                            : trace::SepNchwRow);
   if (flip) trace::hit(trace::SepNchwFlip);
   const bool pix_rows = !nchw || flip;  // the GEMM's rows are pixels
-  const int64_t tiles_per_image = ceil_div(OHW, tp);
   // Images in groups: all at once, except that the channels-last copy of x
   // is made for at most 1 MiB of input (or one image) at a time (via_group).
   const int64_t gn = via_nhwc ? via_group(p.N, HW * g.C, sizeof(T), kViaCached) : p.N;
-  const int64_t tiles = gn * tiles_per_image;
+  // Small maps at batch > 1: tiles run across the images of a group (their
+  // pixels are the GEMM's rows, consecutive in y or in the flipped tile), so
+  // that the pointwise weight is streamed once per larger tile, not once
+  // per image (sep_batch_tiles).  A tile is then a range of the group's
+  // flattened pixels (image-major); otherwise it lies inside one image.
+  const bool cross = pix_rows && sep_batch_tiles(gn, OHW * CM * int64_t(sizeof(T)));
+  if (cross) {
+    trace::hit(trace::SepBatchTiles);
+    tp = batch_tile_pixels(gn * OHW, CM, sizeof(T), k.gemm_mr, kSepBatchTileBytes);
+  }
+  const int64_t tiles_per_image = ceil_div(OHW, tp);
+  // Tiles of a group of gi images.
+  auto group_tiles = [&](int64_t gi) {
+    return cross ? ceil_div(gi * OHW, tp) : gi * tiles_per_image;
+  };
+  const int64_t tiles = group_tiles(gn);
   // Output-channel chunks: rows of the GEMM's A (NCHW) or columns of B (NHWC).
   const int64_t unit = pix_rows ? k.gemm_nr : k.gemm_mr;
   const int64_t split = balance_split(tiles, want, ceil_div(Co, 4 * unit));
@@ -104,7 +129,8 @@ static void separable_kernels(const Problem& p, const T* x, const T* dw, const T
   // weights are packed by the kernel set (dw_nhwc_pack).  A prepacked
   // weight (`pre`) is used by every tile as it is.
   const bool use_pre = pix_rows && pre;
-  const bool pack_once = pix_rows && !use_pre && pack_weight_once(p.N * tiles_per_image, nt);
+  const int64_t all_tiles = (p.N / gn) * tiles + (p.N % gn ? group_tiles(p.N % gn) : 0);
+  const bool pack_once = pix_rows && !use_pre && pack_weight_once(all_tiles, nt);
   Packed<T> pwp;
   std::vector<T> dwp;
   if (pack_once) {
@@ -124,7 +150,8 @@ static void separable_kernels(const Problem& p, const T* x, const T* dw, const T
   std::vector<int64_t> held(static_cast<size_t>(nt));  // the tile in each thread's scratch
 
   for (int64_t n0 = 0; n0 < p.N; n0 += gn) {
-    const int64_t n1 = std::min(n0 + gn, p.N), tasks = (n1 - n0) * tiles_per_image * chunks;
+    const int64_t n1 = std::min(n0 + gn, p.N), gpx = (n1 - n0) * OHW;
+    const int64_t tasks = group_tiles(n1 - n0) * chunks;
     if (via_nhwc) nchw_to_nhwc(k, n1 - n0, g.C, HW, x + n0 * g.C * HW, xt.data(), threads);
     const T* xs = via_nhwc ? xt.data() : x + n0 * HW * g.C;  // what the depthwise stage reads
     for (int64_t& h : held) h = -1;
@@ -135,9 +162,14 @@ static void separable_kernels(const Problem& p, const T* x, const T* dw, const T
     parallel_for_tid(tasks, gt, [&](int64_t task, int tid) {
       const int64_t tile = task / chunks, co0 = (task % chunks) * clen;
       const int64_t co1 = co0 + clen < Co ? co0 + clen : Co;
-      const int64_t ni = tile / tiles_per_image, n = n0 + ni;  // image in the group, in the batch
-      const int64_t p0 = (tile % tiles_per_image) * tp;
-      const int64_t p1 = p0 + tp < OHW ? p0 + tp : OHW, np = p1 - p0;
+      // The tile's pixels [q0, q1) of the group, image-major; in one image
+      // (ni, pixels [p0, p1)) unless `cross`.
+      const int64_t q0 =
+          cross ? tile * tp : (tile / tiles_per_image) * OHW + (tile % tiles_per_image) * tp;
+      const int64_t q1 = cross ? std::min(q0 + tp, gpx) : std::min(q0 - q0 % OHW + OHW, q0 + tp);
+      const int64_t np = q1 - q0, ni = q0 / OHW,
+                    n = n0 + ni;                  // first image: in the group, in the batch
+      const int64_t p0 = q0 % OHW, p1 = p0 + np;  // (p1 past OHW only when `cross`)
       T* mid = scratch.data() + tid * per_thread;
       T* work = mid + tp * CM;
       if (held[tid] != tile) {
@@ -148,16 +180,17 @@ static void separable_kernels(const Problem& p, const T* x, const T* dw, const T
                                mid_act, p0 / g.OW, p1 / g.OW, mid + c * np, work + k.gemm_work);
         }
         // Otherwise: walk the tile's pixels row segment by row segment.
-        for (int64_t q = rows_kernel ? p1 : p0; q < p1;) {
-          const int64_t oh = q / g.OW, ow0 = q % g.OW;
-          const int64_t ow1 = (p1 - oh * g.OW) < g.OW ? p1 - oh * g.OW : g.OW;
+        for (int64_t q = rows_kernel ? q1 : q0; q < q1;) {
+          const int64_t qi = q / OHW, r = q % OHW;  // image in the group, pixel in it
+          const int64_t oh = r / g.OW, ow0 = r % g.OW;
+          const int64_t ow1 = ow0 + (q1 - q) < g.OW ? ow0 + (q1 - q) : g.OW;
           if (!mid_nhwc) {
             for (int64_t c = 0; c < CM; ++c)
-              k.dw_fwd_nchw_row(g, xs + (ni * g.C + c / g.M) * HW, dw + c * taps, db ? db[c] : T(0),
-                                mid_act, oh, ow0, ow1, mid + c * np + (q - p0));
+              k.dw_fwd_nchw_row(g, xs + (qi * g.C + c / g.M) * HW, dw + c * taps, db ? db[c] : T(0),
+                                mid_act, oh, ow0, ow1, mid + c * np + (q - q0));
           } else {
-            k.dw_fwd_nhwc_row(g, xs + ni * HW * g.C, dwp.data(), db, mid_act, oh, ow0, ow1,
-                              mid + (q - p0) * CM);
+            k.dw_fwd_nhwc_row(g, xs + qi * HW * g.C, dwp.data(), db, mid_act, oh, ow0, ow1,
+                              mid + (q - q0) * CM);
           }
           q += ow1 - ow0;
         }
@@ -195,7 +228,7 @@ static void separable_kernels(const Problem& p, const T* x, const T* dw, const T
                       pw + co0 * CM,
                       1,
                       CM,
-                      flip ? yt : y + (n * OHW + p0) * Co + co0,
+                      flip ? yt : y + (n0 * OHW + q0) * Co + co0,
                       flip ? cn : Co,
                       false,
                       bias,
@@ -208,7 +241,11 @@ static void separable_kernels(const Problem& p, const T* x, const T* dw, const T
           use_packed_b(a, pwp, co0);
         a.prefetch_c = !flip && prefetch_y;
         k.gemm(a);
-        if (flip) k.transpose(np, cn, yt, cn, y + (n * Co + co0) * OHW + p0, OHW);
+        for (int64_t q = q0; flip && q < q1;) {  // image by image
+          const int64_t qn = n0 + q / OHW, r = q % OHW, len = std::min(q1 - q, OHW - r);
+          k.transpose(len, cn, yt + (q - q0) * cn, cn, y + (qn * Co + co0) * OHW + r, OHW);
+          q += len;
+        }
       }
     });
   }

@@ -29,6 +29,8 @@ const char* path_name(Path p) {
       return "sep_nchw_row";
     case SepNhwc:
       return "sep_nhwc";
+    case SepBatchTiles:
+      return "sep_batch_tiles";
     case PwNchwViaNhwc:
       return "pw_nchw_via_nhwc";
     case WeightPackedOnce:

@@ -25,6 +25,7 @@ enum Path : int {
   SepNchwRows,          // separable NCHW: depthwise tile by the multi-row kernel
   SepNchwRow,           // separable NCHW: depthwise tile by the row kernel
   SepNhwc,              // separable NHWC
+  SepBatchTiles,        // separable: tiles across the images of a batch (sep_batch_tiles)
   PwNchwViaNhwc,        // pointwise NCHW small planes computed as NHWC
   WeightPackedOnce,     // a GEMM's weight packed once for all blocks (pack_weight_once)
   GemmPrefetchC,        // a GEMM asked to prefetch its output lines (gemm_prefetch_c)

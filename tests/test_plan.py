@@ -13,6 +13,7 @@ import threading
 import numpy as np
 import pytest
 from conftest import rand, to_nhwc
+from kernel_paths import taken
 
 import pydsconv
 from pydsconv import nn
@@ -235,6 +236,24 @@ def test_thread_counts_give_the_same_bits(rng):
     results = [nn.compile(model, shape, num_threads=t)(x) for t in (1, 2, 3)]
     for r in results[1:]:
         np.testing.assert_array_equal(r, results[0])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_batch_gives_each_images_bits(isa, dtype, rng):
+    # Small maps at batch > 1: the separable steps' tiles span images
+    # (sep_batch_tiles); every image still gets the bits it gets alone.
+    model = _mobilenet("NHWC", dtype, rng, size=64)
+    x = rand(rng, (5, 64, 64, 3), dtype)
+    one = nn.compile(model, (1, 64, 64, 3), layout="NHWC")
+    singles = np.concatenate([one(x[i : i + 1]) for i in range(5)])
+    _close(singles, model(x))
+    for n in (2, 5):
+        for t in (1, 3):
+            plan = nn.compile(model, (n, 64, 64, 3), layout="NHWC", num_threads=t)
+            with taken() as paths:
+                y = plan(x[:n])
+            assert "sep_batch_tiles" in paths, paths
+            np.testing.assert_array_equal(y, singles[:n])
 
 
 def test_calls_from_several_threads(rng):

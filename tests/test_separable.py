@@ -258,6 +258,46 @@ def test_few_pixels_many_channels(isa, rng, case, layout, dtype):
     assert_close(ys[0], _unfused(x, dw, pw, db, pb, kw), dtype)
 
 
+# Small maps at batch > 1: tiles run across images (sep_batch_tiles).  C*M =
+# 511 (odd) makes a batch tile 258 (float32) or 132 (float64) pixels at most:
+# tiles of 7x7 maps end inside images and inside rows; 5x6 maps, odd rows.
+BATCH_TILES = [  # (C, C_out, (H, W), stride)
+    (511, 17, (7, 7), 1),
+    (511, 40, (14, 14), 2),  # 7x7 output
+    (511, 9, (5, 6), 1),
+]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("case", BATCH_TILES, ids=str)
+def test_batch_tiles_across_images(isa, rng, case, layout, dtype):
+    c, co, hw, s = case
+    cfg = (c, 1, co, hw, (3, 3), s, 1, "same", "relu6", "relu", True, True)
+    x, dw, pw, db, pb, kw = _make(rng, cfg, dtype, layout, n=9)
+    # Each image alone (batch 1: tiles inside the image) is the oracle for
+    # the bits of every batch: same tiles' sums, same order.
+    singles = np.concatenate(
+        [
+            pydsconv.separable_conv2d(x[i : i + 1], dw, pw, db, pb, num_threads=1, **kw)
+            for i in range(9)
+        ]
+    )
+    assert_close(singles, ref.separable_conv2d(x, dw, pw, db, pb, **kw), dtype)
+    # NHWC always; NCHW where the GEMM runs pixel-major (the 7x7 flip, 16
+    # lanes) on a group of 2+ images (1 MiB of channels-last input).
+    out_hw = (-(-hw[0] // s), -(-hw[1] // s))  # "same" padding
+    flip = layout == "NCHW" and lanes(isa, dtype) == 16 and out_hw == (7, 7)
+    group = (1 << 20) // (hw[0] * hw[1] * c * np.dtype(dtype).itemsize)
+    for n in range(1, 10):
+        for t in (1, 2, 3):
+            with taken() as paths:
+                y = pydsconv.separable_conv2d(x[:n], dw, pw, db, pb, num_threads=t, **kw)
+            np.testing.assert_array_equal(y, singles[:n])
+            cross = n > 1 and (layout == "NHWC" or (flip and group > 1))
+            assert ("sep_batch_tiles" in paths) == cross, (n, t, paths)
+
+
 @pytest.mark.parametrize("layout", LAYOUTS)
 def test_large_output_prefetching(isa, rng, layout):
     """An output of 256 KiB or more: the GEMM prefetches y's lines ahead of

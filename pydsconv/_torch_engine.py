@@ -107,7 +107,12 @@ def _pads(m):
 
 
 class _Unsupported(Exception):
-    pass
+    """A node the plan cannot run (listed in compile_inference's error)."""
+
+
+class _Chain(_Unsupported):
+    """A node whose inputs do not fit the plan's chain: listed only when its
+    inputs were all lowered (else it follows from a node already listed)."""
 
 
 class _Lowerer:
@@ -137,12 +142,12 @@ class _Lowerer:
     def _input(self, node, arg, what):
         """The value ``arg`` of ``node``, which must be the chain's head."""
         if not isinstance(arg, fx.Node) or arg not in self.val:
-            raise _Unsupported(f"its {what} is not a tensor the plan computes")
+            raise _Chain(f"its {what} is not a tensor the plan computes")
         v = self.val[arg]
         if isinstance(v, _Pooled):
-            raise _Unsupported(f"its {what} is a pooled tensor that is not a head or SE")
+            raise _Chain(f"its {what} is a pooled tensor that is not a head or SE")
         if v is not self.cur():
-            raise _Unsupported(
+            raise _Chain(
                 f"its {what} is not the output of the step right before it (a plan is a chain)"
             )
         return v
@@ -150,9 +155,9 @@ class _Lowerer:
     def _foldable(self, node, arg, what):
         v = self._input(node, arg, what)
         if v is _INPUT:
-            raise _Unsupported(f"a {what} of the network input has no convolution to fold into")
+            raise _Chain(f"a {what} of the network input has no convolution to fold into")
         if self._users_outside(v) > 1:
-            raise _Unsupported(
+            raise _Chain(
                 f"{v.name}'s output is also read elsewhere, so {what} cannot be fused into it"
             )
         return v
@@ -160,16 +165,19 @@ class _Lowerer:
     # -- nodes ----------------------------------------------------------
     def run(self):
         for node in self.gm.graph.nodes:
+            after_failure = any(self.val.get(a, 0) is None for a in node.all_input_nodes)
             try:
                 self.node(node)
+                continue
+            except _Chain as e:
+                why = None if after_failure else str(e)
             except _Unsupported as e:
-                self.unsupported.append((node, str(e)))
-                self.val[node] = None
-                if len(self.unsupported) >= 20:
-                    break
+                why = str(e)
             except (ValueError, TypeError) as e:  # compiler checks
-                self.unsupported.append((node, str(e).removeprefix(f"{_WHO}: ")))
-                self.val[node] = None
+                why = None if after_failure else str(e).removeprefix(f"{_WHO}: ")
+            self.val[node] = None
+            if why is not None:
+                self.unsupported.append((node, why))
                 if len(self.unsupported) >= 20:
                     break
 
@@ -194,7 +202,7 @@ class _Lowerer:
             if isinstance(v, _Pooled) and not v.convs:
                 v = self._emit_pool(v)
             if v is not self.cur():
-                raise _Unsupported("the output is not the last step's output")
+                raise _Chain("the output is not the last step's output")
             self.out = v
             return
         if op == "call_module":
@@ -207,7 +215,7 @@ class _Lowerer:
 
     def alias(self, node, arg):
         if not isinstance(arg, fx.Node) or self.val.get(arg) is None:
-            raise _Unsupported("its input is not a tensor the plan computes")
+            raise _Chain("its input is not a tensor the plan computes")
         self.val[node] = self.val[arg]
 
     def act(self, node, arg, act, what):
@@ -278,6 +286,11 @@ class _Lowerer:
             return self.act(node, args[0], "relu6", "hardtanh(0, 6)")
         if f is F.dropout or f is F.dropout2d:
             return self.alias(node, args[0])
+        if _is_stochastic_depth(f):
+            training = args[3] if len(args) > 3 else kw.get("training", True)
+            if training is not False:
+                raise _Unsupported("stochastic_depth in training mode")
+            return self.alias(node, args[0])
         if f is F.adaptive_avg_pool2d:
             size = args[1] if len(args) > 1 else kw.get("output_size")
             if _args_pair(size) != (1, 1):
@@ -335,7 +348,7 @@ class _Lowerer:
 
     def _emit_pool(self, p):
         if p.src is not self.cur():
-            raise _Unsupported("the pooled tensor is not the last step's output")
+            raise _Chain("the pooled tensor is not the last step's output")
         step = _c._Step("pool", "global average pool (" + p.nodes[0].name + ")")
         self.steps.append(step)
         for n in p.nodes:
@@ -416,7 +429,7 @@ class _Lowerer:
         if kw.get("alpha", 1) != 1 or len(args) != 2:
             raise _Unsupported("only a plain add of two tensors (a residual)")
         if not all(isinstance(a, fx.Node) and self.val.get(a) is not None for a in args):
-            raise _Unsupported("only an add of two tensors the plan computes")
+            raise _Chain("only an add of two tensors the plan computes")
         vals = [self.val[a] for a in args]
         if any(isinstance(v, _Pooled) for v in vals):
             raise _Unsupported("an add of a pooled tensor")
@@ -429,6 +442,14 @@ class _Lowerer:
             raise _Unsupported("a residual add must read the last step's output and an earlier one")
         step = _c._Step("add", self.label(node), skip=None if skip is _INPUT else skip)
         self.emit(node, step)
+
+
+def _is_stochastic_depth(f):
+    """torchvision.ops.stochastic_depth (an fx leaf; the identity when its
+    training argument is False), recognised without importing torchvision."""
+    return getattr(f, "__name__", "") == "stochastic_depth" and getattr(
+        f, "__module__", ""
+    ).startswith("torchvision.")
 
 
 def _args_pair(v):

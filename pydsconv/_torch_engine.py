@@ -349,7 +349,7 @@ class _Lowerer:
     def _emit_pool(self, p):
         if p.src is not self.cur():
             raise _Chain("the pooled tensor is not the last step's output")
-        step = _c._Step("pool", "global average pool (" + p.nodes[0].name + ")")
+        step = _c._Step("pool", self.label(p.nodes[0]))
         self.steps.append(step)
         for n in p.nodes:
             self.val[n] = step

@@ -230,3 +230,22 @@ def test_torchvision_mnasnet():
     torch.manual_seed(0)
     m = tv.models.mnasnet0_5(num_classes=10)
     _check(m, (1, 3, 64, 64), torch.float64, 1e-10, threads=(1,))
+
+
+class _EvenSame(nn.Module):
+    """padding="same" with even kernels (torch pads the extra row/column at
+    the end) and dilation, standard and depthwise with a multiplier."""
+
+    def __init__(self):
+        super().__init__()
+        self.a = nn.Conv2d(3, 6, 4, padding="same", dilation=(1, 3))
+        self.b = nn.Conv2d(6, 12, (2, 4), padding="same", groups=6)
+        self.c = nn.Conv2d(12, 5, 1, stride=2)
+
+    def forward(self, x):
+        return self.c(F.hardswish(self.b(self.a(x))))
+
+
+def test_even_kernel_same_padding_and_strided_1x1():
+    torch.manual_seed(0)
+    _check(_EvenSame(), (2, 3, 11, 13), torch.float64, 1e-10)

@@ -104,6 +104,7 @@ from pydsconv import conv as _conv
 from pydsconv._args import Activation, IntOrPair, Padding1D, Padding2D
 
 __all__ = [
+    "compile_inference",
     "DepthwiseConv2d",
     "PointwiseConv2d",
     "SeparableConv2d",
@@ -2637,3 +2638,84 @@ def convert(model, *, fuse=True, inplace=False):
     holder._modules[""] = model
     _convert_children(holder, "", fold, fuse, report)
     return holder._modules[""], report
+
+
+def compile_inference(model, example_input, *, num_threads=None, fuse=True):
+    """Run an eval-mode PyTorch model on one whole-network C++ plan.
+
+    The model is traced with ``torch.fx.symbolic_trace`` and its graph lowered
+    to the steps :func:`pydsconv.nn.compile` builds (the same BatchNorm
+    folding, activation fusion, separable merging and banded chains), then
+    compiled into a :class:`pydsconv.Plan`.  Lowered: ``nn.Conv2d``
+    (``groups=1`` of any kernel, stride, dilation and zero padding, or
+    depthwise: ``groups == in_channels``, any multiplier), ``nn.BatchNorm2d``
+    with running statistics (folded into the convolution before it), ReLU,
+    ReLU6 (also ``hardtanh(0, 6)``), Hardswish, Hardsigmoid, SiLU and Sigmoid
+    as modules, functionals or methods (fused into the convolution or Linear
+    before them), residual adds, squeeze-and-excitation
+    (``adaptive_avg_pool2d(x, 1)`` or ``x.mean((2, 3), keepdim=True)`` -> 1x1
+    conv -> activation -> 1x1 conv -> activation -> ``* x``), global average
+    pooling (``AdaptiveAvgPool2d(1)``, ``adaptive_avg_pool2d(x, 1)``,
+    ``x.mean((2, 3))``) with ``flatten(x, 1)``, ``nn.Linear`` after it, and
+    ``Dropout`` / ``Identity`` (the identity in eval mode).  E.g.
+    torchvision's MobileNetV2, MobileNetV3, EfficientNet-B0 and MnasNet.
+
+    The whole graph must lower (a plan is one chain of steps, each reading
+    the one before, an add also an earlier one): otherwise a ValueError
+    lists every node it cannot run and why; :func:`convert` speeds such a
+    model up layer by layer instead.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        In eval mode (``model.eval()``; a ValueError otherwise), on the CPU,
+        its parameters of ``example_input``'s dtype.  Its weights are copied:
+        later changes to the model do not reach the engine.
+    example_input : torch.Tensor
+        4-d (N, C, H, W), float32 or float64: the engine takes exactly this
+        shape and dtype (compile again for another).  Its values are used
+        once, to check the plan's output shape against ``model``'s.
+    num_threads : int, optional
+        Threads of every call; None follows :func:`pydsconv.set_num_threads`.
+        Results are the same bits for any count.
+    fuse : bool, "always" or int, optional
+        As for :func:`pydsconv.nn.compile`.
+
+    Returns
+    -------
+    torch.nn.Module
+        An inference-only module: ``engine(x)`` takes a CPU tensor of the
+        example's shape and dtype, NCHW-contiguous or ``channels_last`` (read
+        in place through NumPy, no copy; another striding is copied once), and
+        returns a new tensor of the model's output shape (a 4-d output in the
+        input's memory format).  It raises for a tensor that requires grad
+        while grad mode is on, and ``engine.train()`` raises.
+        ``engine.report.summary()`` lists what was lowered (the plan's steps
+        and what was fused into each); ``engine.plan("NCHW")`` /
+        ``engine.plan("NHWC")`` is the :class:`pydsconv.Plan` each memory
+        format runs (compiled on first use).
+
+    Raises
+    ------
+    ValueError
+        A model in training mode, a graph fx cannot trace, or nodes a plan
+        cannot run (listed).
+    TypeError
+        A model that is not an ``nn.Module``, an example that is not a 4-d
+        float32/float64 tensor, or parameters of another dtype.
+
+    Examples
+    --------
+    >>> import torch, pydsconv.torch as pt
+    >>> m = torch.nn.Sequential(
+    ...     torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.BatchNorm2d(8), torch.nn.ReLU(),
+    ...     torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(8, 4),
+    ... ).eval()
+    >>> x = torch.randn(2, 3, 16, 16)
+    >>> engine = pt.compile_inference(m, x)
+    >>> bool(torch.allclose(engine(x), m(x), atol=1e-5))
+    True
+    """
+    from ._torch_engine import compile_inference as _compile
+
+    return _compile(model, example_input, num_threads=num_threads, fuse=fuse)

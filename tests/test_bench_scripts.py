@@ -30,6 +30,7 @@ SCRIPTS = {
     "generic_shapes": ("torch",),
     "text_1d": ("torch",),
     "networks": ("torch", "onnxruntime", "onnx"),
+    "torch_engine": ("torch",),
 }
 
 

@@ -167,9 +167,9 @@ class _Lowering:
                 "convolution inside the same block"
             )
         if step.kind == "bn":
-            _fold_bn(self.prev(), step, self.dtype)
+            _fold_bn(self.prev(), step.name, _bn_stats(step), self.dtype)
         elif step.kind == "act":
-            _fuse_act(self.prev(), step)
+            _fuse_act(self.prev(), step.name, _ACTS[type(step.layer)], type(step.layer).__name__)
         else:
             self.steps.append(step)
 
@@ -234,49 +234,60 @@ def _lower(name, layer):
     raise TypeError(f"compile: layer {label} is not supported; a plan takes {_SUPPORTED}")
 
 
-def _fold_bn(prev, step, dtype):
-    """Fold BatchNorm ``step`` into ``prev`` (a convolution without activation)."""
+def _bn_stats(step):
+    """(gamma, beta, mean, var, eps) of a pydsconv.nn BatchNorm2d step, checked."""
     bn = step.layer
-    if prev is None or prev.kind not in _CONVS or prev.act is not None:
-        after = "at the start of the network" if prev is None else f"after {prev.name}"
-        raise ValueError(
-            f"compile: {step.name} {after} cannot be folded: a plan folds "
-            "BatchNorm2d only into a convolution directly before it that has no "
-            "activation"
-        )
     if not bn.track_running_stats:
         raise ValueError(
             f"compile: {step.name} has no running statistics "
             "(track_running_stats=False), so it cannot be folded"
         )
+    gamma = None if bn.weight is None else bn.weight.data
+    beta = None if bn.bias is None else bn.bias.data
+    return gamma, beta, bn.running_mean, bn.running_var, bn.eps
+
+
+def _fold_bn(prev, name, stats, dtype, who="compile"):
+    """Fold a BatchNorm (``stats`` = gamma or None, beta or None, running mean,
+    running var, eps) named ``name`` into ``prev``, a convolution without
+    activation.  Shared by :func:`compile` and ``pydsconv.torch.compile_inference``."""
+    gamma, beta, mean, var, eps = stats
+    if prev is None or prev.kind not in _CONVS or prev.act is not None:
+        after = "at the start of the network" if prev is None else f"after {prev.name}"
+        raise ValueError(
+            f"{who}: {name} {after} cannot be folded: a plan folds "
+            "BatchNorm2d only into a convolution directly before it that has no "
+            "activation"
+        )
     iw = 2 if prev.kind == "separable" else 0
     w = np.asarray(prev.arrays[iw], np.float64)
-    if bn.num_features != w.shape[0]:
+    mean = np.asarray(mean, np.float64)
+    if mean.shape != (w.shape[0],):
         raise ValueError(
-            f"compile: {step.name} has {bn.num_features} features but "
+            f"{who}: {name} has {mean.size} features but "
             f"{prev.name} has {w.shape[0]} output channels"
         )
-    scale = (1.0 if bn.weight is None else bn.weight.data.astype(np.float64)) / np.sqrt(
-        bn.running_var.astype(np.float64) + bn.eps
+    scale = (1.0 if gamma is None else np.asarray(gamma, np.float64)) / np.sqrt(
+        np.asarray(var, np.float64) + eps
     )
     scale = np.broadcast_to(scale, (w.shape[0],))
-    beta = 0.0 if bn.bias is None else bn.bias.data.astype(np.float64)
+    beta = 0.0 if beta is None else np.asarray(beta, np.float64)
     b = prev.arrays[iw + 1]
     b = np.zeros(w.shape[0]) if b is None else np.asarray(b, np.float64)
     prev.arrays[iw] = (w * scale.reshape(-1, *([1] * (w.ndim - 1)))).astype(dtype)
-    prev.arrays[iw + 1] = ((b - bn.running_mean) * scale + beta).astype(dtype)
-    prev.fused.append(f"BatchNorm2d {step.name.split(' ')[0]}")
+    prev.arrays[iw + 1] = ((b - mean) * scale + beta).astype(dtype)
+    prev.fused.append(f"BatchNorm2d {name.split(' ')[0]}")
 
 
-def _fuse_act(prev, step):
-    """Make activation ``step`` the epilogue of ``prev``."""
+def _fuse_act(prev, name, act, what, who="compile"):
+    """Make activation ``act`` (an activation= name; layer ``name``, of type
+    ``what``) the epilogue of ``prev``."""
     if prev is None or prev.kind not in _EPILOGUE:
         after = "at the start of the network" if prev is None else f"after {prev.name}"
         raise ValueError(
-            f"compile: {step.name} {after} has no convolution or Linear to fuse "
+            f"{who}: {name} {after} has no convolution or Linear to fuse "
             "into; a plan applies activations in the epilogue of the op before them"
         )
-    act = _ACTS[type(step.layer)]
     if prev.act is None or prev.act == act == "relu":
         prev.act = act
     elif {prev.act, act} <= {"relu", "relu6"}:
@@ -284,10 +295,10 @@ def _fuse_act(prev, step):
         prev.act = "relu6"
     else:
         raise ValueError(
-            f"compile: {step.name} after {prev.name}, which already ends in "
+            f"{who}: {name} after {prev.name}, which already ends in "
             f"{prev.act!r}: a step has one epilogue activation (only relu and relu6 combine)"
         )
-    prev.fused.append(f"{type(step.layer).__name__} {step.name.split(' ')[0]}")
+    prev.fused.append(f"{what} {name.split(' ')[0]}")
 
 
 def _merge(dw, pw):
@@ -302,10 +313,15 @@ def _merge(dw, pw):
 def _passes(model, layout, dtype):
     lowering = _Lowering(layout, dtype)
     lowering.module("", model)
-    steps = lowering.steps
-    # Depthwise + pointwise after all folding (BatchNorms and activations of
-    # both stages are already in their weights and epilogues); not when a
-    # residual reads the depthwise output.
+    return _merge_separable(lowering.steps)
+
+
+def _merge_separable(steps):
+    """The last pass, on first-pass steps (also ``pydsconv.torch``'s).
+
+    Depthwise + pointwise after all folding (BatchNorms and activations of
+    both stages are already in their weights and epilogues); not when a
+    residual reads the depthwise output."""
     sources = {id(s.skip) for s in steps if s.kind == "add" and s.skip is not None}
     merged, renamed = [], {}
     for step in steps:
@@ -323,6 +339,12 @@ def _passes(model, layout, dtype):
         if step.skip is not None:
             step.skip = renamed.get(id(step.skip), step.skip)
     return merged
+
+
+def _specs(steps):
+    """The C++ plan's step tuples of a finished step list."""
+    index = {id(s): i for i, s in enumerate(steps)}
+    return [s.spec(index) for s in steps]
 
 
 def _input_shape(input_shape, layout):
@@ -439,8 +461,7 @@ def compile(model, input_shape, *, layout="NCHW", num_threads=None, fuse=True):
     if np.dtype(dtype) not in (np.dtype(np.float32), np.dtype(np.float64)):
         raise TypeError(f"compile: the model's dtype must be float32 or float64, got {dtype}")
     steps = _passes(model, layout, dtype)
-    index = {id(s): i for i, s in enumerate(steps)}
-    specs = [s.spec(index) for s in steps]
+    specs = _specs(steps)
     core = _core.compile_plan(
         specs, shape, layout, np.dtype(dtype) == np.float64, threads, fuse_mode
     )

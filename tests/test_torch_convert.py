@@ -443,3 +443,46 @@ def test_strided_1x1_is_not_fused():
     assert not report.fused and len(report.converted) == 2
     x = torch.randn(1, 4, 7, 7)
     close(model(x), ref(x))
+
+
+class Reversed(nn.Sequential):
+    """A Sequential whose forward is its own: convert must not see through it."""
+
+    def forward(self, x):
+        for m in self:
+            x = m(x)
+        return x * 2
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_fusion_sees_through_plain_nested_sequentials(dtype):
+    """torchvision's MobileNetV2 block: Conv2dNormActivation(depthwise, BN,
+    ReLU6) -- an nn.Sequential subclass -- then the projecting 1x1 and its BN
+    in the outer Sequential; the expanding 1x1's ReLU6 becomes its activation."""
+
+    class CNA(nn.Sequential):  # a subclass with nn.Sequential's forward
+        pass
+
+    torch.manual_seed(8)
+    ref = nn.Sequential(
+        CNA(nn.Conv2d(4, 12, 1, bias=False), nn.BatchNorm2d(12), nn.ReLU6()),
+        CNA(nn.Conv2d(12, 12, 3, padding=1, groups=12, bias=False), nn.BatchNorm2d(12), nn.ReLU6()),
+        nn.Conv2d(12, 6, 1, bias=False),
+        nn.BatchNorm2d(6),
+        Reversed(nn.Conv2d(6, 6, 3, padding=1, groups=6), nn.ReLU()),
+        nn.Conv2d(6, 5, 1),
+    ).to(dtype)
+    ref = randomise_bn(ref).eval()
+    model, report = pt.convert(ref)
+    assert report.fused == {"1.0": ("1.0", "1.2", "2")}
+    assert report.renamed == {"1.0": "1.0.depthwise", "2": "1.0.pointwise"}
+    assert report.activations == {"0.2": "0.0"}  # not inside Reversed: its forward is its own
+    assert isinstance(model[1][0], pt.SeparableConv2d) and model[1][0].mid_activation == "relu6"
+    assert isinstance(model[2], nn.Identity) and model[0][0].activation == "relu6"
+    assert isinstance(model[4], Reversed) and isinstance(model[5], pt.PointwiseConv2d)
+    assert model[4][0].activation is None and isinstance(model[4][1], nn.ReLU)
+    x = torch.randn(2, 4, 9, 9, dtype=dtype)
+    with torch.no_grad():
+        close(model(x), ref(x))
+    _, plain = pt.convert(ref, fuse=False)
+    assert not plain.fused and not plain.activations

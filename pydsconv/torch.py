@@ -2414,10 +2414,10 @@ def _swap_conv(m, kind):
 
 
 def _bn_refusal(conv, bn):
-    """Why BatchNorm ``bn`` cannot be folded into the converted ``conv``, or None."""
-    want = (
-        nn.BatchNorm1d if isinstance(conv, (DepthwiseConv1d, PointwiseConv1d)) else nn.BatchNorm2d
-    )
+    """Why BatchNorm ``bn`` cannot be folded into ``conv`` (converted, or an
+    exact nn.Conv1d / nn.Conv2d left alone), or None."""
+    one_d = (DepthwiseConv1d, PointwiseConv1d, nn.Conv1d)
+    want = nn.BatchNorm1d if isinstance(conv, one_d) else nn.BatchNorm2d
     if type(bn) is not want:
         return f"{type(bn).__name__} after a {type(conv).__name__} (needs {want.__name__})"
     if bn.training or conv.training:
@@ -2614,7 +2614,7 @@ def _convert_children(module, prefix, fold, fuse, report):
         conv, bn = module._modules[a], module._modules[b]
         if not isinstance(bn, nn.modules.batchnorm._BatchNorm):
             continue
-        if _join(prefix, a) not in report.converted:
+        if _join(prefix, a) not in report.converted and type(conv) not in (nn.Conv1d, nn.Conv2d):
             continue  # explained by _note_batchnorms
         why = _bn_refusal(conv, bn) if fold else "not folded: the model is in train mode"
         if why is None:
@@ -2634,7 +2634,7 @@ def _note_batchnorms(module, prefix, report):
             name = _join(prefix, key)
             if name not in report.folded and name not in report.left_alone:
                 report.left_alone[name] = (
-                    "not folded: not directly after a converted convolution in an nn.Sequential"
+                    "not folded: not directly after a convolution in an nn.Sequential"
                 )
 
 
@@ -2661,9 +2661,10 @@ def convert(model, *, fuse=True, inplace=False):
     In eval mode (``model.training`` False, and the convolution and the
     BatchNorm in eval mode), a ``BatchNorm2d``
     / ``BatchNorm1d`` (with running statistics) that directly follows a
-    converted convolution inside an ``nn.Sequential`` is folded into the
-    convolution's weight and bias (a bias is added if it had none) and
-    replaced by ``nn.Identity``.  In train mode nothing is folded, and the
+    converted convolution, or an exact ``nn.Conv2d`` / ``nn.Conv1d`` left
+    alone (a full stem convolution, a grouped one), inside an
+    ``nn.Sequential`` is folded into the convolution's weight and bias (a
+    bias is added if it had none) and replaced by ``nn.Identity``.  In train mode nothing is folded, and the
     converted model trains exactly as the original.
 
     With ``fuse=True``, inside an ``nn.Sequential`` whose ``forward`` is

@@ -165,13 +165,14 @@ def test_mobilenet_eval_mode_folds_and_fuses(arch, dtype):
     ref = randomise_bn(MODELS[arch]().to(dtype)).eval()
     model, report = pt.convert(ref)
     n_bn = sum(isinstance(m, nn.BatchNorm2d) for m in ref.modules())
-    # every BatchNorm after a converted conv is folded; the stem's stays
-    assert len(report.folded) == n_bn - 1
+    # every BatchNorm is folded, the stem's into the full conv left alone
+    assert len(report.folded) == n_bn
     stem = "0" if arch == "mobilenet_v1" else "features.0"
-    assert set(report.left_alone) == {stem + ".0", stem + ".1"}
+    assert set(report.left_alone) == {stem + ".0"}
     assert "full (3, 3) convolution" in report.left_alone[stem + ".0"]
-    assert "not directly after a converted" in report.left_alone[stem + ".1"]
-    assert sum(isinstance(m, nn.BatchNorm2d) for m in model.modules()) == 1
+    assert report.folded[stem + ".1"] == stem + ".0"
+    assert isinstance(model.get_submodule(stem + ".0"), nn.Conv2d)
+    assert sum(isinstance(m, nn.BatchNorm2d) for m in model.modules()) == 0
     if arch == "mobilenet_v1":
         assert len(report.fused) == 5
         assert all(isinstance(model[i][0], pt.SeparableConv2d) for i in range(1, 6))
@@ -303,9 +304,11 @@ def test_unfoldable_batchnorms_stay():
         nn.BatchNorm2d(4),
     ).eval()
     out, report = pt.convert(model)
-    assert not report.folded
+    assert report.folded == {"3": "2"}  # into the full conv, left alone itself
     assert "track_running_stats=False" in report.left_alone["1"]
-    assert "not directly after a converted" in report.left_alone["3"]
+    assert "full (3, 3)" in report.left_alone["2"]
+    _, report = pt.convert(nn.Sequential(nn.Conv2d(4, 4, 3), nn.BatchNorm2d(4)).train())
+    assert "train mode" in report.left_alone["1"] and not report.folded
     x = torch.randn(2, 4, 9, 9)
     close(out(x), model(x))
 
@@ -393,7 +396,7 @@ def test_strided_1x1_downsampling_block(dtype, mode, channels_last):
     assert model.proj[0].stride == (2, 2)
     assert "grouped convolution (groups=2" in report.left_alone["b.0"]
     if mode == "eval":
-        assert report.folded == {"a.1": "a.0", "c.1": "c.0", "proj.1": "proj.0"}
+        assert report.folded == {"a.1": "a.0", "b.1": "b.0", "c.1": "c.0", "proj.1": "proj.0"}
     x = torch.randn(2, 6, 9, 7, dtype=dtype)  # odd sizes: ceil(9/2) x ceil(7/2)
     if channels_last:
         x = x.to(memory_format=torch.channels_last)

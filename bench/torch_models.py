@@ -11,7 +11,9 @@ process (``bench.lib.timing``), median of the repeats:
   torch.jit.script(model)))`` (folds BatchNorm too; traced where scripting
   fails), NCHW input;
 * ``pyds``: ``pydsconv.torch.convert(model, fuse=True)``, NCHW input;
-* ``pyds_cl``: the same with a channels_last input (pydsconv computes NHWC).
+* ``pyds_cl``: the same with a channels_last input (pydsconv computes NHWC);
+* ``pyds_clw``: ``convert(model, fuse=True, channels_last=True)``, NCHW input
+  (the stem's weight channels_last, so the network runs NHWC from there on).
 
 Every contestant's output is checked against the eager model first (1e-4
 relative).  The table gives medians in ms and ``best_torch / best_pyds``
@@ -68,6 +70,7 @@ def contestants(name, batch, size):
     xcl = x.contiguous(memory_format=torch.channels_last)
     model_cl = copy.deepcopy(model).to(memory_format=torch.channels_last)
     fast, report = pt.convert(model, fuse=True)
+    fast_clw, _ = pt.convert(model, fuse=True, channels_last=True)
     fz = frozen(model, x)
     runs = {
         "eager": lambda: model(x),
@@ -75,6 +78,7 @@ def contestants(name, batch, size):
         "frozen": lambda: fz(x),
         "pyds": lambda: fast(x),
         "pyds_cl": lambda: fast(xcl),
+        "pyds_clw": lambda: fast_clw(x),
     }
     with torch.inference_mode():
         want = model(x)
@@ -103,7 +107,7 @@ def main(argv=None):
     )
     hdr = (
         f"{'model':20} {'N':>2} {'eager':>8} {'eager_cl':>8} {'frozen':>8} {'pyds':>8} "
-        f"{'pyds_cl':>8} {'best_t/pyds':>11} {'eager/pyds':>10}"
+        f"{'pyds_cl':>8} {'pyds_clw':>8} {'best_t/pyds':>11} {'eager/pyds':>10}"
     )
     print(hdr)
     for name in a.models.split(","):
@@ -114,10 +118,10 @@ def main(argv=None):
             with torch.inference_mode():
                 ms = interleaved_medians_ms(runs, a.repeats)
             best_t = min(ms["eager"], ms["eager_cl"], ms["frozen"])
-            best_p = min(ms["pyds"], ms["pyds_cl"])
+            best_p = min(ms["pyds"], ms["pyds_cl"], ms["pyds_clw"])
             print(
                 f"{name:20} {batch:2d} {ms['eager']:8.2f} {ms['eager_cl']:8.2f} "
-                f"{ms['frozen']:8.2f} {ms['pyds']:8.2f} {ms['pyds_cl']:8.2f} "
+                f"{ms['frozen']:8.2f} {ms['pyds']:8.2f} {ms['pyds_cl']:8.2f} {ms['pyds_clw']:8.2f} "
                 f"{best_t / best_p:11.2f} {ms['eager'] / best_p:10.2f}",
                 flush=True,
             )

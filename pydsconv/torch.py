@@ -2638,7 +2638,7 @@ def _note_batchnorms(module, prefix, report):
                 )
 
 
-def convert(model, *, fuse=True, inplace=False):
+def convert(model, *, fuse=True, inplace=False, channels_last=False):
     """Swap a PyTorch model's depthwise and 1x1 convolutions for pydsconv layers.
 
     Converted (exact ``nn.Conv2d`` / ``nn.Conv1d`` instances, CPU, float32 or
@@ -2696,6 +2696,13 @@ def convert(model, *, fuse=True, inplace=False):
     inplace : bool
         False (default): convert a ``copy.deepcopy`` of ``model`` and leave
         ``model`` untouched.  True: modify ``model`` itself.
+    channels_last : bool
+        True: the 4-D weights of the ``nn.Conv2d`` s left alone (a stem
+        convolution) are made channels_last (same values), so that PyTorch
+        returns their outputs channels_last even for an NCHW input, and the
+        pydsconv layers after them compute in NHWC, their faster layout,
+        without a copy.  Outputs are the same values; 4-D outputs may come back
+        channels_last instead of contiguous.  Default False.
 
     Returns
     -------
@@ -2726,4 +2733,9 @@ def convert(model, *, fuse=True, inplace=False):
     _convert_children(holder, "", fold, fuse, report)
     if fuse:
         _fuse_tree(holder, "", report)
+    if channels_last:
+        for m in holder.modules():
+            if type(m) is nn.Conv2d:
+                with torch.no_grad():
+                    m.weight.data = m.weight.data.contiguous(memory_format=_CL)
     return holder._modules[""], report

@@ -489,3 +489,26 @@ def test_fusion_sees_through_plain_nested_sequentials(dtype):
         close(model(x), ref(x))
     _, plain = pt.convert(ref, fuse=False)
     assert not plain.fused and not plain.activations
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_channels_last_makes_the_stem_lead_in_nhwc(dtype):
+    torch.manual_seed(9)
+    ref = nn.Sequential(
+        nn.Conv2d(3, 8, 3, stride=2, padding=1),
+        nn.ReLU(),
+        nn.Conv2d(8, 8, 3, padding=1, groups=8),
+        nn.Conv2d(8, 4, 1),
+    ).to(dtype)
+    model, _ = pt.convert(ref, channels_last=True)
+    assert model[0].weight.is_contiguous(memory_format=torch.channels_last)
+    assert ref[0].weight.is_contiguous()  # the original is untouched
+    x = torch.randn(2, 3, 11, 11, dtype=dtype, requires_grad=True)
+    y = model(x)
+    assert y.is_contiguous(memory_format=torch.channels_last)
+    y_ref = ref(x)
+    close(y, y_ref)
+    g = torch.randn_like(y_ref)
+    (gx,) = torch.autograd.grad(y, x, g)
+    (gx_ref,) = torch.autograd.grad(y_ref, x, g)
+    close(gx, gx_ref)

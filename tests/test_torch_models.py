@@ -171,6 +171,9 @@ def test_eval_float32(name, fuse):
         want = model(x)
         close(fast(x), want)
         close(fast(x.contiguous(memory_format=torch.channels_last)), want)
+    fast_cl, _ = pt.convert(model, fuse=fuse, channels_last=True)
+    with torch.no_grad():
+        close(fast_cl(x), want)
 
 
 @pytest.mark.parametrize("fuse", [True, False])

@@ -2606,7 +2606,7 @@ def _convert_children(module, prefix, fold, fuse, report):
             )
         else:
             _convert_children(child, name, fold, fuse, report)
-    if not isinstance(module, nn.Sequential):
+    if not _plain_seq(module):  # its own forward need not run conv then BatchNorm
         _note_batchnorms(module, prefix, report)
         return
     keys = list(module._modules)
@@ -2634,7 +2634,8 @@ def _note_batchnorms(module, prefix, report):
             name = _join(prefix, key)
             if name not in report.folded and name not in report.left_alone:
                 report.left_alone[name] = (
-                    "not folded: not directly after a convolution in an nn.Sequential"
+                    "not folded: not directly after a convolution in an nn.Sequential "
+                    "(one with nn.Sequential's forward)"
                 )
 
 
@@ -2663,7 +2664,7 @@ def convert(model, *, fuse=True, inplace=False, channels_last=False):
     / ``BatchNorm1d`` (with running statistics) that directly follows a
     converted convolution, or an exact ``nn.Conv2d`` / ``nn.Conv1d`` left
     alone (a full stem convolution, a grouped one), inside an
-    ``nn.Sequential`` is folded into the convolution's weight and bias (a
+    ``nn.Sequential`` (one whose ``forward`` is ``nn.Sequential``'s) is folded into the convolution's weight and bias (a
     bias is added if it had none) and replaced by ``nn.Identity``.  In train mode nothing is folded, and the
     converted model trains exactly as the original.
 

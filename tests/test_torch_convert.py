@@ -472,7 +472,7 @@ def test_fusion_sees_through_plain_nested_sequentials(dtype):
         CNA(nn.Conv2d(12, 12, 3, padding=1, groups=12, bias=False), nn.BatchNorm2d(12), nn.ReLU6()),
         nn.Conv2d(12, 6, 1, bias=False),
         nn.BatchNorm2d(6),
-        Reversed(nn.Conv2d(6, 6, 3, padding=1, groups=6), nn.ReLU()),
+        Reversed(nn.Conv2d(6, 6, 3, padding=1, groups=6), nn.BatchNorm2d(6), nn.ReLU()),
         nn.Conv2d(6, 5, 1),
     ).to(dtype)
     ref = randomise_bn(ref).eval()
@@ -483,7 +483,8 @@ def test_fusion_sees_through_plain_nested_sequentials(dtype):
     assert isinstance(model[1][0], pt.SeparableConv2d) and model[1][0].mid_activation == "relu6"
     assert isinstance(model[2], nn.Identity) and model[0][0].activation == "relu6"
     assert isinstance(model[4], Reversed) and isinstance(model[5], pt.PointwiseConv2d)
-    assert model[4][0].activation is None and isinstance(model[4][1], nn.ReLU)
+    assert model[4][0].activation is None and isinstance(model[4][2], nn.ReLU)
+    assert "nn.Sequential's forward" in report.left_alone["4.1"]  # not folded inside Reversed
     x = torch.randn(2, 4, 9, 9, dtype=dtype)
     with torch.no_grad():
         close(model(x), ref(x))

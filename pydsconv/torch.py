@@ -2314,6 +2314,10 @@ class ConvertReport:
     renamed : dict[str, str]
         State-dict prefix changes made by fusion: old prefix -> new prefix
         (``"blk.0" -> "blk.0.depthwise"``, ``"blk.2" -> "blk.0.pointwise"``).
+    activations : dict[str, str]
+        Activation module name -> the name of the converted depthwise /
+        pointwise layer that now applies it as its ``activation=`` (the
+        activation's slot now holds ``nn.Identity``); ``fuse=True`` only.
     left_alone : dict[str, str]
         Convolutions and BatchNorms left as they were -> why.
     """
@@ -2323,6 +2327,7 @@ class ConvertReport:
     fused: Dict[str, Tuple[str, ...]] = dataclasses.field(default_factory=dict)
     renamed: Dict[str, str] = dataclasses.field(default_factory=dict)
     left_alone: Dict[str, str] = dataclasses.field(default_factory=dict)
+    activations: Dict[str, str] = dataclasses.field(default_factory=dict)
 
     def __str__(self):
         lines = [
@@ -2332,6 +2337,7 @@ class ConvertReport:
         lines += [f"  converted  {k}: {v}" for k, v in self.converted.items()]
         lines += [f"  folded     {k} -> {v}" for k, v in self.folded.items()]
         lines += [f"  fused      {k}: {' + '.join(v)}" for k, v in self.fused.items()]
+        lines += [f"  activation {k} -> {v}" for k, v in self.activations.items()]
         lines += [f"  left alone {k}: {v}" for k, v in self.left_alone.items()]
         return "\n".join(lines)
 
@@ -2409,10 +2415,10 @@ def _swap_conv(m, kind):
 
 
 def _bn_refusal(conv, bn):
-    """Why BatchNorm ``bn`` cannot be folded into the converted ``conv``, or None."""
-    want = (
-        nn.BatchNorm1d if isinstance(conv, (DepthwiseConv1d, PointwiseConv1d)) else nn.BatchNorm2d
-    )
+    """Why BatchNorm ``bn`` cannot be folded into ``conv`` (converted, or an
+    exact nn.Conv1d / nn.Conv2d left alone), or None."""
+    one_d = (DepthwiseConv1d, PointwiseConv1d, nn.Conv1d)
+    want = nn.BatchNorm1d if isinstance(conv, one_d) else nn.BatchNorm2d
     if type(bn) is not want:
         return f"{type(bn).__name__} after a {type(conv).__name__} (needs {want.__name__})"
     if bn.training or conv.training:
@@ -2449,22 +2455,51 @@ def _act_of(m):
     return _ACTS.get(type(m))
 
 
+def _plain_seq(m):
+    """True for an nn.Sequential (or subclass, e.g. torchvision's
+    Conv2dNormActivation) whose forward is nn.Sequential's: its children run
+    one after another, so it can be seen through when fusing."""
+    return isinstance(m, nn.Sequential) and type(m).forward is nn.Sequential.forward
+
+
+def _leaves(seq, prefix):
+    """[(container, key, qualified name)] of the non-Identity modules of the
+    plain nn.Sequential ``seq``, in execution order, nested plain Sequentials
+    flattened."""
+    out = []
+    for k, m in seq._modules.items():
+        if m is None or type(m) is nn.Identity:
+            continue
+        name = _join(prefix, k)
+        if _plain_seq(m):
+            out += _leaves(m, name)
+        else:
+            out.append((seq, k, name))
+    return out
+
+
 def _fuse_run(seq, prefix, report):
-    """Fuse depthwise -> [ReLU/ReLU6] -> pointwise [-> ReLU/ReLU6] runs of
-    the nn.Sequential ``seq`` (Identity slots skipped) into Separable layers."""
-    keys = list(seq._modules)
-    live = [k for k in keys if type(seq._modules[k]) is not nn.Identity]
+    """Fuse depthwise -> [activation] -> pointwise [-> activation] runs of
+    the plain nn.Sequential ``seq`` (Identity slots skipped, nested plain
+    Sequentials such as torchvision's Conv2dNormActivation seen through)
+    into Separable layers."""
+    live = _leaves(seq, prefix)
+
+    def mod(i):
+        c, k, _ = live[i]
+        return c._modules[k]
+
     i = 0
     while i < len(live):
-        dw = seq._modules[live[i]]
+        dw = mod(i)
         if not (isinstance(dw, _DW_TYPES) and dw.activation is None):
             i += 1
             continue
         j, mid = i + 1, None
-        if j < len(live) and _act_of(seq._modules[live[j]]):
-            mid = _act_of(seq._modules[live[j]])
+        if j < len(live) and _act_of(mod(j)):
+            mid = _act_of(mod(j))
             j += 1
-        pw = seq._modules[live[j]] if j < len(live) else None
+        pw = mod(j) if j < len(live) else None
         one_d = isinstance(dw, DepthwiseConv1d)
         want = PointwiseConv1d if one_d else PointwiseConv2d
         if not (
@@ -2477,11 +2512,11 @@ def _fuse_run(seq, prefix, report):
         ):
             i += 1
             continue
-        used = live[i : j + 1]
+        used = list(range(i, j + 1))
         act = None
-        if j + 1 < len(live) and _act_of(seq._modules[live[j + 1]]):
-            act = _act_of(seq._modules[live[j + 1]])
-            used.append(live[j + 1])
+        if j + 1 < len(live) and _act_of(mod(j + 1)):
+            act = _act_of(mod(j + 1))
+            used.append(j + 1)
         cls = SeparableConv1d if one_d else SeparableConv2d
         with torch.random.fork_rng(devices=[]):
             sep = cls(
@@ -2495,14 +2530,60 @@ def _fuse_run(seq, prefix, report):
             )
         sep.depthwise, sep.pointwise = dw, pw  # the same modules and Parameters
         sep.train(dw.training)
-        for k in used[1:]:
-            seq._modules[k] = nn.Identity()
-        seq._modules[live[i]] = sep
-        name = _join(prefix, live[i])
-        report.fused[name] = tuple(_join(prefix, k) for k in used)
+        for u in used[1:]:
+            c, k, _ = live[u]
+            c._modules[k] = nn.Identity()
+        c, k, name = live[i]
+        c._modules[k] = sep
+        report.fused[name] = tuple(live[u][2] for u in used)
         report.renamed[name] = _join(name, "depthwise")
-        report.renamed[_join(prefix, live[j])] = _join(name, "pointwise")
-        i = live.index(used[-1]) + 1
+        report.renamed[live[j][2]] = _join(name, "pointwise")
+        i = used[-1] + 1
+
+
+def _fuse_activations(seq, prefix, report):
+    """A converted depthwise / pointwise layer without an activation,
+    directly followed (Identity slots skipped, nested plain Sequentials seen
+    through) by an activation module of :data:`_ACTS`, takes it as its own
+    ``activation=``; the activation's slot becomes ``nn.Identity``."""
+    live = _leaves(seq, prefix)
+    for (c, k, name), (c2, k2, name2) in zip(live, live[1:]):
+        m, a = c._modules[k], c2._modules[k2]
+        if type(m) not in _DW_TYPES + _PW_TYPES or m.activation is not None:
+            continue
+        act = _act_of(a)
+        if act is None:
+            continue
+        m.activation = act
+        c2._modules[k2] = nn.Identity()
+        report.activations[name2] = name
+
+
+def _fuse_tree(module, prefix, report):
+    """Run the fusions on every maximal plain nn.Sequential below ``module``
+    (a plain Sequential inside one is covered by its flattening)."""
+    for key, child in list(module._modules.items()):
+        if child is None:
+            continue
+        name = _join(prefix, key)
+        if _plain_seq(child):
+            _fuse_run(child, name, report)
+            _fuse_activations(child, name, report)
+            _fuse_below(child, name, report)
+        else:
+            _fuse_tree(child, name, report)
+
+
+def _fuse_below(seq, prefix, report):
+    """_fuse_tree for the non-Sequential modules inside plain Sequential ``seq``."""
+    for key, child in list(seq._modules.items()):
+        if child is None:
+            continue
+        name = _join(prefix, key)
+        if _plain_seq(child):
+            _fuse_below(child, name, report)
+        else:
+            _fuse_tree(child, name, report)
 
 
 def _convert_children(module, prefix, fold, fuse, report):
@@ -2526,7 +2607,7 @@ def _convert_children(module, prefix, fold, fuse, report):
             )
         else:
             _convert_children(child, name, fold, fuse, report)
-    if not isinstance(module, nn.Sequential):
+    if not _plain_seq(module):  # its own forward need not run conv then BatchNorm
         _note_batchnorms(module, prefix, report)
         return
     keys = list(module._modules)
@@ -2534,7 +2615,7 @@ def _convert_children(module, prefix, fold, fuse, report):
         conv, bn = module._modules[a], module._modules[b]
         if not isinstance(bn, nn.modules.batchnorm._BatchNorm):
             continue
-        if _join(prefix, a) not in report.converted:
+        if _join(prefix, a) not in report.converted and type(conv) not in (nn.Conv1d, nn.Conv2d):
             continue  # explained by _note_batchnorms
         why = _bn_refusal(conv, bn) if fold else "not folded: the model is in train mode"
         if why is None:
@@ -2544,8 +2625,6 @@ def _convert_children(module, prefix, fold, fuse, report):
         else:
             report.left_alone[_join(prefix, b)] = why
     _note_batchnorms(module, prefix, report)
-    if fuse:
-        _fuse_run(module, prefix, report)
 
 
 def _note_batchnorms(module, prefix, report):
@@ -2556,11 +2635,12 @@ def _note_batchnorms(module, prefix, report):
             name = _join(prefix, key)
             if name not in report.folded and name not in report.left_alone:
                 report.left_alone[name] = (
-                    "not folded: not directly after a converted convolution in an nn.Sequential"
+                    "not folded: not directly after a convolution in an nn.Sequential "
+                    "(one with nn.Sequential's forward)"
                 )
 
 
-def convert(model, *, fuse=True, inplace=False):
+def convert(model, *, fuse=True, inplace=False, channels_last=False):
     """Swap a PyTorch model's depthwise and 1x1 convolutions for pydsconv layers.
 
     Converted (exact ``nn.Conv2d`` / ``nn.Conv1d`` instances, CPU, float32 or
@@ -2583,12 +2663,14 @@ def convert(model, *, fuse=True, inplace=False):
     In eval mode (``model.training`` False, and the convolution and the
     BatchNorm in eval mode), a ``BatchNorm2d``
     / ``BatchNorm1d`` (with running statistics) that directly follows a
-    converted convolution inside an ``nn.Sequential`` is folded into the
-    convolution's weight and bias (a bias is added if it had none) and
-    replaced by ``nn.Identity``.  In train mode nothing is folded, and the
+    converted convolution, or an exact ``nn.Conv2d`` / ``nn.Conv1d`` left
+    alone (a full stem convolution, a grouped one), inside an
+    ``nn.Sequential`` (one whose ``forward`` is ``nn.Sequential``'s) is folded into the convolution's weight and bias (a
+    bias is added if it had none) and replaced by ``nn.Identity``.  In train mode nothing is folded, and the
     converted model trains exactly as the original.
 
-    With ``fuse=True``, inside an ``nn.Sequential``, depthwise -> optional
+    With ``fuse=True``, inside an ``nn.Sequential`` whose ``forward`` is
+    ``nn.Sequential``'s (a subclass that overrides it is not fused inside), depthwise -> optional
     ``nn.ReLU`` / ``nn.ReLU6`` / ``nn.Hardswish`` / ``nn.Hardsigmoid`` /
     ``nn.SiLU`` / ``nn.Sigmoid`` -> 1x1 (``nn.Identity`` slots, such as folded
     BatchNorms, skipped) becomes one fused :class:`SeparableConv2d` /
@@ -2598,7 +2680,14 @@ def convert(model, *, fuse=True, inplace=False):
     and ``pointwise``; the other slots become ``nn.Identity``, so the indices
     of later layers do not move.  State-dict keys change from ``blk.0.weight``
     / ``blk.2.weight`` to ``blk.0.depthwise.weight`` / ``blk.0.pointwise.weight``
-    (``report.renamed``).  Fusion is exact and also applies in train mode.
+    (``report.renamed``).  Nested ``nn.Sequential`` modules that only chain their
+    children (``forward`` not overridden, e.g. torchvision's
+    ``Conv2dNormActivation``) are seen through, so MobileNetV2's
+    ``Conv2dNormActivation(depthwise, BN, ReLU6)`` followed by its projecting
+    1x1 fuses too.  Then a converted depthwise or 1x1 layer still directly
+    followed by such an activation takes it as its own ``activation=``
+    (``report.activations``).  Fusion is exact (up to rounding) and also
+    applies in train mode.
 
     Parameters
     ----------
@@ -2609,6 +2698,13 @@ def convert(model, *, fuse=True, inplace=False):
     inplace : bool
         False (default): convert a ``copy.deepcopy`` of ``model`` and leave
         ``model`` untouched.  True: modify ``model`` itself.
+    channels_last : bool
+        True: the 4-D weights of the ``nn.Conv2d`` s left alone (a stem
+        convolution) are made channels_last (same values), so that PyTorch
+        returns their outputs channels_last even for an NCHW input, and the
+        pydsconv layers after them compute in NHWC, their faster layout,
+        without a copy.  Outputs are the same values; 4-D outputs may come back
+        channels_last instead of contiguous.  Default False.
 
     Returns
     -------
@@ -2637,6 +2733,13 @@ def convert(model, *, fuse=True, inplace=False):
     holder = nn.Sequential()  # so that the model itself can be swapped or fused
     holder._modules[""] = model
     _convert_children(holder, "", fold, fuse, report)
+    if fuse:
+        _fuse_tree(holder, "", report)
+    if channels_last:
+        for m in holder.modules():
+            if type(m) is nn.Conv2d:
+                with torch.no_grad():
+                    m.weight.data = m.weight.data.contiguous(memory_format=_CL)
     return holder._modules[""], report
 
 

@@ -165,13 +165,14 @@ def test_mobilenet_eval_mode_folds_and_fuses(arch, dtype):
     ref = randomise_bn(MODELS[arch]().to(dtype)).eval()
     model, report = pt.convert(ref)
     n_bn = sum(isinstance(m, nn.BatchNorm2d) for m in ref.modules())
-    # every BatchNorm after a converted conv is folded; the stem's stays
-    assert len(report.folded) == n_bn - 1
+    # every BatchNorm is folded, the stem's into the full conv left alone
+    assert len(report.folded) == n_bn
     stem = "0" if arch == "mobilenet_v1" else "features.0"
-    assert set(report.left_alone) == {stem + ".0", stem + ".1"}
+    assert set(report.left_alone) == {stem + ".0"}
     assert "full (3, 3) convolution" in report.left_alone[stem + ".0"]
-    assert "not directly after a converted" in report.left_alone[stem + ".1"]
-    assert sum(isinstance(m, nn.BatchNorm2d) for m in model.modules()) == 1
+    assert report.folded[stem + ".1"] == stem + ".0"
+    assert isinstance(model.get_submodule(stem + ".0"), nn.Conv2d)
+    assert sum(isinstance(m, nn.BatchNorm2d) for m in model.modules()) == 0
     if arch == "mobilenet_v1":
         assert len(report.fused) == 5
         assert all(isinstance(model[i][0], pt.SeparableConv2d) for i in range(1, 6))
@@ -303,9 +304,11 @@ def test_unfoldable_batchnorms_stay():
         nn.BatchNorm2d(4),
     ).eval()
     out, report = pt.convert(model)
-    assert not report.folded
+    assert report.folded == {"3": "2"}  # into the full conv, left alone itself
     assert "track_running_stats=False" in report.left_alone["1"]
-    assert "not directly after a converted" in report.left_alone["3"]
+    assert "full (3, 3)" in report.left_alone["2"]
+    _, report = pt.convert(nn.Sequential(nn.Conv2d(4, 4, 3), nn.BatchNorm2d(4)).train())
+    assert "train mode" in report.left_alone["1"] and not report.folded
     x = torch.randn(2, 4, 9, 9)
     close(out(x), model(x))
 
@@ -393,7 +396,7 @@ def test_strided_1x1_downsampling_block(dtype, mode, channels_last):
     assert model.proj[0].stride == (2, 2)
     assert "grouped convolution (groups=2" in report.left_alone["b.0"]
     if mode == "eval":
-        assert report.folded == {"a.1": "a.0", "c.1": "c.0", "proj.1": "proj.0"}
+        assert report.folded == {"a.1": "a.0", "b.1": "b.0", "c.1": "c.0", "proj.1": "proj.0"}
     x = torch.randn(2, 6, 9, 7, dtype=dtype)  # odd sizes: ceil(9/2) x ceil(7/2)
     if channels_last:
         x = x.to(memory_format=torch.channels_last)
@@ -443,3 +446,70 @@ def test_strided_1x1_is_not_fused():
     assert not report.fused and len(report.converted) == 2
     x = torch.randn(1, 4, 7, 7)
     close(model(x), ref(x))
+
+
+class Reversed(nn.Sequential):
+    """A Sequential whose forward is its own: convert must not see through it."""
+
+    def forward(self, x):
+        for m in self:
+            x = m(x)
+        return x * 2
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_fusion_sees_through_plain_nested_sequentials(dtype):
+    """torchvision's MobileNetV2 block: Conv2dNormActivation(depthwise, BN,
+    ReLU6) -- an nn.Sequential subclass -- then the projecting 1x1 and its BN
+    in the outer Sequential; the expanding 1x1's ReLU6 becomes its activation."""
+
+    class CNA(nn.Sequential):  # a subclass with nn.Sequential's forward
+        pass
+
+    torch.manual_seed(8)
+    ref = nn.Sequential(
+        CNA(nn.Conv2d(4, 12, 1, bias=False), nn.BatchNorm2d(12), nn.ReLU6()),
+        CNA(nn.Conv2d(12, 12, 3, padding=1, groups=12, bias=False), nn.BatchNorm2d(12), nn.ReLU6()),
+        nn.Conv2d(12, 6, 1, bias=False),
+        nn.BatchNorm2d(6),
+        Reversed(nn.Conv2d(6, 6, 3, padding=1, groups=6), nn.BatchNorm2d(6), nn.ReLU()),
+        nn.Conv2d(6, 5, 1),
+    ).to(dtype)
+    ref = randomise_bn(ref).eval()
+    model, report = pt.convert(ref)
+    assert report.fused == {"1.0": ("1.0", "1.2", "2")}
+    assert report.renamed == {"1.0": "1.0.depthwise", "2": "1.0.pointwise"}
+    assert report.activations == {"0.2": "0.0"}  # not inside Reversed: its forward is its own
+    assert isinstance(model[1][0], pt.SeparableConv2d) and model[1][0].mid_activation == "relu6"
+    assert isinstance(model[2], nn.Identity) and model[0][0].activation == "relu6"
+    assert isinstance(model[4], Reversed) and isinstance(model[5], pt.PointwiseConv2d)
+    assert model[4][0].activation is None and isinstance(model[4][2], nn.ReLU)
+    assert "nn.Sequential's forward" in report.left_alone["4.1"]  # not folded inside Reversed
+    x = torch.randn(2, 4, 9, 9, dtype=dtype)
+    with torch.no_grad():
+        close(model(x), ref(x))
+    _, plain = pt.convert(ref, fuse=False)
+    assert not plain.fused and not plain.activations
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_channels_last_makes_the_stem_lead_in_nhwc(dtype):
+    torch.manual_seed(9)
+    ref = nn.Sequential(
+        nn.Conv2d(3, 8, 3, stride=2, padding=1),
+        nn.ReLU(),
+        nn.Conv2d(8, 8, 3, padding=1, groups=8),
+        nn.Conv2d(8, 4, 1),
+    ).to(dtype)
+    model, _ = pt.convert(ref, channels_last=True)
+    assert model[0].weight.is_contiguous(memory_format=torch.channels_last)
+    assert ref[0].weight.is_contiguous()  # the original is untouched
+    x = torch.randn(2, 3, 11, 11, dtype=dtype, requires_grad=True)
+    y = model(x)
+    assert y.is_contiguous(memory_format=torch.channels_last)
+    y_ref = ref(x)
+    close(y, y_ref)
+    g = torch.randn_like(y_ref)
+    (gx,) = torch.autograd.grad(y, x, g)
+    (gx_ref,) = torch.autograd.grad(y_ref, x, g)
+    close(gx, gx_ref)

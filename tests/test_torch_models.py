@@ -25,8 +25,8 @@ import pytest
 torch = pytest.importorskip("torch")
 
 INSTALL = (
-    "python3.11 -m venv /work/tvenv && /work/tvenv/bin/pip install torch==2.14.1 "
-    "torchvision==0.29.1 timm (PyPI's torchvision does not import beside torch 2.13)"
+    "in a separate venv, pip install torch==2.14.1 torchvision==0.29.1 timm, then pydsconv "
+    "(PyPI's torchvision does not import beside torch 2.13, which CI and [test] use)"
 )
 try:
     import torchvision  # noqa: F401

@@ -7,6 +7,9 @@ tight checks): BatchNorm folding changes rounding, so float64 agrees to
 
 from __future__ import annotations
 
+import importlib.util
+import os
+
 import pytest
 
 torch = pytest.importorskip("torch")
@@ -15,7 +18,22 @@ from torch import nn  # noqa: E402
 from torch.nn import functional as F  # noqa: E402
 
 import pydsconv.torch as pt  # noqa: E402
-from bench.lib import nets  # noqa: E402
+
+
+def _load_nets():
+    """bench/lib/nets.py (the torchvision architectures in torch), loaded by
+    path: the tests run from anywhere against the installed pydsconv, and
+    putting the checkout on sys.path would shadow it with the source tree."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    spec = importlib.util.spec_from_file_location(
+        "_pydsconv_bench_nets", os.path.join(root, "bench", "lib", "nets.py")
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+nets = _load_nets()
 
 
 def _randomize(model, seed=0):

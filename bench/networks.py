@@ -14,7 +14,7 @@ lib/nets.py).  Contestants, per batch size and thread count:
 * ``torch.jit``: ``torch.jit.freeze`` + ``optimize_for_inference`` of the
   traced torch model, channels_last, under ``torch.inference_mode``.
 * ``LiteRT``: ``ai-edge-litert`` with its default XNNPACK delegate, on the
-  .tflite fixtures of /work/shared/peers (MobileNetV1 body, MobileNetV2),
+  .tflite fixtures of shared/peers ($PYDSCONV_PEERS; MobileNetV1 body, MobileNetV2),
   which hold the same weights; other networks have none (skipped, said so).
 
 Before timing, every contestant's output is compared with a float64 torch
@@ -58,7 +58,21 @@ import numpy as np
 import pydsconv
 from bench.lib.timing import medians_ms, time_interleaved
 
-PEERS_DIR = "/work/shared/peers"
+# The peers' fixtures (shared/peers/README.md): $PYDSCONV_PEERS, else the
+# project's shared/peers next to the checkout, else /work/shared/peers.
+_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PEERS_DIR = next(
+    (
+        d
+        for d in (
+            os.environ.get("PYDSCONV_PEERS", ""),
+            os.path.join(_ROOT, "..", "shared", "peers"),
+            "/work/shared/peers",
+        )
+        if d and os.path.isdir(d)
+    ),
+    "/work/shared/peers",
+)
 CONTESTANTS = ("pydsconv", "ORT", "OpenVINO", "torch.jit", "LiteRT")
 TOLERANCE = 1e-4  # max|a - ref| / max|ref|, ref: float64 torch
 

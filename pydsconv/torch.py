@@ -1377,6 +1377,78 @@ class PointwiseConv2d(nn.Module):
         return _act_repr(s, activation=self.activation)
 
 
+def _separable_stages(
+    module,
+    dw_cls,
+    pw_cls,
+    in_channels,
+    out_channels,
+    kernel_size,
+    stride,
+    padding,
+    dilation,
+    bias,
+    depth_multiplier,
+    padding_mode,
+    mid_activation,
+    activation,
+    device,
+    dtype,
+):
+    """The two stages of SeparableConv2d / SeparableConv1d (``dw_cls``,
+    ``pw_cls``), built in that order as two ``nn.Conv`` would be; ``bias`` a
+    bool or a (depthwise, pointwise) pair."""
+    _factory(
+        device,
+        dtype,
+        padding_mode,
+        ("mid_activation", mid_activation),
+        ("activation", activation),
+    )
+    if isinstance(bias, (tuple, list)):
+        if len(bias) != 2:
+            raise ValueError(f"bias must be a bool or a pair of bools, got {bias!r}")
+        dw_bias, pw_bias = bias
+    else:
+        dw_bias = pw_bias = bias
+    module.mid_activation = mid_activation
+    module.activation = activation
+    module.depthwise = dw_cls(
+        in_channels,
+        kernel_size,
+        stride,
+        padding,
+        dilation,
+        bool(dw_bias),
+        depth_multiplier,
+        device=device,
+        dtype=dtype,
+    )
+    module.pointwise = pw_cls(
+        module.depthwise.out_channels, out_channels, bool(pw_bias), device=device, dtype=dtype
+    )
+    module.in_channels = module.depthwise.in_channels
+    module.out_channels = module.pointwise.out_channels
+
+
+def _separable_repr(module, no_padding, no_dilation):
+    """extra_repr of a separable module: its depthwise stage's geometry
+    where it differs from the defaults (``no_padding``, ``no_dilation``:
+    (0, 0) and (1, 1) in 2-D), and the activations."""
+    d = module.depthwise
+    s = (
+        f"{module.in_channels}, {module.out_channels}, kernel_size={d.kernel_size}, "
+        f"stride={d.stride}"
+    )
+    if d.padding != no_padding:
+        s += f", padding={d.padding!r}"
+    if d.dilation != no_dilation:
+        s += f", dilation={d.dilation}"
+    if d.depth_multiplier != 1:
+        s += f", depth_multiplier={d.depth_multiplier}"
+    return _act_repr(s, mid_activation=module.mid_activation, activation=module.activation)
+
+
 class SeparableConv2d(nn.Module):
     """Depthwise separable 2-D convolution layer, fused (one pydsconv call).
 
@@ -1428,37 +1500,24 @@ class SeparableConv2d(nn.Module):
         dtype=None,
     ):
         super().__init__()
-        _factory(
-            device,
-            dtype,
-            padding_mode,
-            ("mid_activation", mid_activation),
-            ("activation", activation),
-        )
-        if isinstance(bias, (tuple, list)):
-            if len(bias) != 2:
-                raise ValueError(f"bias must be a bool or a pair of bools, got {bias!r}")
-            dw_bias, pw_bias = bias
-        else:
-            dw_bias = pw_bias = bias
-        self.mid_activation = mid_activation
-        self.activation = activation
-        self.depthwise = DepthwiseConv2d(
+        _separable_stages(
+            self,
+            DepthwiseConv2d,
+            PointwiseConv2d,
             in_channels,
+            out_channels,
             kernel_size,
             stride,
             padding,
             dilation,
-            bool(dw_bias),
+            bias,
             depth_multiplier,
-            device=device,
-            dtype=dtype,
+            padding_mode,
+            mid_activation,
+            activation,
+            device,
+            dtype,
         )
-        self.pointwise = PointwiseConv2d(
-            self.depthwise.out_channels, out_channels, bool(pw_bias), device=device, dtype=dtype
-        )
-        self.in_channels = self.depthwise.in_channels
-        self.out_channels = self.pointwise.out_channels
 
     def reset_parameters(self):
         """Re-initialise both stages as ``nn.Conv2d`` does."""
@@ -1482,18 +1541,7 @@ class SeparableConv2d(nn.Module):
         )
 
     def extra_repr(self):
-        d = self.depthwise
-        s = (
-            f"{self.in_channels}, {self.out_channels}, kernel_size={d.kernel_size}, "
-            f"stride={d.stride}"
-        )
-        if d.padding != (0, 0):
-            s += f", padding={d.padding!r}"
-        if d.dilation != (1, 1):
-            s += f", dilation={d.dilation}"
-        if d.depth_multiplier != 1:
-            s += f", depth_multiplier={d.depth_multiplier}"
-        return _act_repr(s, mid_activation=self.mid_activation, activation=self.activation)
+        return _separable_repr(self, (0, 0), (1, 1))
 
 
 # --------------------------------------------------------------------------
@@ -2221,37 +2269,24 @@ class SeparableConv1d(nn.Module):
         dtype=None,
     ):
         super().__init__()
-        _factory(
-            device,
-            dtype,
-            padding_mode,
-            ("mid_activation", mid_activation),
-            ("activation", activation),
-        )
-        if isinstance(bias, (tuple, list)):
-            if len(bias) != 2:
-                raise ValueError(f"bias must be a bool or a pair of bools, got {bias!r}")
-            dw_bias, pw_bias = bias
-        else:
-            dw_bias = pw_bias = bias
-        self.mid_activation = mid_activation
-        self.activation = activation
-        self.depthwise = DepthwiseConv1d(
+        _separable_stages(
+            self,
+            DepthwiseConv1d,
+            PointwiseConv1d,
             in_channels,
+            out_channels,
             kernel_size,
             stride,
             padding,
             dilation,
-            bool(dw_bias),
+            bias,
             depth_multiplier,
-            device=device,
-            dtype=dtype,
+            padding_mode,
+            mid_activation,
+            activation,
+            device,
+            dtype,
         )
-        self.pointwise = PointwiseConv1d(
-            self.depthwise.out_channels, out_channels, bool(pw_bias), device=device, dtype=dtype
-        )
-        self.in_channels = self.depthwise.in_channels
-        self.out_channels = self.pointwise.out_channels
 
     def reset_parameters(self):
         """Re-initialise both stages as ``nn.Conv1d`` does."""
@@ -2275,18 +2310,7 @@ class SeparableConv1d(nn.Module):
         )
 
     def extra_repr(self):
-        d = self.depthwise
-        s = (
-            f"{self.in_channels}, {self.out_channels}, kernel_size={d.kernel_size}, "
-            f"stride={d.stride}"
-        )
-        if d.padding != (0,):
-            s += f", padding={d.padding!r}"
-        if d.dilation != (1,):
-            s += f", dilation={d.dilation}"
-        if d.depth_multiplier != 1:
-            s += f", depth_multiplier={d.depth_multiplier}"
-        return _act_repr(s, mid_activation=self.mid_activation, activation=self.activation)
+        return _separable_repr(self, (0,), (1,))
 
 
 # --------------------------------------------------------------------------
